@@ -1,0 +1,47 @@
+# popmigrate — build, test, demo, benchmarks.
+GO       ?= go
+BIN      := bin
+PKGS     := ./...
+# Packages with concurrency run under the race detector in `make test`.
+RACE_PKGS := ./pop3/... ./pipeline/... ./journal/... ./exporters/...
+
+.PHONY: all build test test-unit test-race demo bench soak lint fmt clean deps
+
+all: build
+
+build:
+	$(GO) build -o $(BIN)/popmigrate ./cmd/popmigrate
+
+# deps installs what the tests need on a fresh Debian machine: Dovecot
+# (apt-get, as root). It fails loudly when it cannot; tests never skip.
+deps:
+	bash scripts/ensure-dovecot.sh
+
+test: deps
+	$(GO) vet $(PKGS)
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
+	$(GO) test -count=1 -timeout 15m $(PKGS)
+	$(GO) test -count=1 -race -timeout 15m $(RACE_PKGS)
+
+demo: build
+	bash scripts/demo.sh
+
+# bench: Go benchmarks, then popmigrate vs mpop against the same private
+# Dovecot (see README, "Benchmarks").
+bench: deps build
+	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./pop3/... ./journal/... ./exporters/... ./pipeline/...
+	$(GO) test -count=1 -run '^TestBenchCompare$$' -v -timeout 30m ./bench/ -args -bench-compare
+
+soak: deps
+	$(GO) test -count=1 -run 'Soak' -v -timeout 60m ./pipeline/... -args -soak
+
+lint:
+	$(GO) vet $(PKGS)
+	@test -z "$$(gofmt -l .)" || (gofmt -l .; exit 1)
+
+fmt:
+	gofmt -w .
+
+clean:
+	rm -rf $(BIN) demo-out demo-state

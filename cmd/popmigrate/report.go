@@ -1,0 +1,77 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"text/tabwriter"
+
+	"github.com/popmigrate/popmigrate/pipeline"
+)
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return []byte(fmt.Sprintf("{%q:%q}", "error", err.Error()))
+	}
+	return b
+}
+
+// printRunReport writes the human report of a run: one row per account,
+// the problems under it, and the totals.
+func printRunReport(w io.Writer, rep *pipeline.Report) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ACCOUNT\tON SERVER\tSTORED\tALREADY STORED\tFAILED\tSTATUS")
+	for _, a := range rep.Accounts {
+		status := "ok"
+		if !a.Whole {
+			status = "NOT WHOLE"
+		}
+		fmt.Fprintf(tw, "%s\t%d (%s)\t%d\t%d\t%d\t%s\n", a.Account, a.ServerMessages, humanBytes(a.ServerBytes),
+			a.Stored, a.SkippedAlreadyStored, a.Failed, status)
+	}
+	tw.Flush()
+	for _, a := range rep.Accounts {
+		if a.Error != "" {
+			fmt.Fprintf(w, "! %s: %s\n", a.Account, a.Error)
+		}
+		for _, f := range a.Failures {
+			fmt.Fprintf(w, "! %s: message %q: %s\n", a.Account, f.UIDL, f.Error)
+		}
+		for _, m := range a.SizeMismatches {
+			fmt.Fprintf(w, "* %s: message %q: LIST said %d bytes, RETR delivered %d (stored as delivered)\n", a.Account, m.UIDL, m.Listed, m.Received)
+		}
+		if a.NoUIDL {
+			fmt.Fprintf(w, "* %s: the server has no UIDL; messages were keyed by their headers and size\n", a.Account)
+		}
+		if a.DuplicateUIDLs > 0 {
+			fmt.Fprintf(w, "* %s: %d messages repeat another message's UIDL; each was stored separately\n", a.Account, a.DuplicateUIDLs)
+		}
+	}
+	t := rep.Totals
+	rate := ""
+	if rep.Duration > 0 && t.Stored > 0 {
+		rate = fmt.Sprintf(" (%.0f msg/s, %s/s)", float64(t.Stored)/rep.Duration, humanBytes(int64(float64(t.StoredBytes)/rep.Duration)))
+	}
+	fmt.Fprintf(w, "\n%d accounts (%d not whole): %d messages on the servers; stored %d (%s), already stored %d, failed %d; %.1fs%s\n",
+		t.Accounts, t.AccountsFailed, t.ServerMessages, t.Stored, humanBytes(t.StoredBytes), t.SkippedAlreadyStored, t.Failed, rep.Duration, rate)
+}
+
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}

@@ -1,0 +1,121 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+)
+
+// Exit codes, documented in --help and the README.
+const (
+	exitOK          = 0   // every account whole
+	exitFailed      = 1   // some account or message failed
+	exitUsage       = 2   // usage or configuration error
+	exitMismatch    = 3   // verification found a mismatch
+	exitInterrupted = 130 // interrupted (Ctrl-C, SIGTERM)
+)
+
+const exitCodesHelp = `Exit codes:
+  0    every account is whole: all messages stored in every destination
+  1    some account or message failed (see the report)
+  2    usage or configuration error; nothing was done
+  3    verification found a mismatch
+  130  interrupted (Ctrl-C or SIGTERM); run again to resume`
+
+// exitError carries an exit code through cobra. A nil err means the
+// command already reported everything it had to say.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string {
+	if e.err == nil {
+		return fmt.Sprintf("exit %d", e.code)
+	}
+	return e.err.Error()
+}
+
+func (e *exitError) Unwrap() error { return e.err }
+
+func usageError(format string, args ...any) error {
+	return &exitError{code: exitUsage, err: fmt.Errorf(format, args...)}
+}
+
+// iostreams are where a command writes: results to Out, everything else
+// (progress, warnings, logs) to Err.
+type iostreams struct {
+	Out, Err io.Writer
+	// ErrIsTerminal says Err is a terminal: progress bars are drawn only then.
+	ErrIsTerminal bool
+}
+
+func newRootCmd(io *iostreams) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "popmigrate",
+		Short: "Move mail off POP3 servers, safely and fast",
+		Long: `popmigrate downloads every message of one or many POP3 mailboxes into
+Maildir, records each step in a SQLite journal, and resumes an interrupted run
+with nothing lost and nothing duplicated.
+
+` + exitCodesHelp,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetOut(io.Out)
+	root.SetErr(io.Err)
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return &exitError{code: exitUsage, err: fmt.Errorf("%w (see %s --help)", err, c.CommandPath())}
+	})
+	root.AddCommand(newRunCmd(io, nil))
+	root.AddCommand(newStatusCmd(io, nil))
+	return root
+}
+
+// Main runs popmigrate with args and returns the exit code. SIGINT and
+// SIGTERM cancel the run: what was stored is committed, the rest resumes
+// on the next run.
+func Main(args []string, stdout, stderr io.Writer) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ios := &iostreams{Out: stdout, Err: stderr, ErrIsTerminal: isTerminal(stderr)}
+	root := newRootCmd(ios)
+	root.SetArgs(args)
+	err := root.ExecuteContext(ctx)
+	return exitCode(ctx, err, stderr)
+}
+
+func exitCode(ctx context.Context, err error, stderr io.Writer) int {
+	if err == nil {
+		return exitOK
+	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		if ee.err != nil {
+			fmt.Fprintf(stderr, "popmigrate: %v\n", ee.err)
+		}
+		return ee.code
+	}
+	if ctx.Err() != nil || errors.Is(err, context.Canceled) {
+		fmt.Fprintln(stderr, "popmigrate: interrupted; run the same command again to resume")
+		return exitInterrupted
+	}
+	fmt.Fprintf(stderr, "popmigrate: %v\n", err)
+	// Cobra's own argument errors are usage errors.
+	return exitUsage
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}

@@ -1,0 +1,301 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/popmigrate/popmigrate/config"
+	"github.com/popmigrate/popmigrate/journal"
+	"github.com/popmigrate/popmigrate/pipeline"
+)
+
+// defaultJournal is the journal file used when --journal is not given.
+const defaultJournal = "popmigrate.db"
+
+type runOptions struct {
+	io *iostreams
+
+	Source   string
+	Name     string
+	Accounts string
+	Config   string
+
+	PasswordEnv, PasswordFile, PasswordCommand string
+	TokenEnv, TokenFile, TokenCommand          string
+	Auth                                       []string
+	To                                         []string
+
+	CAFile             string
+	InsecureSkipVerify bool
+	InsecurePlaintext  bool
+
+	Journal       string
+	Jobs          int
+	PerHost       int
+	Window        int
+	BatchSize     int
+	BatchInterval time.Duration
+	Timeout       time.Duration
+	Attempts      int
+	SpoolDir      string
+	TraceDir      string
+
+	JSON       bool
+	NoProgress bool
+	Verbose    bool
+}
+
+func newRunCmd(io *iostreams, runF func(context.Context, *runOptions) error) *cobra.Command {
+	opts := &runOptions{io: io}
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Download every message of the accounts into their destinations",
+		Long: `Run connects to each account's POP3 server, downloads every message the
+journal does not already hold, writes it to every destination, and records it in
+the journal only once it is durable there. Interrupt it at any moment and run the
+same command again: it resumes with nothing lost and nothing duplicated. Nothing
+is deleted from the server.
+
+Accounts come from --source (one account), --accounts FILE.csv or --config
+FILE.yaml. Passwords come from --password-env, --password-file or
+--password-command, never from a plain argument.
+
+Destinations (--to, repeatable, templates {user} {host} {account}):
+  maildir:PATH   a Maildir (cur/ new/ tmp/), created if missing
+
+` + exitCodesHelp,
+		Example: `  # one account, password from the environment
+  export POP_PASSWORD=...
+  popmigrate run --source pop3s://alice@mail.example.org --password-env POP_PASSWORD \
+      --to maildir:/srv/mail/alice
+
+  # many accounts from a CSV, 16 at once, JSON report
+  popmigrate run --accounts users.csv --to 'maildir:/srv/mail/{user}' --jobs 16 --json > report.json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if runF != nil {
+				return runF(cmd.Context(), opts)
+			}
+			return runRun(cmd.Context(), opts)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&opts.Source, "source", "", "the POP3 account: pop3s://USER@HOST[:PORT] (implicit TLS) or pop3://USER@HOST[:PORT] (STLS)")
+	f.StringVar(&opts.Name, "name", "", "account name in the journal and report (default USER@HOST)")
+	f.StringVar(&opts.Accounts, "accounts", "", "CSV `FILE` of accounts (see README for columns)")
+	f.StringVar(&opts.Config, "config", "", "YAML `FILE` with defaults and accounts")
+	f.StringVar(&opts.PasswordEnv, "password-env", "", "read the password from environment variable `VAR`")
+	f.StringVar(&opts.PasswordFile, "password-file", "", "read the password from `FILE` (one trailing newline removed)")
+	f.StringVar(&opts.PasswordCommand, "password-command", "", "run `CMD` with /bin/sh; its output is the password")
+	f.StringVar(&opts.TokenEnv, "oauth2-token-env", "", "OAuth2 access token from environment variable `VAR` (XOAUTH2/OAUTHBEARER)")
+	f.StringVar(&opts.TokenFile, "oauth2-token-file", "", "OAuth2 access token from `FILE`")
+	f.StringVar(&opts.TokenCommand, "oauth2-token-command", "", "OAuth2 access token from the output of `CMD`")
+	f.StringSliceVar(&opts.Auth, "auth", nil, "allowed auth mechanisms in order: PLAIN,APOP,USER,XOAUTH2,OAUTHBEARER (default: the strongest offered)")
+	f.StringArrayVar(&opts.To, "to", nil, "destination, repeatable: maildir:PATH (templates {user} {host} {account})")
+	f.StringVar(&opts.CAFile, "ca-file", "", "trust the CA certificates in PEM `FILE` instead of the system roots")
+	f.BoolVar(&opts.InsecureSkipVerify, "insecure-skip-verify", false, "do not verify the server's TLS certificate (dangerous)")
+	f.BoolVar(&opts.InsecurePlaintext, "insecure-plaintext", false, "allow pop3:// without TLS: the password crosses the network in the clear")
+	f.StringVar(&opts.Journal, "journal", defaultJournal, "SQLite journal `FILE` (created 0600)")
+	f.IntVar(&opts.Jobs, "jobs", 8, "accounts migrated at once")
+	f.IntVar(&opts.PerHost, "per-host", 4, "most sessions open at once to one POP3 host")
+	f.IntVar(&opts.Window, "window", 32, "RETR commands in flight when the server offers PIPELINING")
+	f.IntVar(&opts.BatchSize, "batch-size", 64, "messages per group commit (fsync + journal transaction)")
+	f.DurationVar(&opts.BatchInterval, "batch-interval", time.Second, "longest wait before a group commit")
+	f.DurationVar(&opts.Timeout, "timeout", 60*time.Second, "POP3 idle timeout per command")
+	f.IntVar(&opts.Attempts, "attempts", 5, "sessions tried per account on temporary errors ([IN-USE], [SYS/TEMP], network)")
+	f.StringVar(&opts.SpoolDir, "spool-dir", "", "where messages over 4 MiB are spooled (default the system temp dir)")
+	f.StringVar(&opts.TraceDir, "trace-dir", "", "write a POP3 protocol transcript per account into `DIR` (passwords redacted)")
+	f.BoolVar(&opts.JSON, "json", false, "print the final report as JSON on stdout")
+	f.BoolVar(&opts.NoProgress, "no-progress", false, "no progress bar, even on a terminal")
+	f.BoolVarP(&opts.Verbose, "verbose", "v", false, "log retries and per-account progress to stderr")
+	return cmd
+}
+
+// loadAccounts builds the accounts of the run from the flags, the CSV and
+// the YAML file; flags are the defaults of the files' accounts.
+func loadAccounts(opts *runOptions) ([]*config.Account, error) {
+	d := config.Defaults{
+		To:                 opts.To,
+		Password:           config.Secret{Env: opts.PasswordEnv, File: opts.PasswordFile, Command: opts.PasswordCommand},
+		OAuth2Token:        config.Secret{Env: opts.TokenEnv, File: opts.TokenFile, Command: opts.TokenCommand},
+		CAFile:             opts.CAFile,
+		InsecureSkipVerify: opts.InsecureSkipVerify,
+		InsecurePlaintext:  opts.InsecurePlaintext,
+	}
+	for _, m := range opts.Auth {
+		d.Auth = append(d.Auth, strings.ToUpper(strings.TrimSpace(m)))
+	}
+	n := 0
+	for _, s := range []string{opts.PasswordEnv, opts.PasswordFile, opts.PasswordCommand} {
+		if s != "" {
+			n++
+		}
+	}
+	if n > 1 {
+		return nil, errors.New("give only one of --password-env, --password-file, --password-command")
+	}
+	var accounts []*config.Account
+	if opts.Source != "" {
+		a, err := config.FromFlags(opts.Source, opts.Name, d)
+		if err != nil {
+			return nil, err
+		}
+		accounts = append(accounts, a)
+	} else if opts.Name != "" {
+		return nil, errors.New("--name goes with --source")
+	}
+	load := func(path string, fn func(f *os.File, name string) ([]*config.Account, error)) error {
+		f, err := os.Open(path)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		as, err := fn(f, filepath.Base(path))
+		accounts = append(accounts, as...)
+		return err
+	}
+	if opts.Accounts != "" {
+		if err := load(opts.Accounts, func(f *os.File, name string) ([]*config.Account, error) {
+			return config.LoadCSV(f, name, d)
+		}); err != nil {
+			return nil, err
+		}
+	}
+	if opts.Config != "" {
+		if err := load(opts.Config, func(f *os.File, name string) ([]*config.Account, error) {
+			return config.LoadYAML(f, name, d)
+		}); err != nil {
+			return nil, err
+		}
+	}
+	if err := config.Validate(accounts); err != nil {
+		return nil, err
+	}
+	return accounts, nil
+}
+
+// runArgs describes the run for the journal's runs table, without secrets.
+func runArgs(opts *runOptions, accounts []*config.Account) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "run accounts=%d jobs=%d per-host=%d window=%d batch=%d", len(accounts), opts.Jobs, opts.PerHost, opts.Window, opts.BatchSize)
+	if opts.Source != "" {
+		fmt.Fprintf(&b, " source=%s", accounts[0].SourceURL())
+	}
+	if opts.Accounts != "" {
+		fmt.Fprintf(&b, " accounts=%s", opts.Accounts)
+	}
+	if opts.Config != "" {
+		fmt.Fprintf(&b, " config=%s", opts.Config)
+	}
+	for _, t := range opts.To {
+		fmt.Fprintf(&b, " to=%s", t)
+	}
+	return b.String()
+}
+
+func runRun(ctx context.Context, opts *runOptions) error {
+	accounts, err := loadAccounts(opts)
+	if err != nil {
+		return &exitError{code: exitUsage, err: err}
+	}
+	for _, a := range accounts {
+		if a.InsecureSkipVerify {
+			fmt.Fprintf(opts.io.Err, "popmigrate: WARNING: account %s: TLS certificate verification is OFF (--insecure-skip-verify); anyone on the path can read the password and the mail\n", a.Name)
+		}
+		if a.Security == config.SecurityPlain {
+			fmt.Fprintf(opts.io.Err, "popmigrate: WARNING: account %s: connecting WITHOUT TLS (--insecure-plaintext); the password and the mail cross the network in the clear\n", a.Name)
+		}
+	}
+	if opts.TraceDir != "" {
+		if err := os.MkdirAll(opts.TraceDir, 0o700); err != nil {
+			return &exitError{code: exitUsage, err: err}
+		}
+	}
+	j, err := journal.Open(ctx, opts.Journal)
+	if err != nil {
+		return &exitError{code: exitUsage, err: err}
+	}
+	defer j.Close()
+	runID, err := j.StartRun(ctx, runArgs(opts, accounts))
+	if err != nil {
+		return err
+	}
+
+	level := slog.LevelWarn
+	if opts.Verbose {
+		level = slog.LevelInfo
+	}
+	logger := slog.New(slog.NewTextHandler(opts.io.Err, &slog.HandlerOptions{Level: level}))
+	prog := newProgress(opts.io, !opts.NoProgress && opts.io.ErrIsTerminal, len(accounts), opts.Verbose || !opts.io.ErrIsTerminal)
+	po := &pipeline.Options{
+		Jobs: opts.Jobs, PerHost: opts.PerHost, Window: opts.Window,
+		BatchSize: opts.BatchSize, BatchInterval: opts.BatchInterval,
+		Timeout: opts.Timeout, Attempts: opts.Attempts, SpoolDir: opts.SpoolDir,
+		Progress: prog, Logger: logger,
+	}
+	var traces []*os.File
+	if opts.TraceDir != "" {
+		po.Debug = func(account string) *os.File {
+			f, err := os.OpenFile(filepath.Join(opts.TraceDir, safeName(account)+".trace"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+			if err != nil {
+				logger.Warn("trace file", "account", account, "error", err)
+				return nil
+			}
+			traces = append(traces, f)
+			return f
+		}
+	}
+	rep, runErr := pipeline.Run(ctx, j, accounts, po)
+	prog.Finish()
+	for _, f := range traces {
+		f.Close()
+	}
+
+	code := exitOK
+	if rep.Totals.AccountsFailed > 0 {
+		code = exitFailed
+	}
+	if runErr != nil {
+		code = exitFailed
+		if ctx.Err() != nil {
+			code = exitInterrupted
+		}
+	}
+	if opts.JSON {
+		if err := writeJSON(opts.io.Out, rep); err != nil {
+			return err
+		}
+	} else {
+		printRunReport(opts.io.Out, rep)
+	}
+	if err := j.FinishRun(context.WithoutCancel(ctx), runID, code, mustJSON(rep)); err != nil && runErr == nil {
+		runErr = err
+	}
+	switch {
+	case code == exitInterrupted:
+		return &exitError{code: code, err: errors.New("interrupted; what was stored is recorded; run the same command again to resume")}
+	case runErr != nil:
+		return &exitError{code: exitFailed, err: runErr}
+	case code != exitOK:
+		return &exitError{code: code, err: fmt.Errorf("%d of %d accounts not whole (see the report)", rep.Totals.AccountsFailed, rep.Totals.Accounts)}
+	}
+	return nil
+}
+
+// safeName turns an account name into a file name.
+func safeName(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '/' || r == '\\' || r == 0 || r == ':' {
+			return '_'
+		}
+		return r
+	}, s)
+}

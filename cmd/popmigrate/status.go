@@ -1,0 +1,112 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/popmigrate/popmigrate/journal"
+)
+
+type statusOptions struct {
+	io      *iostreams
+	Journal string
+	JSON    bool
+}
+
+func newStatusCmd(io *iostreams, runF func(context.Context, *statusOptions) error) *cobra.Command {
+	opts := &statusOptions{io: io}
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show what the journal holds, per account",
+		Long: `Status reads the journal and prints, per account, how many messages the
+server listed at the last run and how many are stored, verified, deleted or
+failed, with the last error. It contacts no server.`,
+		Example: `  popmigrate status --journal /var/lib/popmigrate/run.db
+  popmigrate status --json | jq '.[] | select(.failed > 0)'`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if runF != nil {
+				return runF(cmd.Context(), opts)
+			}
+			return statusRun(cmd.Context(), opts)
+		},
+	}
+	cmd.Flags().StringVar(&opts.Journal, "journal", defaultJournal, "SQLite journal `FILE`")
+	cmd.Flags().BoolVar(&opts.JSON, "json", false, "print JSON on stdout")
+	return cmd
+}
+
+// statusJSON is one account in `status --json`.
+type statusJSON struct {
+	Account     string                   `json:"account"`
+	Source      string                   `json:"source"`
+	ServerCount int                      `json:"server_messages"`
+	ServerBytes int64                    `json:"server_bytes"`
+	Listed      int                      `json:"listed"`
+	Stored      int                      `json:"stored"`
+	Verified    int                      `json:"verified"`
+	Deleted     int                      `json:"deleted"`
+	Failed      int                      `json:"failed"`
+	LastError   string                   `json:"last_error,omitempty"`
+	LastRun     *time.Time               `json:"last_run,omitempty"`
+	Failures    []journal.MessageFailure `json:"failures,omitempty"`
+}
+
+func statusRun(ctx context.Context, opts *statusOptions) error {
+	if _, err := os.Stat(opts.Journal); err != nil {
+		return usageError("journal %s: %v (give --journal FILE of an earlier run)", opts.Journal, err)
+	}
+	j, err := journal.Open(ctx, opts.Journal)
+	if err != nil {
+		return usageError("%v", err)
+	}
+	defer j.Close()
+	st, err := j.Status(ctx)
+	if err != nil {
+		return err
+	}
+	out := make([]statusJSON, 0, len(st))
+	for _, s := range st {
+		sj := statusJSON{
+			Account: s.Account, Source: s.Source, ServerCount: s.ServerCount, ServerBytes: s.ServerBytes,
+			Listed: s.Listed, Stored: s.Stored, Verified: s.Verified, Deleted: s.Deleted, Failed: s.Failed,
+			LastError: s.LastError, Failures: s.Failures,
+		}
+		if !s.LastRun.IsZero() {
+			t := s.LastRun
+			sj.LastRun = &t
+		}
+		out = append(out, sj)
+	}
+	if opts.JSON {
+		return writeJSON(opts.io.Out, out)
+	}
+	if len(out) == 0 {
+		fmt.Fprintln(opts.io.Out, "the journal holds no accounts yet")
+		return nil
+	}
+	tw := tabwriter.NewWriter(opts.io.Out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ACCOUNT\tON SERVER\tLISTED\tSTORED\tVERIFIED\tDELETED\tFAILED\tLAST RUN")
+	for _, s := range out {
+		last := "-"
+		if s.LastRun != nil {
+			last = s.LastRun.Local().Format("2006-01-02 15:04")
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\n", s.Account, s.ServerCount, s.Listed, s.Stored, s.Verified, s.Deleted, s.Failed, last)
+	}
+	tw.Flush()
+	for _, s := range out {
+		if s.LastError != "" {
+			fmt.Fprintf(opts.io.Out, "! %s: %s\n", s.Account, s.LastError)
+		}
+		for _, f := range s.Failures {
+			fmt.Fprintf(opts.io.Out, "! %s: message %q: %s\n", s.Account, f.UIDL, f.Error)
+		}
+	}
+	return nil
+}

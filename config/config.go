@@ -1,0 +1,373 @@
+// Package config turns what a user says (flags, a YAML file, a CSV of
+// accounts) into a validated list of accounts to migrate.
+//
+// Config never contacts a server and never reads a secret while loading:
+// secrets are described (an environment variable, a file, a command) and
+// resolved only when a session needs them, so a typo in one account's secret
+// fails that account, not the whole run, and no secret is held longer than
+// needed. A password is never taken from a command-line argument.
+//
+// Every error names where the bad value came from ("accounts.csv:12:
+// column to: ...") and what to do about it.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// Security is how an account's connection is protected.
+type Security string
+
+const (
+	// SecurityTLS is implicit TLS from the first byte (pop3s://, port 995).
+	SecurityTLS Security = "tls"
+	// SecuritySTLS is a plain connection upgraded with STLS before any
+	// credential is sent (pop3://, port 110). Refuses to go on without STLS.
+	SecuritySTLS Security = "starttls"
+	// SecurityPlain sends everything in the clear. Only with an explicit
+	// --insecure-plaintext (or insecure_plaintext: true).
+	SecurityPlain Security = "plain"
+)
+
+// Account is one POP3 mailbox to migrate and where its messages go.
+type Account struct {
+	// Name is the account id in the journal and the report. It defaults to
+	// "user@host"; two accounts of a run never share a name.
+	Name string
+	// Origin says where the account was defined ("accounts.csv:12",
+	// "flags"), for error messages.
+	Origin string
+
+	Host     string
+	Port     int
+	User     string
+	Security Security
+
+	// Password is the account's password (USER/PASS, APOP, SASL PLAIN).
+	Password Secret
+	// OAuth2Token, when set, is used with XOAUTH2 or OAUTHBEARER instead
+	// of the password. A Command source is the usual way (a token helper).
+	OAuth2Token Secret
+	// Auth lists the allowed mechanisms in preference order ("PLAIN",
+	// "APOP", "USER", "XOAUTH2", "OAUTHBEARER"); empty means the default.
+	Auth []string
+
+	// CAFile is a PEM file of CA certificates to trust instead of the
+	// system roots.
+	CAFile string
+	// InsecureSkipVerify turns off certificate verification.
+	InsecureSkipVerify bool
+
+	// To lists destination specs ("maildir:/srv/mail/alice") with the
+	// templates already expanded.
+	To []string
+}
+
+// Addr returns "host:port" for dialing.
+func (a *Account) Addr() string {
+	return net.JoinHostPort(a.Host, strconv.Itoa(a.Port))
+}
+
+// SourceURL returns the account's source as a URL without any secret,
+// e.g. "pop3s://alice@mail.example.org:995". It is safe to log.
+func (a *Account) SourceURL() string {
+	scheme := "pop3s"
+	if a.Security != SecurityTLS {
+		scheme = "pop3"
+	}
+	u := url.URL{Scheme: scheme, User: url.User(a.User), Host: a.Addr()}
+	return u.String()
+}
+
+// Source is a parsed --source URL.
+type Source struct {
+	Security Security
+	User     string
+	Host     string
+	Port     int
+}
+
+// ParseSource parses "pop3s://USER@HOST[:PORT]" (implicit TLS, port 995) or
+// "pop3://USER@HOST[:PORT]" (STLS, port 110). A password in the URL is
+// refused: secrets never travel in arguments. The user may be percent-encoded
+// ("alice%40example.org@host" for a user with an '@').
+func ParseSource(raw string) (Source, error) {
+	var s Source
+	u, err := url.Parse(raw)
+	if err != nil {
+		return s, fmt.Errorf("source %q: %v (want pop3s://USER@HOST[:PORT])", raw, err)
+	}
+	switch strings.ToLower(u.Scheme) {
+	case "pop3s":
+		s.Security, s.Port = SecurityTLS, 995
+	case "pop3":
+		s.Security, s.Port = SecuritySTLS, 110
+	default:
+		return s, fmt.Errorf("source %q: scheme must be pop3s:// (implicit TLS) or pop3:// (STLS)", raw)
+	}
+	if u.User == nil || u.User.Username() == "" {
+		return s, fmt.Errorf("source %q: no user (want pop3s://USER@HOST[:PORT])", raw)
+	}
+	if _, has := u.User.Password(); has {
+		return s, fmt.Errorf("source %q: a password in the URL is not accepted; use --password-env, --password-file or --password-command", redactURL(u))
+	}
+	if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
+		return s, fmt.Errorf("source %q: unexpected path or query after the host", raw)
+	}
+	s.User = u.User.Username()
+	s.Host = u.Hostname()
+	if s.Host == "" {
+		return s, fmt.Errorf("source %q: no host", raw)
+	}
+	if p := u.Port(); p != "" {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 1 || n > 65535 {
+			return s, fmt.Errorf("source %q: bad port %q", raw, p)
+		}
+		s.Port = n
+	}
+	return s, nil
+}
+
+func redactURL(u *url.URL) string {
+	c := *u
+	c.User = url.User(u.User.Username())
+	return c.String()
+}
+
+// ExpandTemplate replaces {user}, {host} and {account} in a destination
+// spec with the account's values. A value that would change the path's
+// shape (a '/' , a NUL, "." or "..") is refused rather than escaped, so two
+// accounts can never silently share or escape a destination.
+func ExpandTemplate(spec string, a *Account) (string, error) {
+	vars := map[string]string{"user": a.User, "host": a.Host, "account": a.Name}
+	var b strings.Builder
+	rest := spec
+	for {
+		i := strings.IndexByte(rest, '{')
+		if i < 0 {
+			b.WriteString(rest)
+			break
+		}
+		j := strings.IndexByte(rest[i:], '}')
+		if j < 0 {
+			return "", fmt.Errorf("destination %q: unclosed '{'", spec)
+		}
+		name := rest[i+1 : i+j]
+		v, ok := vars[name]
+		if !ok {
+			return "", fmt.Errorf("destination %q: unknown template {%s} (known: {user}, {host}, {account})", spec, name)
+		}
+		if v == "" || v == "." || v == ".." || strings.ContainsAny(v, "/\\\x00") {
+			return "", fmt.Errorf("destination %q: {%s} = %q cannot be used in a path", spec, name, v)
+		}
+		b.WriteString(rest[:i])
+		b.WriteString(v)
+		rest = rest[i+j+1:]
+	}
+	return b.String(), nil
+}
+
+// Destination is a parsed destination spec.
+type Destination struct {
+	// Kind is "maildir" (more kinds come with more exporters).
+	Kind string
+	// Path is the file system path for file destinations, made absolute.
+	Path string
+}
+
+// Kinds lists the destination kinds this build can write.
+var Kinds = []string{"maildir"}
+
+// ParseDestination parses an expanded destination spec such as
+// "maildir:/srv/mail/alice" or "maildir:./out".
+func ParseDestination(spec string) (Destination, error) {
+	kind, rest, ok := strings.Cut(spec, ":")
+	if !ok || rest == "" {
+		return Destination{}, fmt.Errorf("destination %q: want KIND:PATH, e.g. maildir:/srv/mail/{user} (kinds: %s)", spec, strings.Join(Kinds, ", "))
+	}
+	switch kind {
+	case "maildir":
+		p, err := filepath.Abs(rest)
+		if err != nil {
+			return Destination{}, fmt.Errorf("destination %q: %v", spec, err)
+		}
+		return Destination{Kind: kind, Path: p}, nil
+	default:
+		return Destination{}, fmt.Errorf("destination %q: unknown kind %q (kinds: %s)", spec, kind, strings.Join(Kinds, ", "))
+	}
+}
+
+// Defaults are values that apply to every account that does not set its own:
+// the run's flags, or the defaults section of a YAML file.
+type Defaults struct {
+	To                 []string
+	Password           Secret
+	OAuth2Token        Secret
+	Auth               []string
+	CAFile             string
+	InsecureSkipVerify bool
+	InsecurePlaintext  bool
+}
+
+// accountInput is one account as written by the user, before defaults,
+// validation and template expansion.
+type accountInput struct {
+	origin             string
+	name               string
+	source             string
+	host, port, user   string
+	security           string
+	password           Secret
+	oauth2             Secret
+	auth               string
+	caFile             string
+	insecureSkipVerify *bool
+	insecurePlaintext  *bool
+	to                 []string
+}
+
+// build validates in, applies d and expands destination templates.
+func (in *accountInput) build(d Defaults) (*Account, error) {
+	a := &Account{Origin: in.origin, Name: in.name}
+	if in.source != "" {
+		if in.host != "" || in.port != "" || in.user != "" {
+			return nil, fmt.Errorf("%s: give either source or host/port/user, not both", in.origin)
+		}
+		s, err := ParseSource(in.source)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", in.origin, err)
+		}
+		a.Security, a.User, a.Host, a.Port = s.Security, s.User, s.Host, s.Port
+	} else {
+		if in.host == "" || in.user == "" {
+			return nil, fmt.Errorf("%s: no source: give source (pop3s://USER@HOST) or host and user", in.origin)
+		}
+		a.Host, a.User = in.host, in.user
+		a.Security = SecurityTLS
+		if in.security != "" {
+			switch Security(strings.ToLower(in.security)) {
+			case SecurityTLS, SecuritySTLS, SecurityPlain:
+				a.Security = Security(strings.ToLower(in.security))
+			default:
+				return nil, fmt.Errorf("%s: security %q: want tls, starttls or plain", in.origin, in.security)
+			}
+		}
+		a.Port = 995
+		if a.Security != SecurityTLS {
+			a.Port = 110
+		}
+		if in.port != "" {
+			n, err := strconv.Atoi(in.port)
+			if err != nil || n < 1 || n > 65535 {
+				return nil, fmt.Errorf("%s: bad port %q", in.origin, in.port)
+			}
+			a.Port = n
+		}
+	}
+	if strings.ContainsAny(a.User, "\r\n\x00") {
+		return nil, fmt.Errorf("%s: user contains a line break or NUL", in.origin)
+	}
+	plaintext := d.InsecurePlaintext
+	if in.insecurePlaintext != nil {
+		plaintext = *in.insecurePlaintext
+	}
+	if plaintext {
+		if a.Security == SecurityTLS {
+			return nil, fmt.Errorf("%s: insecure plaintext makes no sense with pop3s:// (implicit TLS); use pop3:// to connect without TLS", in.origin)
+		}
+		a.Security = SecurityPlain
+	} else if a.Security == SecurityPlain {
+		return nil, fmt.Errorf("%s: security plain sends the password in the clear; also set insecure_plaintext (or --insecure-plaintext) to confirm", in.origin)
+	}
+	a.Password = in.password.or(d.Password)
+	a.OAuth2Token = in.oauth2.or(d.OAuth2Token)
+	if a.Password.IsZero() && a.OAuth2Token.IsZero() {
+		return nil, fmt.Errorf("%s: account %s: no password: give password_env, password_file or password_command (flags: --password-env, --password-file, --password-command)", in.origin, a.User)
+	}
+	if in.auth != "" {
+		a.Auth = splitList(strings.ToUpper(in.auth))
+	} else {
+		a.Auth = d.Auth
+	}
+	for _, m := range a.Auth {
+		switch m {
+		case "PLAIN", "APOP", "USER", "XOAUTH2", "OAUTHBEARER":
+		default:
+			return nil, fmt.Errorf("%s: auth mechanism %q: want PLAIN, APOP, USER, XOAUTH2 or OAUTHBEARER", in.origin, m)
+		}
+	}
+	a.CAFile = in.caFile
+	if a.CAFile == "" {
+		a.CAFile = d.CAFile
+	}
+	a.InsecureSkipVerify = d.InsecureSkipVerify
+	if in.insecureSkipVerify != nil {
+		a.InsecureSkipVerify = *in.insecureSkipVerify
+	}
+	if a.Name == "" {
+		a.Name = a.User + "@" + a.Host
+	}
+	to := in.to
+	if len(to) == 0 {
+		to = d.To
+	}
+	if len(to) == 0 {
+		return nil, fmt.Errorf("%s: account %s: no destination: give to (e.g. maildir:/srv/mail/{user}) or --to", in.origin, a.Name)
+	}
+	for _, spec := range to {
+		exp, err := ExpandTemplate(spec, a)
+		if err != nil {
+			return nil, fmt.Errorf("%s: account %s: %w", in.origin, a.Name, err)
+		}
+		if _, err := ParseDestination(exp); err != nil {
+			return nil, fmt.Errorf("%s: account %s: %w", in.origin, a.Name, err)
+		}
+		a.To = append(a.To, exp)
+	}
+	return a, nil
+}
+
+func splitList(s string) []string {
+	f := strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' || r == ';' })
+	if len(f) == 0 {
+		return nil
+	}
+	return f
+}
+
+// Validate checks a whole run's accounts: at least one account, unique
+// names, and no two accounts writing to the same file destination (their
+// messages would mix, and each account's resume logic assumes it owns its
+// destination).
+func Validate(accounts []*Account) error {
+	if len(accounts) == 0 {
+		return errors.New("no accounts: give --source, --accounts FILE.csv or --config FILE.yaml")
+	}
+	names := map[string]string{}
+	dests := map[string]string{}
+	for _, a := range accounts {
+		if prev, dup := names[a.Name]; dup {
+			return fmt.Errorf("%s: account %s is already defined at %s; give one of them a distinct name", a.Origin, a.Name, prev)
+		}
+		names[a.Name] = a.Origin
+		for _, spec := range a.To {
+			d, err := ParseDestination(spec)
+			if err != nil {
+				return fmt.Errorf("%s: account %s: %w", a.Origin, a.Name, err)
+			}
+			key := d.Kind + ":" + d.Path
+			if other, dup := dests[key]; dup {
+				return fmt.Errorf("%s: account %s writes to %s, which account %s also writes to; use a template such as maildir:/srv/mail/{user}", a.Origin, a.Name, spec, other)
+			}
+			dests[key] = a.Name
+		}
+	}
+	return nil
+}

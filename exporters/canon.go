@@ -1,0 +1,84 @@
+package exporters
+
+import (
+	"bytes"
+	"io"
+)
+
+// CanonicalWriter turns every CRLF in the bytes written to it into LF and
+// passes everything else through unchanged: a bare CR, a bare LF, NUL bytes
+// and 8-bit bytes are kept as they are. This is the canonical form that
+// popmigrate stores and checksums.
+//
+// A CR at the end of one Write is held back until the next Write or Close
+// shows whether an LF follows it. Close flushes such a CR; it does not close
+// the underlying writer.
+type CanonicalWriter struct {
+	w      io.Writer
+	heldCR bool
+	buf    []byte
+}
+
+// NewCanonicalWriter returns a CanonicalWriter writing to w.
+func NewCanonicalWriter(w io.Writer) *CanonicalWriter {
+	return &CanonicalWriter{w: w}
+}
+
+// Write converts p and writes the result. It returns len(p) on success.
+func (c *CanonicalWriter) Write(p []byte) (int, error) {
+	n := len(p)
+	if n == 0 {
+		return 0, nil
+	}
+	out := c.buf[:0]
+	if c.heldCR {
+		c.heldCR = false
+		if p[0] != '\n' {
+			out = append(out, '\r')
+		}
+	}
+	for len(p) > 0 {
+		i := bytes.IndexByte(p, '\r')
+		if i < 0 {
+			out = append(out, p...)
+			break
+		}
+		out = append(out, p[:i]...)
+		p = p[i+1:]
+		if len(p) == 0 {
+			c.heldCR = true
+			break
+		}
+		if p[0] != '\n' {
+			out = append(out, '\r')
+		}
+	}
+	c.buf = out[:0]
+	if len(out) > 0 {
+		if _, err := c.w.Write(out); err != nil {
+			return 0, err
+		}
+	}
+	return n, nil
+}
+
+// Close writes a CR held back by the last Write. It does not close the
+// underlying writer.
+func (c *CanonicalWriter) Close() error {
+	if c.heldCR {
+		c.heldCR = false
+		_, err := c.w.Write([]byte{'\r'})
+		return err
+	}
+	return nil
+}
+
+// Canonicalize returns b with every CRLF turned into LF.
+func Canonicalize(b []byte) []byte {
+	var out bytes.Buffer
+	out.Grow(len(b))
+	cw := NewCanonicalWriter(&out)
+	cw.Write(b)
+	cw.Close()
+	return out.Bytes()
+}

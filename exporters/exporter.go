@@ -1,0 +1,135 @@
+// Package exporters defines how popmigrate hands a downloaded message to a
+// destination (Maildir, mbox, .eml, IMAP) and what every destination must
+// promise so that an interrupted run resumes with nothing lost and nothing
+// duplicated.
+//
+// The contract is the durability protocol of popmigrate:
+//
+//  1. Put writes a message. It may return before the write is durable.
+//  2. Sync makes every Put that returned nil durable (fsync of files and
+//     directories, or the server's tagged OK). The pipeline records a
+//     delivery in its journal only after Sync has returned nil, so the
+//     journal never claims a message that is not on disk.
+//  3. A destination can tell whether it already holds a message (Finder), so
+//     a crash between Put and the journal commit never duplicates a message
+//     on resume.
+//
+// Exporters take a spooled body of known length and checksum, never the live
+// POP3 stream: a retry can rewind it, and an IMAP APPEND needs the size first.
+// The body is in the canonical form: the message after dot-unstuffing, with
+// every CRLF turned into LF (see Canonicalize).
+//
+// Exporters never import the pop3 or journal packages: each sub-package is
+// usable on its own.
+package exporters
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"io"
+	"time"
+)
+
+// Body is a spooled message body in canonical form. It can be read any
+// number of times, from any offset, by several readers at once.
+// *bytes.Reader satisfies it.
+type Body interface {
+	io.ReaderAt
+	// Size returns the number of bytes in the body.
+	Size() int64
+}
+
+// NewBodyReader returns a fresh reader over the whole of b.
+func NewBodyReader(b Body) io.Reader {
+	return io.NewSectionReader(b, 0, b.Size())
+}
+
+// Message is one message ready to be written to a destination.
+type Message struct {
+	// Key identifies the message across runs: MessageKey(Account, UIDL).
+	// Destinations derive every name they create from Key, never from UIDL.
+	Key string
+	// Account is the account id the message was downloaded from.
+	Account string
+	// UIDL is the server's unique id for the message. It is untrusted input:
+	// it may contain '/', "..", ':' or '*'. Use it only as data.
+	UIDL string
+	// Body is the message in canonical form.
+	Body Body
+	// SHA256 is the sha256 of Body, lower-case hex.
+	SHA256 string
+	// Received is when popmigrate downloaded the message.
+	Received time.Time
+}
+
+// Delivery describes where a destination stored a message.
+type Delivery struct {
+	// Ref is the destination's reference to the stored message: a file
+	// name relative to the destination root, an mbox offset, an IMAP
+	// "UIDVALIDITY/UID". Opener.Open accepts it.
+	Ref string
+}
+
+// Properties describes a destination.
+type Properties struct {
+	// Kind is the destination type: "maildir", "mbox", "eml", "imap".
+	Kind string
+	// ID is the destination id recorded in the journal, stable across runs
+	// for the same destination (e.g. "maildir:/srv/mail/alice").
+	ID string
+}
+
+// Exporter is a destination that messages are written to.
+//
+// An Exporter is used by one goroutine at a time unless its documentation
+// says otherwise.
+type Exporter interface {
+	// Put writes msg to the destination and returns where it was stored.
+	// The write is complete but not necessarily durable when Put returns:
+	// call Sync before recording the delivery anywhere. Put is idempotent
+	// for a given msg.Key: writing the same key twice leaves one copy.
+	// On error nothing partial is left visible in the destination.
+	Put(ctx context.Context, msg *Message) (Delivery, error)
+	// Sync makes every Put that returned nil so far durable. When Sync
+	// returns nil those messages survive a crash or power loss.
+	Sync(ctx context.Context) error
+	// Close releases the destination. It does not Sync. Calling Close more
+	// than once is safe and returns nil after the first call.
+	Close() error
+	// Properties describes the destination.
+	Properties() Properties
+}
+
+// Finder is implemented by destinations that can tell whether they already
+// hold a message, so that a crash between Put and the journal commit does
+// not duplicate the message on resume.
+type Finder interface {
+	// Has reports whether the destination holds a complete copy of the
+	// message with key, and where. A message found by Has was fully written
+	// (it may not be durable yet if the crash happened before Sync).
+	Has(ctx context.Context, key string) (Delivery, bool, error)
+}
+
+// Opener is implemented by destinations that can read a stored message back,
+// for verification.
+type Opener interface {
+	// Open returns the stored message with reference ref in canonical form.
+	// The caller closes the reader.
+	Open(ctx context.Context, ref string) (io.ReadCloser, error)
+}
+
+// ErrNotFound is returned by Opener.Open when ref names no stored message.
+var ErrNotFound = errors.New("exporters: message not found")
+
+// MessageKey returns the stable key of the message with uidl in account:
+// the first 32 hex digits of sha256(account NUL uidl). It is safe to use as
+// a file name on every platform.
+func MessageKey(account, uidl string) string {
+	h := sha256.New()
+	io.WriteString(h, account)
+	h.Write([]byte{0})
+	io.WriteString(h, uidl)
+	return hex.EncodeToString(h.Sum(nil))[:32]
+}

@@ -1,0 +1,710 @@
+// Package maildir writes messages into a Maildir folder
+// (https://cr.yp.to/proto/maildir.html): one file per message, written in
+// tmp/ and renamed into new/, where a mail reader (Dovecot, Courier, mutt,
+// mbsync, ...) picks it up and may later move it to cur/ with flags.
+//
+// # File names
+//
+// The Maildir spec suggests unique names of the form "time.unique.host".
+// popmigrate instead names each file after the message key alone:
+//
+//	new/<key>.popmigrate
+//
+// so that "is message KEY already here?" is one stat, and a run that is
+// interrupted between writing a message and recording it in the journal
+// never writes it twice on resume. A key is made of ASCII letters, digits,
+// '-' and '_' (exporters.MessageKey gives 32 hex digits), so a name never
+// holds '/', ':' (the separator of the info part, ":2,FLAGS") or a leading
+// '.' (hidden, ignored by readers). Readers accept any such name. When a
+// reader moves the file to cur/ it appends an info part, giving
+// cur/<key>.popmigrate:2,FLAGS; the exporter still finds it there.
+//
+// Nothing the server sends decides a name: the UIDL is never used.
+//
+// # Durability
+//
+// Put writes tmp/<key>.<random>.tmp (created exclusively, mode 0600), checks
+// its length, fsyncs and closes it, then renames it to new/. Sync fsyncs new/
+// so that the renames survive a crash. A file is therefore complete whenever
+// it is visible in new/: Has never finds a torn message.
+package maildir
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/popmigrate/popmigrate/exporters"
+)
+
+// Suffix ends the name of every message file the exporter writes:
+// new/<key>.popmigrate.
+const Suffix = ".popmigrate"
+
+// StaleTmpAge is the age after which New removes a leftover *.tmp file in
+// tmp/ (the Maildir spec's 36 hours).
+const StaleTmpAge = 36 * time.Hour
+
+// MaxKeyLen is the longest message key Put accepts, so that a name with
+// its info part fits the 255 bytes file systems allow.
+const MaxKeyLen = 128
+
+const (
+	chunkSize   = 64 << 10 // bytes copied per ReadAt
+	createTries = 3        // attempts at a fresh tmp name
+	readDirN    = 1024     // directory entries read per call
+)
+
+var (
+	// ErrClosed is returned by every method called after Close.
+	ErrClosed = errors.New("maildir: exporter closed")
+	// ErrInvalidKey is returned for a message key that cannot be a file
+	// name (empty, too long, or with characters other than ASCII letters,
+	// digits, '-' and '_').
+	ErrInvalidKey = errors.New("maildir: invalid message key")
+	// ErrInvalidRef is returned by Open for a reference that is not
+	// "new/<name>" or "cur/<name>" of a message this exporter writes.
+	ErrInvalidRef = errors.New("maildir: invalid reference")
+	// ErrShortBody is returned by Put when the body ends before Size bytes.
+	ErrShortBody = errors.New("maildir: body shorter than its size")
+)
+
+// Options tunes an Exporter. A nil *Options means the defaults.
+type Options struct {
+	// ID is the destination id recorded in the journal. Empty means
+	// "maildir:" followed by the absolute path of the folder.
+	ID string
+}
+
+// Exporter writes messages into one Maildir folder. Its methods are safe
+// for use by several goroutines at once. Several Exporters (in one process
+// or several) may share a folder: the file names make their writes
+// idempotent per key.
+type Exporter struct {
+	dir  string // absolute path of the Maildir
+	id   string
+	root *os.Root // every file operation goes through it: no escape by symlink
+
+	// ops is held shared by every operation and exclusively by Close, so
+	// Close waits for operations in flight before releasing root.
+	ops sync.RWMutex
+
+	scanMu sync.Mutex // serialises scans of cur/
+
+	mu        sync.Mutex // guards the fields below
+	closed    bool
+	dirty     bool              // a file was renamed into new/ since the last Sync
+	scans     uint64            // scans of cur/ started so far
+	cur       map[string]string // base name -> name in cur/ (with info part); nil until the first scan
+	renamedAt map[string]uint64 // base names renamed into new/ by this Exporter -> scans at that time
+}
+
+var (
+	_ exporters.Exporter = (*Exporter)(nil)
+	_ exporters.Finder   = (*Exporter)(nil)
+	_ exporters.Opener   = (*Exporter)(nil)
+)
+
+// New opens the Maildir at dir for writing, creating dir and its tmp/,
+// new/ and cur/ folders (mode 0700) where they are missing; existing
+// folders are kept as they are. It fails, naming the path, when dir or one
+// of the three is not a folder, is a symbolic link that leads out of dir,
+// or cannot be written. New removes *.tmp files in tmp/ older than
+// StaleTmpAge, as the Maildir spec allows; that clean-up is best effort.
+// The caller closes the Exporter.
+func New(dir string, opts *Options) (*Exporter, error) {
+	if dir == "" {
+		return nil, errors.New("maildir: empty folder path")
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("maildir: %s: %w", dir, err)
+	}
+	if err := os.MkdirAll(abs, 0o700); err != nil {
+		return nil, fmt.Errorf("maildir: create %s: %w", abs, err)
+	}
+	root, err := os.OpenRoot(abs)
+	if err != nil {
+		return nil, fmt.Errorf("maildir: open %s: %w", abs, err)
+	}
+	e := &Exporter{
+		dir:       abs,
+		id:        "maildir:" + abs,
+		root:      root,
+		renamedAt: map[string]uint64{},
+	}
+	if opts != nil && opts.ID != "" {
+		e.id = opts.ID
+	}
+	if err := e.init(); err != nil {
+		root.Close()
+		return nil, err
+	}
+	return e, nil
+}
+
+// init creates the three sub-folders, checks that they can be written and
+// removes stale tmp files.
+func (e *Exporter) init() error {
+	for _, sub := range []string{"tmp", "new", "cur"} {
+		err := e.root.Mkdir(sub, 0o700)
+		if err == nil {
+			continue
+		}
+		if !errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("maildir: create %s: %w", e.path(sub), err)
+		}
+		// Stat follows a symbolic link only within the folder.
+		fi, err := e.root.Stat(sub)
+		if err != nil {
+			return fmt.Errorf("maildir: %s: %w", e.path(sub), err)
+		}
+		if !fi.IsDir() {
+			return fmt.Errorf("maildir: %s is not a folder", e.path(sub))
+		}
+	}
+	if err := e.probe(); err != nil {
+		return err
+	}
+	return e.cleanTmp(time.Now())
+}
+
+// probe does what Put does with an empty file: create it in tmp/ and
+// rename it into new/ (under a hidden name, which readers ignore), then
+// removes it. It fails early on a read-only folder, wrong permissions, or
+// tmp/ and new/ on different file systems.
+func (e *Exporter) probe() error {
+	r := randomHex()
+	tmp := "tmp/" + r + ".probe.tmp"
+	f, err := e.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("maildir: %s is not writable: %w", e.path("tmp"), err)
+	}
+	if err := f.Close(); err != nil {
+		e.root.Remove(tmp)
+		return fmt.Errorf("maildir: %s: %w", e.path(tmp), err)
+	}
+	dst := "new/.popmigrate-probe-" + r
+	if err := e.root.Rename(tmp, dst); err != nil {
+		e.root.Remove(tmp)
+		return fmt.Errorf("maildir: %s is not writable from tmp/: %w", e.path("new"), err)
+	}
+	if err := e.root.Remove(dst); err != nil {
+		return fmt.Errorf("maildir: remove %s: %w", e.path(dst), err)
+	}
+	return nil
+}
+
+// cleanTmp removes *.tmp regular files in tmp/ last modified before
+// now-StaleTmpAge. Failing to remove one file is not an error: another
+// process may have removed or renamed it.
+func (e *Exporter) cleanTmp(now time.Time) error {
+	d, err := e.root.Open("tmp")
+	if err != nil {
+		return fmt.Errorf("maildir: read %s: %w", e.path("tmp"), err)
+	}
+	defer d.Close()
+	cutoff := now.Add(-StaleTmpAge)
+	for {
+		entries, err := d.ReadDir(readDirN)
+		for _, ent := range entries {
+			if !strings.HasSuffix(ent.Name(), ".tmp") || !ent.Type().IsRegular() {
+				continue
+			}
+			fi, err := ent.Info()
+			if err != nil || !fi.ModTime().Before(cutoff) {
+				continue
+			}
+			e.root.Remove("tmp/" + ent.Name())
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("maildir: read %s: %w", e.path("tmp"), err)
+		}
+	}
+}
+
+// Dir returns the absolute path of the Maildir.
+func (e *Exporter) Dir() string { return e.dir }
+
+// Properties returns Kind "maildir" and the destination id.
+func (e *Exporter) Properties() exporters.Properties {
+	return exporters.Properties{Kind: "maildir", ID: e.id}
+}
+
+// Put writes msg to new/<key>.popmigrate and returns Ref "new/<key>.popmigrate".
+// If the Maildir already holds the key, in new/ or in cur/ (moved there by a
+// reader, with any info part), Put returns its Ref and writes nothing.
+//
+// The file is complete, fsynced and closed when it appears in new/; call
+// Sync to make the rename durable. Put checks ctx between chunks of the
+// copy and before the rename; on any error, cancellation included, it
+// removes its tmp file and nothing appears in new/. Puts of the same key
+// from several goroutines at once leave one copy.
+func (e *Exporter) Put(ctx context.Context, msg *exporters.Message) (exporters.Delivery, error) {
+	if msg == nil || msg.Body == nil {
+		return exporters.Delivery{}, errors.New("maildir: put: nil message or body")
+	}
+	name, err := fileName(msg.Key)
+	if err != nil {
+		return exporters.Delivery{}, fmt.Errorf("maildir: put into %s: %w", e.dir, err)
+	}
+	wrap := func(err error) error {
+		return fmt.Errorf("maildir: put %s into %s: %w", msg.Key, e.dir, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return exporters.Delivery{}, wrap(err)
+	}
+	if err := e.begin(); err != nil {
+		return exporters.Delivery{}, wrap(err)
+	}
+	defer e.ops.RUnlock()
+
+	ref, err := e.locate(name)
+	if err != nil {
+		return exporters.Delivery{}, wrap(err)
+	}
+	if ref != "" {
+		return exporters.Delivery{Ref: ref}, nil
+	}
+	if err := e.write(ctx, name, msg); err != nil {
+		return exporters.Delivery{}, wrap(err)
+	}
+	return exporters.Delivery{Ref: "new/" + name}, nil
+}
+
+// write copies msg into a fresh tmp file and renames it to new/name.
+func (e *Exporter) write(ctx context.Context, name string, msg *exporters.Message) (err error) {
+	var tmp string
+	var f *os.File
+	for range createTries {
+		tmp = "tmp/" + msg.Key + "." + randomHex() + ".tmp"
+		f, err = e.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if !errors.Is(err, fs.ErrExist) {
+			break
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("create %s: %w", e.path(tmp), err)
+	}
+	defer func() {
+		if f != nil {
+			f.Close()
+		}
+		if err != nil {
+			e.root.Remove(tmp)
+		}
+	}()
+
+	if err := copyBody(ctx, f, msg.Body); err != nil {
+		return fmt.Errorf("write %s: %w", e.path(tmp), err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("fsync %s: %w", e.path(tmp), err)
+	}
+	cerr := f.Close()
+	f = nil
+	if cerr != nil {
+		return fmt.Errorf("close %s: %w", e.path(tmp), cerr)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	// Rename replaces whatever sits at the final name, a symbolic link
+	// included: it never writes through one.
+	if err := e.root.Rename(tmp, "new/"+name); err != nil {
+		return fmt.Errorf("rename %s into new/: %w", e.path(tmp), err)
+	}
+	e.mu.Lock()
+	e.dirty = true
+	e.renamedAt[name] = e.scans
+	e.mu.Unlock()
+	return nil
+}
+
+var chunkPool = sync.Pool{New: func() any { b := make([]byte, chunkSize); return &b }}
+
+// copyBody writes exactly body.Size() bytes of body to w, checking ctx
+// before each chunk.
+func copyBody(ctx context.Context, w io.Writer, body exporters.Body) error {
+	bp := chunkPool.Get().(*[]byte)
+	defer chunkPool.Put(bp)
+	buf := *bp
+	size := body.Size()
+	if size < 0 {
+		return fmt.Errorf("negative body size %d", size)
+	}
+	var off int64
+	for off < size {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		want := int(min(int64(len(buf)), size-off))
+		n, rerr := body.ReadAt(buf[:want], off)
+		if n > 0 {
+			nw, werr := w.Write(buf[:n])
+			off += int64(nw)
+			if werr != nil {
+				return werr
+			}
+		}
+		switch {
+		case rerr == io.EOF && off < size:
+			return fmt.Errorf("%w: %d of %d bytes", ErrShortBody, off, size)
+		case rerr != nil && rerr != io.EOF:
+			return fmt.Errorf("read body at offset %d: %w", off, rerr)
+		case n == 0 && rerr == nil:
+			return fmt.Errorf("read body at offset %d: no progress", off)
+		}
+	}
+	if off != size {
+		return fmt.Errorf("wrote %d bytes, body size is %d", off, size)
+	}
+	return nil
+}
+
+// Sync fsyncs new/ if a message was renamed into it since the last Sync,
+// making every Put that returned nil durable. Messages that a reader moved
+// to cur/ are the reader's to make durable.
+func (e *Exporter) Sync(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("maildir: sync %s: %w", e.dir, err)
+	}
+	if err := e.begin(); err != nil {
+		return fmt.Errorf("maildir: sync %s: %w", e.dir, err)
+	}
+	defer e.ops.RUnlock()
+	e.mu.Lock()
+	dirty := e.dirty
+	e.dirty = false
+	e.mu.Unlock()
+	if !dirty {
+		return nil
+	}
+	err := e.syncDir("new")
+	if err != nil {
+		e.mu.Lock()
+		e.dirty = true
+		e.mu.Unlock()
+		return fmt.Errorf("maildir: sync %s: %w", e.path("new"), err)
+	}
+	return nil
+}
+
+func (e *Exporter) syncDir(sub string) error {
+	d, err := e.root.Open(sub)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// Close releases the Maildir. It waits for operations in flight, does not
+// Sync, and returns nil when called again.
+func (e *Exporter) Close() error {
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return nil
+	}
+	e.closed = true
+	e.mu.Unlock()
+	e.ops.Lock()
+	defer e.ops.Unlock()
+	if err := e.root.Close(); err != nil {
+		return fmt.Errorf("maildir: close %s: %w", e.dir, err)
+	}
+	return nil
+}
+
+// Has reports whether the Maildir holds the message with key, in new/ or
+// in cur/, and returns its Ref ("new/<key>.popmigrate" or
+// "cur/<key>.popmigrate:2,FLAGS"). A file found is complete: Put makes it
+// visible only by renaming a finished file.
+//
+// Has stats new/ and looks cur/ up in an index read once per Exporter and
+// kept up to date; it reads cur/ again only when the index is stale (a file
+// it lists is gone, or a file this Exporter wrote left new/).
+func (e *Exporter) Has(ctx context.Context, key string) (exporters.Delivery, bool, error) {
+	name, err := fileName(key)
+	if err != nil {
+		return exporters.Delivery{}, false, fmt.Errorf("maildir: has in %s: %w", e.dir, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return exporters.Delivery{}, false, fmt.Errorf("maildir: has %s in %s: %w", key, e.dir, err)
+	}
+	if err := e.begin(); err != nil {
+		return exporters.Delivery{}, false, fmt.Errorf("maildir: has %s in %s: %w", key, e.dir, err)
+	}
+	defer e.ops.RUnlock()
+	ref, err := e.locate(name)
+	if err != nil {
+		return exporters.Delivery{}, false, fmt.Errorf("maildir: has %s in %s: %w", key, e.dir, err)
+	}
+	if ref == "" {
+		return exporters.Delivery{}, false, nil
+	}
+	return exporters.Delivery{Ref: ref}, true, nil
+}
+
+// Open returns the message stored at ref, which must be "new/<name>" or
+// "cur/<name>" as returned by Put or Has; anything else (another folder,
+// "..", a name this exporter does not write) fails with ErrInvalidRef. If
+// the file has moved since (new/ to cur/, or its flags changed), Open finds
+// it by its key. It returns an error wrapping exporters.ErrNotFound when the
+// message is gone. The caller closes the reader.
+func (e *Exporter) Open(ctx context.Context, ref string) (io.ReadCloser, error) {
+	name, err := parseRef(ref)
+	if err != nil {
+		return nil, fmt.Errorf("maildir: open %q in %s: %w", ref, e.dir, err)
+	}
+	wrap := func(err error) error {
+		return fmt.Errorf("maildir: open %s in %s: %w", ref, e.dir, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, wrap(err)
+	}
+	if err := e.begin(); err != nil {
+		return nil, wrap(err)
+	}
+	defer e.ops.RUnlock()
+
+	f, err := e.openRegular(ref)
+	if err == nil {
+		return f, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return nil, wrap(err)
+	}
+	moved, err := e.locate(name)
+	if err != nil {
+		return nil, wrap(err)
+	}
+	if moved == "" {
+		return nil, wrap(exporters.ErrNotFound)
+	}
+	f, err = e.openRegular(moved)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, wrap(exporters.ErrNotFound)
+	}
+	if err != nil {
+		return nil, wrap(err)
+	}
+	return f, nil
+}
+
+// openRegular opens path for reading if it is a regular file, without
+// following a symbolic link at the final name and without blocking on a
+// FIFO.
+func (e *Exporter) openRegular(path string) (*os.File, error) {
+	li, err := e.root.Lstat(path)
+	if err != nil {
+		return nil, err
+	}
+	if !li.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file (%s)", e.path(path), li.Mode().Type())
+	}
+	f, err := e.root.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	if !os.SameFile(li, fi) {
+		f.Close()
+		return nil, fmt.Errorf("%s changed while being opened", e.path(path))
+	}
+	return f, nil
+}
+
+// begin starts an operation: it holds ops shared and fails if the Exporter
+// is closed. The caller calls e.ops.RUnlock when begin returns nil.
+func (e *Exporter) begin() error {
+	e.ops.RLock()
+	e.mu.Lock()
+	closed := e.closed
+	e.mu.Unlock()
+	if closed {
+		e.ops.RUnlock()
+		return ErrClosed
+	}
+	return nil
+}
+
+// locate returns the Ref of the message file with base name name, or "" if
+// the Maildir does not hold it. The caller holds ops shared.
+func (e *Exporter) locate(name string) (string, error) {
+	fi, err := e.root.Lstat("new/" + name)
+	switch {
+	case err == nil && fi.Mode().IsRegular():
+		return "new/" + name, nil
+	case err != nil && !errors.Is(err, fs.ErrNotExist):
+		return "", err
+	}
+	// Anything else at new/name (a symbolic link, a folder) is not a
+	// message: Put's rename replaces a link, and fails on a folder.
+
+	e.mu.Lock()
+	loaded := e.cur != nil
+	full, indexed := e.cur[name]
+	at, renamed := e.renamedAt[name]
+	stale := renamed && at == e.scans // renamed into new/ after the last scan started
+	e.mu.Unlock()
+
+	if !loaded {
+		if err := e.scanCur(); err != nil {
+			return "", err
+		}
+		e.mu.Lock()
+		full, indexed = e.cur[name]
+		e.mu.Unlock()
+		stale = false // the scan started after any rename of ours
+	}
+	if indexed {
+		fi, err := e.root.Lstat("cur/" + full)
+		if err == nil && fi.Mode().IsRegular() {
+			return "cur/" + full, nil
+		}
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return "", err
+		}
+		stale = true // gone, or renamed with other flags
+	}
+	if !stale {
+		return "", nil
+	}
+	if err := e.scanCur(); err != nil {
+		return "", err
+	}
+	e.mu.Lock()
+	full, indexed = e.cur[name]
+	e.mu.Unlock()
+	if !indexed {
+		return "", nil
+	}
+	return "cur/" + full, nil
+}
+
+// scanCur reads cur/ and replaces the index with the message files this
+// exporter writes (<key>.popmigrate with any info part).
+func (e *Exporter) scanCur() error {
+	e.scanMu.Lock()
+	defer e.scanMu.Unlock()
+	e.mu.Lock()
+	e.scans++
+	e.mu.Unlock()
+
+	d, err := e.root.Open("cur")
+	if err != nil {
+		return fmt.Errorf("read %s: %w", e.path("cur"), err)
+	}
+	defer d.Close()
+	index := map[string]string{}
+	for {
+		names, err := d.Readdirnames(readDirN)
+		for _, full := range names {
+			base, _ := splitInfo(full)
+			if _, err := fileName(strings.TrimSuffix(base, Suffix)); err == nil && strings.HasSuffix(base, Suffix) {
+				index[base] = full
+			}
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("read %s: %w", e.path("cur"), err)
+		}
+	}
+	e.mu.Lock()
+	e.cur = index
+	e.mu.Unlock()
+	return nil
+}
+
+// splitInfo splits a Maildir file name into its base name and its info
+// part (":2,FLAGS"), which may be empty.
+//
+// QUIRK: some Maildir tools write the info part after ';' or '!' instead
+// of ':' on file systems that do not allow ':' in names (mbsync's
+// InfoDelimiter, for example). Message names never hold either character,
+// so any of the three ends the base name.
+//
+// QUIRK: a reader may move a file to cur/ without adding an info part; the
+// whole name is then the base name.
+func splitInfo(name string) (base, info string) {
+	if i := strings.IndexAny(name, ":;!"); i >= 0 {
+		return name[:i], name[i:]
+	}
+	return name, ""
+}
+
+// fileName returns the base name of the message file for key, or
+// ErrInvalidKey.
+func fileName(key string) (string, error) {
+	if key == "" || len(key) > MaxKeyLen {
+		return "", fmt.Errorf("%w: %q", ErrInvalidKey, key)
+	}
+	for i := 0; i < len(key); i++ {
+		c := key[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return "", fmt.Errorf("%w: %q", ErrInvalidKey, key)
+		}
+	}
+	return key + Suffix, nil
+}
+
+// parseRef checks that ref is "new/<key>.popmigrate" or
+// "cur/<key>.popmigrate" with an optional info part, and returns the base
+// name "<key>.popmigrate".
+func parseRef(ref string) (string, error) {
+	sub, name, ok := strings.Cut(ref, "/")
+	if !ok || (sub != "new" && sub != "cur") {
+		return "", ErrInvalidRef
+	}
+	base, info := splitInfo(name)
+	if sub == "new" && info != "" {
+		return "", ErrInvalidRef
+	}
+	key, ok := strings.CutSuffix(base, Suffix)
+	if !ok {
+		return "", ErrInvalidRef
+	}
+	if _, err := fileName(key); err != nil {
+		return "", ErrInvalidRef
+	}
+	if strings.ContainsAny(info, "/\x00") || len(name) > 255 {
+		return "", ErrInvalidRef
+	}
+	return base, nil
+}
+
+// path returns the absolute path of rel, for error messages.
+func (e *Exporter) path(rel string) string {
+	return filepath.Join(e.dir, filepath.FromSlash(rel))
+}
+
+// randomHex returns 16 random hex digits.
+func randomHex() string {
+	var b [8]byte
+	rand.Read(b[:]) // never fails (crypto/rand)
+	return hex.EncodeToString(b[:])
+}

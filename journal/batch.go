@@ -1,0 +1,322 @@
+package journal
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Delivery is one destination's copy of a message.
+type Delivery struct {
+	// DestID identifies the destination (stable across runs).
+	DestID string
+	// Ref is where the destination put it: a file name, an mbox offset, an
+	// IMAP UIDVALIDITY/UID. Opaque to the journal.
+	Ref string
+	// SHA256 is the canonical sha256 (lower-case hex) of what was written.
+	// In a StoredMessage, "" means the message's SHA256.
+	SHA256 string
+	// StoredAt is when the copy was made durable. In a StoredMessage, zero
+	// means the commit time.
+	StoredAt time.Time
+	// VerifiedAt is when the copy was last read back and matched; zero if
+	// never. A StoredMessage normally leaves it zero: a new copy is
+	// unverified.
+	VerifiedAt time.Time
+}
+
+// StoredMessage is a message that one or more destinations now hold durably
+// (their Sync returned nil).
+type StoredMessage struct {
+	Account, UIDL string
+	// ReceivedSize is the size as received: wire bytes after dot-unstuffing,
+	// with CRLF. Compared with the listed size in reports.
+	ReceivedSize int64
+	// SHA256 is the canonical sha256 (lower-case hex, CRLF -> LF).
+	SHA256 string
+	// Deliveries are the destinations that now hold it. Each is recorded,
+	// replacing an earlier delivery of the message to the same DestID.
+	Deliveries []Delivery
+	// Complete is true when every configured destination holds the message:
+	// its state becomes 'stored' (from 'listed' or 'failed'; a higher state
+	// stays) and its error is cleared. When false, the deliveries are
+	// recorded and the state stays what it was.
+	Complete bool
+}
+
+type opKind uint8
+
+const (
+	opStored opKind = iota + 1
+	opFailed
+	opVerified
+)
+
+type batchOp struct {
+	kind          opKind
+	stored        StoredMessage // opStored
+	account, uidl string        // opFailed, opVerified
+	text          string        // opFailed: the error
+	destID        string        // opVerified
+	at            time.Time     // opVerified
+}
+
+// A Batch is a group commit: the writes added to it are recorded by Commit
+// in one transaction, in the order they were added. The zero value is an
+// empty batch ready to use. A Batch is not safe for concurrent use; use one
+// per goroutine.
+type Batch struct {
+	ops []batchOp
+}
+
+// Stored adds a stored message to the batch. m (including its Deliveries) is
+// copied: the caller may reuse it.
+func (b *Batch) Stored(m StoredMessage) {
+	m.Deliveries = append([]Delivery(nil), m.Deliveries...)
+	b.ops = append(b.ops, batchOp{kind: opStored, stored: m})
+}
+
+// Failed adds a failure of message uidl of account: its error text becomes
+// errText, its attempts go up by one and its state becomes 'failed' unless it
+// is already stored, verified or deleted.
+func (b *Batch) Failed(account, uidl string, errText string) {
+	b.ops = append(b.ops, batchOp{kind: opFailed, account: account, uidl: uidl, text: errText})
+}
+
+// Verified adds the verification of the copy of uidl held by destID, at time
+// at (zero: the commit time). When every delivery of a stored message is
+// verified, the message becomes 'verified'.
+func (b *Batch) Verified(account, uidl, destID string, at time.Time) {
+	b.ops = append(b.ops, batchOp{kind: opVerified, account: account, uidl: uidl, destID: destID, at: at})
+}
+
+// Len returns the number of writes in the batch.
+func (b *Batch) Len() int { return len(b.ops) }
+
+// Reset empties the batch, keeping its storage for reuse.
+func (b *Batch) Reset() {
+	clear(b.ops) // drop references to delivery slices
+	b.ops = b.ops[:0]
+}
+
+// Commit records every write of b in one transaction, with prepared
+// statements. It either records all of them or, on error, none: a write that
+// names a message never listed fails the whole batch with ErrNotListed, a
+// verification of a destination without a delivery with ErrNotDelivered, and
+// a malformed write (empty ids, a sha256 that is not 64 lower-case hex
+// digits, a negative size) is refused before anything is written. Commit
+// does not modify b: after an error the caller may retry it, after success it
+// should Reset it. An empty batch commits nothing and returns nil.
+//
+// When Commit returns nil the writes are durable (see sqliteDSN). Commit
+// blocks while another goroutine's write is in progress, for as long as ctx
+// allows.
+func (j *Journal) Commit(ctx context.Context, b *Batch) error {
+	if b == nil || len(b.ops) == 0 {
+		return nil
+	}
+	for i := range b.ops {
+		if err := checkOp(&b.ops[i]); err != nil {
+			return fmt.Errorf("journal: commit batch of %d: %w", len(b.ops), err)
+		}
+	}
+	tx, err := j.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("journal: commit batch of %d: %w", len(b.ops), err)
+	}
+	defer tx.Rollback() // no-op after Commit
+	now := j.now()
+	w := txStmts{
+		storedComplete:  tx.StmtContext(ctx, j.st.storedComplete),
+		storedPartial:   tx.StmtContext(ctx, j.st.storedPartial),
+		deliveryUpsert:  tx.StmtContext(ctx, j.st.deliveryUpsert),
+		failed:          tx.StmtContext(ctx, j.st.failed),
+		verifyDelivery:  tx.StmtContext(ctx, j.st.verifyDelivery),
+		promoteVerified: tx.StmtContext(ctx, j.st.promoteVerified),
+	}
+	for i := range b.ops {
+		if err := w.apply(ctx, &b.ops[i], now); err != nil {
+			return err
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("journal: commit batch of %d: %w", len(b.ops), err)
+	}
+	return nil
+}
+
+// MarkVerified records that destID's copy of uidl was read back and matched
+// at time at (zero: now). It is a one-write batch; see Batch.Verified.
+func (j *Journal) MarkVerified(ctx context.Context, account, uidl, destID string, at time.Time) error {
+	var b Batch
+	b.Verified(account, uidl, destID, at)
+	return j.Commit(ctx, &b)
+}
+
+// MarkDeleted records that the server deleted uidls of account (the QUIT
+// after their DELE answered +OK): their state becomes 'deleted', whatever it
+// was, since the deletion has happened. It is one transaction: a uidl the
+// journal never listed fails it with ErrNotListed and nothing is recorded.
+func (j *Journal) MarkDeleted(ctx context.Context, account string, uidls []string) error {
+	if len(uidls) == 0 {
+		return nil
+	}
+	tx, err := j.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("journal: mark deleted in account %q: %w", account, err)
+	}
+	defer tx.Rollback() // no-op after Commit
+	now := toNanos(j.now())
+	st := tx.StmtContext(ctx, j.st.markDeleted)
+	for _, uidl := range uidls {
+		res, err := st.ExecContext(ctx, now, account, uidl)
+		if err := changedOne(res, err); err != nil {
+			return opError("mark deleted", account, uidl, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("journal: mark deleted in account %q: commit: %w", account, err)
+	}
+	return nil
+}
+
+// txStmts are the prepared statements bound to one transaction.
+type txStmts struct {
+	storedComplete, storedPartial, deliveryUpsert, failed, verifyDelivery, promoteVerified *sql.Stmt
+}
+
+func (w *txStmts) apply(ctx context.Context, op *batchOp, now time.Time) error {
+	switch op.kind {
+	case opStored:
+		m := &op.stored
+		var res sql.Result
+		var err error
+		if m.Complete {
+			res, err = w.storedComplete.ExecContext(ctx, m.ReceivedSize, m.SHA256, toNanos(now), m.Account, m.UIDL)
+		} else {
+			res, err = w.storedPartial.ExecContext(ctx, m.ReceivedSize, m.SHA256, m.Account, m.UIDL)
+		}
+		if err := changedOne(res, err); err != nil {
+			return opError("stored", m.Account, m.UIDL, err)
+		}
+		for _, d := range m.Deliveries {
+			sum := d.SHA256
+			if sum == "" {
+				sum = m.SHA256
+			}
+			at := d.StoredAt
+			if at.IsZero() {
+				at = now
+			}
+			if _, err := w.deliveryUpsert.ExecContext(ctx, m.Account, m.UIDL, d.DestID, d.Ref, sum,
+				toNanos(at), toNanos(d.VerifiedAt)); err != nil {
+				return opError("stored", m.Account, m.UIDL, fmt.Errorf("delivery to %q: %w", d.DestID, err))
+			}
+		}
+	case opFailed:
+		res, err := w.failed.ExecContext(ctx, clipText(op.text), op.account, op.uidl)
+		if err := changedOne(res, err); err != nil {
+			return opError("failed", op.account, op.uidl, err)
+		}
+	case opVerified:
+		at := op.at
+		if at.IsZero() {
+			at = now
+		}
+		res, err := w.verifyDelivery.ExecContext(ctx, toNanos(at), op.account, op.uidl, op.destID)
+		if err := changedOne(res, err); err != nil {
+			if errors.Is(err, ErrNotListed) {
+				err = fmt.Errorf("%w %q", ErrNotDelivered, op.destID)
+			}
+			return opError("verified", op.account, op.uidl, err)
+		}
+		if _, err := w.promoteVerified.ExecContext(ctx, toNanos(at), op.account, op.uidl); err != nil {
+			return opError("verified", op.account, op.uidl, err)
+		}
+	}
+	return nil
+}
+
+// changedOne turns the result of an UPDATE of one row by key into an error:
+// the statement's own, or ErrNotListed when no row matched.
+func changedOne(res sql.Result, err error) error {
+	if err != nil {
+		return err
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return ErrNotListed
+	}
+	return nil
+}
+
+// opError names the message a write failed on. ErrNotListed and
+// ErrNotDelivered already carry the package prefix and go first.
+func opError(op, account, uidl string, err error) error {
+	if errors.Is(err, ErrNotListed) || errors.Is(err, ErrNotDelivered) {
+		return fmt.Errorf("%w (%s: account %q, uidl %q); nothing of the write was recorded", err, op, account, uidl)
+	}
+	return fmt.Errorf("journal: %s: account %q, uidl %q: %w; nothing of the write was recorded", op, account, uidl, err)
+}
+
+// checkOp refuses a malformed write before the transaction starts.
+func checkOp(op *batchOp) error {
+	switch op.kind {
+	case opStored:
+		m := &op.stored
+		if m.Account == "" || m.UIDL == "" {
+			return fmt.Errorf("stored: empty account or uidl (account %q, uidl %q)", m.Account, m.UIDL)
+		}
+		if !isSHA256Hex(m.SHA256) {
+			return fmt.Errorf("stored: account %q, uidl %q: sha256 %q is not 64 lower-case hex digits", m.Account, m.UIDL, m.SHA256)
+		}
+		if m.ReceivedSize < 0 {
+			return fmt.Errorf("stored: account %q, uidl %q: negative size %d", m.Account, m.UIDL, m.ReceivedSize)
+		}
+		seen := make(map[string]struct{}, len(m.Deliveries))
+		for _, d := range m.Deliveries {
+			if d.DestID == "" {
+				return fmt.Errorf("stored: account %q, uidl %q: delivery with empty destination id", m.Account, m.UIDL)
+			}
+			if _, dup := seen[d.DestID]; dup {
+				return fmt.Errorf("stored: account %q, uidl %q: two deliveries to %q", m.Account, m.UIDL, d.DestID)
+			}
+			seen[d.DestID] = struct{}{}
+			if d.SHA256 != "" && !isSHA256Hex(d.SHA256) {
+				return fmt.Errorf("stored: account %q, uidl %q: delivery to %q: sha256 %q is not 64 lower-case hex digits",
+					m.Account, m.UIDL, d.DestID, d.SHA256)
+			}
+		}
+		if m.Complete && len(m.Deliveries) == 0 {
+			return fmt.Errorf("stored: account %q, uidl %q: complete without any delivery", m.Account, m.UIDL)
+		}
+	case opFailed:
+		if op.account == "" || op.uidl == "" {
+			return fmt.Errorf("failed: empty account or uidl (account %q, uidl %q)", op.account, op.uidl)
+		}
+	case opVerified:
+		if op.account == "" || op.uidl == "" || op.destID == "" {
+			return fmt.Errorf("verified: empty account, uidl or destination (account %q, uidl %q, destination %q)",
+				op.account, op.uidl, op.destID)
+		}
+	}
+	return nil
+}
+
+func isSHA256Hex(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}

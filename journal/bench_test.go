@@ -1,0 +1,46 @@
+package journal
+
+import (
+	"fmt"
+	"path/filepath"
+	"testing"
+)
+
+// BenchmarkCommit measures group commits of 1, 64 and 256 stored messages
+// (two deliveries each) and reports messages/s. Every commit is durable
+// (synchronous=FULL): the figure includes one fsync per batch.
+func BenchmarkCommit(b *testing.B) {
+	for _, size := range []int{1, 64, 256} {
+		b.Run(fmt.Sprintf("batch=%d", size), func(b *testing.B) {
+			j, err := Open(testCtx(b), filepath.Join(b.TempDir(), "bench.db"))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer j.Close()
+			ctx := testCtx(b)
+			n := b.N * size
+			msgs := make([]Listed, n)
+			for i := range msgs {
+				msgs[i] = Listed{UIDL: fmt.Sprintf("uidl-%09d", i), Kind: KindUIDL, Size: 4096}
+			}
+			if err := j.RecordListing(ctx, "bench", "pop3s://bench@pop.example", msgs); err != nil {
+				b.Fatal(err)
+			}
+			// Build the batches before timing: the benchmark measures Commit.
+			batches := make([]Batch, b.N)
+			for i := range n {
+				m := stored("bench", msgs[i].UIDL, true, "maildir", "mbox")
+				batches[i/size].Stored(m)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := range batches {
+				if err := j.Commit(ctx, &batches[i]); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "msgs/s")
+		})
+	}
+}

@@ -1,0 +1,229 @@
+package journal
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+)
+
+// StatusFailureLimit is the most failed messages Status lists per account.
+// AccountStatus.Failed counts them all.
+const StatusFailureLimit = 20
+
+// Deliveries returns every recorded delivery of account's messages, as
+// uidl -> DestID -> Delivery. An unknown account has none: the map is empty,
+// not nil.
+func (j *Journal) Deliveries(ctx context.Context, account string) (map[string]map[string]Delivery, error) {
+	rows, err := j.r.QueryContext(ctx, j.q(`SELECT uidl, dest_id, ref, sha256, stored_at, verified_at
+FROM deliveries WHERE account = ?`), account)
+	if err != nil {
+		return nil, fmt.Errorf("journal: deliveries of account %q: %w", account, err)
+	}
+	defer rows.Close()
+	out := make(map[string]map[string]Delivery)
+	for rows.Next() {
+		var (
+			uidl     string
+			d        Delivery
+			stored   int64
+			verified sql.NullInt64
+		)
+		if err := rows.Scan(&uidl, &d.DestID, &d.Ref, &d.SHA256, &stored, &verified); err != nil {
+			return nil, fmt.Errorf("journal: deliveries of account %q: %w", account, err)
+		}
+		d.StoredAt = fromNanos(sql.NullInt64{Int64: stored, Valid: true})
+		d.VerifiedAt = fromNanos(verified)
+		if out[uidl] == nil {
+			out[uidl] = make(map[string]Delivery)
+		}
+		out[uidl][d.DestID] = d
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("journal: deliveries of account %q: %w", account, err)
+	}
+	return out, nil
+}
+
+// MessageRow is one message as the journal holds it.
+type MessageRow struct {
+	Account, UIDL string
+	Kind          string // KindUIDL, KindDup or KindSynthetic
+	ListedSize    int64  // as the last listing reported it
+	ReceivedSize  int64  // as received; 0 until a store is recorded
+	SHA256        string // canonical sha256; "" until a store is recorded
+	State         string // StateListed ... StateFailed
+	Error         string // the last failure's text, "" if none (cleared when stored)
+	Attempts      int    // failures recorded
+	FirstSeen     time.Time
+	LastSeen      time.Time
+	StoredAt      time.Time
+	VerifiedAt    time.Time
+	DeletedAt     time.Time
+}
+
+// Messages returns every message row of account, ordered by UIDL (byte
+// order). An unknown account has none.
+func (j *Journal) Messages(ctx context.Context, account string) ([]MessageRow, error) {
+	rows, err := j.r.QueryContext(ctx, j.q(`SELECT uidl, uid_kind, listed_size, received_size, sha256, state, error,
+	attempts, first_seen, last_seen, stored_at, verified_at, deleted_at
+FROM messages WHERE account = ? ORDER BY uidl`), account)
+	if err != nil {
+		return nil, fmt.Errorf("journal: messages of account %q: %w", account, err)
+	}
+	defer rows.Close()
+	var out []MessageRow
+	for rows.Next() {
+		var (
+			m                               = MessageRow{Account: account}
+			received                        sql.NullInt64
+			sum, errText                    sql.NullString
+			first, last                     int64
+			storedAt, verifiedAt, deletedAt sql.NullInt64
+		)
+		if err := rows.Scan(&m.UIDL, &m.Kind, &m.ListedSize, &received, &sum, &m.State, &errText,
+			&m.Attempts, &first, &last, &storedAt, &verifiedAt, &deletedAt); err != nil {
+			return nil, fmt.Errorf("journal: messages of account %q: %w", account, err)
+		}
+		m.ReceivedSize = received.Int64
+		m.SHA256 = sum.String
+		m.Error = errText.String
+		m.FirstSeen = fromNanos(sql.NullInt64{Int64: first, Valid: true})
+		m.LastSeen = fromNanos(sql.NullInt64{Int64: last, Valid: true})
+		m.StoredAt = fromNanos(storedAt)
+		m.VerifiedAt = fromNanos(verifiedAt)
+		m.DeletedAt = fromNanos(deletedAt)
+		out = append(out, m)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("journal: messages of account %q: %w", account, err)
+	}
+	return out, nil
+}
+
+// MessageFailure is one failed message in a status.
+type MessageFailure struct {
+	UIDL     string
+	Error    string
+	Attempts int
+}
+
+// AccountStatus summarises one account.
+type AccountStatus struct {
+	Account string
+	Source  string // the server URL (no password); "" if never listed
+	// ServerCount and ServerBytes are what the last listing reported.
+	ServerCount int
+	ServerBytes int64
+	// Messages per state.
+	Listed, Stored, Verified, Deleted, Failed int
+	LastError                                 string    // the account's last error; "" if none
+	LastRun                                   time.Time // the last listing; zero if never listed
+	// Failures are the first StatusFailureLimit failed messages by UIDL.
+	Failures []MessageFailure
+}
+
+// Status returns every account the journal knows, ordered by account, as one
+// consistent snapshot.
+func (j *Journal) Status(ctx context.Context) ([]AccountStatus, error) {
+	tx, err := j.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return nil, fmt.Errorf("journal: status: %w", err)
+	}
+	defer tx.Rollback() // read only: nothing to keep
+	out, err := status(ctx, tx, j.q)
+	if err != nil {
+		return nil, fmt.Errorf("journal: status: %w", err)
+	}
+	return out, nil
+}
+
+func status(ctx context.Context, tx *sql.Tx, q func(string) string) ([]AccountStatus, error) {
+	var out []AccountStatus
+	idx := make(map[string]int)
+
+	rows, err := tx.QueryContext(ctx, q(`SELECT account, source, server_count, server_bytes, last_error, last_run
+FROM accounts ORDER BY account`))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			a       AccountStatus
+			lastErr sql.NullString
+			lastRun sql.NullInt64
+		)
+		if err := rows.Scan(&a.Account, &a.Source, &a.ServerCount, &a.ServerBytes, &lastErr, &lastRun); err != nil {
+			return nil, err
+		}
+		a.LastError = lastErr.String
+		a.LastRun = fromNanos(lastRun)
+		idx[a.Account] = len(out)
+		out = append(out, a)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	rows.Close()
+
+	rows, err = tx.QueryContext(ctx, q(`SELECT account, state, COUNT(*) FROM messages GROUP BY account, state`))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			account, state string
+			n              int
+		)
+		if err := rows.Scan(&account, &state, &n); err != nil {
+			return nil, err
+		}
+		i, ok := idx[account]
+		if !ok { // cannot happen: messages.account references accounts
+			return nil, fmt.Errorf("messages of unknown account %q", account)
+		}
+		a := &out[i]
+		switch state {
+		case StateListed:
+			a.Listed = n
+		case StateStored:
+			a.Stored = n
+		case StateVerified:
+			a.Verified = n
+		case StateDeleted:
+			a.Deleted = n
+		case StateFailed:
+			a.Failed = n
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	rows.Close()
+
+	rows, err = tx.QueryContext(ctx, q(`SELECT account, uidl, error, attempts FROM (
+	SELECT account, uidl, error, attempts, ROW_NUMBER() OVER (PARTITION BY account ORDER BY uidl) AS n
+	FROM messages WHERE state = 'failed'
+) f WHERE n <= ? ORDER BY account, uidl`), StatusFailureLimit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			account string
+			f       MessageFailure
+			errText sql.NullString
+		)
+		if err := rows.Scan(&account, &f.UIDL, &errText, &f.Attempts); err != nil {
+			return nil, err
+		}
+		f.Error = errText.String
+		if i, ok := idx[account]; ok {
+			out[i].Failures = append(out[i].Failures, f)
+		}
+	}
+	return out, rows.Err()
+}

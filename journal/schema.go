@@ -1,0 +1,128 @@
+package journal
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+)
+
+// A migration moves the schema from version-1 to version. Its statements run
+// in one transaction together with the version bump, so a migration either
+// happens whole or not at all.
+type migration struct {
+	version int
+	stmts   []string
+}
+
+// migrations is the ordered schema history. Append only: never edit a
+// migration that has shipped, add the next one. The statements are portable
+// SQL; "{{serial_pk}}" is the one token a dialect substitutes.
+//
+// Times are BIGINT unix nanoseconds, UTC; NULL means "not yet". Sizes are
+// bytes. sha256 values are lower-case hex of the canonical form (CRLF -> LF).
+var migrations = []migration{
+	{version: 1, stmts: []string{
+		`CREATE TABLE runs (
+			id          {{serial_pk}},
+			started_at  BIGINT NOT NULL,
+			finished_at BIGINT,
+			args        TEXT NOT NULL DEFAULT '',
+			summary     TEXT,
+			exit_code   INTEGER
+		)`,
+		`CREATE TABLE accounts (
+			account      TEXT NOT NULL PRIMARY KEY,
+			source       TEXT NOT NULL DEFAULT '',
+			last_run     BIGINT,
+			last_error   TEXT,
+			server_count INTEGER NOT NULL DEFAULT 0,
+			server_bytes BIGINT NOT NULL DEFAULT 0,
+			updated_at   BIGINT NOT NULL
+		)`,
+		`CREATE TABLE messages (
+			account       TEXT NOT NULL REFERENCES accounts (account),
+			uidl          TEXT NOT NULL,
+			uid_kind      TEXT NOT NULL CHECK (uid_kind IN ('uidl', 'dup', 'synthetic')),
+			listed_size   BIGINT NOT NULL CHECK (listed_size >= 0),
+			received_size BIGINT CHECK (received_size >= 0),
+			sha256        TEXT,
+			state         TEXT NOT NULL CHECK (state IN ('listed', 'stored', 'verified', 'deleted', 'failed')),
+			error         TEXT,
+			attempts      INTEGER NOT NULL DEFAULT 0,
+			first_seen    BIGINT NOT NULL,
+			last_seen     BIGINT NOT NULL,
+			stored_at     BIGINT,
+			verified_at   BIGINT,
+			deleted_at    BIGINT,
+			PRIMARY KEY (account, uidl)
+		)`,
+		`CREATE INDEX messages_account_state ON messages (account, state)`,
+		`CREATE TABLE deliveries (
+			account     TEXT NOT NULL,
+			uidl        TEXT NOT NULL,
+			dest_id     TEXT NOT NULL,
+			ref         TEXT NOT NULL DEFAULT '',
+			sha256      TEXT NOT NULL,
+			stored_at   BIGINT NOT NULL,
+			verified_at BIGINT,
+			PRIMARY KEY (account, uidl, dest_id),
+			FOREIGN KEY (account, uidl) REFERENCES messages (account, uidl)
+		)`,
+	}},
+}
+
+// SchemaVersion is the newest journal schema this package knows: the version
+// of the last migration. Open refuses a journal with a newer version.
+const SchemaVersion = 1
+
+// migrate brings the database up to SchemaVersion, one migration per
+// transaction. It refuses a database whose version is newer than
+// SchemaVersion with a *SchemaError and changes nothing in it.
+func migrate(ctx context.Context, db *sql.DB, d dialect, path string) error {
+	for {
+		done, err := migrateOne(ctx, db, d, path)
+		if err != nil || done {
+			return err
+		}
+	}
+}
+
+// migrateOne applies the next pending migration, if any. The version is read
+// inside the (write-locked) transaction, so two processes opening the same
+// journal at once never apply a migration twice.
+func migrateOne(ctx context.Context, db *sql.DB, d dialect, path string) (done bool, err error) {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return false, fmt.Errorf("journal: %s: migrate: %w", path, err)
+	}
+	defer tx.Rollback() // no-op after Commit
+	v, err := d.schemaVersion(ctx, tx)
+	if err != nil {
+		return false, fmt.Errorf("journal: %s: read schema version: %w", path, err)
+	}
+	if v > SchemaVersion {
+		return false, &SchemaError{Path: path, Version: v, Known: SchemaVersion}
+	}
+	if v == SchemaVersion {
+		return true, nil
+	}
+	var m *migration
+	for i := range migrations {
+		if migrations[i].version > v {
+			m = &migrations[i]
+			break
+		}
+	}
+	for i, s := range m.stmts {
+		if _, err := tx.ExecContext(ctx, d.ddl(s)); err != nil {
+			return false, fmt.Errorf("journal: %s: migration %d statement %d: %w", path, m.version, i+1, err)
+		}
+	}
+	if err := d.setSchemaVersion(ctx, tx, m.version); err != nil {
+		return false, fmt.Errorf("journal: %s: migration %d: set version: %w", path, m.version, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return false, fmt.Errorf("journal: %s: migration %d: commit: %w", path, m.version, err)
+	}
+	return m.version == SchemaVersion, nil
+}

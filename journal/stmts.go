@@ -1,0 +1,123 @@
+package journal
+
+import (
+	"context"
+	"database/sql"
+)
+
+// stmts are the write statements, prepared once on the write connection and
+// bound to each transaction with Tx.StmtContext.
+type stmts struct {
+	listUpsert      *sql.Stmt
+	accountListing  *sql.Stmt
+	accountError    *sql.Stmt
+	storedComplete  *sql.Stmt
+	storedPartial   *sql.Stmt
+	deliveryUpsert  *sql.Stmt
+	failed          *sql.Stmt
+	verifyDelivery  *sql.Stmt
+	promoteVerified *sql.Stmt
+	markDeleted     *sql.Stmt
+}
+
+// In every UPDATE below, the expressions of SET see the row as it was before
+// the statement (standard SQL), so "state IN (...)" in one assignment tests
+// the old state even when another assignment changes it.
+//
+// States never go down: 'listed' and 'failed' are the only states that a
+// store or a failure may change.
+
+// sqlListUpsert records one listed message: a new row starts 'listed'; an
+// existing row keeps its state, kind and first_seen.
+const sqlListUpsert = `INSERT INTO messages (account, uidl, uid_kind, listed_size, state, attempts, first_seen, last_seen)
+VALUES (?, ?, ?, ?, 'listed', 0, ?, ?)
+ON CONFLICT (account, uidl) DO UPDATE SET listed_size = excluded.listed_size, last_seen = excluded.last_seen`
+
+const sqlAccountListing = `INSERT INTO accounts (account, source, last_run, server_count, server_bytes, updated_at)
+VALUES (?, ?, ?, ?, ?, ?)
+ON CONFLICT (account) DO UPDATE SET source = excluded.source, last_run = excluded.last_run,
+	server_count = excluded.server_count, server_bytes = excluded.server_bytes, updated_at = excluded.updated_at`
+
+const sqlAccountError = `INSERT INTO accounts (account, last_error, updated_at) VALUES (?, ?, ?)
+ON CONFLICT (account) DO UPDATE SET last_error = excluded.last_error, updated_at = excluded.updated_at`
+
+// sqlStoredComplete: every configured destination holds the message.
+const sqlStoredComplete = `UPDATE messages SET received_size = ?, sha256 = ?,
+	state = CASE WHEN state IN ('listed', 'failed') THEN 'stored' ELSE state END,
+	error = CASE WHEN state IN ('listed', 'failed') THEN NULL ELSE error END,
+	stored_at = COALESCE(stored_at, ?)
+WHERE account = ? AND uidl = ?`
+
+// sqlStoredPartial: some destinations hold it; the state stays.
+const sqlStoredPartial = `UPDATE messages SET received_size = ?, sha256 = ? WHERE account = ? AND uidl = ?`
+
+// sqlDeliveryUpsert: a destination that (again) holds the message replaces
+// its previous delivery row, verification included: a new copy is not
+// verified until it is.
+const sqlDeliveryUpsert = `INSERT INTO deliveries (account, uidl, dest_id, ref, sha256, stored_at, verified_at)
+VALUES (?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (account, uidl, dest_id) DO UPDATE SET ref = excluded.ref, sha256 = excluded.sha256,
+	stored_at = excluded.stored_at, verified_at = excluded.verified_at`
+
+const sqlFailed = `UPDATE messages SET error = ?, attempts = attempts + 1,
+	state = CASE WHEN state IN ('listed', 'failed') THEN 'failed' ELSE state END
+WHERE account = ? AND uidl = ?`
+
+const sqlVerifyDelivery = `UPDATE deliveries SET verified_at = ? WHERE account = ? AND uidl = ? AND dest_id = ?`
+
+// sqlPromoteVerified moves a stored message to 'verified' once every one of
+// its deliveries is verified.
+const sqlPromoteVerified = `UPDATE messages SET state = 'verified', verified_at = ?
+WHERE account = ? AND uidl = ? AND state = 'stored'
+	AND NOT EXISTS (SELECT 1 FROM deliveries d
+		WHERE d.account = messages.account AND d.uidl = messages.uidl AND d.verified_at IS NULL)`
+
+const sqlMarkDeleted = `UPDATE messages SET state = 'deleted', deleted_at = COALESCE(deleted_at, ?)
+WHERE account = ? AND uidl = ?`
+
+func (s *stmts) all() []struct {
+	p     **sql.Stmt
+	query string
+} {
+	return []struct {
+		p     **sql.Stmt
+		query string
+	}{
+		{&s.listUpsert, sqlListUpsert},
+		{&s.accountListing, sqlAccountListing},
+		{&s.accountError, sqlAccountError},
+		{&s.storedComplete, sqlStoredComplete},
+		{&s.storedPartial, sqlStoredPartial},
+		{&s.deliveryUpsert, sqlDeliveryUpsert},
+		{&s.failed, sqlFailed},
+		{&s.verifyDelivery, sqlVerifyDelivery},
+		{&s.promoteVerified, sqlPromoteVerified},
+		{&s.markDeleted, sqlMarkDeleted},
+	}
+}
+
+func (s *stmts) prepare(ctx context.Context, j *Journal) error {
+	for _, e := range s.all() {
+		st, err := j.w.PrepareContext(ctx, j.q(e.query))
+		if err != nil {
+			s.close()
+			return err
+		}
+		*e.p = st
+	}
+	return nil
+}
+
+func (s *stmts) close() error {
+	var first error
+	for _, e := range s.all() {
+		if *e.p == nil {
+			continue
+		}
+		if err := (*e.p).Close(); err != nil && first == nil {
+			first = err
+		}
+		*e.p = nil
+	}
+	return first
+}

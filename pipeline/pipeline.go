@@ -1,0 +1,337 @@
+// Package pipeline is popmigrate's engine: it runs one POP3 session per
+// account, many accounts at once, and moves every message the journal does
+// not yet hold into every destination, in the order the durability
+// protocol demands:
+//
+//	RETR -> spool (canonical form, sha256, size) -> Put to each destination
+//	     -> every K messages or T: Sync each destination, then ONE journal
+//	        transaction records the batch as stored.
+//
+// The journal therefore never claims a message that is not durable in its
+// destinations, and a destination never holds a message twice: a crash
+// between Put and the journal commit leaves a message the journal does not
+// know, which the next run downloads again and Puts again, and Put is
+// idempotent per message key.
+//
+// Parallelism is across accounts (a POP3 mailbox is locked per session);
+// inside one session the download of the next messages (pipelined RETR)
+// overlaps the writing of the current one.
+package pipeline
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/popmigrate/popmigrate/config"
+	"github.com/popmigrate/popmigrate/journal"
+)
+
+// Options tune a run. The zero value of every field means its default.
+type Options struct {
+	// Jobs is how many accounts are migrated at once. Default 8.
+	Jobs int
+	// PerHost is the most sessions open at once to one POP3 host. Default 4.
+	PerHost int
+	// Window is how many RETR commands are kept in flight when the server
+	// offers PIPELINING. Default 32.
+	Window int
+	// BatchSize is how many messages one group commit holds. Default 64.
+	BatchSize int
+	// BatchInterval is the longest a stored message waits for its group
+	// commit. Default 1s.
+	BatchInterval time.Duration
+	// SpoolThreshold is the largest message held in memory; larger ones
+	// are spooled to a temporary file. Default 4 MiB.
+	SpoolThreshold int64
+	// SpoolDir is where large messages are spooled. Default os.TempDir().
+	SpoolDir string
+	// Attempts is how many times a session is tried for retryable errors
+	// ([IN-USE], [LOGIN-DELAY], [SYS/TEMP], network faults). Default 5.
+	Attempts int
+	// Backoff is the first retry delay; it doubles, with jitter, up to
+	// MaxBackoff. Defaults 2s and 60s.
+	Backoff, MaxBackoff time.Duration
+	// Timeout is the POP3 per-command idle timeout. Default 60s.
+	Timeout time.Duration
+	// MaxMessageSize caps one message. Default 2 GiB.
+	MaxMessageSize int64
+	// Progress receives progress events. Nil means none.
+	Progress Progress
+	// Logger receives warnings and per-account lines. Nil discards.
+	Logger *slog.Logger
+	// Debug, when set, receives POP3 protocol transcripts (secrets
+	// redacted).
+	Debug func(account string) *os.File
+
+	hooks hooks
+}
+
+// hooks let tests stop the process at exact points of the protocol.
+type hooks struct {
+	afterPut    func(n int) // after the n-th Put of the process
+	afterSync   func(n int) // after the n-th batch's Sync, before its journal commit
+	afterCommit func(n int) // after the n-th journal commit
+}
+
+func (o *Options) withDefaults() Options {
+	c := *o
+	def := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def(&c.Jobs, 8)
+	def(&c.PerHost, 4)
+	def(&c.Window, 32)
+	def(&c.BatchSize, 64)
+	def(&c.Attempts, 5)
+	if c.BatchInterval <= 0 {
+		c.BatchInterval = time.Second
+	}
+	if c.SpoolThreshold <= 0 {
+		c.SpoolThreshold = 4 << 20
+	}
+	if c.SpoolDir == "" {
+		c.SpoolDir = os.TempDir()
+	}
+	if c.Backoff <= 0 {
+		c.Backoff = 2 * time.Second
+	}
+	if c.MaxBackoff <= 0 {
+		c.MaxBackoff = 60 * time.Second
+	}
+	if c.Timeout <= 0 {
+		c.Timeout = 60 * time.Second
+	}
+	if c.MaxMessageSize <= 0 {
+		c.MaxMessageSize = 2 << 30
+	}
+	if c.Progress == nil {
+		c.Progress = nopProgress{}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// Progress receives events as a run goes on. Its methods are called from
+// many goroutines at once.
+type Progress interface {
+	// AccountStart is called when an account's plan is known: how many
+	// messages and bytes will be downloaded.
+	AccountStart(account string, messages int, bytes int64)
+	// MessageDone is called when a message has been downloaded and written.
+	MessageDone(account string, bytes int64)
+	// AccountDone is called once per account at the end.
+	AccountDone(account string, r *AccountReport)
+}
+
+type nopProgress struct{}
+
+func (nopProgress) AccountStart(string, int, int64)    {}
+func (nopProgress) MessageDone(string, int64)          {}
+func (nopProgress) AccountDone(string, *AccountReport) {}
+
+// Report is the outcome of a run.
+type Report struct {
+	Started  time.Time        `json:"started"`
+	Finished time.Time        `json:"finished"`
+	Duration float64          `json:"duration_seconds"`
+	Accounts []*AccountReport `json:"accounts"`
+	Totals   Totals           `json:"totals"`
+}
+
+// Totals sums the account reports.
+type Totals struct {
+	Accounts             int   `json:"accounts"`
+	AccountsFailed       int   `json:"accounts_failed"`
+	ServerMessages       int   `json:"server_messages"`
+	ServerBytes          int64 `json:"server_bytes"`
+	Stored               int   `json:"stored"`
+	StoredBytes          int64 `json:"stored_bytes"`
+	SkippedAlreadyStored int   `json:"skipped_already_stored"`
+	Failed               int   `json:"failed"`
+}
+
+// AccountReport is the outcome of one account.
+type AccountReport struct {
+	Account string `json:"account"`
+	Source  string `json:"source"`
+	// Destinations lists the destination ids.
+	Destinations []string `json:"destinations"`
+	// ServerMessages and ServerBytes are the server's listing (LIST sizes,
+	// as the server counts them) at the last session.
+	ServerMessages int   `json:"server_messages"`
+	ServerBytes    int64 `json:"server_bytes"`
+	// Stored is how many messages this run stored in every destination.
+	Stored      int   `json:"stored"`
+	StoredBytes int64 `json:"stored_bytes"`
+	// SkippedAlreadyStored is how many listed messages earlier runs had
+	// already stored everywhere.
+	SkippedAlreadyStored int `json:"skipped_already_stored"`
+	// Failed is how many listed messages are not stored everywhere at
+	// the end of this run; Failures says why.
+	Failed   int              `json:"failed"`
+	Failures []MessageFailure `json:"failures,omitempty"`
+	// SizeMismatches lists messages whose RETR size differed from LIST.
+	// They are stored as received; the mismatch is only reported.
+	SizeMismatches []SizeMismatch `json:"size_mismatches,omitempty"`
+	// NoUIDL says the server has no UIDL: keys were made from the headers
+	// (TOP n 0) and size, which is weaker than a real UIDL.
+	NoUIDL bool `json:"no_uidl,omitempty"`
+	// DuplicateUIDLs counts listing entries whose UIDL repeated an earlier
+	// one; they were kept apart, never merged.
+	DuplicateUIDLs int `json:"duplicate_uidls,omitempty"`
+	// Sessions is how many POP3 sessions were opened (1 + retries).
+	Sessions int `json:"sessions"`
+	// Error is why the account could not be completed, if it could not.
+	Error string `json:"error,omitempty"`
+	// Whole is true when every message on the server is stored in every
+	// destination.
+	Whole bool `json:"whole"`
+
+	failures map[string]string
+}
+
+// MessageFailure is one message that could not be stored.
+type MessageFailure struct {
+	UIDL  string `json:"uidl"`
+	Error string `json:"error"`
+}
+
+// SizeMismatch is a message whose RETR size differed from its LIST size.
+type SizeMismatch struct {
+	UIDL     string `json:"uidl"`
+	Listed   int64  `json:"listed"`
+	Received int64  `json:"received"`
+}
+
+// Run migrates every account and returns the report. It returns an error
+// only when the run as a whole could not go on (the journal failed, or ctx
+// was cancelled); an account that fails is reported in its AccountReport
+// and the others go on.
+func Run(ctx context.Context, j *journal.Journal, accounts []*config.Account, opts *Options) (*Report, error) {
+	if opts == nil {
+		opts = &Options{}
+	}
+	o := opts.withDefaults()
+	r := &runner{
+		opts:  o,
+		j:     j,
+		spool: newSpooler(o.SpoolDir, o.SpoolThreshold),
+		hosts: map[string]chan struct{}{},
+	}
+	rep := &Report{Started: time.Now()}
+	rep.Accounts = make([]*AccountReport, len(accounts))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(o.Jobs)
+	for i, a := range accounts {
+		g.Go(func() error {
+			ar, err := r.account(gctx, a)
+			rep.Accounts[i] = ar
+			o.Progress.AccountDone(a.Name, ar)
+			return err
+		})
+	}
+	err := g.Wait()
+	if err == nil {
+		err = ctx.Err()
+	}
+	rep.Finished = time.Now()
+	rep.Duration = rep.Finished.Sub(rep.Started).Seconds()
+	sort.Slice(rep.Accounts, func(a, b int) bool { return rep.Accounts[a].Account < rep.Accounts[b].Account })
+	for _, a := range rep.Accounts {
+		if a == nil {
+			continue
+		}
+		t := &rep.Totals
+		t.Accounts++
+		if !a.Whole {
+			t.AccountsFailed++
+		}
+		t.ServerMessages += a.ServerMessages
+		t.ServerBytes += a.ServerBytes
+		t.Stored += a.Stored
+		t.StoredBytes += a.StoredBytes
+		t.SkippedAlreadyStored += a.SkippedAlreadyStored
+		t.Failed += a.Failed
+	}
+	return rep, err
+}
+
+// journalError marks a journal failure: the run cannot go on safely.
+type journalError struct{ err error }
+
+func (e *journalError) Error() string { return "journal: " + e.err.Error() }
+func (e *journalError) Unwrap() error { return e.err }
+
+type runner struct {
+	opts  Options
+	j     *journal.Journal
+	spool *spooler
+
+	mu    sync.Mutex
+	hosts map[string]chan struct{}
+
+	putCount, syncCount, commitCount counter
+}
+
+type counter struct {
+	mu sync.Mutex
+	n  int
+}
+
+func (c *counter) next() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.n++
+	return c.n
+}
+
+// hostSlot blocks until a session to host may open, and returns the
+// function that frees the slot.
+func (r *runner) hostSlot(ctx context.Context, host string) (func(), error) {
+	r.mu.Lock()
+	sem, ok := r.hosts[strings.ToLower(host)]
+	if !ok {
+		sem = make(chan struct{}, r.opts.PerHost)
+		r.hosts[strings.ToLower(host)] = sem
+	}
+	r.mu.Unlock()
+	select {
+	case sem <- struct{}{}:
+		return func() { <-sem }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (a *AccountReport) fail(uidl string, err error) {
+	if a.failures == nil {
+		a.failures = map[string]string{}
+	}
+	a.failures[uidl] = err.Error()
+}
+
+func (a *AccountReport) succeed(uidl string) {
+	delete(a.failures, uidl)
+}
+
+// finish fills the exported failure fields from the working set.
+func (a *AccountReport) finish() {
+	a.Failures = a.Failures[:0]
+	for uidl, e := range a.failures {
+		a.Failures = append(a.Failures, MessageFailure{UIDL: uidl, Error: e})
+	}
+	sort.Slice(a.Failures, func(i, j int) bool { return a.Failures[i].UIDL < a.Failures[j].UIDL })
+	a.Failed = len(a.Failures)
+	a.Whole = a.Error == "" && a.Failed == 0
+}

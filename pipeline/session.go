@@ -1,0 +1,410 @@
+package pipeline
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"os"
+	"syscall"
+	"time"
+
+	"github.com/popmigrate/popmigrate/config"
+	"github.com/popmigrate/popmigrate/exporters"
+	"github.com/popmigrate/popmigrate/exporters/maildir"
+	"github.com/popmigrate/popmigrate/journal"
+	"github.com/popmigrate/popmigrate/pop3"
+)
+
+// accountRun is the state of one account across its sessions.
+type accountRun struct {
+	r      *runner
+	a      *config.Account
+	rep    *AccountReport
+	dests  []exporters.Exporter
+	ids    []string // destination ids, parallel to dests
+	auth   *pop3.Auth
+	tlsCfg *tls.Config
+	// storedNow holds the UIDLs this run stored, so a retried session
+	// does not count them as stored by an earlier run.
+	storedNow map[string]bool
+	// skip holds the UIDLs of messages over the size cap: later sessions
+	// of this run do not ask for them again.
+	skip map[string]bool
+}
+
+// account migrates one account, retrying its session on retryable errors.
+// The error it returns is a journal failure; everything else is in the
+// report.
+func (r *runner) account(ctx context.Context, a *config.Account) (*AccountReport, error) {
+	rep := &AccountReport{Account: a.Name, Source: a.SourceURL()}
+	ar := &accountRun{r: r, a: a, rep: rep, storedNow: map[string]bool{}, skip: map[string]bool{}}
+	defer rep.finish()
+	err := ar.prepare(ctx)
+	defer ar.closeDests()
+	if err == nil {
+		err = ar.sessions(ctx)
+	}
+	if err != nil {
+		rep.Error = err.Error()
+		r.opts.Logger.Warn("account failed", "account", a.Name, "error", err)
+	}
+	var jerr *journalError
+	if errors.As(err, &jerr) {
+		return rep, err
+	}
+	if e := r.j.SetAccountError(context.WithoutCancel(ctx), a.Name, rep.Error); e != nil {
+		return rep, &journalError{e}
+	}
+	return rep, nil
+}
+
+// prepare resolves the secret, loads the CA file and opens the
+// destinations: everything that does not need the server and is not worth
+// retrying when it fails.
+func (ar *accountRun) prepare(ctx context.Context) error {
+	a := ar.a
+	ar.auth = &pop3.Auth{
+		Username:       a.User,
+		Mechanisms:     a.Auth,
+		AllowPlaintext: a.Security == config.SecurityPlain,
+	}
+	if !a.OAuth2Token.IsZero() {
+		tok, err := a.OAuth2Token.Resolve(ctx)
+		if err != nil {
+			return fmt.Errorf("oauth2 token (%s): %w", a.OAuth2Token, err)
+		}
+		ar.auth.OAuth2Token = tok
+	} else {
+		pw, err := a.Password.Resolve(ctx)
+		if err != nil {
+			return fmt.Errorf("password (%s): %w", a.Password, err)
+		}
+		ar.auth.Password = pw
+	}
+	cfg := &tls.Config{ServerName: a.Host, MinVersion: tls.VersionTLS12, InsecureSkipVerify: a.InsecureSkipVerify}
+	if a.CAFile != "" {
+		pem, err := os.ReadFile(a.CAFile)
+		if err != nil {
+			return fmt.Errorf("ca file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return fmt.Errorf("ca file %s: no PEM certificate in it", a.CAFile)
+		}
+		cfg.RootCAs = pool
+	}
+	ar.tlsCfg = cfg
+	for _, spec := range a.To {
+		e, err := openDestination(spec)
+		if err != nil {
+			return err
+		}
+		ar.dests = append(ar.dests, e)
+		ar.ids = append(ar.ids, e.Properties().ID)
+	}
+	ar.rep.Destinations = ar.ids
+	return nil
+}
+
+// openDestination opens the exporter for an expanded destination spec.
+func openDestination(spec string) (exporters.Exporter, error) {
+	d, err := config.ParseDestination(spec)
+	if err != nil {
+		return nil, err
+	}
+	switch d.Kind {
+	case "maildir":
+		e, err := maildir.New(d.Path, nil)
+		if err != nil {
+			return nil, fmt.Errorf("destination %s: %w", spec, err)
+		}
+		return e, nil
+	}
+	return nil, fmt.Errorf("destination %s: kind %q is not supported", spec, d.Kind)
+}
+
+func (ar *accountRun) closeDests() {
+	for _, d := range ar.dests {
+		if err := d.Close(); err != nil {
+			ar.r.opts.Logger.Warn("closing destination", "account", ar.a.Name, "destination", d.Properties().ID, "error", err)
+		}
+	}
+}
+
+// sessions runs sessions until the account is done, a non-retryable error
+// happens or the attempts are used up.
+func (ar *accountRun) sessions(ctx context.Context) error {
+	o := &ar.r.opts
+	for attempt := 1; ; attempt++ {
+		ar.rep.Sessions++
+		err := ar.session(ctx)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if !retryable(err) || attempt >= o.Attempts {
+			if attempt > 1 {
+				return fmt.Errorf("%w (after %d sessions)", err, attempt)
+			}
+			return err
+		}
+		d := backoff(o.Backoff, o.MaxBackoff, attempt)
+		o.Logger.Info("retrying", "account", ar.a.Name, "attempt", attempt+1, "in", d.Round(time.Millisecond), "error", err)
+		t := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// backoff returns the delay before retry number attempt: base doubled per
+// attempt, capped, with up to 50% jitter so that many accounts locked at
+// once do not retry in step.
+func backoff(base, max time.Duration, attempt int) time.Duration {
+	d := base
+	for i := 1; i < attempt && d < max; i++ {
+		d *= 2
+	}
+	if d > max {
+		d = max
+	}
+	return d/2 + time.Duration(rand.Int64N(int64(d/2)+1))
+}
+
+// retryable reports whether a session error is worth another session:
+// a temporary POP3 error or a network fault. Authentication failures,
+// certificate errors, protocol violations and destination errors are not.
+func retryable(err error) bool {
+	if errors.Is(err, errTooLarge) {
+		return true
+	}
+	var perr *pop3.Error
+	if errors.As(err, &perr) {
+		return perr.Temporary()
+	}
+	var jerr *journalError
+	var derr *destError
+	if errors.As(err, &jerr) || errors.As(err, &derr) {
+		return false
+	}
+	var cerr *tls.CertificateVerificationError
+	var uerr x509.UnknownAuthorityError
+	var herr x509.HostnameError
+	if errors.As(err, &cerr) || errors.As(err, &uerr) || errors.As(err, &herr) {
+		return false
+	}
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ECONNREFUSED) ||
+		errors.Is(err, syscall.EPIPE) || errors.Is(err, os.ErrDeadlineExceeded) {
+		return true
+	}
+	var nerr net.Error
+	return errors.As(err, &nerr)
+}
+
+// destError marks a destination failure that ends the session (a failed
+// Sync): retrying would not help and the journal must not go on.
+type destError struct {
+	dest string
+	err  error
+}
+
+func (e *destError) Error() string { return fmt.Sprintf("destination %s: %v", e.dest, e.err) }
+func (e *destError) Unwrap() error { return e.err }
+
+// listedMsg is one entry of the server's listing in this session.
+type listedMsg struct {
+	id   int
+	uidl string // unique within the listing
+	kind string // "uidl", "dup" or "synthetic"
+	size int64
+}
+
+// session runs one POP3 session: connect, log in, list, plan, download
+// and store everything missing, QUIT.
+func (ar *accountRun) session(ctx context.Context) error {
+	r := ar.r
+	release, err := r.hostSlot(ctx, ar.a.Host)
+	if err != nil {
+		return err
+	}
+	defer release()
+
+	po := &pop3.Options{
+		TLSConfig:      ar.tlsCfg,
+		Timeout:        r.opts.Timeout,
+		MaxMessageSize: r.opts.MaxMessageSize,
+	}
+	switch ar.a.Security {
+	case config.SecurityTLS:
+		po.Security = pop3.SecurityTLS
+	case config.SecuritySTLS:
+		po.Security = pop3.SecuritySTLS
+	default:
+		po.Security = pop3.SecurityPlain
+	}
+	if r.opts.Debug != nil {
+		if f := r.opts.Debug(ar.a.Name); f != nil {
+			po.Debug = f
+		}
+	}
+	c, err := pop3.Dial(ctx, ar.a.Addr(), po)
+	if err != nil {
+		return fmt.Errorf("connect %s: %w", ar.a.Addr(), err)
+	}
+	defer c.Close()
+	if err := c.Login(ctx, ar.auth); err != nil {
+		return fmt.Errorf("login as %s: %w", ar.a.User, err)
+	}
+	listing, err := ar.list(ctx, c)
+	if err != nil {
+		return err
+	}
+	if err := ar.r.j.RecordListing(ctx, ar.a.Name, ar.rep.Source, journalListing(listing)); err != nil {
+		return &journalError{err}
+	}
+	plan, err := ar.plan(ctx, listing)
+	if err != nil {
+		return err
+	}
+	if len(plan) > 0 {
+		if err := ar.download(ctx, c, plan); err != nil {
+			return err
+		}
+	}
+	if err := c.Quit(ctx); err != nil {
+		// Everything was stored and committed already; a failed QUIT
+		// loses nothing (we deleted nothing), so it is only reported.
+		r.opts.Logger.Warn("quit", "account", ar.a.Name, "error", err)
+	}
+	return nil
+}
+
+func journalListing(l []listedMsg) []journal.Listed {
+	out := make([]journal.Listed, len(l))
+	for i, m := range l {
+		out[i] = journal.Listed{UIDL: m.uidl, Kind: m.kind, Size: m.size}
+	}
+	return out
+}
+
+// list returns the server's listing with a unique key per message: the
+// UIDL, a disambiguated UIDL for repeats, or a synthetic key from the
+// headers and size when the server has no UIDL.
+func (ar *accountRun) list(ctx context.Context, c *pop3.Client) ([]listedMsg, error) {
+	sizes, err := c.List(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list: %w", err)
+	}
+	uids, err := c.UIDL(ctx)
+	var perr *pop3.Error
+	noUIDL := errors.As(err, &perr) && !perr.Temporary()
+	if err != nil && !noUIDL {
+		return nil, fmt.Errorf("uidl: %w", err)
+	}
+	byID := make(map[int]string, len(uids))
+	for _, u := range uids {
+		byID[u.ID] = u.UID
+	}
+	ar.rep.NoUIDL = noUIDL
+	ar.rep.ServerMessages, ar.rep.ServerBytes, ar.rep.DuplicateUIDLs = len(sizes), 0, 0
+	seen := make(map[string]int, len(sizes))
+	out := make([]listedMsg, 0, len(sizes))
+	for _, s := range sizes {
+		ar.rep.ServerBytes += s.Size
+		m := listedMsg{id: s.ID, size: s.Size, kind: "uidl"}
+		if noUIDL {
+			key, err := syntheticKey(ctx, c, s)
+			if err != nil {
+				return nil, err
+			}
+			m.uidl, m.kind = key, "synthetic"
+		} else {
+			u, ok := byID[s.ID]
+			if !ok {
+				return nil, fmt.Errorf("uidl: message %d is in LIST but not in UIDL", s.ID)
+			}
+			m.uidl = u
+		}
+		// UIDLs are printable ASCII without spaces (RFC 1939 section 7),
+		// so a suffix after a space can never collide with a real UIDL.
+		if n := seen[m.uidl]; n > 0 {
+			seen[m.uidl] = n + 1
+			m.uidl = fmt.Sprintf("%s dup%d", m.uidl, n+1)
+			if m.kind == "uidl" {
+				m.kind = "dup"
+			}
+			ar.rep.DuplicateUIDLs++
+		} else {
+			seen[m.uidl] = 1
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+// syntheticKey makes a key for a message of a server without UIDL: a hash
+// of its header block (TOP n 0) and its size.
+func syntheticKey(ctx context.Context, c *pop3.Client, s pop3.MessageInfo) (string, error) {
+	body, err := c.Top(ctx, s.ID, 0)
+	if err != nil {
+		return "", fmt.Errorf("no UIDL, and TOP %d failed too, so messages cannot be told apart across runs: %w", s.ID, err)
+	}
+	h := sha256.New()
+	fmt.Fprintf(h, "%d\n", s.Size)
+	_, err = copyBuffer(exporters.NewCanonicalWriter(h), body)
+	if cerr := body.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return "", fmt.Errorf("top %d: %w", s.ID, err)
+	}
+	return "synthetic " + hexSum(h)[:32], nil
+}
+
+// planned is one message to download and the destinations that lack it.
+type planned struct {
+	listedMsg
+	missing []int // indexes into ar.dests
+}
+
+// plan returns the listed messages some destination does not hold yet,
+// according to the journal.
+func (ar *accountRun) plan(ctx context.Context, listing []listedMsg) ([]planned, error) {
+	have, err := ar.r.j.Deliveries(ctx, ar.a.Name)
+	if err != nil {
+		return nil, &journalError{err}
+	}
+	var out []planned
+	var bytes int64
+	ar.rep.SkippedAlreadyStored = 0
+	for _, m := range listing {
+		var missing []int
+		for i, id := range ar.ids {
+			if _, ok := have[m.uidl][id]; !ok {
+				missing = append(missing, i)
+			}
+		}
+		if len(missing) == 0 {
+			if !ar.storedNow[m.uidl] {
+				ar.rep.SkippedAlreadyStored++
+			}
+			continue
+		}
+		out = append(out, planned{listedMsg: m, missing: missing})
+		bytes += m.size
+	}
+	ar.r.opts.Progress.AccountStart(ar.a.Name, len(out), bytes)
+	return out, nil
+}

@@ -1,0 +1,276 @@
+package pop3
+
+import (
+	"context"
+	"crypto/md5"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/popmigrate/popmigrate/pop3/internal/wire"
+)
+
+// Auth describes credentials and the mechanisms policy allows.
+type Auth struct {
+	// Username is the mailbox name.
+	Username string
+	// Password is used by PLAIN, APOP and USER.
+	Password string
+	// OAuth2Token is an OAuth 2.0 access token for OAUTHBEARER (RFC 7628)
+	// or XOAUTH2.
+	OAuth2Token string
+	// Mechanisms lists the allowed mechanisms in order of preference, from
+	// "PLAIN" (SASL PLAIN), "XOAUTH2", "OAUTHBEARER", "APOP" and "USER"
+	// (USER/PASS). nil means PLAIN, APOP, USER; or OAUTHBEARER, XOAUTH2
+	// when OAuth2Token is set.
+	Mechanisms []string
+	// AllowPlaintext permits authenticating over an unencrypted connection.
+	AllowPlaintext bool
+}
+
+// Login authenticates with the first allowed mechanism that the server
+// offers and the credentials allow: a SASL mechanism when the CAPA "SASL"
+// line lists it, APOP when the greeting carries a timestamp, USER when CAPA
+// lists USER or the server has no CAPA at all. It tries only that one
+// mechanism: a rejection is returned as *Error (Code "AUTH", "IN-USE",
+// "LOGIN-DELAY", "SYS/TEMP"...) rather than tried again another way, so a
+// wrong password costs one failed login.
+//
+// Over an unencrypted connection Login sends nothing and returns
+// ErrPlaintextAuth unless a.AllowPlaintext is set (APOP included: the
+// session that follows would be readable). It returns ErrNoMechanism when
+// nothing allowed is usable. After a successful login the cached
+// capabilities are discarded, since servers may announce others in the
+// TRANSACTION state.
+func (c *Client) Login(ctx context.Context, a *Auth) error {
+	if a == nil {
+		return fmt.Errorf("pop3: login: %w: nil Auth", ErrInvalidArgument)
+	}
+	if err := c.usable("login"); err != nil {
+		return err
+	}
+	if c.authed {
+		return fmt.Errorf("pop3: login: %w: already authenticated", ErrInvalidArgument)
+	}
+	if !c.isTLS && !a.AllowPlaintext {
+		return fmt.Errorf("%w (user %q)", ErrPlaintextAuth, a.Username)
+	}
+	mechs := a.Mechanisms
+	if mechs == nil {
+		if a.OAuth2Token != "" {
+			mechs = []string{"OAUTHBEARER", "XOAUTH2"}
+		} else {
+			mechs = []string{"PLAIN", "APOP", "USER"}
+		}
+	}
+	for _, m := range mechs {
+		switch strings.ToUpper(m) {
+		case "PLAIN", "XOAUTH2", "OAUTHBEARER", "APOP", "USER":
+		default:
+			return fmt.Errorf("pop3: login: %w: unknown mechanism %q", ErrInvalidArgument, m)
+		}
+	}
+	caps, err := c.Capabilities(ctx)
+	if err != nil {
+		return err
+	}
+	sasl := caps.SASL()
+	for _, m := range mechs {
+		m = strings.ToUpper(m)
+		switch {
+		case m == "PLAIN" && a.Password != "" && slices.Contains(sasl, m):
+			ir := []byte("\x00" + a.Username + "\x00" + a.Password)
+			return c.AuthSASL(ctx, m, ir, nil)
+		case m == "OAUTHBEARER" && a.OAuth2Token != "" && slices.Contains(sasl, m):
+			return c.AuthSASL(ctx, m, oauthBearerIR(a.Username, a.OAuth2Token), func([]byte) ([]byte, error) {
+				// RFC 7628 section 3.2.3: answer an error challenge with
+				// %x01; the server then fails the exchange.
+				return []byte{1}, nil
+			})
+		case m == "XOAUTH2" && a.OAuth2Token != "" && slices.Contains(sasl, m):
+			ir := []byte("user=" + a.Username + "\x01auth=Bearer " + a.OAuth2Token + "\x01\x01")
+			return c.AuthSASL(ctx, m, ir, func([]byte) ([]byte, error) {
+				// The challenge is a JSON error; an empty answer ends it.
+				return []byte{}, nil
+			})
+		case m == "APOP" && a.Password != "" && c.stamp != "":
+			return c.APOP(ctx, a.Username, a.Password)
+		case m == "USER" && a.Password != "" && (caps.Has("USER") || !c.capaOK):
+			if err := c.User(ctx, a.Username); err != nil {
+				return err
+			}
+			return c.Pass(ctx, a.Password)
+		}
+	}
+	offer := "SASL " + strings.Join(sasl, " ")
+	if c.stamp != "" {
+		offer += ", APOP"
+	}
+	if caps.Has("USER") || !c.capaOK {
+		offer += ", USER"
+	}
+	return fmt.Errorf("%w (user %q; allowed %s; server offers %s)", ErrNoMechanism, a.Username, strings.Join(mechs, " "), offer)
+}
+
+// oauthBearerIR builds the RFC 7628 initial client response.
+func oauthBearerIR(user, token string) []byte {
+	user = strings.NewReplacer("=", "=3D", ",", "=2C").Replace(user)
+	return []byte("n,a=" + user + ",\x01auth=Bearer " + token + "\x01\x01")
+}
+
+// loggedIn records a successful authentication.
+func (c *Client) loggedIn() {
+	c.authed = true
+	c.caps, c.capsKnown = nil, false
+}
+
+// User issues USER name. The name may contain spaces (USER takes the rest
+// of the line) but not CR, LF or NUL. Login checks the plaintext policy;
+// User does not.
+func (c *Client) User(ctx context.Context, name string) error {
+	if err := checkArg("USER", "name", name, true); err != nil {
+		return err
+	}
+	line := "USER " + name
+	_, err := c.simple(ctx, "USER", 0, line, line)
+	return err
+}
+
+// Pass issues PASS pw. The password never appears in the transcript or in
+// errors. Login checks the plaintext policy; Pass does not.
+func (c *Client) Pass(ctx context.Context, pw string) error {
+	if err := checkArg("PASS", "password", pw, true); err != nil {
+		return err
+	}
+	if _, err := c.simple(ctx, "PASS", 0, "PASS "+pw, "PASS ********"); err != nil {
+		return err
+	}
+	c.loggedIn()
+	return nil
+}
+
+// APOP issues APOP name digest (RFC 1939 section 7), the digest being the
+// MD5 of the greeting's timestamp and secret. It fails without sending
+// anything when the greeting had no timestamp.
+func (c *Client) APOP(ctx context.Context, name, secret string) error {
+	if err := checkArg("APOP", "name", name, false); err != nil {
+		return err
+	}
+	if c.stamp == "" {
+		return fmt.Errorf("pop3: APOP: %w: the greeting has no timestamp", ErrNoMechanism)
+	}
+	sum := md5.Sum([]byte(c.stamp + secret))
+	line := "APOP " + name + " " + hex.EncodeToString(sum[:])
+	if _, err := c.simple(ctx, "APOP", 0, line, "APOP "+name+" ********"); err != nil {
+		return err
+	}
+	c.loggedIn()
+	return nil
+}
+
+// maxAuthLine is the longest AUTH command with an initial response
+// (RFC 5034 section 4); a longer one is sent after an empty challenge.
+const maxAuthLine = 255
+
+// maxAuthRounds bounds the challenges of one AUTH exchange.
+const maxAuthRounds = 16
+
+// AuthSASL runs AUTH mech (RFC 5034). ir is the initial response: nil for
+// none, empty for an empty one (sent as "="). When the command with the
+// initial response would exceed 255 octets it is sent in answer to the
+// server's first, empty, challenge instead. Each further "+ base64"
+// challenge is decoded and passed to next, whose answer is sent back; a
+// nil next or an error from it cancels the exchange with "*" and that
+// error is returned. A "-ERR" is returned as *Error. Payloads are redacted
+// in the transcript. The plaintext policy is Login's job, not AuthSASL's.
+func (c *Client) AuthSASL(ctx context.Context, mech string, ir []byte, next func(challenge []byte) ([]byte, error)) error {
+	const verb = "AUTH"
+	if mech == "" || strings.IndexFunc(mech, func(r rune) bool {
+		return !(r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '_')
+	}) >= 0 {
+		return fmt.Errorf("pop3: %s: %w: mechanism name %q", verb, ErrInvalidArgument, mech)
+	}
+	mech = strings.ToUpper(mech)
+	release, err := c.begin(ctx, verb)
+	if err != nil {
+		return err
+	}
+	defer release()
+	line, logLine := "AUTH "+mech, "AUTH "+mech
+	deferredIR := false
+	if ir != nil {
+		enc := "="
+		if len(ir) > 0 {
+			enc = base64.StdEncoding.EncodeToString(ir)
+		}
+		if len(line)+1+len(enc) <= maxAuthLine {
+			line += " " + enc
+			logLine += " ********"
+		} else {
+			deferredIR = true
+		}
+	}
+	if err := c.send(verb, line, logLine); err != nil {
+		return err
+	}
+	for round := 0; ; round++ {
+		raw, err := c.readLine(verb)
+		if err != nil {
+			return err
+		}
+		if st, ok := wire.ParseStatus(raw); ok {
+			if !st.OK {
+				return &Error{Command: verb, Code: st.Code, Text: st.Text}
+			}
+			c.loggedIn()
+			return nil
+		}
+		chal, ok := wire.ParseContinuation(raw)
+		if !ok {
+			return c.fatal(&ProtocolError{Command: verb, Line: string(raw), Err: "expected +OK, -ERR or a continuation"})
+		}
+		if round >= maxAuthRounds {
+			return c.fatal(&ProtocolError{Command: verb, Line: string(raw), Err: "too many challenges"})
+		}
+		var resp []byte
+		switch {
+		case deferredIR:
+			deferredIR = false
+			resp = ir
+		default:
+			dec, derr := base64.StdEncoding.DecodeString(chal)
+			if derr != nil {
+				return c.cancelAuth(fmt.Errorf("pop3: %s %s: challenge is not base64: %w", verb, mech, derr))
+			}
+			if next == nil {
+				return c.cancelAuth(fmt.Errorf("pop3: %s %s: unexpected challenge", verb, mech))
+			}
+			r, nerr := next(dec)
+			if nerr != nil {
+				return c.cancelAuth(fmt.Errorf("pop3: %s %s: %w", verb, mech, nerr))
+			}
+			resp = r
+		}
+		if err := c.send(verb, base64.StdEncoding.EncodeToString(resp), "********"); err != nil {
+			return err
+		}
+	}
+}
+
+// cancelAuth sends "*" to abort an AUTH exchange, reads the server's
+// answer and returns cause.
+func (c *Client) cancelAuth(cause error) error {
+	if err := c.send("AUTH", "*", "*"); err != nil {
+		return err
+	}
+	if _, err := c.status("AUTH", 0); err != nil {
+		var pe *Error
+		if !errors.As(err, &pe) {
+			return err
+		}
+	}
+	return cause
+}

@@ -1,0 +1,149 @@
+package pop3
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+)
+
+var (
+	// ErrLineTooLong is returned when a status or listing line exceeds
+	// Options.MaxLineLength. The client is unusable afterwards.
+	ErrLineTooLong = errors.New("pop3: line too long")
+	// ErrMessageTooLarge is returned by a Body that grows past
+	// Options.MaxMessageSize. The client is unusable afterwards.
+	ErrMessageTooLarge = errors.New("pop3: message too large")
+	// ErrListingTooLong is returned when a LIST or UIDL listing has more
+	// than Options.MaxListing entries. The client is unusable afterwards.
+	ErrListingTooLong = errors.New("pop3: listing too long")
+	// ErrSTLSUnavailable is returned by Dial with SecuritySTLS when the
+	// server does not offer STLS or refuses it. No credential has been sent.
+	ErrSTLSUnavailable = errors.New("pop3: STLS required but not available")
+	// ErrPlaintextAuth is returned by Login on an unencrypted connection
+	// when Auth.AllowPlaintext is false. Nothing has been sent.
+	ErrPlaintextAuth = errors.New("pop3: refusing to authenticate over an unencrypted connection")
+	// ErrNoMechanism is returned by Login when no allowed mechanism is
+	// offered by the server (or usable with the credentials given).
+	ErrNoMechanism = errors.New("pop3: no usable authentication mechanism")
+	// ErrClosed is returned (wrapped) by every call on a client that was
+	// closed, quit, or broken by an earlier timeout, cancellation,
+	// protocol error or I/O error.
+	ErrClosed = errors.New("pop3: client closed")
+	// ErrTimeout is returned (wrapped) when the server sent nothing for
+	// Options.Timeout. The client is unusable afterwards.
+	ErrTimeout = errors.New("pop3: timeout")
+	// ErrBodyOpen is returned when a command is issued while the body of a
+	// previous RETR or TOP has been neither read to EOF nor closed. It does
+	// not break the client.
+	ErrBodyOpen = errors.New("pop3: previous message body not read to EOF or closed")
+	// ErrInvalidArgument is returned, before anything is sent, for an
+	// argument containing CR, LF or NUL, or a message number below 1. It
+	// does not break the client.
+	ErrInvalidArgument = errors.New("pop3: invalid argument")
+)
+
+// Error is a "-ERR" response from the server. It does not make the client
+// unusable: the session goes on.
+type Error struct {
+	// Command is the command verb ("RETR", "PASS"); never an argument.
+	Command string
+	// ID is the message number the command was about, or 0.
+	ID int
+	// Code is the RFC 2449 / RFC 3206 response code without brackets,
+	// upper-cased: "IN-USE", "LOGIN-DELAY", "SYS/TEMP", "SYS/PERM",
+	// "AUTH", or "" when the server sent none.
+	Code string
+	// Text is the human-readable text after the code.
+	Text string
+}
+
+// Error formats e like "pop3: RETR 3: -ERR [SYS/TEMP] try later".
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString("pop3: ")
+	b.WriteString(e.Command)
+	if e.ID > 0 {
+		fmt.Fprintf(&b, " %d", e.ID)
+	}
+	b.WriteString(": -ERR")
+	if e.Code != "" {
+		b.WriteString(" [")
+		b.WriteString(e.Code)
+		b.WriteString("]")
+	}
+	if e.Text != "" {
+		b.WriteString(" ")
+		b.WriteString(truncate(e.Text, 200))
+	}
+	return b.String()
+}
+
+// Temporary reports whether the condition is expected to clear by itself
+// so that the same operation may succeed later: the response codes IN-USE,
+// LOGIN-DELAY (RFC 2449) and SYS/TEMP (RFC 3206).
+func (e *Error) Temporary() bool {
+	switch {
+	case e.Code == "IN-USE", e.Code == "LOGIN-DELAY":
+		return true
+	case e.Code == "SYS/TEMP", strings.HasPrefix(e.Code, "SYS/TEMP/"):
+		return true
+	}
+	return false
+}
+
+// ProtocolError reports a line from the server that violates the protocol.
+// The client is unusable afterwards.
+type ProtocolError struct {
+	// Command is the verb whose response was malformed ("" for the greeting).
+	Command string
+	// Line is the offending line as received (possibly long; Error
+	// truncates it).
+	Line string
+	// Err describes what is wrong.
+	Err string
+}
+
+// Error formats e with the line truncated and quoted.
+func (e *ProtocolError) Error() string {
+	cmd := e.Command
+	if cmd == "" {
+		cmd = "greeting"
+	}
+	return fmt.Sprintf("pop3: %s: protocol error: %s: %q", cmd, e.Err, truncate(e.Line, 80))
+}
+
+// truncate shortens s to at most n bytes, marking the cut.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
+
+// timeoutError is an idle timeout: the server sent nothing for d.
+type timeoutError struct {
+	d time.Duration
+}
+
+func (e *timeoutError) Error() string {
+	return fmt.Sprintf("timeout: no data from server for %v", e.d)
+}
+
+func (e *timeoutError) Unwrap() []error { return []error{ErrTimeout, os.ErrDeadlineExceeded} }
+
+// Timeout reports true, like a net.Error.
+func (e *timeoutError) Timeout() bool { return true }
+
+// brokenError is returned by every call after the client became unusable.
+type brokenError struct {
+	verb  string
+	cause error
+}
+
+func (e *brokenError) Error() string {
+	return fmt.Sprintf("pop3: %s: client unusable after earlier error: %v", e.verb, e.cause)
+}
+
+func (e *brokenError) Unwrap() []error { return []error{ErrClosed, e.cause} }
