@@ -214,6 +214,9 @@ type Defaults struct {
 	CAFile             string
 	InsecureSkipVerify bool
 	InsecurePlaintext  bool
+	// DestinationOptional accepts accounts without a destination, for
+	// commands that only talk to the server (check).
+	DestinationOptional bool
 }
 
 // accountInput is one account as written by the user, before defaults,
@@ -318,7 +321,7 @@ func (in *accountInput) build(d Defaults) (*Account, error) {
 	if len(to) == 0 {
 		to = d.To
 	}
-	if len(to) == 0 {
+	if len(to) == 0 && !d.DestinationOptional {
 		return nil, fmt.Errorf("%s: account %s: no destination: give to (e.g. maildir:/srv/mail/{user}) or --to", in.origin, a.Name)
 	}
 	for _, spec := range to {

@@ -51,7 +51,7 @@ func (r *runner) account(ctx context.Context, a *config.Account) (*AccountReport
 		err = ar.sessions(ctx)
 	}
 	if err != nil {
-		rep.Error = err.Error()
+		rep.Error = explain(err)
 		r.opts.Logger.Warn("account failed", "account", a.Name, "error", err)
 	}
 	var jerr *journalError
@@ -68,6 +68,23 @@ func (r *runner) account(ctx context.Context, a *config.Account) (*AccountReport
 // destinations: everything that does not need the server and is not worth
 // retrying when it fails.
 func (ar *accountRun) prepare(ctx context.Context) error {
+	if err := ar.prepareSession(ctx); err != nil {
+		return err
+	}
+	for _, spec := range ar.a.To {
+		e, err := openDestination(spec)
+		if err != nil {
+			return err
+		}
+		ar.dests = append(ar.dests, e)
+		ar.ids = append(ar.ids, e.Properties().ID)
+	}
+	ar.rep.Destinations = ar.ids
+	return nil
+}
+
+// prepareSession resolves the secret and builds the TLS configuration.
+func (ar *accountRun) prepareSession(ctx context.Context) error {
 	a := ar.a
 	ar.auth = &pop3.Auth{
 		Username:       a.User,
@@ -100,15 +117,6 @@ func (ar *accountRun) prepare(ctx context.Context) error {
 		cfg.RootCAs = pool
 	}
 	ar.tlsCfg = cfg
-	for _, spec := range a.To {
-		e, err := openDestination(spec)
-		if err != nil {
-			return err
-		}
-		ar.dests = append(ar.dests, e)
-		ar.ids = append(ar.ids, e.Properties().ID)
-	}
-	ar.rep.Destinations = ar.ids
 	return nil
 }
 
@@ -240,33 +248,11 @@ func (ar *accountRun) session(ctx context.Context) error {
 		return err
 	}
 	defer release()
-
-	po := &pop3.Options{
-		TLSConfig:      ar.tlsCfg,
-		Timeout:        r.opts.Timeout,
-		MaxMessageSize: r.opts.MaxMessageSize,
-	}
-	switch ar.a.Security {
-	case config.SecurityTLS:
-		po.Security = pop3.SecurityTLS
-	case config.SecuritySTLS:
-		po.Security = pop3.SecuritySTLS
-	default:
-		po.Security = pop3.SecurityPlain
-	}
-	if r.opts.Debug != nil {
-		if f := r.opts.Debug(ar.a.Name); f != nil {
-			po.Debug = f
-		}
-	}
-	c, err := pop3.Dial(ctx, ar.a.Addr(), po)
+	c, err := ar.connect(ctx)
 	if err != nil {
-		return fmt.Errorf("connect %s: %w", ar.a.Addr(), err)
+		return err
 	}
 	defer c.Close()
-	if err := c.Login(ctx, ar.auth); err != nil {
-		return fmt.Errorf("login as %s: %w", ar.a.User, err)
-	}
 	listing, err := ar.list(ctx, c)
 	if err != nil {
 		return err
@@ -407,4 +393,36 @@ func (ar *accountRun) plan(ctx context.Context, listing []listedMsg) ([]planned,
 	}
 	ar.r.opts.Progress.AccountStart(ar.a.Name, len(out), bytes)
 	return out, nil
+}
+
+// connect dials the account's server and logs in.
+func (ar *accountRun) connect(ctx context.Context) (*pop3.Client, error) {
+	r := ar.r
+	po := &pop3.Options{
+		TLSConfig:      ar.tlsCfg,
+		Timeout:        r.opts.Timeout,
+		MaxMessageSize: r.opts.MaxMessageSize,
+	}
+	switch ar.a.Security {
+	case config.SecurityTLS:
+		po.Security = pop3.SecurityTLS
+	case config.SecuritySTLS:
+		po.Security = pop3.SecuritySTLS
+	default:
+		po.Security = pop3.SecurityPlain
+	}
+	if r.opts.Debug != nil {
+		if f := r.opts.Debug(ar.a.Name); f != nil {
+			po.Debug = f
+		}
+	}
+	c, err := pop3.Dial(ctx, ar.a.Addr(), po)
+	if err != nil {
+		return nil, fmt.Errorf("connect %s: %w", ar.a.Addr(), err)
+	}
+	if err := c.Login(ctx, ar.auth); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("login as %s: %w", ar.a.User, err)
+	}
+	return c, nil
 }

@@ -75,6 +75,7 @@ with nothing lost and nothing duplicated.
 	})
 	root.AddCommand(newRunCmd(io, nil))
 	root.AddCommand(newStatusCmd(io, nil))
+	root.AddCommand(newCheckCmd(io, nil))
 	return root
 }
 

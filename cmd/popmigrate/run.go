@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -20,9 +21,9 @@ import (
 // defaultJournal is the journal file used when --journal is not given.
 const defaultJournal = "popmigrate.db"
 
-type runOptions struct {
-	io *iostreams
-
+// accountFlags are the flags that say which accounts a command works on;
+// run and check share them.
+type accountFlags struct {
 	Source   string
 	Name     string
 	Accounts string
@@ -36,6 +37,11 @@ type runOptions struct {
 	CAFile             string
 	InsecureSkipVerify bool
 	InsecurePlaintext  bool
+}
+
+type runOptions struct {
+	io *iostreams
+	accountFlags
 
 	Journal       string
 	Jobs          int
@@ -88,21 +94,7 @@ Destinations (--to, repeatable, templates {user} {host} {account}):
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&opts.Source, "source", "", "the POP3 account: pop3s://USER@HOST[:PORT] (implicit TLS) or pop3://USER@HOST[:PORT] (STLS)")
-	f.StringVar(&opts.Name, "name", "", "account name in the journal and report (default USER@HOST)")
-	f.StringVar(&opts.Accounts, "accounts", "", "CSV `FILE` of accounts (see README for columns)")
-	f.StringVar(&opts.Config, "config", "", "YAML `FILE` with defaults and accounts")
-	f.StringVar(&opts.PasswordEnv, "password-env", "", "read the password from environment variable `VAR`")
-	f.StringVar(&opts.PasswordFile, "password-file", "", "read the password from `FILE` (one trailing newline removed)")
-	f.StringVar(&opts.PasswordCommand, "password-command", "", "run `CMD` with /bin/sh; its output is the password")
-	f.StringVar(&opts.TokenEnv, "oauth2-token-env", "", "OAuth2 access token from environment variable `VAR` (XOAUTH2/OAUTHBEARER)")
-	f.StringVar(&opts.TokenFile, "oauth2-token-file", "", "OAuth2 access token from `FILE`")
-	f.StringVar(&opts.TokenCommand, "oauth2-token-command", "", "OAuth2 access token from the output of `CMD`")
-	f.StringSliceVar(&opts.Auth, "auth", nil, "allowed auth mechanisms in order: PLAIN,APOP,USER,XOAUTH2,OAUTHBEARER (default: the strongest offered)")
-	f.StringArrayVar(&opts.To, "to", nil, "destination, repeatable: maildir:PATH (templates {user} {host} {account})")
-	f.StringVar(&opts.CAFile, "ca-file", "", "trust the CA certificates in PEM `FILE` instead of the system roots")
-	f.BoolVar(&opts.InsecureSkipVerify, "insecure-skip-verify", false, "do not verify the server's TLS certificate (dangerous)")
-	f.BoolVar(&opts.InsecurePlaintext, "insecure-plaintext", false, "allow pop3:// without TLS: the password crosses the network in the clear")
+	addAccountFlags(cmd, &opts.accountFlags)
 	f.StringVar(&opts.Journal, "journal", defaultJournal, "SQLite journal `FILE` (created 0600)")
 	f.IntVar(&opts.Jobs, "jobs", 8, "accounts migrated at once")
 	f.IntVar(&opts.PerHost, "per-host", 4, "most sessions open at once to one POP3 host")
@@ -119,16 +111,37 @@ Destinations (--to, repeatable, templates {user} {host} {account}):
 	return cmd
 }
 
+// addAccountFlags registers the account flags on cmd.
+func addAccountFlags(cmd *cobra.Command, opts *accountFlags) {
+	f := cmd.Flags()
+	f.StringVar(&opts.Source, "source", "", "the POP3 account: pop3s://USER@HOST[:PORT] (implicit TLS) or pop3://USER@HOST[:PORT] (STLS)")
+	f.StringVar(&opts.Name, "name", "", "account name in the journal and report (default USER@HOST)")
+	f.StringVar(&opts.Accounts, "accounts", "", "CSV `FILE` of accounts (see README for columns)")
+	f.StringVar(&opts.Config, "config", "", "YAML `FILE` with defaults and accounts")
+	f.StringVar(&opts.PasswordEnv, "password-env", "", "read the password from environment variable `VAR`")
+	f.StringVar(&opts.PasswordFile, "password-file", "", "read the password from `FILE` (one trailing newline removed)")
+	f.StringVar(&opts.PasswordCommand, "password-command", "", "run `CMD` with /bin/sh; its output is the password")
+	f.StringVar(&opts.TokenEnv, "oauth2-token-env", "", "OAuth2 access token from environment variable `VAR` (XOAUTH2/OAUTHBEARER)")
+	f.StringVar(&opts.TokenFile, "oauth2-token-file", "", "OAuth2 access token from `FILE`")
+	f.StringVar(&opts.TokenCommand, "oauth2-token-command", "", "OAuth2 access token from the output of `CMD`")
+	f.StringSliceVar(&opts.Auth, "auth", nil, "allowed auth mechanisms in order: PLAIN,APOP,USER,XOAUTH2,OAUTHBEARER (default: the strongest offered)")
+	f.StringArrayVar(&opts.To, "to", nil, "destination, repeatable: maildir:PATH (templates {user} {host} {account})")
+	f.StringVar(&opts.CAFile, "ca-file", "", "trust the CA certificates in PEM `FILE` instead of the system roots")
+	f.BoolVar(&opts.InsecureSkipVerify, "insecure-skip-verify", false, "do not verify the server's TLS certificate (dangerous)")
+	f.BoolVar(&opts.InsecurePlaintext, "insecure-plaintext", false, "allow pop3:// without TLS: the password crosses the network in the clear")
+}
+
 // loadAccounts builds the accounts of the run from the flags, the CSV and
 // the YAML file; flags are the defaults of the files' accounts.
-func loadAccounts(opts *runOptions) ([]*config.Account, error) {
+func loadAccounts(opts *accountFlags, needDestination bool) ([]*config.Account, error) {
 	d := config.Defaults{
-		To:                 opts.To,
-		Password:           config.Secret{Env: opts.PasswordEnv, File: opts.PasswordFile, Command: opts.PasswordCommand},
-		OAuth2Token:        config.Secret{Env: opts.TokenEnv, File: opts.TokenFile, Command: opts.TokenCommand},
-		CAFile:             opts.CAFile,
-		InsecureSkipVerify: opts.InsecureSkipVerify,
-		InsecurePlaintext:  opts.InsecurePlaintext,
+		DestinationOptional: !needDestination,
+		To:                  opts.To,
+		Password:            config.Secret{Env: opts.PasswordEnv, File: opts.PasswordFile, Command: opts.PasswordCommand},
+		OAuth2Token:         config.Secret{Env: opts.TokenEnv, File: opts.TokenFile, Command: opts.TokenCommand},
+		CAFile:              opts.CAFile,
+		InsecureSkipVerify:  opts.InsecureSkipVerify,
+		InsecurePlaintext:   opts.InsecurePlaintext,
 	}
 	for _, m := range opts.Auth {
 		d.Auth = append(d.Auth, strings.ToUpper(strings.TrimSpace(m)))
@@ -202,7 +215,7 @@ func runArgs(opts *runOptions, accounts []*config.Account) string {
 }
 
 func runRun(ctx context.Context, opts *runOptions) error {
-	accounts, err := loadAccounts(opts)
+	accounts, err := loadAccounts(&opts.accountFlags, true)
 	if err != nil {
 		return &exitError{code: exitUsage, err: err}
 	}
@@ -241,7 +254,10 @@ func runRun(ctx context.Context, opts *runOptions) error {
 		Timeout: opts.Timeout, Attempts: opts.Attempts, SpoolDir: opts.SpoolDir,
 		Progress: prog, Logger: logger,
 	}
-	var traces []*os.File
+	var (
+		tracesMu sync.Mutex
+		traces   []*os.File
+	)
 	if opts.TraceDir != "" {
 		po.Debug = func(account string) *os.File {
 			f, err := os.OpenFile(filepath.Join(opts.TraceDir, safeName(account)+".trace"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
@@ -249,7 +265,9 @@ func runRun(ctx context.Context, opts *runOptions) error {
 				logger.Warn("trace file", "account", account, "error", err)
 				return nil
 			}
+			tracesMu.Lock()
 			traces = append(traces, f)
+			tracesMu.Unlock()
 			return f
 		}
 	}

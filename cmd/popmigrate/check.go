@@ -1,0 +1,110 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/popmigrate/popmigrate/config"
+	"github.com/popmigrate/popmigrate/pipeline"
+)
+
+type checkOptions struct {
+	io *iostreams
+	accountFlags
+	Jobs    int
+	PerHost int
+	Timeout time.Duration
+	JSON    bool
+}
+
+func newCheckCmd(io *iostreams, runF func(context.Context, *checkOptions) error) *cobra.Command {
+	opts := &checkOptions{io: io}
+	cmd := &cobra.Command{
+		Use:   "check",
+		Short: "Preflight: connect, TLS, capabilities, login and mailbox size of every account",
+		Long: `Check connects to every account's server as run would (TLS, STLS,
+certificate checks, authentication), reads the capabilities and the mailbox
+size, and logs out. It downloads nothing, deletes nothing and writes no
+journal. Run it before a large migration to find wrong passwords, missing
+STLS, untrusted certificates and servers without UIDL or PIPELINING.
+
+Exit codes: 0 every account ready, 1 some account failed, 2 usage error.`,
+		Example: `  popmigrate check --accounts users.csv --password-env POP_PASSWORD
+  popmigrate check --source pop3s://alice@mail.example.org --password-file ~/.pop-password --json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if runF != nil {
+				return runF(cmd.Context(), opts)
+			}
+			return checkRun(cmd.Context(), opts)
+		},
+	}
+	addAccountFlags(cmd, &opts.accountFlags)
+	f := cmd.Flags()
+	f.IntVar(&opts.Jobs, "jobs", 8, "accounts checked at once")
+	f.IntVar(&opts.PerHost, "per-host", 4, "most sessions open at once to one POP3 host")
+	f.DurationVar(&opts.Timeout, "timeout", 30*time.Second, "idle timeout per POP3 command")
+	f.BoolVar(&opts.JSON, "json", false, "print the results as JSON on stdout")
+	return cmd
+}
+
+func checkRun(ctx context.Context, opts *checkOptions) error {
+	accounts, err := loadAccounts(&opts.accountFlags, false)
+	if err != nil {
+		return &exitError{code: exitUsage, err: err}
+	}
+	for _, a := range accounts {
+		if a.Security == config.SecurityPlain {
+			fmt.Fprintf(opts.io.Err, "popmigrate: WARNING: account %s: connecting WITHOUT TLS (--insecure-plaintext)\n", a.Name)
+		}
+	}
+	res := pipeline.Check(ctx, accounts, &pipeline.Options{Jobs: opts.Jobs, PerHost: opts.PerHost, Timeout: opts.Timeout})
+	if ctx.Err() != nil {
+		return &exitError{code: exitInterrupted, err: ctx.Err()}
+	}
+	failed := 0
+	for _, r := range res {
+		if !r.OK() {
+			failed++
+		}
+	}
+	if opts.JSON {
+		if err := writeJSON(opts.io.Out, res); err != nil {
+			return err
+		}
+	} else {
+		tw := tabwriter.NewWriter(opts.io.Out, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ACCOUNT\tSTATUS\tTLS\tMESSAGES\tSIZE\tUIDL\tPIPELINING")
+		for _, r := range res {
+			status := "ok"
+			if !r.OK() {
+				status = "FAILED"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", r.Account, status, r.TLS, r.Messages, humanBytes(r.Bytes), yesNo(r.UIDL), yesNo(r.Pipelining))
+		}
+		tw.Flush()
+		for _, r := range res {
+			if r.Error != "" {
+				fmt.Fprintf(opts.io.Out, "! %s: %s\n", r.Account, r.Error)
+			}
+			for _, w := range r.Warnings {
+				fmt.Fprintf(opts.io.Out, "* %s: %s\n", r.Account, w)
+			}
+		}
+	}
+	if failed > 0 {
+		return &exitError{code: exitFailed, err: fmt.Errorf("%d of %d accounts failed the check", failed, len(res))}
+	}
+	return nil
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "NO"
+}
