@@ -67,6 +67,9 @@ type Account struct {
 	// To lists destination specs ("maildir:/srv/mail/alice") with the
 	// templates already expanded.
 	To []string
+	// ToPassword and ToOAuth2Token authenticate to IMAP destinations.
+	ToPassword    Secret
+	ToOAuth2Token Secret
 }
 
 // Addr returns "host:port" for dialing.
@@ -176,32 +179,99 @@ func ExpandTemplate(spec string, a *Account) (string, error) {
 
 // Destination is a parsed destination spec.
 type Destination struct {
-	// Kind is "maildir" (more kinds come with more exporters).
+	// Kind is "maildir", "mbox", "eml" or "imap".
 	Kind string
-	// Path is the file system path for file destinations, made absolute.
+	// Path is the file system path of a file destination, made absolute.
 	Path string
+
+	// The IMAP target: imaps://USER@HOST[:993]/FOLDER (implicit TLS) or
+	// imap://USER@HOST[:143]/FOLDER (STARTTLS required).
+	Security Security
+	Host     string
+	Port     int
+	User     string
+	Folder   string
+}
+
+// Addr returns "host:port" of an IMAP destination.
+func (d *Destination) Addr() string {
+	return net.JoinHostPort(d.Host, strconv.Itoa(d.Port))
 }
 
 // Kinds lists the destination kinds this build can write.
-var Kinds = []string{"maildir"}
+var Kinds = []string{"maildir:PATH", "mbox:FILE", "eml:DIR", "imaps://USER@HOST/FOLDER", "imap://USER@HOST/FOLDER"}
 
 // ParseDestination parses an expanded destination spec such as
-// "maildir:/srv/mail/alice" or "maildir:./out".
+// "maildir:/srv/mail/alice", "mbox:./alice.mbox", "eml:/archive" or
+// "imaps://alice@imap.example.org/INBOX/Imported". An IMAP spec carries no
+// password: that comes from the account's target secret.
 func ParseDestination(spec string) (Destination, error) {
+	kinds := strings.Join(Kinds, ", ")
 	kind, rest, ok := strings.Cut(spec, ":")
 	if !ok || rest == "" {
-		return Destination{}, fmt.Errorf("destination %q: want KIND:PATH, e.g. maildir:/srv/mail/{user} (kinds: %s)", spec, strings.Join(Kinds, ", "))
+		return Destination{}, fmt.Errorf("destination %q: want one of %s", spec, kinds)
 	}
 	switch kind {
-	case "maildir":
+	case "maildir", "mbox", "eml":
 		p, err := filepath.Abs(rest)
 		if err != nil {
 			return Destination{}, fmt.Errorf("destination %q: %v", spec, err)
 		}
 		return Destination{Kind: kind, Path: p}, nil
-	default:
-		return Destination{}, fmt.Errorf("destination %q: unknown kind %q (kinds: %s)", spec, kind, strings.Join(Kinds, ", "))
+	case "imap", "imaps":
+		return parseIMAP(spec)
 	}
+	return Destination{}, fmt.Errorf("destination %q: unknown kind %q (want one of %s)", spec, kind, kinds)
+}
+
+func parseIMAP(spec string) (Destination, error) {
+	d := Destination{Kind: "imap"}
+	u, err := url.Parse(spec)
+	if err != nil {
+		return d, fmt.Errorf("destination %q: %v", spec, err)
+	}
+	if u.Scheme == "imaps" {
+		d.Security, d.Port = SecurityTLS, 993
+	} else {
+		d.Security, d.Port = SecuritySTLS, 143
+	}
+	if u.User == nil || u.User.Username() == "" {
+		return d, fmt.Errorf("destination %q: no user (want imaps://USER@HOST/FOLDER)", spec)
+	}
+	if _, has := u.User.Password(); has {
+		return d, fmt.Errorf("destination %q: a password in the URL is not accepted; use --to-password-env, --to-password-file or --to-password-command", redactURL(u))
+	}
+	d.User, d.Host = u.User.Username(), u.Hostname()
+	if d.Host == "" {
+		return d, fmt.Errorf("destination %q: no host", spec)
+	}
+	if p := u.Port(); p != "" {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 1 || n > 65535 {
+			return d, fmt.Errorf("destination %q: bad port %q", spec, p)
+		}
+		d.Port = n
+	}
+	if u.RawQuery != "" || u.Fragment != "" {
+		return d, fmt.Errorf("destination %q: unexpected query or fragment", spec)
+	}
+	d.Folder = strings.TrimPrefix(u.Path, "/")
+	if d.Folder == "" {
+		d.Folder = "INBOX"
+	}
+	if strings.ContainsAny(d.Folder, "\r\n\x00") {
+		return d, fmt.Errorf("destination %q: folder contains a line break or NUL", spec)
+	}
+	return d, nil
+}
+
+// key identifies where a destination writes, for detecting two accounts
+// writing to the same place.
+func (d *Destination) key() string {
+	if d.Kind == "imap" {
+		return "imap:" + strings.ToLower(d.User+"@"+d.Addr()) + "/" + d.Folder
+	}
+	return d.Kind + ":" + d.Path
 }
 
 // Defaults are values that apply to every account that does not set its own:
@@ -210,6 +280,8 @@ type Defaults struct {
 	To                 []string
 	Password           Secret
 	OAuth2Token        Secret
+	ToPassword         Secret
+	ToOAuth2Token      Secret
 	Auth               []string
 	CAFile             string
 	InsecureSkipVerify bool
@@ -229,6 +301,8 @@ type accountInput struct {
 	security           string
 	password           Secret
 	oauth2             Secret
+	toPassword         Secret
+	toOAuth2           Secret
 	auth               string
 	caFile             string
 	insecureSkipVerify *bool
@@ -324,13 +398,19 @@ func (in *accountInput) build(d Defaults) (*Account, error) {
 	if len(to) == 0 && !d.DestinationOptional {
 		return nil, fmt.Errorf("%s: account %s: no destination: give to (e.g. maildir:/srv/mail/{user}) or --to", in.origin, a.Name)
 	}
+	a.ToPassword = in.toPassword.or(d.ToPassword)
+	a.ToOAuth2Token = in.toOAuth2.or(d.ToOAuth2Token)
 	for _, spec := range to {
 		exp, err := ExpandTemplate(spec, a)
 		if err != nil {
 			return nil, fmt.Errorf("%s: account %s: %w", in.origin, a.Name, err)
 		}
-		if _, err := ParseDestination(exp); err != nil {
+		dest, err := ParseDestination(exp)
+		if err != nil {
 			return nil, fmt.Errorf("%s: account %s: %w", in.origin, a.Name, err)
+		}
+		if dest.Kind == "imap" && a.ToPassword.IsZero() && a.ToOAuth2Token.IsZero() {
+			return nil, fmt.Errorf("%s: account %s: destination %s has no password: give to_password_env, to_password_file or to_password_command (flags: --to-password-env, --to-password-file, --to-password-command)", in.origin, a.Name, exp)
 		}
 		a.To = append(a.To, exp)
 	}
@@ -365,7 +445,12 @@ func Validate(accounts []*Account) error {
 			if err != nil {
 				return fmt.Errorf("%s: account %s: %w", a.Origin, a.Name, err)
 			}
-			key := d.Kind + ":" + d.Path
+			if d.Kind == "eml" {
+				// An eml tree keeps one folder per account: sharing
+				// the root is the normal case.
+				continue
+			}
+			key := d.key()
 			if other, dup := dests[key]; dup {
 				return fmt.Errorf("%s: account %s writes to %s, which account %s also writes to; use a template such as maildir:/srv/mail/{user}", a.Origin, a.Name, spec, other)
 			}

@@ -237,3 +237,56 @@ func TestSecretResolve(t *testing.T) {
 		}
 	}
 }
+
+func TestParseDestination(t *testing.T) {
+	d, err := ParseDestination("imaps://alice@example.org@imap.example.org/INBOX/Imported")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Destination{Kind: "imap", Security: SecurityTLS, Host: "imap.example.org", Port: 993, User: "alice@example.org", Folder: "INBOX/Imported"}
+	if d != want {
+		t.Fatalf("got %+v, want %+v", d, want)
+	}
+	d, err = ParseDestination("imap://bob@h:1143")
+	if err != nil || d.Security != SecuritySTLS || d.Port != 1143 || d.Folder != "INBOX" {
+		t.Fatalf("imap:// = %+v, %v", d, err)
+	}
+	for _, k := range []string{"mbox:/a/b.mbox", "eml:/archive", "maildir:/m"} {
+		if d, err := ParseDestination(k); err != nil || d.Path == "" {
+			t.Errorf("%s: %+v, %v", k, d, err)
+		}
+	}
+	for _, bad := range []struct{ spec, want string }{
+		{"imaps://h/INBOX", "no user"},
+		{"imaps://a:pw@h/INBOX", "password in the URL"},
+		{"imaps://a@h:0/INBOX", "bad port"},
+		{"imaps://a@h/INBOX?x=1", "unexpected query"},
+		{"ftp:/x", "unknown kind"},
+		{"maildir", "want one of"},
+	} {
+		if _, err := ParseDestination(bad.spec); err == nil || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("ParseDestination(%q) error = %v, want %q", bad.spec, err, bad.want)
+		}
+	}
+}
+
+func TestIMAPDestinationNeedsTargetSecret(t *testing.T) {
+	csv := "source,password_env,to,to_password_env\npop3s://a@h,PW,imaps://{user}@new/INBOX,\n"
+	if _, err := LoadCSV(strings.NewReader(csv), "a.csv", defaults); err == nil || !strings.Contains(err.Error(), "has no password") {
+		t.Fatalf("missing target password: %v", err)
+	}
+	csv = "source,password_env,to,to_password_env\npop3s://a@h,PW,imaps://{user}@new/INBOX mbox:/arch/{user}.mbox,NEW_PW\n"
+	as, err := LoadCSV(strings.NewReader(csv), "a.csv", defaults)
+	if err != nil || as[0].ToPassword.Env != "NEW_PW" || as[0].To[0] != "imaps://a@new/INBOX" || len(as[0].To) != 2 {
+		t.Fatalf("got %+v, %v", as, err)
+	}
+}
+
+func TestValidateSharedEMLRootIsAllowed(t *testing.T) {
+	d := Defaults{Password: defaults.Password, To: []string{"eml:/archive"}}
+	a, _ := FromFlags("pop3s://alice@h", "", d)
+	b, _ := FromFlags("pop3s://bob@h", "", d)
+	if err := Validate([]*Account{a, b}); err != nil {
+		t.Fatalf("two accounts in one eml root: %v", err)
+	}
+}

@@ -23,6 +23,8 @@ var csvColumns = map[string]bool{
 	"password": true, "password_env": true, "password_file": true, "password_command": true,
 	"oauth2_token_env": true, "oauth2_token_file": true, "oauth2_token_command": true,
 	"auth": true, "ca_file": true, "insecure_skip_verify": true, "insecure_plaintext": true, "to": true,
+	"to_password": true, "to_password_env": true, "to_password_file": true, "to_password_command": true,
+	"to_oauth2_token_env": true, "to_oauth2_token_file": true, "to_oauth2_token_command": true,
 }
 
 // LoadCSV reads accounts from a CSV file with a header row. Columns
@@ -117,6 +119,20 @@ func (in *accountInput) set(col, v string) error {
 		in.oauth2.File = v
 	case "oauth2_token_command":
 		in.oauth2.Command = v
+	case "to_password":
+		in.toPassword.Value = v
+	case "to_password_env":
+		in.toPassword.Env = v
+	case "to_password_file":
+		in.toPassword.File = v
+	case "to_password_command":
+		in.toPassword.Command = v
+	case "to_oauth2_token_env":
+		in.toOAuth2.Env = v
+	case "to_oauth2_token_file":
+		in.toOAuth2.File = v
+	case "to_oauth2_token_command":
+		in.toOAuth2.Command = v
 	case "auth":
 		in.auth = v
 	case "ca_file":
@@ -146,6 +162,12 @@ func (in *accountInput) checkSecrets() error {
 	if in.oauth2.count() > 1 {
 		return fmt.Errorf("%s: give only one of oauth2_token_env, oauth2_token_file, oauth2_token_command", in.origin)
 	}
+	if in.toPassword.count() > 1 {
+		return fmt.Errorf("%s: give only one of to_password, to_password_env, to_password_file, to_password_command", in.origin)
+	}
+	if in.toOAuth2.count() > 1 {
+		return fmt.Errorf("%s: give only one of to_oauth2_token_env, to_oauth2_token_file, to_oauth2_token_command", in.origin)
+	}
 	return nil
 }
 
@@ -174,6 +196,13 @@ type yamlAccount struct {
 	OAuth2TokenEnv     string   `yaml:"oauth2_token_env"`
 	OAuth2TokenFile    string   `yaml:"oauth2_token_file"`
 	OAuth2TokenCommand string   `yaml:"oauth2_token_command"`
+	ToPassword         string   `yaml:"to_password"`
+	ToPasswordEnv      string   `yaml:"to_password_env"`
+	ToPasswordFile     string   `yaml:"to_password_file"`
+	ToPasswordCommand  string   `yaml:"to_password_command"`
+	ToOAuth2TokenEnv   string   `yaml:"to_oauth2_token_env"`
+	ToOAuth2TokenFile  string   `yaml:"to_oauth2_token_file"`
+	ToOAuth2TokenCmd   string   `yaml:"to_oauth2_token_command"`
 	Auth               []string `yaml:"auth"`
 	CAFile             string   `yaml:"ca_file"`
 	InsecureSkipVerify *bool    `yaml:"insecure_skip_verify"`
@@ -211,9 +240,11 @@ func (y *yamlAccount) input(origin string) accountInput {
 		origin: origin, name: y.Name, source: y.Source, host: y.Host, user: y.User,
 		security: y.Security, caFile: y.CAFile, to: y.To,
 		insecureSkipVerify: y.InsecureSkipVerify, insecurePlaintext: y.InsecurePlaintext,
-		password: Secret{Env: y.PasswordEnv, File: y.PasswordFile, Command: y.PasswordCommand, Value: y.Password},
-		oauth2:   Secret{Env: y.OAuth2TokenEnv, File: y.OAuth2TokenFile, Command: y.OAuth2TokenCommand},
-		auth:     strings.Join(y.Auth, ","),
+		password:   Secret{Env: y.PasswordEnv, File: y.PasswordFile, Command: y.PasswordCommand, Value: y.Password},
+		oauth2:     Secret{Env: y.OAuth2TokenEnv, File: y.OAuth2TokenFile, Command: y.OAuth2TokenCommand},
+		toPassword: Secret{Env: y.ToPasswordEnv, File: y.ToPasswordFile, Command: y.ToPasswordCommand, Value: y.ToPassword},
+		toOAuth2:   Secret{Env: y.ToOAuth2TokenEnv, File: y.ToOAuth2TokenFile, Command: y.ToOAuth2TokenCmd},
+		auth:       strings.Join(y.Auth, ","),
 	}
 	if y.Port != 0 {
 		in.port = fmt.Sprint(y.Port)
@@ -255,6 +286,8 @@ func LoadYAML(r io.Reader, name string, d Defaults) ([]*Account, error) {
 	}
 	d.Password = def.password.or(d.Password)
 	d.OAuth2Token = def.oauth2.or(d.OAuth2Token)
+	d.ToPassword = def.toPassword.or(d.ToPassword)
+	d.ToOAuth2Token = def.toOAuth2.or(d.ToOAuth2Token)
 	if def.auth != "" {
 		d.Auth = splitList(strings.ToUpper(def.auth))
 	}

@@ -133,3 +133,26 @@ func MessageKey(account, uidl string) string {
 	io.WriteString(h, uidl)
 	return hex.EncodeToString(h.Sum(nil))[:32]
 }
+
+// Resumable is implemented by destinations whose crash safety needs state
+// kept in the journal, beside the deliveries: mbox keeps the committed end
+// offset (anything past it after a crash is a torn or uncommitted tail),
+// IMAP keeps its APPEND intent (folder, UIDVALIDITY, UIDNEXT) so that a
+// message appended before a crash is found instead of appended again.
+//
+// The pipeline calls Resume once, before any Put, and CommitState after
+// every successful Sync; the state it returns is written in the same
+// journal transaction that records the batch. State strings are opaque to
+// the pipeline and the journal.
+type Resumable interface {
+	// Resume hands the destination the state last committed for it ("" on
+	// the first run) and save, which records a new state in the journal
+	// durably and at once, outside the group commit (IMAP records its
+	// intent with it before the first APPEND of a batch). The destination
+	// repairs itself from state: mbox truncates what lies past the
+	// committed offset.
+	Resume(ctx context.Context, state string, save func(ctx context.Context, state string) error) error
+	// CommitState returns the state that describes everything synced so
+	// far. It is called right after Sync returned nil.
+	CommitState() string
+}

@@ -52,21 +52,24 @@ const (
 	opStored opKind = iota + 1
 	opFailed
 	opVerified
+	opDestState
 )
 
 type batchOp struct {
-	kind          opKind
-	stored        StoredMessage // opStored
-	account, uidl string        // opFailed, opVerified
-	text          string        // opFailed: the error
-	destID        string        // opVerified
-	at            time.Time     // opVerified
+	kind    opKind
+	stored  StoredMessage // opStored
+	account string        // opFailed, opVerified, opDestState
+	uidl    string        // opFailed, opVerified
+	text    string        // opFailed: the error; opDestState: the state
+	destID  string        // opVerified, opDestState
+	at      time.Time     // opVerified
 }
 
 // A Batch is a group commit: the writes added to it are recorded by Commit
-// in one transaction, in the order they were added. The zero value is an
-// empty batch ready to use. A Batch is not safe for concurrent use; use one
-// per goroutine.
+// in one transaction, in the order they were added. A write is a stored
+// message, a failure, a verification or a destination's state. The zero
+// value is an empty batch ready to use. A Batch is not safe for concurrent
+// use; use one per goroutine.
 type Batch struct {
 	ops []batchOp
 }
@@ -92,7 +95,18 @@ func (b *Batch) Verified(account, uidl, destID string, at time.Time) {
 	b.ops = append(b.ops, batchOp{kind: opVerified, account: account, uidl: uidl, destID: destID, at: at})
 }
 
-// Len returns the number of writes in the batch.
+// DestState adds a write of destination destID's state for account (see
+// Journal.DestState), replacing the state last recorded. A destination
+// records the state that describes what it synced together with the
+// deliveries it covers: mbox its committed end offset, in the batch that
+// records the messages below that offset. An empty state is recorded as
+// such. The checks of SaveDestState apply; a batch holding only state
+// writes commits like any other.
+func (b *Batch) DestState(account, destID, state string) {
+	b.ops = append(b.ops, batchOp{kind: opDestState, account: account, destID: destID, text: state})
+}
+
+// Len returns the number of writes in the batch, state writes included.
 func (b *Batch) Len() int { return len(b.ops) }
 
 // Reset empties the batch, keeping its storage for reuse.
@@ -106,9 +120,10 @@ func (b *Batch) Reset() {
 // names a message never listed fails the whole batch with ErrNotListed, a
 // verification of a destination without a delivery with ErrNotDelivered, and
 // a malformed write (empty ids, a sha256 that is not 64 lower-case hex
-// digits, a negative size) is refused before anything is written. Commit
-// does not modify b: after an error the caller may retry it, after success it
-// should Reset it. An empty batch commits nothing and returns nil.
+// digits, a negative size, a state SaveDestState would refuse) is refused
+// before anything is written. Commit does not modify b: after an error the
+// caller may retry it, after success it should Reset it. An empty batch
+// commits nothing and returns nil.
 //
 // When Commit returns nil the writes are durable (see sqliteDSN). Commit
 // blocks while another goroutine's write is in progress, for as long as ctx
@@ -135,6 +150,7 @@ func (j *Journal) Commit(ctx context.Context, b *Batch) error {
 		failed:          tx.StmtContext(ctx, j.st.failed),
 		verifyDelivery:  tx.StmtContext(ctx, j.st.verifyDelivery),
 		promoteVerified: tx.StmtContext(ctx, j.st.promoteVerified),
+		destStateUpsert: tx.StmtContext(ctx, j.st.destStateUpsert),
 	}
 	for i := range b.ops {
 		if err := w.apply(ctx, &b.ops[i], now); err != nil {
@@ -184,7 +200,7 @@ func (j *Journal) MarkDeleted(ctx context.Context, account string, uidls []strin
 
 // txStmts are the prepared statements bound to one transaction.
 type txStmts struct {
-	storedComplete, storedPartial, deliveryUpsert, failed, verifyDelivery, promoteVerified *sql.Stmt
+	storedComplete, storedPartial, deliveryUpsert, failed, verifyDelivery, promoteVerified, destStateUpsert *sql.Stmt
 }
 
 func (w *txStmts) apply(ctx context.Context, op *batchOp, now time.Time) error {
@@ -234,6 +250,11 @@ func (w *txStmts) apply(ctx context.Context, op *batchOp, now time.Time) error {
 		}
 		if _, err := w.promoteVerified.ExecContext(ctx, toNanos(at), op.account, op.uidl); err != nil {
 			return opError("verified", op.account, op.uidl, err)
+		}
+	case opDestState:
+		if _, err := w.destStateUpsert.ExecContext(ctx, op.account, op.destID, op.text, toNanos(now)); err != nil {
+			return fmt.Errorf("journal: destination state: account %q, destination %q: %w; nothing of the write was recorded",
+				op.account, op.destID, err)
 		}
 	}
 	return nil
@@ -303,6 +324,10 @@ func checkOp(op *batchOp) error {
 		if op.account == "" || op.uidl == "" || op.destID == "" {
 			return fmt.Errorf("verified: empty account, uidl or destination (account %q, uidl %q, destination %q)",
 				op.account, op.uidl, op.destID)
+		}
+	case opDestState:
+		if err := checkDestState(op.account, op.destID, op.text); err != nil {
+			return fmt.Errorf("destination state: %w", err)
 		}
 	}
 	return nil

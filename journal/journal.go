@@ -7,6 +7,11 @@
 // beside listed. No write ever lowers a state: a listing, a failure or a
 // partial delivery never takes a stored message back to listed or failed.
 //
+// Beside the messages, the journal keeps one opaque state per account and
+// destination for the destinations whose crash safety needs one (mbox's
+// committed end offset, IMAP's APPEND intent): see DestState,
+// SaveDestState and Batch.DestState.
+//
 // The journal is a SQLite database in WAL mode with synchronous=FULL: when a
 // commit returns nil, what it recorded survives a crash or a power loss (see
 // sqliteDSN). The SQL is portable; SQLite specifics live in sqlite.go.

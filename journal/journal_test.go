@@ -37,7 +37,7 @@ func TestOpenMigratesFromEmpty(t *testing.T) {
 	if v != SchemaVersion {
 		t.Errorf("user_version = %d, want %d", v, SchemaVersion)
 	}
-	for _, table := range []string{"runs", "accounts", "messages", "deliveries"} {
+	for _, table := range []string{"runs", "accounts", "messages", "deliveries", "dest_states"} {
 		var n int
 		err := j.r.QueryRowContext(ctx, "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?", table).Scan(&n)
 		if err != nil || n != 1 {

@@ -69,28 +69,51 @@ var migrations = []migration{
 			FOREIGN KEY (account, uidl) REFERENCES messages (account, uidl)
 		)`,
 	}},
+	// Version 2: the state a destination keeps for its crash safety, one row
+	// per (account, destination): mbox's committed end offset, IMAP's APPEND
+	// intent. The state is opaque to the journal. There is no foreign key to
+	// accounts: a destination may record its state before the account's
+	// first listing.
+	{version: 2, stmts: []string{
+		`CREATE TABLE dest_states (
+			account    TEXT NOT NULL,
+			dest_id    TEXT NOT NULL,
+			state      TEXT NOT NULL,
+			updated_at BIGINT NOT NULL,
+			PRIMARY KEY (account, dest_id)
+		)`,
+	}},
 }
 
 // SchemaVersion is the newest journal schema this package knows: the version
 // of the last migration. Open refuses a journal with a newer version.
-const SchemaVersion = 1
+const SchemaVersion = 2
 
 // migrate brings the database up to SchemaVersion, one migration per
 // transaction. It refuses a database whose version is newer than
 // SchemaVersion with a *SchemaError and changes nothing in it.
 func migrate(ctx context.Context, db *sql.DB, d dialect, path string) error {
+	return migrateTo(ctx, db, d, path, SchemaVersion)
+}
+
+// migrateTo brings the database up to version target (at most
+// SchemaVersion), one migration per transaction. A database at target or
+// above is left as it is, except that one newer than SchemaVersion is
+// refused with a *SchemaError. Tests use a target below SchemaVersion to
+// build the journal an older popmigrate wrote.
+func migrateTo(ctx context.Context, db *sql.DB, d dialect, path string, target int) error {
 	for {
-		done, err := migrateOne(ctx, db, d, path)
+		done, err := migrateOne(ctx, db, d, path, target)
 		if err != nil || done {
 			return err
 		}
 	}
 }
 
-// migrateOne applies the next pending migration, if any. The version is read
-// inside the (write-locked) transaction, so two processes opening the same
-// journal at once never apply a migration twice.
-func migrateOne(ctx context.Context, db *sql.DB, d dialect, path string) (done bool, err error) {
+// migrateOne applies the next pending migration towards target, if any. The
+// version is read inside the (write-locked) transaction, so two processes
+// opening the same journal at once never apply a migration twice.
+func migrateOne(ctx context.Context, db *sql.DB, d dialect, path string, target int) (done bool, err error) {
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return false, fmt.Errorf("journal: %s: migrate: %w", path, err)
@@ -103,7 +126,7 @@ func migrateOne(ctx context.Context, db *sql.DB, d dialect, path string) (done b
 	if v > SchemaVersion {
 		return false, &SchemaError{Path: path, Version: v, Known: SchemaVersion}
 	}
-	if v == SchemaVersion {
+	if v >= target {
 		return true, nil
 	}
 	var m *migration
@@ -112,6 +135,9 @@ func migrateOne(ctx context.Context, db *sql.DB, d dialect, path string) (done b
 			m = &migrations[i]
 			break
 		}
+	}
+	if m == nil { // cannot happen: the last migration is SchemaVersion
+		return false, fmt.Errorf("journal: %s: no migration from schema version %d", path, v)
 	}
 	for i, s := range m.stmts {
 		if _, err := tx.ExecContext(ctx, d.ddl(s)); err != nil {
@@ -124,5 +150,5 @@ func migrateOne(ctx context.Context, db *sql.DB, d dialect, path string) (done b
 	if err := tx.Commit(); err != nil {
 		return false, fmt.Errorf("journal: %s: migration %d: commit: %w", path, m.version, err)
 	}
-	return m.version == SchemaVersion, nil
+	return m.version >= target, nil
 }

@@ -18,6 +18,7 @@ type stmts struct {
 	verifyDelivery  *sql.Stmt
 	promoteVerified *sql.Stmt
 	markDeleted     *sql.Stmt
+	destStateUpsert *sql.Stmt
 }
 
 // In every UPDATE below, the expressions of SET see the row as it was before
@@ -75,6 +76,11 @@ WHERE account = ? AND uidl = ? AND state = 'stored'
 const sqlMarkDeleted = `UPDATE messages SET state = 'deleted', deleted_at = COALESCE(deleted_at, ?)
 WHERE account = ? AND uidl = ?`
 
+// sqlDestStateUpsert records a destination's state, replacing the previous
+// one.
+const sqlDestStateUpsert = `INSERT INTO dest_states (account, dest_id, state, updated_at) VALUES (?, ?, ?, ?)
+ON CONFLICT (account, dest_id) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at`
+
 func (s *stmts) all() []struct {
 	p     **sql.Stmt
 	query string
@@ -93,6 +99,7 @@ func (s *stmts) all() []struct {
 		{&s.verifyDelivery, sqlVerifyDelivery},
 		{&s.promoteVerified, sqlPromoteVerified},
 		{&s.markDeleted, sqlMarkDeleted},
+		{&s.destStateUpsert, sqlDestStateUpsert},
 	}
 }
 

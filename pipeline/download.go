@@ -117,6 +117,11 @@ func (ar *accountRun) writer(ctx context.Context, ch <-chan fetched) error {
 				return &destError{dest: ar.ids[i], err: fmt.Errorf("sync: %w", err)}
 			}
 			dirty[i] = false
+			// The destination's resume state goes into the same
+			// transaction as the deliveries it covers.
+			if rs, ok := d.(exporters.Resumable); ok {
+				batch.DestState(ar.a.Name, ar.ids[i], rs.CommitState())
+			}
 		}
 		if h := o.hooks.afterSync; h != nil {
 			h(ar.r.syncCount.next())

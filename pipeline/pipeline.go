@@ -70,7 +70,28 @@ type Options struct {
 	// redacted).
 	Debug func(account string) *os.File
 
+	// IMAP tunes IMAP destinations.
+	IMAP IMAPOptions
+
 	hooks hooks
+}
+
+// IMAPOptions tune IMAP destinations.
+type IMAPOptions struct {
+	// Flags are set on uploaded messages. Nil means \Seen; an empty
+	// non-nil slice means none.
+	Flags []string
+	// DateFrom chooses the INTERNALDATE: "received" (the newest
+	// Received: header, then Date:, then the download time; the
+	// default), "date" (Date:, then the download time) or "download".
+	DateFrom string
+	// Conns is the number of connections per destination. Default 2.
+	Conns int
+	// CAFile is the CA file for IMAP servers; default the account's.
+	CAFile string
+	// QuarantineDir keeps messages the server refuses, as .eml files.
+	// Empty means no quarantine: such a message is only reported failed.
+	QuarantineDir string
 }
 
 // hooks let tests stop the process at exact points of the protocol.

@@ -77,9 +77,37 @@ func (ar *accountRun) prepare(ctx context.Context) error {
 			return err
 		}
 		ar.dests = append(ar.dests, e)
-		ar.ids = append(ar.ids, e.Properties().ID)
+		id := e.Properties().ID
+		ar.ids = append(ar.ids, id)
+		if err := ar.resume(ctx, e, id); err != nil {
+			return err
+		}
 	}
 	ar.rep.Destinations = ar.ids
+	return nil
+}
+
+// resume hands a Resumable destination the state the journal holds for it,
+// before any Put: mbox cuts a torn tail, IMAP reconciles an open intent.
+func (ar *accountRun) resume(ctx context.Context, e exporters.Exporter, id string) error {
+	rs, ok := e.(exporters.Resumable)
+	if !ok {
+		return nil
+	}
+	j, name := ar.r.j, ar.a.Name
+	state, err := j.DestState(ctx, name, id)
+	if err != nil {
+		return &journalError{err}
+	}
+	save := func(ctx context.Context, state string) error {
+		if err := j.SaveDestState(ctx, name, id, state); err != nil {
+			return &journalError{err}
+		}
+		return nil
+	}
+	if err := rs.Resume(ctx, state, save); err != nil {
+		return &destError{dest: id, err: fmt.Errorf("resume: %w", err)}
+	}
 	return nil
 }
 

@@ -58,6 +58,9 @@ func checkRun(ctx context.Context, opts *checkOptions) error {
 		return &exitError{code: exitUsage, err: err}
 	}
 	for _, a := range accounts {
+		if a.InsecureSkipVerify {
+			fmt.Fprintf(opts.io.Err, "popmigrate: WARNING: account %s: TLS certificate verification is OFF (--insecure-skip-verify); anyone on the path can read the password\n", a.Name)
+		}
 		if a.Security == config.SecurityPlain {
 			fmt.Fprintf(opts.io.Err, "popmigrate: WARNING: account %s: connecting WITHOUT TLS (--insecure-plaintext)\n", a.Name)
 		}

@@ -34,6 +34,9 @@ type accountFlags struct {
 	Auth                                       []string
 	To                                         []string
 
+	ToPasswordEnv, ToPasswordFile, ToPasswordCommand string
+	ToTokenEnv, ToTokenFile, ToTokenCommand          string
+
 	CAFile             string
 	InsecureSkipVerify bool
 	InsecurePlaintext  bool
@@ -53,6 +56,12 @@ type runOptions struct {
 	Attempts      int
 	SpoolDir      string
 	TraceDir      string
+
+	IMAPFlags  string
+	IMAPDate   string
+	IMAPConns  int
+	ToCAFile   string
+	Quarantine string
 
 	JSON       bool
 	NoProgress bool
@@ -105,6 +114,11 @@ Destinations (--to, repeatable, templates {user} {host} {account}):
 	f.IntVar(&opts.Attempts, "attempts", 5, "sessions tried per account on temporary errors ([IN-USE], [SYS/TEMP], network)")
 	f.StringVar(&opts.SpoolDir, "spool-dir", "", "where messages over 4 MiB are spooled (default the system temp dir)")
 	f.StringVar(&opts.TraceDir, "trace-dir", "", "write a POP3 protocol transcript per account into `DIR` (passwords redacted)")
+	f.StringVar(&opts.IMAPFlags, "imap-flags", `\Seen`, "flags of messages uploaded to IMAP, comma-separated, or \"none\"")
+	f.StringVar(&opts.IMAPDate, "imap-date", "received", "IMAP INTERNALDATE from: received (newest Received:, then Date:), date (Date:), download (the time of download)")
+	f.IntVar(&opts.IMAPConns, "imap-conns", 2, "IMAP connections per account and destination")
+	f.StringVar(&opts.ToCAFile, "to-ca-file", "", "CA certificates (PEM `FILE`) for IMAP destinations (default: --ca-file)")
+	f.StringVar(&opts.Quarantine, "quarantine", "", "keep messages an IMAP server refuses as .eml files under `DIR` (default: popmigrate-quarantine beside the journal)")
 	f.BoolVar(&opts.JSON, "json", false, "print the final report as JSON on stdout")
 	f.BoolVar(&opts.NoProgress, "no-progress", false, "no progress bar, even on a terminal")
 	f.BoolVarP(&opts.Verbose, "verbose", "v", false, "log retries and per-account progress to stderr")
@@ -125,7 +139,13 @@ func addAccountFlags(cmd *cobra.Command, opts *accountFlags) {
 	f.StringVar(&opts.TokenFile, "oauth2-token-file", "", "OAuth2 access token from `FILE`")
 	f.StringVar(&opts.TokenCommand, "oauth2-token-command", "", "OAuth2 access token from the output of `CMD`")
 	f.StringSliceVar(&opts.Auth, "auth", nil, "allowed auth mechanisms in order: PLAIN,APOP,USER,XOAUTH2,OAUTHBEARER (default: the strongest offered)")
-	f.StringArrayVar(&opts.To, "to", nil, "destination, repeatable: maildir:PATH (templates {user} {host} {account})")
+	f.StringArrayVar(&opts.To, "to", nil, "destination, repeatable: maildir:DIR, mbox:FILE, eml:DIR, imaps://USER@HOST/FOLDER (templates {user} {host} {account})")
+	f.StringVar(&opts.ToPasswordEnv, "to-password-env", "", "IMAP destination password from environment variable `VAR`")
+	f.StringVar(&opts.ToPasswordFile, "to-password-file", "", "IMAP destination password from `FILE`")
+	f.StringVar(&opts.ToPasswordCommand, "to-password-command", "", "IMAP destination password from the output of `CMD`")
+	f.StringVar(&opts.ToTokenEnv, "to-oauth2-token-env", "", "IMAP destination OAuth2 token from environment variable `VAR`")
+	f.StringVar(&opts.ToTokenFile, "to-oauth2-token-file", "", "IMAP destination OAuth2 token from `FILE`")
+	f.StringVar(&opts.ToTokenCommand, "to-oauth2-token-command", "", "IMAP destination OAuth2 token from the output of `CMD`")
 	f.StringVar(&opts.CAFile, "ca-file", "", "trust the CA certificates in PEM `FILE` instead of the system roots")
 	f.BoolVar(&opts.InsecureSkipVerify, "insecure-skip-verify", false, "do not verify the server's TLS certificate (dangerous)")
 	f.BoolVar(&opts.InsecurePlaintext, "insecure-plaintext", false, "allow pop3:// without TLS: the password crosses the network in the clear")
@@ -139,6 +159,8 @@ func loadAccounts(opts *accountFlags, needDestination bool) ([]*config.Account, 
 		To:                  opts.To,
 		Password:            config.Secret{Env: opts.PasswordEnv, File: opts.PasswordFile, Command: opts.PasswordCommand},
 		OAuth2Token:         config.Secret{Env: opts.TokenEnv, File: opts.TokenFile, Command: opts.TokenCommand},
+		ToPassword:          config.Secret{Env: opts.ToPasswordEnv, File: opts.ToPasswordFile, Command: opts.ToPasswordCommand},
+		ToOAuth2Token:       config.Secret{Env: opts.ToTokenEnv, File: opts.ToTokenFile, Command: opts.ToTokenCommand},
 		CAFile:              opts.CAFile,
 		InsecureSkipVerify:  opts.InsecureSkipVerify,
 		InsecurePlaintext:   opts.InsecurePlaintext,
@@ -154,6 +176,15 @@ func loadAccounts(opts *accountFlags, needDestination bool) ([]*config.Account, 
 	}
 	if n > 1 {
 		return nil, errors.New("give only one of --password-env, --password-file, --password-command")
+	}
+	n = 0
+	for _, s := range []string{opts.ToPasswordEnv, opts.ToPasswordFile, opts.ToPasswordCommand} {
+		if s != "" {
+			n++
+		}
+	}
+	if n > 1 {
+		return nil, errors.New("give only one of --to-password-env, --to-password-file, --to-password-command")
 	}
 	var accounts []*config.Account
 	if opts.Source != "" {
@@ -254,6 +285,11 @@ func runRun(ctx context.Context, opts *runOptions) error {
 		Timeout: opts.Timeout, Attempts: opts.Attempts, SpoolDir: opts.SpoolDir,
 		Progress: prog, Logger: logger,
 	}
+	imapOpts, err := imapOptions(opts)
+	if err != nil {
+		return &exitError{code: exitUsage, err: err}
+	}
+	po.IMAP = imapOpts
 	var (
 		tracesMu sync.Mutex
 		traces   []*os.File
@@ -316,4 +352,35 @@ func safeName(s string) string {
 		}
 		return r
 	}, s)
+}
+
+// imapOptions turns the IMAP flags into pipeline options. The quarantine
+// defaults to a folder beside the journal, so a message an IMAP server
+// refuses is never lost.
+func imapOptions(opts *runOptions) (pipeline.IMAPOptions, error) {
+	o := pipeline.IMAPOptions{DateFrom: opts.IMAPDate, Conns: opts.IMAPConns, CAFile: opts.ToCAFile, QuarantineDir: opts.Quarantine}
+	switch opts.IMAPDate {
+	case "received", "date", "download":
+	default:
+		return o, fmt.Errorf("--imap-date %q: want received, date or download", opts.IMAPDate)
+	}
+	if opts.IMAPConns < 1 {
+		return o, fmt.Errorf("--imap-conns %d: want 1 or more", opts.IMAPConns)
+	}
+	switch f := strings.TrimSpace(opts.IMAPFlags); strings.ToLower(f) {
+	case "none", "":
+		o.Flags = []string{}
+	default:
+		for _, fl := range strings.Split(f, ",") {
+			fl = strings.TrimSpace(fl)
+			if fl == "" || strings.ContainsAny(fl, " ()[]{\"\r\n") {
+				return o, fmt.Errorf("--imap-flags: bad flag %q", fl)
+			}
+			o.Flags = append(o.Flags, fl)
+		}
+	}
+	if o.QuarantineDir == "" {
+		o.QuarantineDir = filepath.Join(filepath.Dir(opts.Journal), "popmigrate-quarantine")
+	}
+	return o, nil
 }
