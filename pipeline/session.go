@@ -16,6 +16,7 @@ import (
 
 	"github.com/popmigrate/popmigrate/config"
 	"github.com/popmigrate/popmigrate/exporters"
+	"github.com/popmigrate/popmigrate/exporters/eml"
 	"github.com/popmigrate/popmigrate/exporters/maildir"
 	"github.com/popmigrate/popmigrate/journal"
 	"github.com/popmigrate/popmigrate/pop3"
@@ -154,15 +155,19 @@ func openDestination(spec string) (exporters.Exporter, error) {
 	if err != nil {
 		return nil, err
 	}
+	var e exporters.Exporter
 	switch d.Kind {
 	case "maildir":
-		e, err := maildir.New(d.Path, nil)
-		if err != nil {
-			return nil, fmt.Errorf("destination %s: %w", spec, err)
-		}
-		return e, nil
+		e, err = maildir.New(d.Path, nil)
+	case "eml":
+		e, err = eml.New(d.Path, nil)
+	default:
+		return nil, fmt.Errorf("destination %s: kind %q is not supported", spec, d.Kind)
 	}
-	return nil, fmt.Errorf("destination %s: kind %q is not supported", spec, d.Kind)
+	if err != nil {
+		return nil, fmt.Errorf("destination %s: %w", spec, err)
+	}
+	return e, nil
 }
 
 func (ar *accountRun) closeDests() {

@@ -31,8 +31,6 @@ package maildir
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -41,10 +39,10 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/popmigrate/popmigrate/exporters"
+	"github.com/popmigrate/popmigrate/exporters/internal/durable"
 )
 
 // Suffix ends the name of every message file the exporter writes:
@@ -59,11 +57,8 @@ const StaleTmpAge = 36 * time.Hour
 // its info part fits the 255 bytes file systems allow.
 const MaxKeyLen = 128
 
-const (
-	chunkSize   = 64 << 10 // bytes copied per ReadAt
-	createTries = 3        // attempts at a fresh tmp name
-	readDirN    = 1024     // directory entries read per call
-)
+// readDirN is the number of directory entries read per call.
+const readDirN = 1024
 
 var (
 	// ErrClosed is returned by every method called after Close.
@@ -93,7 +88,8 @@ type Options struct {
 type Exporter struct {
 	dir  string // absolute path of the Maildir
 	id   string
-	root *os.Root // every file operation goes through it: no escape by symlink
+	root *os.Root        // every file operation goes through it: no escape by symlink
+	w    *durable.Writer // writes, fsyncs and opens through root
 
 	// ops is held shared by every operation and exclusively by Close, so
 	// Close waits for operations in flight before releasing root.
@@ -141,6 +137,7 @@ func New(dir string, opts *Options) (*Exporter, error) {
 		dir:       abs,
 		id:        "maildir:" + abs,
 		root:      root,
+		w:         &durable.Writer{Root: root, ErrShortBody: ErrShortBody},
 		renamedAt: map[string]uint64{},
 	}
 	if opts != nil && opts.ID != "" {
@@ -184,7 +181,7 @@ func (e *Exporter) init() error {
 // removes it. It fails early on a read-only folder, wrong permissions, or
 // tmp/ and new/ on different file systems.
 func (e *Exporter) probe() error {
-	r := randomHex()
+	r := durable.RandomHex()
 	tmp := "tmp/" + r + ".probe.tmp"
 	f, err := e.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
@@ -209,31 +206,10 @@ func (e *Exporter) probe() error {
 // now-StaleTmpAge. Failing to remove one file is not an error: another
 // process may have removed or renamed it.
 func (e *Exporter) cleanTmp(now time.Time) error {
-	d, err := e.root.Open("tmp")
-	if err != nil {
-		return fmt.Errorf("maildir: read %s: %w", e.path("tmp"), err)
+	if err := e.w.RemoveStale("tmp", now.Add(-StaleTmpAge)); err != nil {
+		return fmt.Errorf("maildir: %w", err)
 	}
-	defer d.Close()
-	cutoff := now.Add(-StaleTmpAge)
-	for {
-		entries, err := d.ReadDir(readDirN)
-		for _, ent := range entries {
-			if !strings.HasSuffix(ent.Name(), ".tmp") || !ent.Type().IsRegular() {
-				continue
-			}
-			fi, err := ent.Info()
-			if err != nil || !fi.ModTime().Before(cutoff) {
-				continue
-			}
-			e.root.Remove("tmp/" + ent.Name())
-		}
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("maildir: read %s: %w", e.path("tmp"), err)
-		}
-	}
+	return nil
 }
 
 // Dir returns the absolute path of the Maildir.
@@ -286,92 +262,17 @@ func (e *Exporter) Put(ctx context.Context, msg *exporters.Message) (exporters.D
 }
 
 // write copies msg into a fresh tmp file and renames it to new/name.
-func (e *Exporter) write(ctx context.Context, name string, msg *exporters.Message) (err error) {
-	var tmp string
-	var f *os.File
-	for range createTries {
-		tmp = "tmp/" + msg.Key + "." + randomHex() + ".tmp"
-		f, err = e.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-		if !errors.Is(err, fs.ErrExist) {
-			break
-		}
-	}
-	if err != nil {
-		return fmt.Errorf("create %s: %w", e.path(tmp), err)
-	}
-	defer func() {
-		if f != nil {
-			f.Close()
-		}
-		if err != nil {
-			e.root.Remove(tmp)
-		}
-	}()
-
-	if err := copyBody(ctx, f, msg.Body); err != nil {
-		return fmt.Errorf("write %s: %w", e.path(tmp), err)
-	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("fsync %s: %w", e.path(tmp), err)
-	}
-	cerr := f.Close()
-	f = nil
-	if cerr != nil {
-		return fmt.Errorf("close %s: %w", e.path(tmp), cerr)
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
+func (e *Exporter) write(ctx context.Context, name string, msg *exporters.Message) error {
+	tmpName := func() string { return "tmp/" + msg.Key + "." + durable.RandomHex() + durable.TmpSuffix }
 	// Rename replaces whatever sits at the final name, a symbolic link
 	// included: it never writes through one.
-	if err := e.root.Rename(tmp, "new/"+name); err != nil {
-		return fmt.Errorf("rename %s into new/: %w", e.path(tmp), err)
+	if err := e.w.Write(ctx, tmpName, "new/"+name, msg.Body); err != nil {
+		return err
 	}
 	e.mu.Lock()
 	e.dirty = true
 	e.renamedAt[name] = e.scans
 	e.mu.Unlock()
-	return nil
-}
-
-var chunkPool = sync.Pool{New: func() any { b := make([]byte, chunkSize); return &b }}
-
-// copyBody writes exactly body.Size() bytes of body to w, checking ctx
-// before each chunk.
-func copyBody(ctx context.Context, w io.Writer, body exporters.Body) error {
-	bp := chunkPool.Get().(*[]byte)
-	defer chunkPool.Put(bp)
-	buf := *bp
-	size := body.Size()
-	if size < 0 {
-		return fmt.Errorf("negative body size %d", size)
-	}
-	var off int64
-	for off < size {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		want := int(min(int64(len(buf)), size-off))
-		n, rerr := body.ReadAt(buf[:want], off)
-		if n > 0 {
-			nw, werr := w.Write(buf[:n])
-			off += int64(nw)
-			if werr != nil {
-				return werr
-			}
-		}
-		switch {
-		case rerr == io.EOF && off < size:
-			return fmt.Errorf("%w: %d of %d bytes", ErrShortBody, off, size)
-		case rerr != nil && rerr != io.EOF:
-			return fmt.Errorf("read body at offset %d: %w", off, rerr)
-		case n == 0 && rerr == nil:
-			return fmt.Errorf("read body at offset %d: no progress", off)
-		}
-	}
-	if off != size {
-		return fmt.Errorf("wrote %d bytes, body size is %d", off, size)
-	}
 	return nil
 }
 
@@ -393,26 +294,13 @@ func (e *Exporter) Sync(ctx context.Context) error {
 	if !dirty {
 		return nil
 	}
-	err := e.syncDir("new")
-	if err != nil {
+	if err := e.w.SyncDir("new"); err != nil {
 		e.mu.Lock()
 		e.dirty = true
 		e.mu.Unlock()
-		return fmt.Errorf("maildir: sync %s: %w", e.path("new"), err)
+		return fmt.Errorf("maildir: sync %s: %w", e.dir, err)
 	}
 	return nil
-}
-
-func (e *Exporter) syncDir(sub string) error {
-	d, err := e.root.Open(sub)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
 
 // Close releases the Maildir. It waits for operations in flight, does not
@@ -485,7 +373,7 @@ func (e *Exporter) Open(ctx context.Context, ref string) (io.ReadCloser, error) 
 	}
 	defer e.ops.RUnlock()
 
-	f, err := e.openRegular(ref)
+	f, err := e.w.OpenRegular(ref)
 	if err == nil {
 		return f, nil
 	}
@@ -499,39 +387,12 @@ func (e *Exporter) Open(ctx context.Context, ref string) (io.ReadCloser, error) 
 	if moved == "" {
 		return nil, wrap(exporters.ErrNotFound)
 	}
-	f, err = e.openRegular(moved)
+	f, err = e.w.OpenRegular(moved)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, wrap(exporters.ErrNotFound)
 	}
 	if err != nil {
 		return nil, wrap(err)
-	}
-	return f, nil
-}
-
-// openRegular opens path for reading if it is a regular file, without
-// following a symbolic link at the final name and without blocking on a
-// FIFO.
-func (e *Exporter) openRegular(path string) (*os.File, error) {
-	li, err := e.root.Lstat(path)
-	if err != nil {
-		return nil, err
-	}
-	if !li.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s is not a regular file (%s)", e.path(path), li.Mode().Type())
-	}
-	f, err := e.root.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		return nil, err
-	}
-	fi, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	if !os.SameFile(li, fi) {
-		f.Close()
-		return nil, fmt.Errorf("%s changed while being opened", e.path(path))
 	}
 	return f, nil
 }
@@ -700,11 +561,4 @@ func parseRef(ref string) (string, error) {
 // path returns the absolute path of rel, for error messages.
 func (e *Exporter) path(rel string) string {
 	return filepath.Join(e.dir, filepath.FromSlash(rel))
-}
-
-// randomHex returns 16 random hex digits.
-func randomHex() string {
-	var b [8]byte
-	rand.Read(b[:]) // never fails (crypto/rand)
-	return hex.EncodeToString(b[:])
 }

@@ -1,0 +1,324 @@
+package durable
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/popmigrate/popmigrate/exporters"
+)
+
+func newWriter(t *testing.T) (*Writer, string) {
+	t.Helper()
+	dir := t.TempDir()
+	r, err := os.OpenRoot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	if err := r.Mkdir("tmp", 0o700); err != nil {
+		t.Fatal(err)
+	}
+	return &Writer{Root: r}, dir
+}
+
+// names returns the entries of dir/sub, sorted.
+func names(t *testing.T, dir, sub string) []string {
+	t.Helper()
+	ents, err := os.ReadDir(filepath.Join(dir, sub))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range ents {
+		out = append(out, e.Name())
+	}
+	slices.Sort(out)
+	return out
+}
+
+// seq returns a tmpName function giving tmp/a.tmp, tmp/b.tmp, ...
+func seq(names ...string) func() string {
+	i := 0
+	return func() string {
+		n := "tmp/" + names[i%len(names)] + TmpSuffix
+		i++
+		return n
+	}
+}
+
+func TestWrite(t *testing.T) {
+	w, dir := newWriter(t)
+	data := bytes.Repeat([]byte("line\r\n"), 3*chunkSize/6+7) // several chunks, bytes kept as they are
+	if err := w.Write(t.Context(), seq("a"), "msg", bytes.NewReader(data)); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(filepath.Join(dir, "msg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, data) {
+		t.Errorf("file holds %d bytes, want the %d written", len(got), len(data))
+	}
+	fi, err := os.Stat(filepath.Join(dir, "msg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if perm := fi.Mode().Perm(); perm != 0o600 {
+		t.Errorf("mode %o, want 600", perm)
+	}
+	if left := names(t, dir, "tmp"); len(left) != 0 {
+		t.Errorf("tmp holds %q after Write", left)
+	}
+	// An empty body gives an empty file; a second Write replaces the first.
+	if err := w.Write(t.Context(), seq("b"), "msg", bytes.NewReader(nil)); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(filepath.Join(dir, "msg")); len(got) != 0 {
+		t.Errorf("after an empty Write the file holds %d bytes", len(got))
+	}
+}
+
+// A taken tmp name is never opened: Write tries a fresh one, up to three
+// in all, and leaves the taken file alone.
+func TestWriteTakenTmpName(t *testing.T) {
+	w, dir := newWriter(t)
+	for _, n := range []string{"a", "b"} {
+		if err := os.WriteFile(filepath.Join(dir, "tmp", n+TmpSuffix), []byte("other"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Write(t.Context(), seq("a", "b", "c"), "msg", bytes.NewReader([]byte("x"))); err != nil {
+		t.Fatalf("Write with two taken names: %v", err)
+	}
+	if got, _ := os.ReadFile(filepath.Join(dir, "msg")); string(got) != "x" {
+		t.Errorf("msg = %q", got)
+	}
+	err := w.Write(t.Context(), seq("a", "b", "a", "c"), "msg2", bytes.NewReader([]byte("y")))
+	if !errors.Is(err, fs.ErrExist) || !strings.Contains(err.Error(), filepath.Join(dir, "tmp", "a"+TmpSuffix)) {
+		t.Errorf("Write with three taken names: err = %v, want ErrExist naming the tmp path", err)
+	}
+	for _, n := range []string{"a", "b"} {
+		if got, _ := os.ReadFile(filepath.Join(dir, "tmp", n+TmpSuffix)); string(got) != "other" {
+			t.Errorf("taken tmp file %s changed to %q", n, got)
+		}
+	}
+	if _, err := os.Lstat(filepath.Join(dir, "msg2")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("msg2 exists after a failed Write: %v", err)
+	}
+}
+
+// errBody fails every read.
+type errBody struct{ err error }
+
+func (b errBody) Size() int64                       { return 5 }
+func (b errBody) ReadAt([]byte, int64) (int, error) { return 0, b.err }
+
+// shortBody claims 10 bytes and holds 3.
+type shortBody struct{}
+
+func (shortBody) Size() int64                           { return 10 }
+func (shortBody) ReadAt(p []byte, _ int64) (int, error) { return copy(p, "abc"), io.EOF }
+
+// cancelBody cancels a context at its first read.
+type cancelBody struct {
+	*bytes.Reader
+	once   sync.Once
+	cancel context.CancelFunc
+}
+
+func (b *cancelBody) ReadAt(p []byte, off int64) (int, error) {
+	n, err := b.Reader.ReadAt(p, off)
+	b.once.Do(b.cancel)
+	return n, err
+}
+
+// Every failure leaves neither a tmp file nor the final name, and wraps its
+// cause.
+func TestWriteFailures(t *testing.T) {
+	errRead := errors.New("read failed")
+	errMine := errors.New("mine: short")
+	cancelled, cancel := context.WithCancel(t.Context())
+	cancel()
+	for _, tc := range []struct {
+		name  string
+		ctx   func() context.Context
+		body  func(cancel context.CancelFunc) exporters.Body
+		short error
+		want  error
+	}{
+		{"cancelled before", func() context.Context { return cancelled }, nil, nil, context.Canceled},
+		{"body error", nil, func(context.CancelFunc) exporters.Body {
+			return errBody{errRead}
+		}, nil, errRead},
+		{"short body", nil, func(context.CancelFunc) exporters.Body {
+			return shortBody{}
+		}, nil, ErrShortBody},
+		{"short body, own sentinel", nil, func(context.CancelFunc) exporters.Body {
+			return shortBody{}
+		}, errMine, errMine},
+		{"cancelled mid-copy", nil, func(c context.CancelFunc) exporters.Body {
+			return &cancelBody{Reader: bytes.NewReader(bytes.Repeat([]byte("x"), 3*chunkSize)), cancel: c}
+		}, nil, context.Canceled},
+		{"cancelled on the last chunk", nil, func(c context.CancelFunc) exporters.Body {
+			return &cancelBody{Reader: bytes.NewReader([]byte("one chunk")), cancel: c}
+		}, nil, context.Canceled},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w, dir := newWriter(t)
+			w.ErrShortBody = tc.short
+			ctx, cancel := context.WithCancel(t.Context())
+			defer cancel()
+			if tc.ctx != nil {
+				ctx = tc.ctx()
+			}
+			var body exporters.Body = bytes.NewReader([]byte("hello"))
+			if tc.body != nil {
+				body = tc.body(cancel)
+			}
+			err := w.Write(ctx, seq("t"), "msg", body)
+			if !errors.Is(err, tc.want) {
+				t.Errorf("err = %v, want one wrapping %v", err, tc.want)
+			}
+			if left := names(t, dir, "tmp"); len(left) != 0 {
+				t.Errorf("tmp holds %q after a failed Write", left)
+			}
+			if _, err := os.Lstat(filepath.Join(dir, "msg")); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("msg exists after a failed Write: %v", err)
+			}
+		})
+	}
+}
+
+// The rename replaces a symbolic link at the final name; it never writes
+// through it.
+func TestWriteReplacesSymlink(t *testing.T) {
+	w, dir := newWriter(t)
+	target := filepath.Join(t.TempDir(), "victim")
+	if err := os.WriteFile(target, []byte("secret"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(target, filepath.Join(dir, "msg")); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Write(t.Context(), seq("a"), "msg", bytes.NewReader([]byte("new"))); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(target); string(got) != "secret" {
+		t.Errorf("link target changed to %q", got)
+	}
+	if fi, err := os.Lstat(filepath.Join(dir, "msg")); err != nil || !fi.Mode().IsRegular() {
+		t.Errorf("msg after Write: %v, %v; want a regular file", fi, err)
+	}
+}
+
+// Names that lead out of the root are refused.
+func TestWriteStaysInRoot(t *testing.T) {
+	w, dir := newWriter(t)
+	if err := w.Write(t.Context(), seq("a"), "../escape", bytes.NewReader([]byte("x"))); err == nil {
+		t.Error("Write renamed out of the root")
+	}
+	if _, err := os.Lstat(filepath.Join(filepath.Dir(dir), "escape")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a file appeared outside the root: %v", err)
+	}
+	if left := names(t, dir, "tmp"); len(left) != 0 {
+		t.Errorf("tmp holds %q after a failed Write", left)
+	}
+}
+
+func TestSyncDir(t *testing.T) {
+	w, dir := newWriter(t)
+	for _, d := range []string{".", "tmp"} {
+		if err := w.SyncDir(d); err != nil {
+			t.Errorf("SyncDir(%q): %v", d, err)
+		}
+	}
+	err := w.SyncDir("missing")
+	if !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), filepath.Join(dir, "missing")) {
+		t.Errorf("SyncDir of a missing folder: err = %v, want ErrNotExist naming it", err)
+	}
+}
+
+func TestOpenRegular(t *testing.T) {
+	w, dir := newWriter(t)
+	if err := os.WriteFile(filepath.Join(dir, "file"), []byte("data"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("file", filepath.Join(dir, "link")); err != nil {
+		t.Fatal(err)
+	}
+	f, err := w.OpenRegular("file")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(f)
+	f.Close()
+	if err != nil || string(got) != "data" {
+		t.Errorf("read %q, %v", got, err)
+	}
+	for _, name := range []string{"link", "tmp"} {
+		if f, err := w.OpenRegular(name); err == nil {
+			f.Close()
+			t.Errorf("OpenRegular(%q) succeeded, want an error", name)
+		} else if !strings.Contains(err.Error(), "not a regular file") {
+			t.Errorf("OpenRegular(%q): err = %v", name, err)
+		}
+	}
+	if _, err := w.OpenRegular("missing"); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("OpenRegular of a missing file: err = %v, want ErrNotExist", err)
+	}
+}
+
+func TestRemoveStale(t *testing.T) {
+	w, dir := newWriter(t)
+	now := time.Now()
+	cutoff := now.Add(-time.Hour)
+	mk := func(name string, mtime time.Time) {
+		t.Helper()
+		p := filepath.Join(dir, "tmp", name)
+		if err := os.WriteFile(p, []byte("partial"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(p, mtime, mtime); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mk("old.tmp", cutoff.Add(-time.Minute))   // removed
+	mk("new.tmp", cutoff.Add(time.Minute))    // kept
+	mk("old.other", cutoff.Add(-time.Minute)) // not ours: kept
+	if err := os.Mkdir(filepath.Join(dir, "tmp", "dir.tmp"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	old := cutoff.Add(-time.Minute)
+	if err := os.Chtimes(filepath.Join(dir, "tmp", "dir.tmp"), old, old); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("old.other", filepath.Join(dir, "tmp", "link.tmp")); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.RemoveStale("tmp", cutoff); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := names(t, dir, "tmp"), []string{"dir.tmp", "link.tmp", "new.tmp", "old.other"}; !slices.Equal(got, want) {
+		t.Errorf("tmp after RemoveStale = %q, want %q", got, want)
+	}
+	if err := w.RemoveStale("missing", cutoff); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("RemoveStale of a missing folder: err = %v, want ErrNotExist", err)
+	}
+}
+
+func TestRandomHex(t *testing.T) {
+	a, b := RandomHex(), RandomHex()
+	if len(a) != 16 || strings.Trim(a, "0123456789abcdef") != "" || a == b {
+		t.Errorf("RandomHex() = %q, %q", a, b)
+	}
+}
