@@ -18,6 +18,7 @@ import (
 	"github.com/popmigrate/popmigrate/exporters"
 	"github.com/popmigrate/popmigrate/exporters/eml"
 	"github.com/popmigrate/popmigrate/exporters/maildir"
+	"github.com/popmigrate/popmigrate/exporters/mbox"
 	"github.com/popmigrate/popmigrate/journal"
 	"github.com/popmigrate/popmigrate/pop3"
 )
@@ -161,6 +162,8 @@ func openDestination(spec string) (exporters.Exporter, error) {
 		e, err = maildir.New(d.Path, nil)
 	case "eml":
 		e, err = eml.New(d.Path, nil)
+	case "mbox":
+		e, err = mbox.New(d.Path, nil)
 	default:
 		return nil, fmt.Errorf("destination %s: kind %q is not supported", spec, d.Kind)
 	}
@@ -213,12 +216,13 @@ func (ar *accountRun) sessions(ctx context.Context) error {
 // attempt, capped, with up to 50% jitter so that many accounts locked at
 // once do not retry in step.
 func backoff(base, max time.Duration, attempt int) time.Duration {
-	d := base
+	d := min(base, max)
 	for i := 1; i < attempt && d < max; i++ {
+		if d > max/2 { // doubling would pass the cap, or overflow
+			d = max
+			break
+		}
 		d *= 2
-	}
-	if d > max {
-		d = max
 	}
 	return d/2 + time.Duration(rand.Int64N(int64(d/2)+1))
 }
