@@ -76,6 +76,13 @@ func (ar *accountRun) download(ctx context.Context, c *pop3.Client, plan []plann
 	})
 	close(ch)
 	werr := g.Wait()
+	// A writer that stopped early leaves bodies in ch: free their memory
+	// and spool files now rather than at the next GC.
+	for f := range ch {
+		if f.body != nil {
+			f.body.Release()
+		}
+	}
 	if werr != nil {
 		return werr
 	}
@@ -146,6 +153,13 @@ func (ar *accountRun) writer(ctx context.Context, ch <-chan fetched) error {
 				return commit()
 			}
 			if err := ar.store(ctx, f, &batch, &done, dirty); err != nil {
+				// Interrupted: what was Put before still gets its
+				// Sync and commit, as wctx promises.
+				if ctx.Err() != nil {
+					if cerr := commit(); cerr != nil {
+						return cerr
+					}
+				}
 				return err
 			}
 			if batch.Len() >= o.BatchSize {

@@ -187,16 +187,24 @@ func (ar *accountRun) sessions(ctx context.Context) error {
 	o := &ar.r.opts
 	for attempt := 1; ; attempt++ {
 		ar.rep.Sessions++
+		before := len(ar.storedNow)
 		err := ar.session(ctx)
 		if err == nil {
 			return nil
+		}
+		// A session that stored something before it failed made
+		// progress: a server that drops the connection every few
+		// megabytes still gets its mailbox moved. The count of stored
+		// messages bounds how often this can reset the attempts.
+		if len(ar.storedNow) > before && retryable(err) && !errors.Is(err, errTooLarge) {
+			attempt = 0
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
 		if !retryable(err) || attempt >= o.Attempts {
-			if attempt > 1 {
-				return fmt.Errorf("%w (after %d sessions)", err, attempt)
+			if ar.rep.Sessions > 1 {
+				return fmt.Errorf("%w (after %d sessions)", err, ar.rep.Sessions)
 			}
 			return err
 		}

@@ -253,6 +253,15 @@ func (e *Exporter) Put(ctx context.Context, msg *exporters.Message) (exporters.D
 		return exporters.Delivery{}, wrap(err)
 	}
 	if ref != "" {
+		// A file this Exporter did not write may come from a run that
+		// crashed after its rename and before the folder was fsynced:
+		// the next Sync must fsync new/ before the journal records
+		// this delivery. (A file this Exporter wrote is already covered.)
+		e.mu.Lock()
+		if _, mine := e.renamedAt[name]; !mine && strings.HasPrefix(ref, "new/") {
+			e.dirty = true
+		}
+		e.mu.Unlock()
 		return exporters.Delivery{Ref: ref}, nil
 	}
 	if err := e.write(ctx, name, msg); err != nil {

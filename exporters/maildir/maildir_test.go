@@ -679,3 +679,23 @@ func BenchmarkPut(b *testing.B) {
 		})
 	}
 }
+
+// A file left in new/ by an earlier process may not be durable yet (it
+// crashed between its rename and the folder's fsync): finding it must make
+// the next Sync fsync new/ before the journal records the delivery.
+func TestPutFindingAnotherProcessFileMarksDirty(t *testing.T) {
+	dir := t.TempDir()
+	first := newExporter(t, dir)
+	mustPut(t, first, msg("earlier", "body\n"))
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	e := newExporter(t, dir)
+	mustPut(t, e, msg("earlier", "body\n"))
+	e.mu.Lock()
+	dirty := e.dirty
+	e.mu.Unlock()
+	if !dirty {
+		t.Fatal("a Put that found another process's file in new/ did not mark new/ for fsync")
+	}
+}
