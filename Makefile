@@ -30,6 +30,7 @@ demo: build
 # bench: Go benchmarks, then popmigrate vs mpop against the same private
 # Dovecot (see README, "Benchmarks").
 bench: deps build
+	bash scripts/ensure-bench-tools.sh
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./pop3/... ./journal/... ./exporters/... ./pipeline/...
 	$(GO) test -count=1 -run '^TestBenchCompare$$' -v -timeout 30m ./bench/ -args -bench-compare
 

@@ -1,0 +1,93 @@
+#!/bin/sh
+# ensure-bench-tools.sh makes sure the tools `make bench` compares popmigrate
+# with, and measures it by, are installed: mpop (the POP3 client popmigrate is
+# compared with) and GNU time (peak RSS of each run). See bench/doc.go.
+#
+#   scripts/ensure-bench-tools.sh        # exit 0 if both are ready
+#   sudo scripts/ensure-bench-tools.sh   # install what is missing first
+#
+# As root on Debian or Ubuntu it installs the packages with apt-get.
+# Otherwise it exits 1 and says what to install. It never succeeds without a
+# working mpop and GNU time. Dovecot is scripts/ensure-dovecot.sh's job.
+set -eu
+
+PACKAGES="mpop time"
+
+say() { printf 'ensure-bench-tools: %s\n' "$*" >&2; }
+
+have_mpop() { command -v mpop >/dev/null 2>&1 && mpop --version >/dev/null 2>&1; }
+
+# have_time: the program /usr/bin/time (not the shell keyword), GNU's.
+have_time() {
+	t=/usr/bin/time
+	if [ ! -x "$t" ]; then
+		t=$(command -v time 2>/dev/null || true)
+		case "$t" in
+		/*) ;;
+		*) return 1 ;; # none, or only a shell keyword
+		esac
+	fi
+	"$t" --version 2>&1 | grep -q GNU
+}
+
+missing() {
+	m=""
+	have_mpop || m="$m mpop"
+	have_time || m="$m time"
+	echo "${m# }"
+}
+
+is_root() { [ "$(id -u)" -eq 0 ]; }
+
+report() {
+	say "$(mpop --version 2>/dev/null | head -n 1) and GNU time are installed"
+}
+
+need=$(missing)
+if [ -z "$need" ]; then
+	report
+	exit 0
+fi
+
+if ! is_root; then
+	say "missing: $need (Debian packages: $need)"
+	if command -v apt-get >/dev/null 2>&1; then
+		say "install them as root with: sudo $0"
+		say "(or: sudo apt-get install $need)"
+	else
+		say "install mpop (https://marlam.de/mpop/) and GNU time with your system's"
+		say "package manager, then run this script again."
+	fi
+	exit 1
+fi
+
+if ! command -v apt-get >/dev/null 2>&1; then
+	say "missing: $need, and apt-get is not available on this system;"
+	say "install mpop (https://marlam.de/mpop/) and GNU time with your system's"
+	say "package manager, then run this script again."
+	exit 1
+fi
+
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+trap 'exit 1' HUP INT TERM
+
+say "installing $need"
+if ! apt-get update -qq >"$log" 2>&1; then
+	cat "$log" >&2
+	say "apt-get update failed"
+	exit 1
+fi
+if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	$need >"$log" 2>&1; then
+	cat "$log" >&2
+	say "apt-get install $need failed"
+	exit 1
+fi
+
+need=$(missing)
+if [ -n "$need" ]; then
+	say "installed the packages but these still do not run: $need"
+	exit 1
+fi
+report
