@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -76,6 +77,7 @@ with nothing lost and nothing duplicated.
 	root.AddCommand(newRunCmd(io, nil))
 	root.AddCommand(newStatusCmd(io, nil))
 	root.AddCommand(newCheckCmd(io, nil))
+	root.AddCommand(newPurgeCmd(io, nil))
 	return root
 }
 
@@ -85,7 +87,8 @@ with nothing lost and nothing duplicated.
 func Main(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	ios := &iostreams{Out: stdout, Err: stderr, ErrIsTerminal: isTerminal(stderr)}
+	// Progress, warnings and logs reach stderr from many goroutines.
+	ios := &iostreams{Out: stdout, Err: &lockedWriter{w: stderr}, ErrIsTerminal: isTerminal(stderr)}
 	root := newRootCmd(ios)
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
@@ -110,6 +113,19 @@ func exitCode(ctx context.Context, err error, stderr io.Writer) int {
 	fmt.Fprintf(stderr, "popmigrate: %v\n", err)
 	// Cobra's own argument errors are usage errors.
 	return exitUsage
+}
+
+// lockedWriter serialises the Writes of several goroutines to w (an
+// *os.File is safe for that, a bytes.Buffer is not).
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
 
 func isTerminal(w io.Writer) bool {

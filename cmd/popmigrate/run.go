@@ -265,6 +265,9 @@ func runRun(ctx context.Context, opts *runOptions) error {
 	}
 	j, err := journal.Open(ctx, opts.Journal)
 	if err != nil {
+		if ctx.Err() != nil {
+			return &exitError{code: exitInterrupted, err: errors.New("interrupted before anything was done")}
+		}
 		return &exitError{code: exitUsage, err: err}
 	}
 	defer j.Close()

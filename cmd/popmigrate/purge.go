@@ -1,0 +1,220 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/popmigrate/popmigrate/config"
+	"github.com/popmigrate/popmigrate/journal"
+	"github.com/popmigrate/popmigrate/pipeline"
+)
+
+type purgeOptions struct {
+	io *iostreams
+	accountFlags
+
+	Journal  string
+	DryRun   bool
+	KeepDays int
+	Jobs     int
+	PerHost  int
+	Timeout  time.Duration
+	Attempts int
+	JSON     bool
+	Verbose  bool
+}
+
+func newPurgeCmd(io *iostreams, runF func(context.Context, *purgeOptions) error) *cobra.Command {
+	opts := &purgeOptions{io: io}
+	cmd := &cobra.Command{
+		Use:   "purge",
+		Short: "Delete from the POP3 servers the messages verified in every destination",
+		Long: `Purge deletes from each account's POP3 server the messages that an earlier
+run stored and a verification read back intact in every destination the account
+has now (--to). In one session per account it lists the mailbox again and
+deletes (DELE) a message only if the journal holds it as verified in every
+destination, its UIDL is listed exactly once (never a repeated UIDL, never a
+server without UIDL), its size is the one recorded, and it was first seen at
+least --keep-days days ago. The journal records a message as deleted only after
+the server confirms the deletions (QUIT answers +OK); a session that breaks
+before that deletes nothing.
+
+Give the same accounts and destinations as the run, and its --journal.
+Try --dry-run first: it prints the plan and changes nothing.
+
+Exit codes: 0 every account purged (or planned, with --dry-run), 1 some
+account failed (nothing of it was marked deleted), 2 usage or configuration
+error, 130 interrupted.`,
+		Example: `  popmigrate purge --source pop3s://alice@mail.example.org --password-env POP_PASSWORD \
+      --to maildir:/srv/mail/alice --journal popmigrate.db --dry-run
+  popmigrate purge --accounts users.csv --to 'maildir:/srv/mail/{user}' --keep-days 30 --json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if runF != nil {
+				return runF(cmd.Context(), opts)
+			}
+			return purgeRun(cmd.Context(), opts)
+		},
+	}
+	addAccountFlags(cmd, &opts.accountFlags)
+	f := cmd.Flags()
+	f.StringVar(&opts.Journal, "journal", defaultJournal, "SQLite journal `FILE` of the run")
+	f.BoolVar(&opts.DryRun, "dry-run", false, "print what would be deleted; delete nothing, write nothing")
+	f.IntVar(&opts.KeepDays, "keep-days", 0, "delete only messages first seen at least `N` days ago (0: no age limit)")
+	f.IntVar(&opts.Jobs, "jobs", 8, "accounts purged at once")
+	f.IntVar(&opts.PerHost, "per-host", 4, "most sessions open at once to one POP3 host")
+	f.DurationVar(&opts.Timeout, "timeout", 60*time.Second, "POP3 idle timeout per command")
+	f.IntVar(&opts.Attempts, "attempts", 5, "sessions tried per account on temporary errors before any DELE ([IN-USE], [SYS/TEMP], network)")
+	f.BoolVar(&opts.JSON, "json", false, "print the reports as JSON on stdout")
+	f.BoolVarP(&opts.Verbose, "verbose", "v", false, "log retries to stderr")
+	return cmd
+}
+
+// purgeJSON is the output of `purge --json`.
+type purgeJSON struct {
+	DryRun   bool                    `json:"dry_run"`
+	Accounts []*pipeline.PurgeReport `json:"accounts"`
+}
+
+// purgeArgs describes the purge for the journal's runs table, without
+// secrets.
+func purgeArgs(opts *purgeOptions, accounts []*config.Account) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "purge accounts=%d keep-days=%d", len(accounts), opts.KeepDays)
+	if opts.Source != "" {
+		fmt.Fprintf(&b, " source=%s", accounts[0].SourceURL())
+	}
+	if opts.Accounts != "" {
+		fmt.Fprintf(&b, " accounts=%s", opts.Accounts)
+	}
+	if opts.Config != "" {
+		fmt.Fprintf(&b, " config=%s", opts.Config)
+	}
+	for _, t := range opts.To {
+		fmt.Fprintf(&b, " to=%s", t)
+	}
+	return b.String()
+}
+
+func purgeRun(ctx context.Context, opts *purgeOptions) error {
+	if opts.KeepDays < 0 {
+		return usageError("--keep-days %d: want 0 or more", opts.KeepDays)
+	}
+	accounts, err := loadAccounts(&opts.accountFlags, true)
+	if err != nil {
+		return usageError("%v", err)
+	}
+	// Purge works from what a run recorded: a missing journal is a wrong
+	// --journal, not an empty migration.
+	if _, err := os.Stat(opts.Journal); err != nil {
+		return usageError("journal %s: %v (give --journal FILE of the run that stored the messages)", opts.Journal, err)
+	}
+	for _, a := range accounts {
+		if a.InsecureSkipVerify {
+			fmt.Fprintf(opts.io.Err, "popmigrate: WARNING: account %s: TLS certificate verification is OFF (--insecure-skip-verify); anyone on the path can read the password\n", a.Name)
+		}
+		if a.Security == config.SecurityPlain {
+			fmt.Fprintf(opts.io.Err, "popmigrate: WARNING: account %s: connecting WITHOUT TLS (--insecure-plaintext)\n", a.Name)
+		}
+	}
+	j, err := journal.Open(ctx, opts.Journal)
+	if err != nil {
+		return usageError("%v", err)
+	}
+	defer j.Close()
+	var runID int64
+	if !opts.DryRun {
+		if runID, err = j.StartRun(ctx, purgeArgs(opts, accounts)); err != nil {
+			return err
+		}
+	}
+
+	level := slog.LevelWarn
+	if opts.Verbose {
+		level = slog.LevelInfo
+	}
+	po := &pipeline.Options{
+		Jobs: opts.Jobs, PerHost: opts.PerHost, Timeout: opts.Timeout, Attempts: opts.Attempts,
+		Logger: slog.New(slog.NewTextHandler(opts.io.Err, &slog.HandlerOptions{Level: level})),
+	}
+	reps, purgeErr := pipeline.Purge(ctx, j, accounts, po, &pipeline.PurgeOptions{DryRun: opts.DryRun, KeepDays: opts.KeepDays})
+
+	failed := 0
+	for _, r := range reps {
+		if r.Error != "" {
+			failed++
+		}
+	}
+	code := exitOK
+	switch {
+	case ctx.Err() != nil:
+		code = exitInterrupted
+	case purgeErr != nil || failed > 0:
+		code = exitFailed
+	}
+	if opts.JSON {
+		if err := writeJSON(opts.io.Out, purgeJSON{DryRun: opts.DryRun, Accounts: reps}); err != nil {
+			return err
+		}
+	} else {
+		printPurgeReport(opts.io.Out, reps, opts.DryRun)
+	}
+	if !opts.DryRun {
+		if err := j.FinishRun(context.WithoutCancel(ctx), runID, code, mustJSON(reps)); err != nil && purgeErr == nil {
+			purgeErr = err
+			code = max(code, exitFailed)
+		}
+	}
+	switch {
+	case code == exitInterrupted:
+		return &exitError{code: code, err: errors.New("interrupted; deletions the servers confirmed are recorded, the rest were not made; run the same command again")}
+	case purgeErr != nil:
+		return &exitError{code: exitFailed, err: purgeErr}
+	case failed > 0:
+		return &exitError{code: exitFailed, err: fmt.Errorf("%d of %d accounts failed (see the report); nothing of them was recorded as deleted", failed, len(reps))}
+	}
+	return nil
+}
+
+// printPurgeReport writes the human report: per account one line, then
+// its planned messages (dry run only), skips, errors and warnings. UIDLs
+// come from the servers and are printed quoted.
+func printPurgeReport(w io.Writer, reps []*pipeline.PurgeReport, dryRun bool) {
+	planned, deleted := 0, 0
+	for _, r := range reps {
+		planned += len(r.Planned)
+		deleted += r.Deleted
+		if dryRun {
+			fmt.Fprintf(w, "%s: would delete %d of %d (dry run)\n", r.Account, len(r.Planned), r.ServerMessages)
+			for _, it := range r.Planned {
+				fmt.Fprintf(w, "    - message %d: uidl %q, %s\n", it.ID, it.UIDL, humanBytes(it.Size))
+			}
+		} else {
+			fmt.Fprintf(w, "%s: deleted %d of %d\n", r.Account, r.Deleted, r.ServerMessages)
+		}
+		for _, reason := range pipeline.SkipReasons {
+			if n := r.Skipped[reason]; n > 0 {
+				fmt.Fprintf(w, "    skipped %d: %s\n", n, reason)
+			}
+		}
+		if r.Error != "" {
+			fmt.Fprintf(w, "! %s: %s\n", r.Account, r.Error)
+		}
+		for _, warn := range r.Warnings {
+			fmt.Fprintf(w, "* %s: %s\n", r.Account, warn)
+		}
+	}
+	if dryRun {
+		fmt.Fprintf(w, "\ndry run: would delete %d messages from %d accounts; nothing was deleted\n", planned, len(reps))
+		return
+	}
+	fmt.Fprintf(w, "\ndeleted %d messages from %d accounts\n", deleted, len(reps))
+}
