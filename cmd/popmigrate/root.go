@@ -62,8 +62,9 @@ func newRootCmd(io *iostreams) *cobra.Command {
 		Use:   "popmigrate",
 		Short: "Move mail off POP3 servers, safely and fast",
 		Long: `popmigrate downloads every message of one or many POP3 mailboxes into
-Maildir, records each step in a SQLite journal, and resumes an interrupted run
-with nothing lost and nothing duplicated.
+Maildir, mbox, .eml files or an IMAP folder, records each step in a SQLite
+journal, resumes an interrupted run with nothing lost and nothing duplicated,
+verifies what it stored, and only then, when asked, deletes from the source.
 
 ` + exitCodesHelp,
 		SilenceUsage:  true,
