@@ -265,6 +265,17 @@ func parseIMAP(spec string) (Destination, error) {
 	return d, nil
 }
 
+// ID returns the destination id recorded in the journal: "KIND:PATH" for
+// file destinations, "imap://USER@HOST:PORT/FOLDER" for IMAP (no secret).
+// The run, verify and purge all name a destination by it.
+func (d *Destination) ID() string {
+	if d.Kind == "imap" {
+		u := url.URL{Scheme: "imap", User: url.User(d.User), Host: d.Addr(), Path: "/" + d.Folder}
+		return u.String()
+	}
+	return d.Kind + ":" + d.Path
+}
+
 // key identifies where a destination writes, for detecting two accounts
 // writing to the same place.
 func (d *Destination) key() string {

@@ -221,6 +221,10 @@ func (ar *accountRun) store(ctx context.Context, f fetched, batch *journal.Batch
 			if failure == nil {
 				failure = fmt.Errorf("message %d (uidl %q): destination %s: %w", f.p.id, uidl, ar.ids[i], err)
 			}
+			if path, ok := quarantined(err); ok {
+				q := Quarantined{UIDL: uidl, Destination: ar.ids[i], Path: path, Reason: err.Error()}
+				*done = append(*done, func() { rep.Quarantined = append(rep.Quarantined, q) })
+			}
 			continue
 		}
 		dirty[i] = true

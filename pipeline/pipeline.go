@@ -205,6 +205,10 @@ type AccountReport struct {
 	// SizeMismatches lists messages whose RETR size differed from LIST.
 	// They are stored as received; the mismatch is only reported.
 	SizeMismatches []SizeMismatch `json:"size_mismatches,omitempty"`
+	// Quarantined lists messages a destination refused (an IMAP server's
+	// NO or BAD, NUL bytes) and kept as .eml files instead: not lost, but
+	// not stored there either; they also count as failed.
+	Quarantined []Quarantined `json:"quarantined,omitempty"`
 	// NoUIDL says the server has no UIDL: keys were made from the headers
 	// (TOP n 0) and size, which is weaker than a real UIDL.
 	NoUIDL bool `json:"no_uidl,omitempty"`
@@ -226,6 +230,14 @@ type AccountReport struct {
 type MessageFailure struct {
 	UIDL  string `json:"uidl"`
 	Error string `json:"error"`
+}
+
+// Quarantined is a message a destination refused and kept aside.
+type Quarantined struct {
+	UIDL        string `json:"uidl"`
+	Destination string `json:"destination"`
+	Path        string `json:"path"`
+	Reason      string `json:"reason"`
 }
 
 // SizeMismatch is a message whose RETR size differed from its LIST size.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/url"
 	"sort"
 	"strings"
 	"time"
@@ -243,15 +242,7 @@ func destinationIDs(a *config.Account) ([]string, error) {
 		if err != nil {
 			return nil, err
 		}
-		switch d.Kind {
-		case "maildir", "mbox", "eml":
-			ids = append(ids, d.Kind+":"+d.Path)
-		case "imap":
-			u := url.URL{Scheme: "imap", User: url.User(d.User), Host: d.Addr(), Path: "/" + d.Folder}
-			ids = append(ids, u.String())
-		default:
-			return nil, fmt.Errorf("destination %s: kind %q is not supported", spec, d.Kind)
-		}
+		ids = append(ids, d.ID())
 	}
 	return ids, nil
 }

@@ -74,7 +74,7 @@ func (ar *accountRun) prepare(ctx context.Context) error {
 		return err
 	}
 	for _, spec := range ar.a.To {
-		e, err := openDestination(spec)
+		e, err := openDestination(ctx, spec, ar.a, &ar.r.opts)
 		if err != nil {
 			return err
 		}
@@ -136,13 +136,9 @@ func (ar *accountRun) prepareSession(ctx context.Context) error {
 	}
 	cfg := &tls.Config{ServerName: a.Host, MinVersion: tls.VersionTLS12, InsecureSkipVerify: a.InsecureSkipVerify}
 	if a.CAFile != "" {
-		pem, err := os.ReadFile(a.CAFile)
+		pool, err := loadCAFile(a.CAFile)
 		if err != nil {
-			return fmt.Errorf("ca file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return fmt.Errorf("ca file %s: no PEM certificate in it", a.CAFile)
+			return err
 		}
 		cfg.RootCAs = pool
 	}
@@ -150,25 +146,30 @@ func (ar *accountRun) prepareSession(ctx context.Context) error {
 	return nil
 }
 
-// openDestination opens the exporter for an expanded destination spec.
-func openDestination(spec string) (exporters.Exporter, error) {
+// openDestination opens the exporter for an expanded destination spec of
+// account a. Every exporter gets the destination id from config, so the
+// run, verify and purge agree on it.
+func openDestination(ctx context.Context, spec string, a *config.Account, o *Options) (exporters.Exporter, error) {
 	d, err := config.ParseDestination(spec)
 	if err != nil {
 		return nil, err
 	}
+	id := d.ID()
 	var e exporters.Exporter
 	switch d.Kind {
 	case "maildir":
-		e, err = maildir.New(d.Path, nil)
+		e, err = maildir.New(d.Path, &maildir.Options{ID: id})
 	case "eml":
-		e, err = eml.New(d.Path, nil)
+		e, err = eml.New(d.Path, &eml.Options{ID: id})
 	case "mbox":
-		e, err = mbox.New(d.Path, nil)
+		e, err = mbox.New(d.Path, &mbox.Options{ID: id})
+	case "imap":
+		e, err = openIMAP(ctx, &d, id, a, o)
 	default:
 		return nil, fmt.Errorf("destination %s: kind %q is not supported", spec, d.Kind)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("destination %s: %w", spec, err)
+		return nil, fmt.Errorf("destination %s: %w", id, err)
 	}
 	return e, nil
 }

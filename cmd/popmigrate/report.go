@@ -44,6 +44,9 @@ func printRunReport(w io.Writer, rep *pipeline.Report) {
 		for _, f := range a.Failures {
 			fmt.Fprintf(w, "! %s: message %q: %s\n", a.Account, f.UIDL, f.Error)
 		}
+		for _, q := range a.Quarantined {
+			fmt.Fprintf(w, "! %s: message %q: refused by %s, kept in %s\n", a.Account, q.UIDL, q.Destination, q.Path)
+		}
 		for _, m := range a.SizeMismatches {
 			fmt.Fprintf(w, "* %s: message %q: LIST said %d bytes, RETR delivered %d (stored as delivered)\n", a.Account, m.UIDL, m.Listed, m.Received)
 		}

@@ -25,6 +25,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -53,6 +54,11 @@ type Options struct {
 	Concurrent bool
 	// Many is the number of messages of the "Many" subtest; 0 means 500.
 	Many int
+	// Refuses names the sample messages (testmsg names) that the
+	// destination refuses by design, e.g. "nul-bytes" for IMAP, whose
+	// APPEND cannot carry NUL bytes. RoundTrip checks that Put of each
+	// fails, and round-trips the others.
+	Refuses []string
 }
 
 // Run runs the conformance suite with the default Options.
@@ -272,7 +278,16 @@ func (s *suite) testRoundTrip(t *testing.T) {
 	c := ctx(t)
 	dir := t.TempDir()
 	e := s.openExporter(t, dir)
-	samples := testmsg.Load(t)
+	var samples []testmsg.Sample
+	for _, sm := range testmsg.Load(t) {
+		if !slices.Contains(s.opts.Refuses, sm.Name) {
+			samples = append(samples, sm)
+			continue
+		}
+		if d, err := e.Put(c, NewMessage(sm.Name, sm.Data)); err == nil {
+			t.Errorf("Put of %s succeeded (Ref %q), want it refused", sm.Name, d.Ref)
+		}
+	}
 	msgs := make([]*exporters.Message, len(samples))
 	refs := make([]string, len(samples))
 	seen := map[string]string{}

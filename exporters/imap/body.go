@@ -1,0 +1,299 @@
+package imap
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/mail"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/popmigrate/popmigrate/exporters"
+)
+
+const (
+	// chunkSize is the number of body bytes read per ReadAt.
+	chunkSize = 64 << 10
+	// maxHeaderScan bounds the bytes of the header section that Put keeps
+	// to find the dates and the Message-ID: a header section larger than
+	// that is unusual, and its first part holds the newest Received lines.
+	maxHeaderScan = 256 << 10
+	// maxMessageID bounds the Message-ID used in a search.
+	maxMessageID = 512
+)
+
+// ErrShortBody is wrapped by Put when a body ends before its Size.
+var ErrShortBody = errors.New("imap: body shorter than its size")
+
+var chunkPool = sync.Pool{New: func() any { b := make([]byte, chunkSize); return &b }}
+
+// scan is what the first pass over a body learns.
+type scan struct {
+	wireSize int64  // bytes of the APPEND literal: the body with every LF as CRLF
+	hasNUL   bool   // IMAP literals cannot carry NUL (RFC 3501 CHAR8)
+	header   []byte // the header section (bounded by maxHeaderScan)
+	sha      string // sha256 of the body, lower-case hex
+}
+
+// readChunks calls f with successive chunks of body, exactly body.Size()
+// bytes in all, checking ctx before each. A body that ends early fails
+// with ErrShortBody; a read error is wrapped.
+func readChunks(ctx context.Context, body exporters.Body, f func([]byte) error) error {
+	bp := chunkPool.Get().(*[]byte)
+	defer chunkPool.Put(bp)
+	buf := *bp
+	size := body.Size()
+	if size < 0 {
+		return fmt.Errorf("negative body size %d", size)
+	}
+	var off int64
+	for off < size {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		want := int(min(int64(len(buf)), size-off))
+		n, rerr := body.ReadAt(buf[:want], off)
+		if n > 0 {
+			if err := f(buf[:n]); err != nil {
+				return err
+			}
+			off += int64(n)
+		}
+		switch {
+		case n == want:
+			// A full read may come with io.EOF at the end: fine.
+		case rerr == io.EOF || rerr == nil && n < want:
+			return fmt.Errorf("%w: %d of %d bytes", ErrShortBody, off, size)
+		}
+		if rerr != nil && rerr != io.EOF {
+			return fmt.Errorf("read body at offset %d: %w", off, rerr)
+		}
+	}
+	return ctx.Err()
+}
+
+// scanBody reads body once: it counts the LFs (each becomes CRLF on the
+// wire), looks for NUL bytes, keeps the header section and computes the
+// sha256 (the one that matches a copy read back, whatever msg.SHA256
+// says).
+func scanBody(ctx context.Context, body exporters.Body) (*scan, error) {
+	s := &scan{wireSize: body.Size()}
+	h := sha256.New()
+	headerDone := false
+	err := readChunks(ctx, body, func(p []byte) error {
+		h.Write(p)
+		s.wireSize += int64(bytes.Count(p, []byte{'\n'}))
+		if !s.hasNUL && bytes.IndexByte(p, 0) >= 0 {
+			s.hasNUL = true
+		}
+		if !headerDone {
+			s.header = append(s.header, p[:min(len(p), maxHeaderScan-len(s.header))]...)
+			if i := headerEnd(s.header); i >= 0 {
+				s.header, headerDone = s.header[:i], true
+			} else if len(s.header) >= maxHeaderScan {
+				headerDone = true
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.sha = hex.EncodeToString(h.Sum(nil))
+	return s, nil
+}
+
+// headerEnd returns the length of the header section in b (up to and
+// including the LF before the empty line), or -1 if b holds no end yet.
+func headerEnd(b []byte) int {
+	if len(b) > 0 && b[0] == '\n' {
+		return 0 // no header at all: the message starts with the empty line
+	}
+	if i := bytes.Index(b, []byte("\n\n")); i >= 0 {
+		return i + 1
+	}
+	return -1
+}
+
+// crlfWriter writes a canonical body as the IMAP wire needs it: every LF
+// becomes CRLF. Canonicalisation turned every CRLF into LF, so a CR the
+// body holds before an LF was a CR before a CRLF on the original wire; it
+// is sent as CR CR LF again, and exporters.Canonicalize of the stored
+// message gives the body back byte for byte.
+type crlfWriter struct {
+	w   io.Writer
+	buf []byte
+	n   int64 // bytes written to w
+}
+
+func (c *crlfWriter) write(p []byte) error {
+	out := c.buf[:0]
+	for len(p) > 0 {
+		i := bytes.IndexByte(p, '\n')
+		if i < 0 {
+			out = append(out, p...)
+			break
+		}
+		out = append(out, p[:i]...)
+		out = append(out, '\r', '\n')
+		p = p[i+1:]
+	}
+	c.buf = out[:0]
+	n, err := c.w.Write(out)
+	c.n += int64(n)
+	return err
+}
+
+// hashCanonical returns the lower-case hex sha256 of r's bytes after
+// CRLF->LF: the checksum popmigrate computes for a message read back.
+func hashCanonical(r io.Reader) (string, error) {
+	h := sha256.New()
+	cw := exporters.NewCanonicalWriter(h)
+	if _, err := io.Copy(cw, r); err != nil {
+		return "", err
+	}
+	cw.Close()
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// canonicalReader reads r with every CRLF turned into LF.
+type canonicalReader struct {
+	r    io.Reader
+	out  bytes.Buffer
+	cw   *exporters.CanonicalWriter
+	buf  []byte
+	err  error
+	tick func() // called after each read from r (watchdog progress)
+}
+
+func newCanonicalReader(r io.Reader, tick func()) *canonicalReader {
+	cr := &canonicalReader{r: r, buf: make([]byte, 32<<10), tick: tick}
+	cr.cw = exporters.NewCanonicalWriter(&cr.out)
+	return cr
+}
+
+func (cr *canonicalReader) Read(p []byte) (int, error) {
+	for cr.out.Len() == 0 && cr.err == nil {
+		n, err := cr.r.Read(cr.buf)
+		if cr.tick != nil {
+			cr.tick()
+		}
+		cr.cw.Write(cr.buf[:n])
+		if err != nil {
+			cr.cw.Close()
+			cr.err = err
+		}
+	}
+	if cr.out.Len() > 0 {
+		return cr.out.Read(p)
+	}
+	return 0, cr.err
+}
+
+// headerFields returns the unfolded values of the fields called name
+// (case-insensitive) in a header section, in order. It is lenient: lines
+// end in LF or CRLF, and a line that is neither a field nor a continuation
+// is skipped.
+func headerFields(header []byte, name string) []string {
+	var values []string
+	var cur *strings.Builder
+	for line := range bytes.Lines(header) {
+		line = bytes.TrimRight(line, "\r\n")
+		if len(line) > 0 && (line[0] == ' ' || line[0] == '\t') {
+			if cur != nil {
+				if cur.Len() > 0 {
+					cur.WriteByte(' ')
+				}
+				cur.Write(bytes.TrimSpace(line))
+			}
+			continue
+		}
+		if cur != nil {
+			values = append(values, cur.String())
+			cur = nil
+		}
+		colon := bytes.IndexByte(line, ':')
+		if colon <= 0 || !strings.EqualFold(string(bytes.TrimRight(line[:colon], " \t")), name) {
+			continue
+		}
+		cur = &strings.Builder{}
+		cur.Write(bytes.TrimSpace(line[colon+1:]))
+	}
+	if cur != nil {
+		values = append(values, cur.String())
+	}
+	return values
+}
+
+// plausible reports whether a date from a header can be an INTERNALDATE: a
+// date before 1980 or more than a day after the download is a broken clock
+// or a forged header, not when the message arrived.
+func plausible(t, downloaded time.Time) bool {
+	return t.Year() >= 1980 && !t.After(downloaded.Add(24*time.Hour))
+}
+
+// parseDate parses an RFC 5322 date. net/mail is lenient already: it
+// accepts obsolete zone names and ignores comments and trailing text
+// after the zone.
+func parseDate(s string) (time.Time, bool) {
+	t, err := mail.ParseDate(strings.TrimSpace(s))
+	return t, err == nil
+}
+
+// internalDate picks the INTERNALDATE of a message per policy: "received"
+// takes the newest date among the Received fields, then the Date field,
+// then the download time; "date" takes the Date field, then the download
+// time; "download" takes the download time.
+func internalDate(policy string, header []byte, downloaded time.Time) time.Time {
+	if downloaded.IsZero() {
+		downloaded = time.Now()
+	}
+	if policy == DateFromReceived {
+		var newest time.Time
+		for _, v := range headerFields(header, "Received") {
+			// RFC 5322 3.6.7: the date follows the last ';'.
+			i := strings.LastIndexByte(v, ';')
+			if i < 0 {
+				continue
+			}
+			if t, ok := parseDate(v[i+1:]); ok && plausible(t, downloaded) && t.After(newest) {
+				newest = t
+			}
+		}
+		if !newest.IsZero() {
+			return newest
+		}
+	}
+	if policy == DateFromReceived || policy == DateFromDate {
+		for _, v := range headerFields(header, "Date") {
+			if t, ok := parseDate(v); ok && plausible(t, downloaded) {
+				return t
+			}
+		}
+	}
+	return downloaded
+}
+
+// messageID returns the message's Message-ID for a SEARCH HEADER, or ""
+// when it has none usable (absent, too long, not printable ASCII).
+func messageID(header []byte) string {
+	ids := headerFields(header, "Message-ID")
+	if len(ids) == 0 {
+		return ""
+	}
+	id := ids[0]
+	if id == "" || len(id) > maxMessageID {
+		return ""
+	}
+	for i := 0; i < len(id); i++ {
+		if id[i] < 0x20 || id[i] > 0x7e {
+			return ""
+		}
+	}
+	return id
+}

@@ -1,0 +1,315 @@
+package imap
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+	"github.com/emersion/go-sasl"
+)
+
+// logoutTimeout bounds the polite LOGOUT that Close sends on each
+// connection.
+const logoutTimeout = 5 * time.Second
+
+// conn is one authenticated IMAP connection with the destination folder
+// selected read-only (EXAMINE: APPEND does not need a selection, and the
+// searches and fetches of reconciliation and Open must not change flags).
+//
+// A conn is used by one goroutine at a time (the pool hands it out). Its
+// watchdog (begin) may close it from another goroutine.
+type conn struct {
+	raw     net.Conn // the TCP connection under TLS: closing it breaks everything above
+	client  *imapclient.Client
+	timeout time.Duration
+
+	caps        imap.CapSet
+	appendLimit int64 // from APPENDLIMIT=N; 0 means none advertised
+
+	mu   sync.Mutex
+	dead bool  // closed, or failed in a way that leaves it unusable
+	why  error // why the watchdog closed it: a context error or ErrTimeout
+}
+
+// op is one watched operation on a conn: the conn is closed when ctx ends
+// or when no progress is made for the conn's timeout.
+type op struct {
+	c       *conn
+	timer   *time.Timer
+	stopCtx func() bool
+}
+
+// begin arms the watchdog for one operation. The caller calls end when the
+// operation is over, and progress whenever bytes move, so that a large
+// literal is bounded by its rate rather than by its total time.
+func (c *conn) begin(ctx context.Context) *op {
+	o := &op{c: c}
+	o.timer = time.AfterFunc(c.timeout, func() { c.kill(ErrTimeout) })
+	o.stopCtx = context.AfterFunc(ctx, func() { c.kill(ctx.Err()) })
+	return o
+}
+
+func (o *op) progress() { o.timer.Reset(o.c.timeout) }
+
+func (o *op) end() {
+	o.timer.Stop()
+	o.stopCtx()
+}
+
+// kill closes the connection for good, recording why (the first reason
+// wins). It is safe to call from any goroutine, more than once.
+func (c *conn) kill(why error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.dead {
+		return
+	}
+	c.dead, c.why = true, why
+	c.raw.Close()
+}
+
+// isDead reports whether the connection can no longer be used.
+func (c *conn) isDead() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.dead {
+		return true
+	}
+	select {
+	case <-c.client.Closed():
+		c.dead = true
+		c.raw.Close()
+	default:
+	}
+	return c.dead
+}
+
+// fail turns err, the error of an operation on c, into what the caller
+// reports: the context's error or ErrTimeout when the watchdog closed the
+// connection (so that errors.Is finds them), err itself otherwise. Any
+// error that is not a tagged NO or BAD leaves the connection unusable.
+func (c *conn) fail(err error) error {
+	if err == nil {
+		return nil
+	}
+	c.mu.Lock()
+	why := c.why
+	c.mu.Unlock()
+	if why != nil && why != errConnBroken && why != errConnClosed {
+		if errors.Is(why, ErrTimeout) {
+			return fmt.Errorf("%w (no progress within %v): %v", why, c.timeout, err)
+		}
+		return fmt.Errorf("%w: %v", why, err)
+	}
+	var ierr *imap.Error
+	if !errors.As(err, &ierr) {
+		c.kill(errConnBroken)
+	}
+	return err
+}
+
+// close logs out (bounded by logoutTimeout) and closes the connection.
+func (c *conn) close() {
+	if !c.isDead() {
+		ctx, cancel := context.WithTimeout(context.Background(), min(logoutTimeout, c.timeout))
+		o := c.begin(ctx)
+		c.client.Logout().Wait()
+		o.end()
+		cancel()
+	}
+	c.kill(errConnClosed)
+	c.client.Close()
+}
+
+// errConnBroken and errConnClosed record why a conn died when neither a
+// context nor the watchdog killed it; they are never returned to callers.
+var (
+	errConnBroken = errors.New("imap: connection broken")
+	errConnClosed = errors.New("imap: connection closed")
+)
+
+// dial opens, secures and authenticates a connection and learns the
+// server's capabilities. It selects nothing.
+func (e *Exporter) dial(ctx context.Context) (*conn, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	dctx, cancel := context.WithTimeout(ctx, e.opts.Timeout)
+	raw, err := e.opts.Dial(dctx, "tcp", e.opts.Addr)
+	cancel()
+	if err != nil {
+		if cerr := ctx.Err(); cerr != nil {
+			return nil, fmt.Errorf("%w: %v", cerr, err)
+		}
+		return nil, fmt.Errorf("dial: %w", err)
+	}
+	c := &conn{raw: raw, timeout: e.opts.Timeout}
+	o := c.begin(ctx)
+	defer o.end()
+	if err := e.setUp(ctx, c, o); err != nil {
+		err = c.fail(err)
+		c.kill(errConnBroken)
+		if c.client != nil {
+			c.client.Close()
+		}
+		return nil, err
+	}
+	return c, nil
+}
+
+// setUp runs the steps of dial after the TCP connection is up.
+func (e *Exporter) setUp(ctx context.Context, c *conn, o *op) error {
+	copts := &imapclient.Options{TLSConfig: e.tlsConfig}
+	var err error
+	switch e.opts.Security {
+	case SecurityTLS:
+		tc := tls.Client(c.raw, e.tlsConfig)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			return fmt.Errorf("TLS handshake: %w", err)
+		}
+		c.client = imapclient.New(tc, copts)
+	case SecurityStartTLS:
+		// NewStartTLS sends STARTTLS right after the greeting and fails
+		// when the server refuses it: no password ever goes out in clear
+		// text, and a man in the middle who strips STARTTLS from the
+		// capabilities gains nothing.
+		c.client, err = imapclient.NewStartTLS(c.raw, copts)
+		if err != nil {
+			var ierr *imap.Error
+			if errors.As(err, &ierr) {
+				return fmt.Errorf("%w: the server answered %s", ErrNoStartTLS, describe(ierr))
+			}
+			return fmt.Errorf("STARTTLS: %w", err)
+		}
+	default: // SecurityPlain, explicitly asked for
+		c.client = imapclient.New(c.raw, copts)
+	}
+	if err := c.client.WaitGreeting(); err != nil {
+		return fmt.Errorf("greeting: %w", err)
+	}
+	o.progress()
+	if c.client.State() == imap.ConnStateNotAuthenticated {
+		if err := e.authenticate(c); err != nil {
+			return err
+		}
+		o.progress()
+	}
+	c.caps = c.client.Caps()
+	if c.caps == nil {
+		return errors.New("no CAPABILITY answer")
+	}
+	if limit, ok := c.caps.AppendLimit(); ok && limit != nil {
+		c.appendLimit = int64(*limit)
+	}
+	return nil
+}
+
+// examine selects mailbox read-only on c and returns its UIDVALIDITY and
+// UIDNEXT.
+func (c *conn) examine(ctx context.Context, mailbox string) (*imap.SelectData, error) {
+	o := c.begin(ctx)
+	defer o.end()
+	sel, err := c.client.Select(mailbox, &imap.SelectOptions{ReadOnly: true}).Wait()
+	if err != nil {
+		return nil, fmt.Errorf("EXAMINE %q: %w", mailbox, c.fail(err))
+	}
+	if sel.UIDValidity == 0 {
+		return nil, fmt.Errorf("EXAMINE %q: the server sent no UIDVALIDITY", mailbox)
+	}
+	if sel.UIDNext == 0 {
+		// QUIRK: RFC 3501 lets a server leave UIDNEXT out of the SELECT
+		// answer; STATUS must give it.
+		st, err := c.client.Status(mailbox, &imap.StatusOptions{UIDNext: true}).Wait()
+		if err != nil {
+			return nil, fmt.Errorf("STATUS %q: %w", mailbox, c.fail(err))
+		}
+		if st.UIDNext == 0 {
+			return nil, fmt.Errorf("STATUS %q: the server sent no UIDNEXT", mailbox)
+		}
+		sel.UIDNext = st.UIDNext
+	}
+	return sel, nil
+}
+
+// authenticate logs in with the configured secret: an OAuth2 access token
+// through XOAUTH2 or OAUTHBEARER, or a password through AUTHENTICATE PLAIN
+// or LOGIN. Errors never contain the secret.
+func (e *Exporter) authenticate(c *conn) error {
+	caps := c.client.Caps()
+	if caps == nil {
+		return errors.New("no CAPABILITY answer before login")
+	}
+	user := e.opts.Username
+	var err error
+	switch {
+	case e.opts.OAuth2Token != "":
+		host, port := splitHostPort(e.opts.Addr)
+		switch {
+		case caps.Has("AUTH=XOAUTH2"):
+			err = c.client.Authenticate(newXOAuth2Client(user, e.opts.OAuth2Token))
+		case caps.Has("AUTH=OAUTHBEARER"):
+			err = c.client.Authenticate(sasl.NewOAuthBearerClient(&sasl.OAuthBearerOptions{
+				Username: user, Token: e.opts.OAuth2Token, Host: host, Port: port,
+			}))
+		default:
+			return fmt.Errorf("%w: the server offers neither AUTH=XOAUTH2 nor AUTH=OAUTHBEARER (it offers %s)",
+				ErrAuthUnsupported, mechanisms(caps))
+		}
+	case caps.Has(imap.CapLoginDisabled) && !caps.Has(imap.AuthCap(sasl.Plain)):
+		return fmt.Errorf("%w: the server disabled LOGIN and offers no AUTH=PLAIN (it offers %s)",
+			ErrAuthUnsupported, mechanisms(caps))
+	case caps.Has(imap.AuthCap(sasl.Plain)):
+		err = c.client.Authenticate(sasl.NewPlainClient("", user, e.opts.Password))
+	default:
+		err = c.client.Login(user, e.opts.Password).Wait()
+	}
+	if err != nil {
+		var ierr *imap.Error
+		if errors.As(err, &ierr) {
+			return fmt.Errorf("%w: log in as %q: the server answered %s", ErrAuth, user, describe(ierr))
+		}
+		return fmt.Errorf("log in as %q: %w", user, err)
+	}
+	return nil
+}
+
+// mechanisms lists the AUTH= mechanisms of caps for error messages.
+func mechanisms(caps imap.CapSet) string {
+	m := caps.AuthMechanisms()
+	if len(m) == 0 {
+		return "no AUTH= mechanism"
+	}
+	return "AUTH=" + strings.Join(m, " AUTH=")
+}
+
+func splitHostPort(addr string) (string, int) {
+	host, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr, 0
+	}
+	var port int
+	fmt.Sscanf(p, "%d", &port)
+	return host, port
+}
+
+// describe renders a tagged NO or BAD the way the server sent it:
+// "NO [TOOBIG] Message too large".
+func describe(ierr *imap.Error) string {
+	var b strings.Builder
+	b.WriteString(string(ierr.Type))
+	if ierr.Code != "" {
+		fmt.Fprintf(&b, " [%s]", ierr.Code)
+	}
+	if ierr.Text != "" {
+		b.WriteString(" ")
+		b.WriteString(ierr.Text)
+	}
+	return b.String()
+}

@@ -1,0 +1,93 @@
+package pipeline
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+
+	goimap "github.com/emersion/go-imap/v2"
+
+	"github.com/popmigrate/popmigrate/config"
+	"github.com/popmigrate/popmigrate/exporters/imap"
+)
+
+// openIMAP connects to an IMAP destination with the account's target
+// credentials: TLS (or STARTTLS, required) verified against the IMAP CA
+// file, else the account's CA file, else the system roots.
+func openIMAP(ctx context.Context, d *config.Destination, id string, a *config.Account, o *Options) (*imap.Exporter, error) {
+	io := &imap.Options{
+		ID:            id,
+		Addr:          d.Addr(),
+		Username:      d.User,
+		Folder:        d.Folder,
+		DateFrom:      o.IMAP.DateFrom,
+		Conns:         o.IMAP.Conns,
+		QuarantineDir: o.IMAP.QuarantineDir,
+		Timeout:       o.Timeout,
+	}
+	switch d.Security {
+	case config.SecurityTLS:
+		io.Security = imap.SecurityTLS
+	default:
+		io.Security = imap.SecurityStartTLS
+	}
+	if o.IMAP.Flags != nil {
+		io.Flags = make([]goimap.Flag, 0, len(o.IMAP.Flags))
+		for _, f := range o.IMAP.Flags {
+			io.Flags = append(io.Flags, goimap.Flag(f))
+		}
+	}
+	if !a.ToOAuth2Token.IsZero() {
+		tok, err := a.ToOAuth2Token.Resolve(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("oauth2 token (%s): %w", a.ToOAuth2Token, err)
+		}
+		io.OAuth2Token = tok
+	} else {
+		pw, err := a.ToPassword.Resolve(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("password (%s): %w", a.ToPassword, err)
+		}
+		io.Password = pw
+	}
+	cfg := &tls.Config{ServerName: d.Host, MinVersion: tls.VersionTLS12, InsecureSkipVerify: a.InsecureSkipVerify}
+	caFile := o.IMAP.CAFile
+	if caFile == "" {
+		caFile = a.CAFile
+	}
+	if caFile != "" {
+		pool, err := loadCAFile(caFile)
+		if err != nil {
+			return nil, err
+		}
+		cfg.RootCAs = pool
+	}
+	io.TLSConfig = cfg
+	return imap.New(ctx, io)
+}
+
+// loadCAFile reads a PEM file of CA certificates.
+func loadCAFile(path string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("ca file: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("ca file %s: no PEM certificate in it", path)
+	}
+	return pool, nil
+}
+
+// quarantined returns the path where a destination kept a message it
+// refused, if err says so.
+func quarantined(err error) (string, bool) {
+	var q *imap.QuarantinedError
+	if errors.As(err, &q) {
+		return q.Path, true
+	}
+	return "", false
+}
