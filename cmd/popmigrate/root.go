@@ -79,6 +79,8 @@ verifies what it stored, and only then, when asked, deletes from the source.
 	root.AddCommand(newStatusCmd(io, nil))
 	root.AddCommand(newCheckCmd(io, nil))
 	root.AddCommand(newPurgeCmd(io, nil))
+	root.AddCommand(newVerifyCmd(io, nil))
+	root.AddCommand(newManifestCmd(io, nil))
 	return root
 }
 

@@ -1,0 +1,217 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/popmigrate/popmigrate/config"
+	"github.com/popmigrate/popmigrate/exporters"
+	"github.com/popmigrate/popmigrate/journal"
+	"github.com/popmigrate/popmigrate/verify"
+)
+
+// VerifyOptions tune Verify. A nil *VerifyOptions means the defaults.
+type VerifyOptions struct {
+	// Options gives the concurrency (Jobs, PerHost) and the POP3 settings
+	// (Timeout, MaxMessageSize, Debug) used with AgainstSource, and the
+	// Logger. Its other fields are not used.
+	Options
+	// AgainstSource also connects to each account's server, as run does,
+	// lists the mailbox (UIDL and LIST, disambiguated as run does; the
+	// journal's listing is not updated) and compares it with the journal:
+	// messages on the server that a destination lacks, and stored
+	// messages the server no longer lists. It downloads and deletes
+	// nothing.
+	AgainstSource bool
+}
+
+// Verify verifies every account's destinations against the journal (see
+// verify.Account), Jobs accounts at once, and returns one result per
+// account, sorted by account name. The destinations are opened as run
+// opens them (without Resume: a torn mbox tail is left for run to cut,
+// and shows as extra) and closed before Verify returns. Matching copies
+// are recorded as verified in the journal.
+//
+// A destination that cannot be opened, or a file destination that does
+// not exist (Verify never creates one), is an Unreadable finding of its
+// account (the copies recorded there are not checked), and a server that
+// cannot be listed with AgainstSource sets the account's Result.Error;
+// the other accounts go on. Verify returns an error only when the journal
+// fails or ctx ends.
+func Verify(ctx context.Context, j *journal.Journal, accounts []*config.Account, opts *VerifyOptions) ([]*verify.Result, error) {
+	if opts == nil {
+		opts = &VerifyOptions{}
+	}
+	o := opts.Options.withDefaults()
+	r := &runner{opts: o, j: j, hosts: map[string]chan struct{}{}}
+	out := make([]*verify.Result, len(accounts))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(o.Jobs)
+	for i, a := range accounts {
+		g.Go(func() error {
+			res, err := r.verifyAccount(gctx, a, opts.AgainstSource)
+			if err != nil {
+				return err
+			}
+			out[i] = res
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, err
+	}
+	sort.Slice(out, func(a, b int) bool { return out[a].Account < out[b].Account })
+	return out, nil
+}
+
+// verifyAccount verifies one account. Its error is a journal failure or
+// the end of ctx.
+func (r *runner) verifyAccount(ctx context.Context, a *config.Account, againstSource bool) (*verify.Result, error) {
+	ar := &accountRun{r: r, a: a, rep: &AccountReport{Account: a.Name, Source: a.SourceURL()}}
+	var uidls []string
+	var serverErr error
+	if againstSource {
+		uidls, serverErr = ar.serverUIDLs(ctx)
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if serverErr != nil {
+			r.opts.Logger.Warn("verify: listing the server failed", "account", a.Name, "error", serverErr)
+		}
+	}
+
+	dests := map[string]exporters.Exporter{}
+	var failed []verify.Finding
+	for _, spec := range a.To {
+		e, err := openExisting(ctx, spec, a, &r.opts)
+		if err != nil {
+			failed = append(failed, verify.Finding{Kind: verify.Unreadable, DestID: specID(spec),
+				Detail: fmt.Sprintf("cannot open the destination: %v", err)})
+			continue
+		}
+		dests[e.Properties().ID] = e
+	}
+	defer func() {
+		for id, e := range dests {
+			if err := e.Close(); err != nil {
+				r.opts.Logger.Warn("verify: closing destination", "account", a.Name, "destination", id, "error", err)
+			}
+		}
+	}()
+
+	res, err := verify.Account(ctx, r.j, a.Name, dests, uidls)
+	if err != nil {
+		return nil, err
+	}
+	if len(failed) > 0 {
+		dels, err := r.j.Deliveries(ctx, a.Name)
+		if err != nil {
+			return nil, fmt.Errorf("verify: account %q: %w", a.Name, err)
+		}
+		for _, f := range failed {
+			n := 0
+			for _, byDest := range dels {
+				if _, ok := byDest[f.DestID]; ok {
+					n++
+				}
+			}
+			f.Detail += fmt.Sprintf(" (%d recorded copies not checked)", n)
+			res.Add(f)
+		}
+	}
+	if serverErr != nil {
+		res.Error = "list the server: " + explain(serverErr)
+	}
+	return res, nil
+}
+
+// serverUIDLs lists the account's mailbox and returns its messages' keys
+// as the journal has them: UIDLs with duplicates disambiguated, or
+// synthetic keys for a server without UIDL.
+func (ar *accountRun) serverUIDLs(ctx context.Context) ([]string, error) {
+	if err := ar.prepareSession(ctx); err != nil {
+		return nil, err
+	}
+	release, err := ar.r.hostSlot(ctx, ar.a.Host)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	c, err := ar.connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	listing, err := ar.list(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.Quit(ctx); err != nil {
+		// Nothing was changed on the server: a failed QUIT loses nothing.
+		ar.r.opts.Logger.Warn("quit", "account", ar.a.Name, "error", err)
+	}
+	uidls := make([]string, len(listing))
+	for i, m := range listing {
+		uidls[i] = m.uidl
+	}
+	return uidls, nil
+}
+
+// specID returns the destination id the exporter for spec records in the
+// journal (config.Destination.ID), or spec itself when spec does not parse.
+func specID(spec string) string {
+	d, err := config.ParseDestination(spec)
+	if err != nil {
+		return spec
+	}
+	return d.ID()
+}
+
+// VerifyManifest opens the destination spec ("maildir:/srv/archive/alice")
+// as run opens it, if it exists, and checks the manifest read from r
+// against it (see verify.VerifyManifest): no journal, no POP3 server. a
+// holds the credentials and CA file of an IMAP destination (ToPassword,
+// ToOAuth2Token, CAFile, InsecureSkipVerify); nil means none. opts gives
+// the IMAP options and Timeout; nil means the defaults. A destination
+// that cannot be opened is an error.
+func VerifyManifest(ctx context.Context, r io.Reader, spec string, a *config.Account, opts *VerifyOptions) (*verify.Result, error) {
+	if opts == nil {
+		opts = &VerifyOptions{}
+	}
+	if a == nil {
+		a = &config.Account{}
+	}
+	o := opts.Options.withDefaults()
+	e, err := openExisting(ctx, spec, a, &o)
+	if err != nil {
+		return nil, err
+	}
+	res, err := verify.VerifyManifest(ctx, r, e)
+	if cerr := e.Close(); err == nil && cerr != nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// openExisting opens the destination spec like openDestination, but
+// refuses a file destination that does not exist instead of creating it:
+// verifying must not leave an empty Maildir or mbox behind a wrong path.
+func openExisting(ctx context.Context, spec string, a *config.Account, o *Options) (exporters.Exporter, error) {
+	if d, err := config.ParseDestination(spec); err == nil && d.Path != "" {
+		if _, err := os.Stat(d.Path); err != nil {
+			return nil, fmt.Errorf("destination %s: %w", spec, err)
+		}
+	}
+	return openDestination(ctx, spec, a, o)
+}

@@ -1,0 +1,201 @@
+package verify
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+
+	"github.com/popmigrate/popmigrate/exporters"
+)
+
+// readBufSize is the size of the buffer a copy is read through.
+const readBufSize = 64 << 10
+
+// copyStats describes a copy read back.
+type copyStats struct {
+	sum string // sha256, lower-case hex
+	n   int64  // bytes
+	lfs int64  // LF bytes among them
+}
+
+// readBack opens ref in o and reads it to the end, hashing it. The copy is
+// already canonical (Opener.Open returns the canonical form). ctx is
+// checked between reads.
+func readBack(ctx context.Context, o exporters.Opener, ref string, buf []byte) (copyStats, error) {
+	rc, err := o.Open(ctx, ref)
+	if err != nil {
+		return copyStats{}, err
+	}
+	h := sha256.New()
+	var st copyStats
+	for {
+		if err = ctx.Err(); err != nil {
+			break
+		}
+		var n int
+		n, err = rc.Read(buf)
+		if n > 0 {
+			h.Write(buf[:n])
+			st.n += int64(n)
+			st.lfs += int64(bytes.Count(buf[:n], []byte{'\n'}))
+		}
+		if err != nil {
+			break
+		}
+	}
+	if err == io.EOF {
+		err = nil
+	}
+	if cerr := rc.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return copyStats{}, err
+	}
+	st.sum = hex.EncodeToString(h.Sum(nil))
+	return st, nil
+}
+
+// sizeFits reports whether a canonical copy of st.n bytes holding st.lfs
+// LFs can be the canonical form of a message received as wire bytes.
+// The received size counts the message after dot-unstuffing, with its
+// line ends as the server sent them (usually CRLF); the canonical form
+// turns every CRLF into LF and keeps every other byte. So every byte of
+// the copy is a byte received, and the received message has at most one
+// more byte (a CR) per LF of the copy: st.n <= wire <= st.n + st.lfs. A
+// copy outside these bounds was cut or grew; one inside them is checked
+// by its sha256 alone.
+func sizeFits(st copyStats, wire int64) bool {
+	return st.n <= wire && wire <= st.n+st.lfs
+}
+
+// expected is what a copy must be.
+type expected struct {
+	uidl, destID, ref string
+	sum               string // sha256 of the copy as written
+	msgSum            string // sha256 of the message; "" when only sum is known
+	wire              int64  // received size; < 0 when unknown
+}
+
+// checker reads copies back and turns what it finds into findings.
+type checker struct {
+	res *Result
+	buf []byte
+}
+
+func newChecker(res *Result) *checker {
+	return &checker{res: res, buf: make([]byte, readBufSize)}
+}
+
+// check reads the copy x describes back from o and adds one finding: a
+// Match, or the first of Missing, Unreadable, Size, Checksum that applies.
+// It returns whether the copy matched, and an error only when ctx ended.
+func (c *checker) check(ctx context.Context, o exporters.Opener, x expected) (bool, error) {
+	c.res.Checked++
+	f := Finding{UIDL: x.uidl, DestID: x.destID, Ref: x.ref}
+	st, err := readBack(ctx, o, x.ref, c.buf)
+	if ctx.Err() != nil {
+		return false, ctx.Err()
+	}
+	switch {
+	case errors.Is(err, exporters.ErrNotFound):
+		// The error only repeats the destination and the Ref.
+		f.Kind = Missing
+	case err != nil:
+		f.Kind, f.Detail = Unreadable, err.Error()
+	case x.wire >= 0 && !sizeFits(st, x.wire):
+		f.Kind = Size
+		f.Want, f.Got = strconv.FormatInt(x.wire, 10), strconv.FormatInt(st.n, 10)
+		f.Detail = fmt.Sprintf("the copy holds %d bytes with %d line ends; a copy of a message received as %d bytes holds at most %d and at least %d minus its line ends: it was cut short or grew",
+			st.n, st.lfs, x.wire, x.wire, x.wire)
+	case st.sum != x.sum:
+		f.Kind, f.Want, f.Got = Checksum, x.sum, st.sum
+	case x.msgSum != "" && x.msgSum != x.sum:
+		f.Kind, f.Want, f.Got = Checksum, x.msgSum, st.sum
+		f.Detail = "the copy matches its delivery record but not the message's sha256 in the journal"
+	default:
+		c.res.Add(Finding{Kind: Match, UIDL: x.uidl, DestID: x.destID, Ref: x.ref})
+		return true, nil
+	}
+	c.res.Add(f)
+	return false, nil
+}
+
+// want is what a destination should hold of one key, for finding extras.
+type want struct {
+	uidl string
+	ref  string // the recorded Ref; a listed copy at another Ref is still this copy if the key has no copy at ref
+}
+
+// extras lists what l holds for account and adds an Extra finding for
+// every copy that expect does not account for: a key not in expect (known
+// tells what the journal knows of it, for the finding's UIDL and Detail),
+// and every copy of a key after the first (the one at the recorded Ref
+// counts as the first). A copy listed without a key is accounted for when
+// its Ref is a recorded one. It returns an error only when ctx ended; a
+// failed listing is an Unreadable finding.
+func (c *checker) extras(ctx context.Context, l exporters.Lister, account, destID string,
+	expect map[string]want, known func(key string) (uidl, detail string)) error {
+	listed, err := l.List(ctx, account)
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if err != nil {
+		c.res.Add(Finding{Kind: Unreadable, DestID: destID, Detail: "list: " + err.Error()})
+		return nil
+	}
+	sort.Slice(listed, func(i, j int) bool { return listed[i].Ref < listed[j].Ref })
+	recorded := make(map[string]bool, len(expect))
+	for _, w := range expect {
+		recorded[w.ref] = true
+	}
+	byKey := map[string][]string{}
+	var keys []string
+	for _, x := range listed {
+		if x.Key == "" && recorded[x.Ref] {
+			continue
+		}
+		if _, ok := byKey[x.Key]; !ok {
+			keys = append(keys, x.Key)
+		}
+		byKey[x.Key] = append(byKey[x.Key], x.Ref)
+	}
+	sort.Strings(keys)
+	for _, key := range keys {
+		refs := byKey[key]
+		w, ok := expect[key]
+		if ok && key != "" {
+			// Keep the copy at the recorded Ref, or else the first.
+			keep := 0
+			for i, r := range refs {
+				if r == w.ref {
+					keep = i
+					break
+				}
+			}
+			for i, r := range refs {
+				if i != keep {
+					c.res.Add(Finding{Kind: Extra, UIDL: w.uidl, DestID: destID, Ref: r,
+						Detail: fmt.Sprintf("a second copy of the message (the recorded one is at %s)", quote(refs[keep]))})
+				}
+			}
+			continue
+		}
+		uidl, detail := "", "no message known for this account has this key"
+		if key == "" {
+			detail = "the destination cannot tell this message's key"
+		} else if known != nil {
+			uidl, detail = known(key)
+		}
+		for _, r := range refs {
+			c.res.Add(Finding{Kind: Extra, UIDL: uidl, DestID: destID, Ref: r, Detail: detail})
+		}
+	}
+	return nil
+}
