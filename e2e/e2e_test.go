@@ -253,8 +253,9 @@ func checkExactlyOnce(t *testing.T, dir, journalPath, account string, want [][]b
 		name := exporters.MessageKey(account, r.UIDL) + maildir.Suffix
 		data, ok := files[name]
 		switch {
-		case r.State != journal.StateStored:
-			t.Errorf("journal: %s message %q is %s (%s), want stored", account, r.UIDL, r.State, r.Error)
+		case r.State != journal.StateVerified:
+			// run verifies what it stored, by default.
+			t.Errorf("journal: %s message %q is %s (%s), want verified", account, r.UIDL, r.State, r.Error)
 		case !ok:
 			t.Errorf("journal: %s message %q is stored, but %s is not in %s", account, r.UIDL, name, dir)
 		case sum(data) != r.SHA256:
@@ -452,7 +453,7 @@ func TestDovecot(t *testing.T) {
 		s := st[u.Name]
 		onDisk := len(maildirFiles(t, filepath.Join(out, u.Name)))
 		rows := journalMessages(t, jpath, u.Name)
-		if s.Stored != len(u.Messages) || s.ServerCount != len(u.Messages) || onDisk != len(u.Messages) || len(rows) != len(u.Messages) ||
+		if s.Verified != len(u.Messages) || s.ServerCount != len(u.Messages) || onDisk != len(u.Messages) || len(rows) != len(u.Messages) ||
 			s.Failed != 0 || s.LastError != "" {
 			t.Errorf("status of %s: %+v; %d on disk, %d in the journal; want %d stored", u.Name, s, onDisk, len(rows), len(u.Messages))
 		}
@@ -691,7 +692,7 @@ func TestDovecotKill9(t *testing.T) {
 		want[i] = viaDovecot(m)
 	}
 	checkExactlyOnce(t, md, jpath, "crash", want)
-	if st := statusJSON(t, jpath)["crash"]; st.Stored != n || st.ServerCount != n {
+	if st := statusJSON(t, jpath)["crash"]; st.Verified != n || st.ServerCount != n {
 		t.Errorf("status after resume: %+v", st)
 	}
 	if tmp, err := os.ReadDir(filepath.Join(md, "tmp")); err == nil && len(tmp) > 0 {

@@ -52,6 +52,7 @@ const (
 	opStored opKind = iota + 1
 	opFailed
 	opVerified
+	opMismatch
 	opDestState
 )
 
@@ -106,6 +107,16 @@ func (b *Batch) DestState(account, destID, state string) {
 	b.ops = append(b.ops, batchOp{kind: opDestState, account: account, destID: destID, text: state})
 }
 
+// Mismatch adds a verification that failed for the copy of uidl held by
+// destID (missing, different checksum or size, unreadable): the copy's
+// verification mark is cleared, the message goes back from 'verified' to
+// 'stored' and errText becomes its error. A message never becomes
+// deletable from the source on the strength of an earlier verification of
+// a copy that no longer matches.
+func (b *Batch) Mismatch(account, uidl, destID, errText string) {
+	b.ops = append(b.ops, batchOp{kind: opMismatch, account: account, uidl: uidl, destID: destID, text: errText})
+}
+
 // Len returns the number of writes in the batch, state writes included.
 func (b *Batch) Len() int { return len(b.ops) }
 
@@ -151,6 +162,8 @@ func (j *Journal) Commit(ctx context.Context, b *Batch) error {
 		verifyDelivery:  tx.StmtContext(ctx, j.st.verifyDelivery),
 		promoteVerified: tx.StmtContext(ctx, j.st.promoteVerified),
 		destStateUpsert: tx.StmtContext(ctx, j.st.destStateUpsert),
+		unverify:        tx.StmtContext(ctx, j.st.unverify),
+		demoteVerified:  tx.StmtContext(ctx, j.st.demoteVerified),
 	}
 	for i := range b.ops {
 		if err := w.apply(ctx, &b.ops[i], now); err != nil {
@@ -201,6 +214,7 @@ func (j *Journal) MarkDeleted(ctx context.Context, account string, uidls []strin
 // txStmts are the prepared statements bound to one transaction.
 type txStmts struct {
 	storedComplete, storedPartial, deliveryUpsert, failed, verifyDelivery, promoteVerified, destStateUpsert *sql.Stmt
+	unverify, demoteVerified                                                                                *sql.Stmt
 }
 
 func (w *txStmts) apply(ctx context.Context, op *batchOp, now time.Time) error {
@@ -250,6 +264,13 @@ func (w *txStmts) apply(ctx context.Context, op *batchOp, now time.Time) error {
 		}
 		if _, err := w.promoteVerified.ExecContext(ctx, toNanos(at), op.account, op.uidl); err != nil {
 			return opError("verified", op.account, op.uidl, err)
+		}
+	case opMismatch:
+		if _, err := w.unverify.ExecContext(ctx, op.account, op.uidl, op.destID); err != nil {
+			return opError("mismatch", op.account, op.uidl, err)
+		}
+		if _, err := w.demoteVerified.ExecContext(ctx, clipText(op.text), op.account, op.uidl); err != nil {
+			return opError("mismatch", op.account, op.uidl, err)
 		}
 	case opDestState:
 		if _, err := w.destStateUpsert.ExecContext(ctx, op.account, op.destID, op.text, toNanos(now)); err != nil {
@@ -320,7 +341,7 @@ func checkOp(op *batchOp) error {
 		if op.account == "" || op.uidl == "" {
 			return fmt.Errorf("failed: empty account or uidl (account %q, uidl %q)", op.account, op.uidl)
 		}
-	case opVerified:
+	case opVerified, opMismatch:
 		if op.account == "" || op.uidl == "" || op.destID == "" {
 			return fmt.Errorf("verified: empty account, uidl or destination (account %q, uidl %q, destination %q)",
 				op.account, op.uidl, op.destID)

@@ -19,6 +19,8 @@ type stmts struct {
 	promoteVerified *sql.Stmt
 	markDeleted     *sql.Stmt
 	destStateUpsert *sql.Stmt
+	unverify        *sql.Stmt
+	demoteVerified  *sql.Stmt
 }
 
 // In every UPDATE below, the expressions of SET see the row as it was before
@@ -73,6 +75,14 @@ WHERE account = ? AND uidl = ? AND state = 'stored'
 	AND NOT EXISTS (SELECT 1 FROM deliveries d
 		WHERE d.account = messages.account AND d.uidl = messages.uidl AND d.verified_at IS NULL)`
 
+// sqlUnverify and sqlDemoteVerified undo a verification whose copy no
+// longer matches (see Batch.Mismatch).
+const sqlUnverify = `UPDATE deliveries SET verified_at = NULL WHERE account = ? AND uidl = ? AND dest_id = ?`
+
+const sqlDemoteVerified = `UPDATE messages SET error = ?, verified_at = NULL,
+	state = CASE WHEN state = 'verified' THEN 'stored' ELSE state END
+WHERE account = ? AND uidl = ?`
+
 const sqlMarkDeleted = `UPDATE messages SET state = 'deleted', deleted_at = COALESCE(deleted_at, ?)
 WHERE account = ? AND uidl = ?`
 
@@ -100,6 +110,8 @@ func (s *stmts) all() []struct {
 		{&s.promoteVerified, sqlPromoteVerified},
 		{&s.markDeleted, sqlMarkDeleted},
 		{&s.destStateUpsert, sqlDestStateUpsert},
+		{&s.unverify, sqlUnverify},
+		{&s.demoteVerified, sqlDemoteVerified},
 	}
 }
 

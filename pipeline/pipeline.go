@@ -31,6 +31,7 @@ import (
 
 	"github.com/popmigrate/popmigrate/config"
 	"github.com/popmigrate/popmigrate/journal"
+	"github.com/popmigrate/popmigrate/verify"
 )
 
 // Options tune a run. The zero value of every field means its default.
@@ -168,6 +169,10 @@ type Report struct {
 	Duration float64          `json:"duration_seconds"`
 	Accounts []*AccountReport `json:"accounts"`
 	Totals   Totals           `json:"totals"`
+	// Verify holds the verify phase's results, when it ran.
+	Verify []*verify.Result `json:"verify,omitempty"`
+	// Purge holds what --delete did, when asked.
+	Purge []*PurgeReport `json:"purge,omitempty"`
 }
 
 // Totals sums the account reports.

@@ -86,6 +86,19 @@ func Account(ctx context.Context, j *journal.Journal, account string, dests map[
 				return nil, fmt.Errorf("verify: account %q: %w", account, err)
 			}
 			if !ok {
+				// A copy that no longer matches loses any earlier
+				// verification: purge must not trust it.
+				if last := res.Findings; len(last) > 0 {
+					f := last[len(last)-1]
+					batch.Mismatch(account, m.UIDL, id, "verify: "+string(f.Kind)+" in "+id+": "+f.Detail)
+				} else {
+					batch.Mismatch(account, m.UIDL, id, "verify: copy in "+id+" does not match")
+				}
+				if batch.Len() >= verifiedBatch {
+					if err := flush(); err != nil {
+						return nil, err
+					}
+				}
 				continue
 			}
 			batch.Verified(account, m.UIDL, id, time.Time{})

@@ -16,6 +16,7 @@ import (
 	"github.com/popmigrate/popmigrate/config"
 	"github.com/popmigrate/popmigrate/journal"
 	"github.com/popmigrate/popmigrate/pipeline"
+	"github.com/popmigrate/popmigrate/verify"
 )
 
 // defaultJournal is the journal file used when --journal is not given.
@@ -62,6 +63,11 @@ type runOptions struct {
 	IMAPConns  int
 	ToCAFile   string
 	Quarantine string
+
+	NoVerify bool
+	Delete   bool
+	DryRun   bool
+	KeepDays int
 
 	JSON       bool
 	NoProgress bool
@@ -119,6 +125,10 @@ Destinations (--to, repeatable, templates {user} {host} {account}):
 	f.IntVar(&opts.IMAPConns, "imap-conns", 2, "IMAP connections per account and destination")
 	f.StringVar(&opts.ToCAFile, "to-ca-file", "", "CA certificates (PEM `FILE`) for IMAP destinations (default: --ca-file)")
 	f.StringVar(&opts.Quarantine, "quarantine", "", "keep messages an IMAP server refuses as .eml files under `DIR` (default: popmigrate-quarantine beside the journal)")
+	f.BoolVar(&opts.NoVerify, "no-verify", false, "skip the verify phase (reading back every stored copy and comparing with the server's listing)")
+	f.BoolVar(&opts.Delete, "delete", false, "after a clean verification, delete from the server the messages verified in every destination")
+	f.BoolVar(&opts.DryRun, "dry-run", false, "with --delete: print what would be deleted, delete nothing")
+	f.IntVar(&opts.KeepDays, "keep-days", 0, "with --delete: keep messages first seen less than `N` days ago")
 	f.BoolVar(&opts.JSON, "json", false, "print the final report as JSON on stdout")
 	f.BoolVar(&opts.NoProgress, "no-progress", false, "no progress bar, even on a terminal")
 	f.BoolVarP(&opts.Verbose, "verbose", "v", false, "log retries and per-account progress to stderr")
@@ -250,6 +260,15 @@ func runRun(ctx context.Context, opts *runOptions) error {
 	if err != nil {
 		return &exitError{code: exitUsage, err: err}
 	}
+	if opts.Delete && opts.NoVerify {
+		return usageError("--delete needs the verify phase: drop --no-verify")
+	}
+	if (opts.DryRun || opts.KeepDays != 0) && !opts.Delete {
+		return usageError("--dry-run and --keep-days go with --delete")
+	}
+	if opts.KeepDays < 0 {
+		return usageError("--keep-days %d: want 0 or more", opts.KeepDays)
+	}
 	for _, a := range accounts {
 		if a.InsecureSkipVerify {
 			fmt.Fprintf(opts.io.Err, "popmigrate: WARNING: account %s: TLS certificate verification is OFF (--insecure-skip-verify); anyone on the path can read the password and the mail\n", a.Name)
@@ -322,9 +341,35 @@ func runRun(ctx context.Context, opts *runOptions) error {
 	}
 	if runErr != nil {
 		code = exitFailed
-		if ctx.Err() != nil {
-			code = exitInterrupted
+	}
+	// The verify phase reads back every stored copy and compares the
+	// counts with a fresh listing of the server; only then may --delete
+	// touch the source.
+	if !opts.NoVerify && runErr == nil && ctx.Err() == nil {
+		vo := &pipeline.VerifyOptions{Options: *po, AgainstSource: true}
+		vo.Progress = nil
+		rep.Verify, runErr = pipeline.Verify(ctx, j, sessionOK(accounts, rep), vo)
+		for _, v := range rep.Verify {
+			if v.Problems() > 0 {
+				code = exitMismatch
+			} else if v.Error != "" && code == exitOK {
+				code = exitFailed
+			}
 		}
+	}
+	if opts.Delete && runErr == nil && ctx.Err() == nil {
+		rep.Purge, runErr = pipeline.Purge(ctx, j, verifiedAccounts(accounts, rep), po, &pipeline.PurgeOptions{DryRun: opts.DryRun, KeepDays: opts.KeepDays})
+		for _, p := range rep.Purge {
+			if p.Error != "" && code == exitOK {
+				code = exitFailed
+			}
+		}
+	}
+	if runErr != nil && ctx.Err() == nil && code == exitOK {
+		code = exitFailed
+	}
+	if ctx.Err() != nil {
+		code = exitInterrupted
 	}
 	if opts.JSON {
 		if err := writeJSON(opts.io.Out, rep); err != nil {
@@ -332,6 +377,20 @@ func runRun(ctx context.Context, opts *runOptions) error {
 		}
 	} else {
 		printRunReport(opts.io.Out, rep)
+		if len(rep.Verify) > 0 {
+			fmt.Fprintln(opts.io.Out)
+			if err := verify.WriteReport(opts.io.Out, rep.Verify); err != nil {
+				return err
+			}
+		}
+		if opts.Delete {
+			fmt.Fprintln(opts.io.Out)
+			if rep.Purge != nil {
+				printPurgeReport(opts.io.Out, rep.Purge, opts.DryRun)
+			} else {
+				fmt.Fprintln(opts.io.Out, "nothing deleted from the source: the run or its verification did not complete")
+			}
+		}
 	}
 	if err := j.FinishRun(context.WithoutCancel(ctx), runID, code, mustJSON(rep)); err != nil && runErr == nil {
 		runErr = err
@@ -341,10 +400,46 @@ func runRun(ctx context.Context, opts *runOptions) error {
 		return &exitError{code: code, err: errors.New("interrupted; what was stored is recorded; run the same command again to resume")}
 	case runErr != nil:
 		return &exitError{code: exitFailed, err: runErr}
+	case code == exitMismatch:
+		return &exitError{code: code, err: errors.New("verification found stored copies that do not match the journal (see the report); nothing was deleted from them")}
 	case code != exitOK:
 		return &exitError{code: code, err: fmt.Errorf("%d of %d accounts not whole (see the report)", rep.Totals.AccountsFailed, rep.Totals.Accounts)}
 	}
 	return nil
+}
+
+// sessionOK returns the accounts whose run reached the server: an account
+// that could not log in is not contacted again to be verified.
+func sessionOK(accounts []*config.Account, rep *pipeline.Report) []*config.Account {
+	failed := map[string]bool{}
+	for _, a := range rep.Accounts {
+		if a != nil && a.Error != "" {
+			failed[a.Account] = true
+		}
+	}
+	var out []*config.Account
+	for _, a := range accounts {
+		if !failed[a.Name] {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// verifiedAccounts returns the accounts whose verification found no
+// problem: --delete touches no other source.
+func verifiedAccounts(accounts []*config.Account, rep *pipeline.Report) []*config.Account {
+	ok := map[string]bool{}
+	for _, v := range rep.Verify {
+		ok[v.Account] = v.OK()
+	}
+	var out []*config.Account
+	for _, a := range accounts {
+		if ok[a.Name] {
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 // safeName turns an account name into a file name.
