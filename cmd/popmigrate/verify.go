@@ -45,7 +45,8 @@ func newVerifyCmd(io *iostreams, runF func(context.Context, *verifyOptions) erro
 destinations (--to, as given to run), computes its sha256 and compares it, and
 its size, with what was recorded. Destinations are also searched for messages
 the journal does not know. Each copy that matches is recorded as verified in the
-journal (purge deletes only verified messages); one that does not is never.
+journal (purge deletes only verified messages); one that does not loses any
+earlier verification, so purge will not delete its source.
 With --against-source it also lists each server's mailbox (downloading and
 deleting nothing) to find messages not stored, and stored messages the server
 no longer has. Without it, no password is needed and no server is contacted.
