@@ -53,6 +53,7 @@ const (
 	opFailed
 	opVerified
 	opMismatch
+	opLost
 	opDestState
 )
 
@@ -117,6 +118,15 @@ func (b *Batch) Mismatch(account, uidl, destID, errText string) {
 	b.ops = append(b.ops, batchOp{kind: opMismatch, account: account, uidl: uidl, destID: destID, text: errText})
 }
 
+// Lost adds a copy that verification found missing from destID: its
+// delivery row is removed, so the next run delivers the message there again
+// if the server still has it, and the message becomes 'failed' with errText
+// (a deleted message stays deleted: its copy is gone for good, and the
+// error says so).
+func (b *Batch) Lost(account, uidl, destID, errText string) {
+	b.ops = append(b.ops, batchOp{kind: opLost, account: account, uidl: uidl, destID: destID, text: errText})
+}
+
 // Len returns the number of writes in the batch, state writes included.
 func (b *Batch) Len() int { return len(b.ops) }
 
@@ -164,6 +174,8 @@ func (j *Journal) Commit(ctx context.Context, b *Batch) error {
 		destStateUpsert: tx.StmtContext(ctx, j.st.destStateUpsert),
 		unverify:        tx.StmtContext(ctx, j.st.unverify),
 		demoteVerified:  tx.StmtContext(ctx, j.st.demoteVerified),
+		dropDelivery:    tx.StmtContext(ctx, j.st.dropDelivery),
+		lost:            tx.StmtContext(ctx, j.st.lost),
 	}
 	for i := range b.ops {
 		if err := w.apply(ctx, &b.ops[i], now); err != nil {
@@ -214,7 +226,7 @@ func (j *Journal) MarkDeleted(ctx context.Context, account string, uidls []strin
 // txStmts are the prepared statements bound to one transaction.
 type txStmts struct {
 	storedComplete, storedPartial, deliveryUpsert, failed, verifyDelivery, promoteVerified, destStateUpsert *sql.Stmt
-	unverify, demoteVerified                                                                                *sql.Stmt
+	unverify, demoteVerified, dropDelivery, lost                                                            *sql.Stmt
 }
 
 func (w *txStmts) apply(ctx context.Context, op *batchOp, now time.Time) error {
@@ -271,6 +283,13 @@ func (w *txStmts) apply(ctx context.Context, op *batchOp, now time.Time) error {
 		}
 		if _, err := w.demoteVerified.ExecContext(ctx, clipText(op.text), op.account, op.uidl); err != nil {
 			return opError("mismatch", op.account, op.uidl, err)
+		}
+	case opLost:
+		if _, err := w.dropDelivery.ExecContext(ctx, op.account, op.uidl, op.destID); err != nil {
+			return opError("lost", op.account, op.uidl, err)
+		}
+		if _, err := w.lost.ExecContext(ctx, clipText(op.text), op.account, op.uidl); err != nil {
+			return opError("lost", op.account, op.uidl, err)
 		}
 	case opDestState:
 		if _, err := w.destStateUpsert.ExecContext(ctx, op.account, op.destID, op.text, toNanos(now)); err != nil {
@@ -341,7 +360,7 @@ func checkOp(op *batchOp) error {
 		if op.account == "" || op.uidl == "" {
 			return fmt.Errorf("failed: empty account or uidl (account %q, uidl %q)", op.account, op.uidl)
 		}
-	case opVerified, opMismatch:
+	case opVerified, opMismatch, opLost:
 		if op.account == "" || op.uidl == "" || op.destID == "" {
 			return fmt.Errorf("verified: empty account, uidl or destination (account %q, uidl %q, destination %q)",
 				op.account, op.uidl, op.destID)

@@ -65,3 +65,35 @@ func TestBatchMismatchUndoesVerification(t *testing.T) {
 		t.Error("a mismatch without uidl was accepted")
 	}
 }
+
+func TestBatchLostForgetsTheCopy(t *testing.T) {
+	ctx := context.Background()
+	j, err := Open(ctx, filepath.Join(t.TempDir(), "j.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	if err := j.RecordListing(ctx, "a", "pop3s://a@h:995", []Listed{{UIDL: "u1", Kind: KindUIDL, Size: 10}}); err != nil {
+		t.Fatal(err)
+	}
+	var b Batch
+	b.Stored(StoredMessage{Account: "a", UIDL: "u1", ReceivedSize: 10, SHA256: strings.Repeat("cd", 32), Complete: true,
+		Deliveries: []Delivery{{DestID: "d1", Ref: "r1"}, {DestID: "d2", Ref: "r2"}}})
+	b.Verified("a", "u1", "d1", time.Time{})
+	b.Verified("a", "u1", "d2", time.Time{})
+	b.Lost("a", "u1", "d2", "verify: missing in d2")
+	if err := j.Commit(ctx, &b); err != nil {
+		t.Fatal(err)
+	}
+	dels, err := j.Deliveries(ctx, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := dels["u1"]["d2"]; ok || len(dels["u1"]) != 1 {
+		t.Errorf("deliveries %+v: the lost copy must be forgotten, the other kept", dels["u1"])
+	}
+	rows, err := j.Messages(ctx, "a")
+	if err != nil || len(rows) != 1 || rows[0].State != StateFailed || rows[0].Error != "verify: missing in d2" {
+		t.Fatalf("rows %+v, %v: want failed with the verify error", rows, err)
+	}
+}

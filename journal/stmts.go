@@ -21,6 +21,8 @@ type stmts struct {
 	destStateUpsert *sql.Stmt
 	unverify        *sql.Stmt
 	demoteVerified  *sql.Stmt
+	dropDelivery    *sql.Stmt
+	lost            *sql.Stmt
 }
 
 // In every UPDATE below, the expressions of SET see the row as it was before
@@ -83,6 +85,13 @@ const sqlDemoteVerified = `UPDATE messages SET error = ?, verified_at = NULL,
 	state = CASE WHEN state = 'verified' THEN 'stored' ELSE state END
 WHERE account = ? AND uidl = ?`
 
+// sqlDropDelivery and sqlLost record a copy found missing (see Batch.Lost).
+const sqlDropDelivery = `DELETE FROM deliveries WHERE account = ? AND uidl = ? AND dest_id = ?`
+
+const sqlLost = `UPDATE messages SET error = ?, verified_at = NULL,
+	state = CASE WHEN state = 'deleted' THEN state ELSE 'failed' END
+WHERE account = ? AND uidl = ?`
+
 const sqlMarkDeleted = `UPDATE messages SET state = 'deleted', deleted_at = COALESCE(deleted_at, ?)
 WHERE account = ? AND uidl = ?`
 
@@ -112,6 +121,8 @@ func (s *stmts) all() []struct {
 		{&s.destStateUpsert, sqlDestStateUpsert},
 		{&s.unverify, sqlUnverify},
 		{&s.demoteVerified, sqlDemoteVerified},
+		{&s.dropDelivery, sqlDropDelivery},
+		{&s.lost, sqlLost},
 	}
 }
 

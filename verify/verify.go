@@ -90,7 +90,14 @@ func Account(ctx context.Context, j *journal.Journal, account string, dests map[
 				// verification: purge must not trust it.
 				if last := res.Findings; len(last) > 0 {
 					f := last[len(last)-1]
-					batch.Mismatch(account, m.UIDL, id, "verify: "+string(f.Kind)+" in "+id+": "+f.Detail)
+					text := "verify: " + string(f.Kind) + " in " + id + ": " + f.Detail
+					if f.Kind == Missing {
+						// Forget the copy: the next run delivers
+						// it again while the server has it.
+						batch.Lost(account, m.UIDL, id, text)
+					} else {
+						batch.Mismatch(account, m.UIDL, id, text)
+					}
 				} else {
 					batch.Mismatch(account, m.UIDL, id, "verify: copy in "+id+" does not match")
 				}

@@ -112,3 +112,47 @@ func TestPurgeSkipsCopyCorruptedAfterVerification(t *testing.T) {
 		t.Errorf("the server holds %d messages, want 1: the one whose copy is damaged", n)
 	}
 }
+
+// A copy that verify finds missing is forgotten by the journal, so the next
+// run downloads the message again and the Maildir is whole once more.
+func TestRunRefetchesCopyFoundMissing(t *testing.T) {
+	f := newFixture(t, []string{"alice"}, []int{3}, pop3test.ServerOptions{Implicit: true})
+	account := f.account("alice")
+	args := f.runArgs("--source", f.source("alice"), "--password-file", f.pwFiles["alice"])
+	runMain(t, args...).wantCode(t, exitOK)
+	dir := filepath.Join(f.out, "alice", "new")
+	names, err := os.ReadDir(dir)
+	if err != nil || len(names) != 3 {
+		t.Fatalf("maildir: %v, %v", names, err)
+	}
+	lost := filepath.Join(dir, names[0].Name())
+	want, err := os.ReadFile(lost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(lost); err != nil {
+		t.Fatal(err)
+	}
+	// The run's own verify phase finds the copy missing (exit 3) ...
+	r := runMain(t, args...)
+	r.wantCode(t, exitMismatch)
+	if !strings.Contains(r.stdout, " missing") {
+		t.Errorf("verify phase did not report the missing copy:\n%s", r)
+	}
+	if st := journalStatus(t, f.journal)[account]; st.Failed != 1 {
+		t.Errorf("journal after verify: %+v, want the message failed", st)
+	}
+	// ... and the next run fetches it again.
+	r = runMain(t, args...)
+	r.wantCode(t, exitOK)
+	got, err := os.ReadFile(lost)
+	if err != nil || string(got) != string(want) {
+		t.Fatalf("the copy was not restored byte for byte: %v", err)
+	}
+	if st := journalStatus(t, f.journal)[account]; st.Verified != 3 || st.Failed != 0 {
+		t.Errorf("journal: %+v, want 3 verified", st)
+	}
+	if rep := decodeReport(t, runMain(t, append(args, "--json")...).stdout); rep.Totals.Stored != 0 {
+		t.Errorf("a later run stored %d again", rep.Totals.Stored)
+	}
+}

@@ -187,8 +187,14 @@ func checkVerifiedAt(t *testing.T, path, account, uidl, dest string) {
 			}
 		}
 	}
-	if n != 9 {
-		t.Errorf("%d deliveries in the journal, want 9", n)
+	// A copy found missing is forgotten (the next run delivers it again);
+	// any other problem copy stays recorded, unverified.
+	want := 9
+	if _, still := dels[uidl][dest]; uidl != "" && !still {
+		want = 8
+	}
+	if n != want {
+		t.Errorf("%d deliveries in the journal, want %d", n, want)
 	}
 }
 
