@@ -50,8 +50,12 @@ func (c *Client) RetrAll(ctx context.Context, ids []int, window int, fn func(id 
 	}
 	defer release()
 	sent := 0
+	// Refill in batches: once half the window has been answered, send
+	// the next half in one write. One RETR per answer would cost the
+	// server a wakeup and a TLS record per message.
+	refill := max(window/2, 1)
 	for recv, id := range ids {
-		if sent < recv+window && sent < len(ids) {
+		if sent < len(ids) && sent-recv <= window-refill {
 			for sent < recv+window && sent < len(ids) {
 				line := "RETR " + strconv.Itoa(ids[sent])
 				c.queue(line, line)

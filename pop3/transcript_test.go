@@ -29,6 +29,9 @@ type script struct {
 	eof    bool
 	done   chan struct{}
 	failed bool
+	// writes holds what each client Write carried: net.Pipe delivers one
+	// Write per Read and never merges two.
+	writes []string
 }
 
 // scriptWait bounds every wait of a script.
@@ -52,6 +55,9 @@ func startScript(t *testing.T, srv net.Conn, steps []step) *script {
 			n, err := srv.Read(buf)
 			sc.mu.Lock()
 			sc.got = append(sc.got, buf[:n]...)
+			if n > 0 {
+				sc.writes = append(sc.writes, string(buf[:n]))
+			}
 			if err != nil {
 				sc.eof = true
 			}
