@@ -53,22 +53,36 @@ type crashConfig struct {
 	// point is "afterPut:N", "afterSync:N", "afterCommit:N" or "" (run
 	// to the end).
 	point string
+	// extraTo are destination specs written after the Maildir (none:
+	// the Maildir only).
+	extraTo []string
 }
 
+// crashToSep separates the specs of crashConfig.extraTo in its encoding.
+const crashToSep = "\x1f"
+
 func (c crashConfig) encode() string {
-	return strings.Join([]string{strconv.Itoa(c.port), c.caFile, c.pwFile, c.jpath, c.maildir, c.user, c.point}, "|")
+	f := []string{strconv.Itoa(c.port), c.caFile, c.pwFile, c.jpath, c.maildir, c.user, c.point}
+	if len(c.extraTo) > 0 {
+		f = append(f, strings.Join(c.extraTo, crashToSep))
+	}
+	return strings.Join(f, "|")
 }
 
 func decodeCrashConfig(s string) (crashConfig, error) {
 	f := strings.Split(s, "|")
-	if len(f) != 7 {
-		return crashConfig{}, fmt.Errorf("crash config %q: %d fields, want 7", s, len(f))
+	if len(f) != 7 && len(f) != 8 {
+		return crashConfig{}, fmt.Errorf("crash config %q: %d fields, want 7 or 8", s, len(f))
 	}
 	port, err := strconv.Atoi(f[0])
 	if err != nil {
 		return crashConfig{}, fmt.Errorf("crash config: port: %w", err)
 	}
-	return crashConfig{port: port, caFile: f[1], pwFile: f[2], jpath: f[3], maildir: f[4], user: f[5], point: f[6]}, nil
+	c := crashConfig{port: port, caFile: f[1], pwFile: f[2], jpath: f[3], maildir: f[4], user: f[5], point: f[6]}
+	if len(f) == 8 {
+		c.extraTo = strings.Split(f[7], crashToSep)
+	}
+	return c, nil
 }
 
 // crashHelper is the child: it migrates one account and kills itself with
@@ -118,7 +132,7 @@ func crashHelper() int {
 		}
 	}
 	a, err := config.FromFlags(fmt.Sprintf("pop3s://%s@127.0.0.1:%d", c.user, c.port), c.user, config.Defaults{
-		To:       []string{"maildir:" + c.maildir},
+		To:       append([]string{"maildir:" + c.maildir}, c.extraTo...),
 		Password: config.Secret{File: c.pwFile},
 		CAFile:   c.caFile,
 	})

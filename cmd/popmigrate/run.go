@@ -350,9 +350,9 @@ func runRun(ctx context.Context, opts *runOptions) error {
 		vo.Progress = nil
 		rep.Verify, runErr = pipeline.Verify(ctx, j, sessionOK(accounts, rep), vo)
 		for _, v := range rep.Verify {
-			if v.Problems() > 0 {
+			if mismatches(v) > 0 {
 				code = exitMismatch
-			} else if v.Error != "" && code == exitOK {
+			} else if (v.Problems() > 0 || v.Error != "") && code == exitOK {
 				code = exitFailed
 			}
 		}
@@ -408,6 +408,19 @@ func runRun(ctx context.Context, opts *runOptions) error {
 	return nil
 }
 
+// mismatches counts the findings of a verification that contradict the
+// journal. A message on the server that is not stored everywhere
+// (not-stored) is not one: the run already reported it failed (exit 1).
+func mismatches(r *verify.Result) int {
+	n := 0
+	for _, f := range r.Findings {
+		if f.Problem() && f.Kind != verify.NotStored {
+			n++
+		}
+	}
+	return n
+}
+
 // sessionOK returns the accounts whose run reached the server: an account
 // that could not log in is not contacted again to be verified.
 func sessionOK(accounts []*config.Account, rep *pipeline.Report) []*config.Account {
@@ -426,12 +439,15 @@ func sessionOK(accounts []*config.Account, rep *pipeline.Report) []*config.Accou
 	return out
 }
 
-// verifiedAccounts returns the accounts whose verification found no
-// problem: --delete touches no other source.
+// verifiedAccounts returns the accounts whose verification found no copy
+// that contradicts the journal: --delete touches no other source.
 func verifiedAccounts(accounts []*config.Account, rep *pipeline.Report) []*config.Account {
 	ok := map[string]bool{}
 	for _, v := range rep.Verify {
-		ok[v.Account] = v.OK()
+		// A message not stored everywhere is never deleted (purge
+		// skips it); a copy that contradicts the journal stops the
+		// account's deletions altogether.
+		ok[v.Account] = v.Error == "" && mismatches(v) == 0
 	}
 	var out []*config.Account
 	for _, a := range accounts {
