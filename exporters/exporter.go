@@ -156,3 +156,22 @@ type Resumable interface {
 	// far. It is called right after Sync returned nil.
 	CommitState() string
 }
+
+// MaxKeyLen is the longest message key a destination accepts.
+const MaxKeyLen = 128
+
+// ValidKey reports whether key can be used in a file name on every
+// platform: 1 to MaxKeyLen ASCII letters, digits, '-' or '_'. Every key
+// MessageKey makes is valid; destinations refuse any other.
+func ValidKey(key string) bool {
+	if key == "" || len(key) > MaxKeyLen {
+		return false
+	}
+	for i := 0; i < len(key); i++ {
+		c := key[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}

@@ -91,7 +91,7 @@ const TmpDir = ".tmp"
 const StaleTmpAge = 36 * time.Hour
 
 // MaxKeyLen is the longest message key Put accepts.
-const MaxKeyLen = 128
+const MaxKeyLen = exporters.MaxKeyLen
 
 // MaxHeaderScan is how many bytes at the start of a message Put reads to
 // find its Date: header. A Date header that starts later is not seen and
@@ -714,18 +714,7 @@ func checkKey(key string) error {
 	return nil
 }
 
-func validKey(key string) bool {
-	if key == "" || len(key) > MaxKeyLen {
-		return false
-	}
-	for i := 0; i < len(key); i++ {
-		c := key[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
-			return false
-		}
-	}
-	return true
-}
+func validKey(key string) bool { return exporters.ValidKey(key) }
 
 // parseName returns the key of a message file name
 // "<YYYYMMDDTHHMMSSZ>-<key>.eml" and whether name is one. The date must be

@@ -120,15 +120,4 @@ func (q *quarantine) close() error { return q.w.Root.Close() }
 // validKey reports whether key can name a file: ASCII letters, digits, '-'
 // and '_', at most 128 bytes (exporters.MessageKey gives 32 hex digits).
 // Nothing the server sends decides a path.
-func validKey(key string) bool {
-	if key == "" || len(key) > 128 {
-		return false
-	}
-	for i := 0; i < len(key); i++ {
-		c := key[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
-			return false
-		}
-	}
-	return true
-}
+func validKey(key string) bool { return exporters.ValidKey(key) }

@@ -55,7 +55,7 @@ const StaleTmpAge = 36 * time.Hour
 
 // MaxKeyLen is the longest message key Put accepts, so that a name with
 // its info part fits the 255 bytes file systems allow.
-const MaxKeyLen = 128
+const MaxKeyLen = exporters.MaxKeyLen
 
 // readDirN is the number of directory entries read per call.
 const readDirN = 1024
@@ -530,14 +530,8 @@ func splitInfo(name string) (base, info string) {
 // fileName returns the base name of the message file for key, or
 // ErrInvalidKey.
 func fileName(key string) (string, error) {
-	if key == "" || len(key) > MaxKeyLen {
+	if !exporters.ValidKey(key) {
 		return "", fmt.Errorf("%w: %q", ErrInvalidKey, key)
-	}
-	for i := 0; i < len(key); i++ {
-		c := key[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
-			return "", fmt.Errorf("%w: %q", ErrInvalidKey, key)
-		}
 	}
 	return key + Suffix, nil
 }

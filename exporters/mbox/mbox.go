@@ -78,7 +78,7 @@ import (
 )
 
 // MaxKeyLen is the longest message key Put accepts.
-const MaxKeyLen = 128
+const MaxKeyLen = exporters.MaxKeyLen
 
 const (
 	chunkSize = 64 << 10 // bytes read from a body per ReadAt
@@ -897,14 +897,8 @@ func parseRef(ref string) (off, n int64, err error) {
 // checkKey returns an error wrapping ErrInvalidKey unless key is 1 to
 // MaxKeyLen ASCII letters, digits, '-' and '_'.
 func checkKey(key string) error {
-	if key == "" || len(key) > MaxKeyLen {
+	if !exporters.ValidKey(key) {
 		return fmt.Errorf("%w: %q", ErrInvalidKey, key)
-	}
-	for i := 0; i < len(key); i++ {
-		c := key[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
-			return fmt.Errorf("%w: %q", ErrInvalidKey, key)
-		}
 	}
 	return nil
 }
