@@ -677,8 +677,13 @@ func TestDovecotKill9(t *testing.T) {
 	if committed == 0 || committed%batch != 0 || committed >= n {
 		t.Errorf("%d messages committed at the kill, want a positive multiple of %d below %d", committed, batch, n)
 	}
-	if onDisk <= committed {
-		t.Errorf("%d messages in the Maildir, want more than the %d committed (written, not yet committed)", onDisk, committed)
+	// A message reaches new/ only at its group commit: what was written
+	// but not committed waits in tmp/, invisible to mail readers.
+	if onDisk != committed {
+		t.Errorf("%d messages in the Maildir's new/ and cur/, want exactly the %d committed", onDisk, committed)
+	}
+	if staged, err := os.ReadDir(filepath.Join(md, "tmp")); err != nil || len(staged) == 0 {
+		t.Errorf("tmp/ holds %d files (%v), want the messages written after the last commit", len(staged), err)
 	}
 
 	r := popmigrate(t, nil, args...)

@@ -50,8 +50,8 @@ func TestListFindsMovedAndDuplicateCopies(t *testing.T) {
 	e := newExporter(t, dir)
 	a := msg("a", "Subject: a\n\na\n")
 	b := msg("b", "Subject: b\n\nb\n")
-	refA := mustPut(t, e, a)
-	refB := mustPut(t, e, b)
+	refA := mustStore(t, e, a)
+	refB := mustStore(t, e, b)
 	moved := "cur/" + b.Key + Suffix + ":2,S"
 	if err := os.Rename(filepath.Join(dir, refB), filepath.Join(dir, moved)); err != nil {
 		t.Fatal(err)
@@ -77,7 +77,7 @@ func TestListFindsMovedAndDuplicateCopies(t *testing.T) {
 func TestListSkipsForeignEntries(t *testing.T) {
 	dir := t.TempDir()
 	e := newExporter(t, dir)
-	ref := mustPut(t, e, msg("a", "Subject: a\n\na\n"))
+	ref := mustStore(t, e, msg("a", "Subject: a\n\na\n"))
 	for _, name := range []string{
 		"new/.hidden" + Suffix,
 		"new/1700000000.M1P2.host",

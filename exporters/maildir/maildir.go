@@ -96,6 +96,7 @@ type Exporter struct {
 	ops sync.RWMutex
 
 	scanMu sync.Mutex // serialises scans of cur/
+	pubMu  sync.Mutex // serialises publish: one batch is renamed once
 
 	mu        sync.Mutex // guards the fields below
 	closed    bool
@@ -103,6 +104,10 @@ type Exporter struct {
 	scans     uint64            // scans of cur/ started so far
 	cur       map[string]string // base name -> name in cur/ (with info part); nil until the first scan
 	renamedAt map[string]uint64 // base names renamed into new/ by this Exporter -> scans at that time
+	// pending holds messages Put wrote to tmp/ and the next Sync (or
+	// Close) publishes: base name -> tmp/ name. They are complete but not
+	// yet durable; nothing is renamed into new/ before it is.
+	pending map[string]string
 }
 
 var (
@@ -139,6 +144,7 @@ func New(dir string, opts *Options) (*Exporter, error) {
 		root:      root,
 		w:         &durable.Writer{Root: root, ErrShortBody: ErrShortBody},
 		renamedAt: map[string]uint64{},
+		pending:   map[string]string{},
 	}
 	if opts != nil && opts.ID != "" {
 		e.id = opts.ID
@@ -270,24 +276,35 @@ func (e *Exporter) Put(ctx context.Context, msg *exporters.Message) (exporters.D
 	return exporters.Delivery{Ref: "new/" + name}, nil
 }
 
-// write copies msg into a fresh tmp file and renames it to new/name.
+// write copies msg into a fresh tmp file, not yet durable, and records it
+// for the next Sync to publish. Of several Puts of the same key at once,
+// one file is kept.
 func (e *Exporter) write(ctx context.Context, name string, msg *exporters.Message) error {
 	tmpName := func() string { return "tmp/" + msg.Key + "." + durable.RandomHex() + durable.TmpSuffix }
-	// Rename replaces whatever sits at the final name, a symbolic link
-	// included: it never writes through one.
-	if err := e.w.Write(ctx, tmpName, "new/"+name, msg.Body); err != nil {
+	tmp, err := e.w.Stage(ctx, tmpName, msg.Body)
+	if err != nil {
 		return err
 	}
 	e.mu.Lock()
-	e.dirty = true
-	e.renamedAt[name] = e.scans
+	_, dup := e.pending[name]
+	if !dup {
+		e.pending[name] = tmp
+	}
 	e.mu.Unlock()
+	if dup {
+		e.root.Remove(tmp)
+	}
 	return nil
 }
 
-// Sync fsyncs new/ if a message was renamed into it since the last Sync,
-// making every Put that returned nil durable. Messages that a reader moved
-// to cur/ are the reader's to make durable.
+// Sync makes every Put that returned nil durable. It is the group-commit
+// barrier: the files written since the last Sync are made durable
+// together (one syncfs(2) on Linux instead of one fsync per message), only
+// then renamed from tmp/ into new/, and new/ is fsynced. A file in new/ is
+// therefore always complete and durable, whatever the moment of a crash;
+// a crash before Sync leaves only files in tmp/, which the next run
+// writes again and New removes once they are StaleTmpAge old. Messages
+// that a reader moved to cur/ are the reader's to make durable.
 func (e *Exporter) Sync(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("maildir: sync %s: %w", e.dir, err)
@@ -296,18 +313,54 @@ func (e *Exporter) Sync(ctx context.Context) error {
 		return fmt.Errorf("maildir: sync %s: %w", e.dir, err)
 	}
 	defer e.ops.RUnlock()
+	if err := e.publish(); err != nil {
+		return fmt.Errorf("maildir: sync %s: %w", e.dir, err)
+	}
+	return nil
+}
+
+// publish makes the pending files durable, renames them into new/ and
+// fsyncs new/. A Put that finishes meanwhile waits for the next publish.
+func (e *Exporter) publish() error {
+	e.pubMu.Lock()
+	defer e.pubMu.Unlock()
 	e.mu.Lock()
-	dirty := e.dirty
+	batch := make(map[string]string, len(e.pending))
+	files := make([]string, 0, len(e.pending))
+	for name, tmp := range e.pending {
+		batch[name] = tmp
+		files = append(files, tmp)
+	}
+	dirty := e.dirty || len(batch) > 0
 	e.dirty = false
 	e.mu.Unlock()
 	if !dirty {
 		return nil
 	}
-	if err := e.w.SyncDir("new"); err != nil {
+	fail := func(err error) error {
 		e.mu.Lock()
 		e.dirty = true
 		e.mu.Unlock()
-		return fmt.Errorf("maildir: sync %s: %w", e.dir, err)
+		return err
+	}
+	if len(files) > 0 {
+		if err := e.w.Barrier(files); err != nil {
+			return fail(err)
+		}
+	}
+	for name, tmp := range batch {
+		// Rename replaces whatever sits at the final name, a symbolic
+		// link included: it never writes through one.
+		if err := e.root.Rename(tmp, "new/"+name); err != nil {
+			return fail(fmt.Errorf("rename %s to %s: %w", e.w.Path(tmp), e.w.Path("new/"+name), err))
+		}
+		e.mu.Lock()
+		delete(e.pending, name)
+		e.renamedAt[name] = e.scans
+		e.mu.Unlock()
+	}
+	if err := e.w.SyncDir("new"); err != nil {
+		return fail(err)
 	}
 	return nil
 }
@@ -324,8 +377,14 @@ func (e *Exporter) Close() error {
 	e.mu.Unlock()
 	e.ops.Lock()
 	defer e.ops.Unlock()
+	// Messages Put since the last Sync are published now, durably: a
+	// file is never left half-way between tmp/ and new/.
+	perr := e.publish()
 	if err := e.root.Close(); err != nil {
 		return fmt.Errorf("maildir: close %s: %w", e.dir, err)
+	}
+	if perr != nil {
+		return fmt.Errorf("maildir: close %s: %w", e.dir, perr)
 	}
 	return nil
 }
@@ -382,6 +441,17 @@ func (e *Exporter) Open(ctx context.Context, ref string) (io.ReadCloser, error) 
 	}
 	defer e.ops.RUnlock()
 
+	e.mu.Lock()
+	tmp, staged := e.pending[name]
+	e.mu.Unlock()
+	if staged && ref == "new/"+name {
+		// Put but not yet published by Sync.
+		f, err := e.w.OpenRegular(tmp)
+		if err != nil {
+			return nil, wrap(err)
+		}
+		return f, nil
+	}
 	f, err := e.w.OpenRegular(ref)
 	if err == nil {
 		return f, nil
@@ -423,6 +493,12 @@ func (e *Exporter) begin() error {
 // locate returns the Ref of the message file with base name name, or "" if
 // the Maildir does not hold it. The caller holds ops shared.
 func (e *Exporter) locate(name string) (string, error) {
+	e.mu.Lock()
+	_, staged := e.pending[name]
+	e.mu.Unlock()
+	if staged {
+		return "new/" + name, nil
+	}
 	fi, err := e.root.Lstat("new/" + name)
 	switch {
 	case err == nil && fi.Mode().IsRegular():

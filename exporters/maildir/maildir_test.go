@@ -87,6 +87,16 @@ func mustPut(t *testing.T, e *Exporter, m *exporters.Message) string {
 	return d.Ref
 }
 
+// mustStore is mustPut followed by Sync: the message is then in new/.
+func mustStore(t *testing.T, e *Exporter, m *exporters.Message) string {
+	t.Helper()
+	ref := mustPut(t, e, m)
+	if err := e.Sync(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	return ref
+}
+
 func mustHas(t *testing.T, e *Exporter, key string) (string, bool) {
 	t.Helper()
 	d, ok, err := e.Has(t.Context(), key)
@@ -139,7 +149,7 @@ func TestNewDefaultsAndID(t *testing.T) {
 func TestModes(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "Maildir")
 	e := newExporter(t, dir)
-	ref := mustPut(t, e, msg("mode", "Subject: modes\n\nbody\n"))
+	ref := mustStore(t, e, msg("mode", "Subject: modes\n\nbody\n"))
 	for _, d := range []string{"", "tmp", "new", "cur"} {
 		fi, err := os.Stat(filepath.Join(dir, d))
 		if err != nil {
@@ -339,7 +349,7 @@ func TestQuirkAlternativeInfoSeparator(t *testing.T) {
 		dir := t.TempDir()
 		e := newExporter(t, dir)
 		m := msg("sep", "body\n")
-		mustPut(t, e, m)
+		mustStore(t, e, m)
 		moved := "cur/" + m.Key + Suffix + sep + "2,S"
 		if err := os.Rename(filepath.Join(dir, "new", m.Key+Suffix), filepath.Join(dir, moved)); err != nil {
 			t.Fatal(err)
@@ -361,7 +371,7 @@ func TestQuirkCurWithoutInfo(t *testing.T) {
 	dir := t.TempDir()
 	e := newExporter(t, dir)
 	m := msg("noinfo", "body\n")
-	mustPut(t, e, m)
+	mustStore(t, e, m)
 	name := m.Key + Suffix
 	if err := os.Rename(filepath.Join(dir, "new", name), filepath.Join(dir, "cur", name)); err != nil {
 		t.Fatal(err)
@@ -567,7 +577,7 @@ func TestSymlinkAtFinalName(t *testing.T) {
 	if _, err := e.Open(t.Context(), "new/"+m.Key+Suffix); err == nil {
 		t.Error("Open read through a symbolic link")
 	}
-	ref := mustPut(t, e, m)
+	ref := mustStore(t, e, m)
 	if got, _ := os.ReadFile(target); string(got) != "secret\n" {
 		t.Errorf("link target changed to %q", got)
 	}
@@ -583,10 +593,12 @@ func TestSymlinkAtFinalName(t *testing.T) {
 // Sync.
 func TestSyncOnlyWhenDirty(t *testing.T) {
 	e := newExporter(t, t.TempDir())
+	// Sync has work when a file waits in tmp/ to be published, or new/
+	// needs its fsync.
 	dirty := func() bool {
 		e.mu.Lock()
 		defer e.mu.Unlock()
-		return e.dirty
+		return e.dirty || len(e.pending) > 0
 	}
 	if dirty() {
 		t.Error("dirty after New")
@@ -697,5 +709,53 @@ func TestPutFindingAnotherProcessFileMarksDirty(t *testing.T) {
 	e.mu.Unlock()
 	if !dirty {
 		t.Fatal("a Put that found another process's file in new/ did not mark new/ for fsync")
+	}
+}
+
+// Put writes to tmp/ only; Sync makes the batch durable and only then
+// renames it into new/, so a file in new/ is always complete and durable.
+// Close publishes what Put wrote since the last Sync.
+func TestPutPublishesOnlyAtSync(t *testing.T) {
+	dir := t.TempDir()
+	e := newExporter(t, dir)
+	newCount := func() int {
+		entries, err := os.ReadDir(filepath.Join(dir, "new"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(entries)
+	}
+	a := msg("staged-a", "Subject: a\n\na\n")
+	ref := mustPut(t, e, a)
+	if n := newCount(); n != 0 {
+		t.Fatalf("%d files in new/ before Sync, want 0", n)
+	}
+	if got, ok := mustHas(t, e, a.Key); !ok || got != ref {
+		t.Errorf("Has before Sync = %q, %v; want %q", got, ok, ref)
+	}
+	rc, err := e.Open(t.Context(), ref)
+	if err != nil {
+		t.Fatalf("Open before Sync: %v", err)
+	}
+	data, _ := io.ReadAll(rc)
+	rc.Close()
+	if string(data) != "Subject: a\n\na\n" {
+		t.Errorf("Open before Sync read %q", data)
+	}
+	if err := e.Sync(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if n := newCount(); n != 1 {
+		t.Fatalf("%d files in new/ after Sync, want 1", n)
+	}
+	mustPut(t, e, msg("staged-b", "Subject: b\n\nb\n"))
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := newCount(); n != 2 {
+		t.Fatalf("%d files in new/ after Close, want 2", n)
+	}
+	if entries, _ := os.ReadDir(filepath.Join(dir, "tmp")); len(entries) != 0 {
+		t.Errorf("tmp/ keeps %d files after Close", len(entries))
 	}
 }

@@ -43,7 +43,7 @@ func TestFIFOAtFinalName(t *testing.T) {
 		}
 		t.Fatal("Open blocked on a FIFO")
 	}
-	ref := mustPut(t, e, m)
+	ref := mustStore(t, e, m)
 	if fi, err := os.Lstat(filepath.Join(dir, ref)); err != nil || !fi.Mode().IsRegular() {
 		t.Errorf("%s after Put: %v, %v; want a regular file", ref, fi, err)
 	}

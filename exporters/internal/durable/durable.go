@@ -77,17 +77,9 @@ func (w *Writer) Path(rel string) string {
 // dst is fsynced (SyncDir). Errors name the temporary file's path; the
 // caller adds which message it was.
 func (w *Writer) Write(ctx context.Context, tmpName func() string, dst string, body exporters.Body) (err error) {
-	var tmp string
-	var f *os.File
-	for range createTries {
-		tmp = tmpName()
-		f, err = w.Root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-		if !errors.Is(err, fs.ErrExist) {
-			break
-		}
-	}
+	tmp, f, err := w.create(ctx, tmpName, body)
 	if err != nil {
-		return fmt.Errorf("create %s: %w", w.Path(tmp), err)
+		return err
 	}
 	defer func() {
 		if f != nil {
@@ -97,10 +89,6 @@ func (w *Writer) Write(ctx context.Context, tmpName func() string, dst string, b
 			w.Root.Remove(tmp)
 		}
 	}()
-
-	if err := w.copyBody(ctx, f, body); err != nil {
-		return fmt.Errorf("write %s: %w", w.Path(tmp), err)
-	}
 	if err := f.Sync(); err != nil {
 		return fmt.Errorf("fsync %s: %w", w.Path(tmp), err)
 	}
@@ -116,6 +104,49 @@ func (w *Writer) Write(ctx context.Context, tmpName func() string, dst string, b
 		return fmt.Errorf("rename %s to %s: %w", w.Path(tmp), w.Path(dst), err)
 	}
 	return nil
+}
+
+// Stage writes body to a new temporary file, as steps 1 and 2 of Write do,
+// and closes it without fsync: the file is complete but not durable. The
+// caller makes a batch of staged files durable with one Barrier, and only
+// then renames them where readers look, so that a file there is always
+// complete and durable. On error nothing is left behind.
+func (w *Writer) Stage(ctx context.Context, tmpName func() string, body exporters.Body) (string, error) {
+	tmp, f, err := w.create(ctx, tmpName, body)
+	if err != nil {
+		return "", err
+	}
+	if err := f.Close(); err != nil {
+		w.Root.Remove(tmp)
+		return "", fmt.Errorf("close %s: %w", w.Path(tmp), err)
+	}
+	return tmp, nil
+}
+
+// create makes the temporary file and copies body into it; on error it
+// removes the file. The caller closes the returned file.
+func (w *Writer) create(ctx context.Context, tmpName func() string, body exporters.Body) (string, *os.File, error) {
+	var (
+		tmp string
+		f   *os.File
+		err error
+	)
+	for range createTries {
+		tmp = tmpName()
+		f, err = w.Root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if !errors.Is(err, fs.ErrExist) {
+			break
+		}
+	}
+	if err != nil {
+		return "", nil, fmt.Errorf("create %s: %w", w.Path(tmp), err)
+	}
+	if err := w.copyBody(ctx, f, body); err != nil {
+		f.Close()
+		w.Root.Remove(tmp)
+		return "", nil, fmt.Errorf("write %s: %w", w.Path(tmp), err)
+	}
+	return tmp, f, nil
 }
 
 var chunkPool = sync.Pool{New: func() any { b := make([]byte, chunkSize); return &b }}

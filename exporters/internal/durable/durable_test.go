@@ -322,3 +322,28 @@ func TestRandomHex(t *testing.T) {
 		t.Errorf("RandomHex() = %q, %q", a, b)
 	}
 }
+
+// Stage leaves a complete file under its temporary name; Barrier makes it
+// durable; a failed Stage leaves nothing.
+func TestStageAndBarrier(t *testing.T) {
+	w, dir := newWriter(t)
+	data := bytes.Repeat([]byte("staged\n"), 3*chunkSize/7)
+	tmp, err := w.Stage(t.Context(), func() string { return "tmp/s.tmp" }, bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := os.ReadFile(filepath.Join(dir, tmp)); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("staged file: %d bytes, %v; want %d", len(got), err, len(data))
+	}
+	if err := w.Barrier([]string{tmp}); err != nil {
+		t.Fatalf("Barrier: %v", err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if _, err := w.Stage(ctx, func() string { return "tmp/c.tmp" }, bytes.NewReader(data)); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Stage with a cancelled context: %v", err)
+	}
+	if got := names(t, dir, "tmp"); len(got) != 1 || got[0] != "s.tmp" {
+		t.Errorf("tmp/ holds %v, want only s.tmp", got)
+	}
+}
