@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -84,26 +83,6 @@ type purgeJSON struct {
 	Accounts []*pipeline.PurgeReport `json:"accounts"`
 }
 
-// purgeArgs describes the purge for the journal's runs table, without
-// secrets.
-func purgeArgs(opts *purgeOptions, accounts []*config.Account) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "purge accounts=%d keep-days=%d", len(accounts), opts.KeepDays)
-	if opts.Source != "" {
-		fmt.Fprintf(&b, " source=%s", accounts[0].SourceURL())
-	}
-	if opts.Accounts != "" {
-		fmt.Fprintf(&b, " accounts=%s", opts.Accounts)
-	}
-	if opts.Config != "" {
-		fmt.Fprintf(&b, " config=%s", opts.Config)
-	}
-	for _, t := range opts.To {
-		fmt.Fprintf(&b, " to=%s", t)
-	}
-	return b.String()
-}
-
 func purgeRun(ctx context.Context, opts *purgeOptions) error {
 	if opts.KeepDays < 0 {
 		return usageError("--keep-days %d: want 0 or more", opts.KeepDays)
@@ -132,7 +111,7 @@ func purgeRun(ctx context.Context, opts *purgeOptions) error {
 	defer j.Close()
 	var runID int64
 	if !opts.DryRun {
-		if runID, err = j.StartRun(ctx, purgeArgs(opts, accounts)); err != nil {
+		if runID, err = j.StartRun(ctx, describeRun(fmt.Sprintf("purge keep-days=%d", opts.KeepDays), &opts.accountFlags, accounts)); err != nil {
 			return err
 		}
 	}

@@ -236,11 +236,14 @@ func loadAccounts(opts *accountFlags, needDestination bool) ([]*config.Account, 
 	return accounts, nil
 }
 
-// runArgs describes the run for the journal's runs table, without secrets.
-func runArgs(opts *runOptions, accounts []*config.Account) string {
+// describeRun describes a command for the journal's runs table: the verb,
+// its settings (head), where the accounts and destinations came from. It
+// holds no secret: sources are printed without passwords, and secrets
+// never come from arguments.
+func describeRun(head string, opts *accountFlags, accounts []*config.Account) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "run accounts=%d jobs=%d per-host=%d window=%d batch=%d", len(accounts), opts.Jobs, opts.PerHost, opts.Window, opts.BatchSize)
-	if opts.Source != "" {
+	fmt.Fprintf(&b, "%s accounts=%d", head, len(accounts))
+	if opts.Source != "" && len(accounts) > 0 {
 		fmt.Fprintf(&b, " source=%s", accounts[0].SourceURL())
 	}
 	if opts.Accounts != "" {
@@ -253,6 +256,12 @@ func runArgs(opts *runOptions, accounts []*config.Account) string {
 		fmt.Fprintf(&b, " to=%s", t)
 	}
 	return b.String()
+}
+
+// runArgs describes the run for the journal's runs table.
+func runArgs(opts *runOptions, accounts []*config.Account) string {
+	head := fmt.Sprintf("run jobs=%d per-host=%d window=%d batch=%d", opts.Jobs, opts.PerHost, opts.Window, opts.BatchSize)
+	return describeRun(head, &opts.accountFlags, accounts)
 }
 
 func runRun(ctx context.Context, opts *runOptions) error {

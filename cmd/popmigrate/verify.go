@@ -132,7 +132,7 @@ func verifyRun(ctx context.Context, opts *verifyOptions) error {
 		return usageError("%v", err)
 	}
 	defer j.Close()
-	runID, err := j.StartRun(ctx, verifyArgs(opts, len(accounts)))
+	runID, err := j.StartRun(ctx, describeRun(fmt.Sprintf("verify against-source=%v", opts.AgainstSource), &opts.accountFlags, accounts))
 	if err != nil {
 		return err
 	}
@@ -254,21 +254,4 @@ func printVerify(opts *verifyOptions, results []*verify.Result) error {
 		return writeJSON(opts.io.Out, summarize(results))
 	}
 	return verify.WriteReport(opts.io.Out, results)
-}
-
-// verifyArgs describes the verification for the journal's runs table,
-// without secrets.
-func verifyArgs(opts *verifyOptions, accounts int) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "verify accounts=%d against-source=%v", accounts, opts.AgainstSource)
-	if opts.Accounts != "" {
-		fmt.Fprintf(&b, " accounts=%s", opts.Accounts)
-	}
-	if opts.Config != "" {
-		fmt.Fprintf(&b, " config=%s", opts.Config)
-	}
-	for _, t := range opts.To {
-		fmt.Fprintf(&b, " to=%s", t)
-	}
-	return b.String()
 }
