@@ -104,9 +104,10 @@ func (ar *accountRun) writer(ctx context.Context, ch <-chan fetched) error {
 	)
 	timer.Stop()
 	defer timer.Stop()
-	// Sync and Commit are bounded local operations; they run even when
-	// ctx is cancelled so that what was written before an interrupt is
-	// recorded rather than downloaded again.
+	// Sync and Commit are bounded (local writes, or an IMAP server's
+	// answers within its timeout); they run even when ctx is cancelled so
+	// that what was written before an interrupt is recorded rather than
+	// downloaded again.
 	wctx := context.WithoutCancel(ctx)
 	commit := func() error {
 		if timerOn {
