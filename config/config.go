@@ -300,6 +300,9 @@ type Defaults struct {
 	// DestinationOptional accepts accounts without a destination, for
 	// commands that only talk to the server (check).
 	DestinationOptional bool
+	// PasswordOptional accepts accounts without a password, for commands
+	// that never log in (verify without --against-source).
+	PasswordOptional bool
 }
 
 // accountInput is one account as written by the user, before defaults,
@@ -376,7 +379,7 @@ func (in *accountInput) build(d Defaults) (*Account, error) {
 	}
 	a.Password = in.password.or(d.Password)
 	a.OAuth2Token = in.oauth2.or(d.OAuth2Token)
-	if a.Password.IsZero() && a.OAuth2Token.IsZero() {
+	if a.Password.IsZero() && a.OAuth2Token.IsZero() && !d.PasswordOptional {
 		return nil, fmt.Errorf("%s: account %s: no password: give password_env, password_file or password_command (flags: --password-env, --password-file, --password-command)", in.origin, a.User)
 	}
 	if in.auth != "" {

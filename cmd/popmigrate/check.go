@@ -53,7 +53,7 @@ Exit codes: 0 every account ready, 1 some account failed, 2 usage error.`,
 }
 
 func checkRun(ctx context.Context, opts *checkOptions) error {
-	accounts, err := loadAccounts(&opts.accountFlags, false)
+	accounts, err := loadAccounts(&opts.accountFlags, accountNeeds{Password: true})
 	if err != nil {
 		return &exitError{code: exitUsage, err: err}
 	}

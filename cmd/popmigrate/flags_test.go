@@ -129,7 +129,7 @@ func TestLoadAccountsFromFlags(t *testing.T) {
 		"--to", "maildir:/srv/mail/{user}",
 		"--to", "maildir:/backup/{host}/{user}",
 	)
-	accounts, err := loadAccounts(&o.accountFlags, true)
+	accounts, err := loadAccounts(&o.accountFlags, accountNeeds{Destination: true, Password: true})
 	if err != nil {
 		t.Fatal(err)
 	}

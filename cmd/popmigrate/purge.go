@@ -87,7 +87,7 @@ func purgeRun(ctx context.Context, opts *purgeOptions) error {
 	if opts.KeepDays < 0 {
 		return usageError("--keep-days %d: want 0 or more", opts.KeepDays)
 	}
-	accounts, err := loadAccounts(&opts.accountFlags, true)
+	accounts, err := loadAccounts(&opts.accountFlags, accountNeeds{Destination: true, Password: true})
 	if err != nil {
 		return usageError("%v", err)
 	}

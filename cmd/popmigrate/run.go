@@ -163,9 +163,16 @@ func addAccountFlags(cmd *cobra.Command, opts *accountFlags) {
 
 // loadAccounts builds the accounts of the run from the flags, the CSV and
 // the YAML file; flags are the defaults of the files' accounts.
-func loadAccounts(opts *accountFlags, needDestination bool) ([]*config.Account, error) {
+// accountNeeds says what a command needs of each account.
+type accountNeeds struct {
+	Destination bool // it reads or writes the destinations
+	Password    bool // it logs in to the POP3 server
+}
+
+func loadAccounts(opts *accountFlags, needs accountNeeds) ([]*config.Account, error) {
 	d := config.Defaults{
-		DestinationOptional: !needDestination,
+		DestinationOptional: !needs.Destination,
+		PasswordOptional:    !needs.Password,
 		To:                  opts.To,
 		Password:            config.Secret{Env: opts.PasswordEnv, File: opts.PasswordFile, Command: opts.PasswordCommand},
 		OAuth2Token:         config.Secret{Env: opts.TokenEnv, File: opts.TokenFile, Command: opts.TokenCommand},
@@ -265,7 +272,7 @@ func runArgs(opts *runOptions, accounts []*config.Account) string {
 }
 
 func runRun(ctx context.Context, opts *runOptions) error {
-	accounts, err := loadAccounts(&opts.accountFlags, true)
+	accounts, err := loadAccounts(&opts.accountFlags, accountNeeds{Destination: true, Password: true})
 	if err != nil {
 		return &exitError{code: exitUsage, err: err}
 	}

@@ -17,11 +17,6 @@ import (
 	"github.com/popmigrate/popmigrate/verify"
 )
 
-// unusedPasswordEnv is the password source verify gives the account
-// loader when no password is needed: without --against-source verify
-// never logs in, so the variable is never read.
-const unusedPasswordEnv = "POPMIGRATE_VERIFY_NEEDS_NO_PASSWORD"
-
 type verifyOptions struct {
 	io *iostreams
 	accountFlags
@@ -103,12 +98,8 @@ func verifyRun(ctx context.Context, opts *verifyOptions) error {
 	if opts.Manifest != "" {
 		return verifyManifestRun(ctx, opts)
 	}
-	flags := opts.accountFlags
-	if !opts.AgainstSource && flags.PasswordEnv == "" && flags.PasswordFile == "" && flags.PasswordCommand == "" &&
-		flags.TokenEnv == "" && flags.TokenFile == "" && flags.TokenCommand == "" {
-		flags.PasswordEnv = unusedPasswordEnv
-	}
-	accounts, err := loadAccounts(&flags, true)
+	// Without --against-source verify never logs in: no password needed.
+	accounts, err := loadAccounts(&opts.accountFlags, accountNeeds{Destination: true, Password: opts.AgainstSource})
 	if err != nil {
 		return usageError("%v", err)
 	}
