@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -778,5 +779,52 @@ func TestDovecotIMAPKill9(t *testing.T) {
 			t.Errorf("journal: two messages delivered to IMAP ref %s", d.Ref)
 		}
 		uids[d.Ref] = true
+	}
+}
+
+// A message removed from the IMAP folder behind popmigrate's back: verify
+// names the copy missing and exits 3, and the next run uploads it again.
+func TestDovecotIMAPVerifyFindsExpunged(t *testing.T) {
+	t.Parallel()
+	const n = 5
+	msgs := generated("ivfy", n, 900)
+	const user, password, target, targetPassword = "ivfy", "pw-ivfy-Qe41", "ivtgt", "pw-ivtgt-Lm07"
+	srv := dovecottest.Start(t, []dovecottest.User{
+		{Name: user, Password: password, Messages: msgs},
+		{Name: target, Password: targetPassword},
+	}, nil)
+	dir := t.TempDir()
+	pwFile := writeFile(t, dir, "ivfy.password", password+"\n")
+	env := []string{"E2E_IVTGT_PASSWORD=" + targetPassword}
+	accountArgs := []string{"--source", "pop3s://" + user + "@" + srv.POP3SAddr, "--name", user, "--password-file", pwFile,
+		"--ca-file", srv.CAFile, "--journal", filepath.Join(dir, "journal.db"),
+		"--to", "imaps://" + target + "@" + srv.IMAPSAddr + "/INBOX/Imported", "--to-password-env", "E2E_IVTGT_PASSWORD"}
+	popmigrate(t, env, append([]string{"run"}, accountArgs...)...).wantCode(t, 0)
+	if got := imapCount(t, srv, target, targetPassword, "INBOX/Imported"); got != n {
+		t.Fatalf("the folder holds %d messages after the run, want %d", got, n)
+	}
+
+	// Another client deletes the second message for good.
+	c := imapLogin(t, srv, target, targetPassword)
+	name := imapFolder(t, c, "INBOX/Imported")
+	if _, err := c.Select(name, nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Store(imap.SeqSetNum(2), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Flags: []imap.Flag{imap.FlagDeleted}, Silent: true}, nil).Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Expunge().Close(); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+
+	r := popmigrate(t, env, append([]string{"verify"}, accountArgs...)...)
+	r.wantCode(t, 3)
+	if !regexp.MustCompile(`(?m)^- ` + user + ` \S+ imap://\S+ missing`).MatchString(r.stdout) {
+		t.Errorf("verify did not name the missing IMAP copy:\n%s", r.stdout)
+	}
+	popmigrate(t, env, append([]string{"run"}, accountArgs...)...).wantCode(t, 0)
+	if got := imapCount(t, srv, target, targetPassword, "INBOX/Imported"); got != n {
+		t.Errorf("the folder holds %d messages after the re-run, want %d", got, n)
 	}
 }
