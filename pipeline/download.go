@@ -93,14 +93,24 @@ func (ar *accountRun) download(ctx context.Context, c *pop3.Client, plan []plann
 // group-commits: every BatchSize messages or BatchInterval, each written
 // destination is Synced, then one journal transaction records the batch.
 // Messages that arrived before a download error are still committed.
+//
+// Up to putWorkers messages are Put at once (an IMAP destination gets one
+// APPEND per connection in flight); the batch itself belongs to this
+// goroutine alone, and a commit waits until every Put in flight has ended.
 func (ar *accountRun) writer(ctx context.Context, ch <-chan fetched) error {
 	o := &ar.r.opts
 	var (
-		batch   journal.Batch
-		done    []func() // report updates, applied once the batch commits
-		dirty   = make([]bool, len(ar.dests))
-		timer   = time.NewTimer(time.Hour)
-		timerOn bool
+		batch    journal.Batch
+		done     []func() // report updates, applied once the batch commits
+		dirty    = make([]bool, len(ar.dests))
+		timer    = time.NewTimer(time.Hour)
+		timerOn  bool
+		workers  = ar.putWorkers()
+		results  = make(chan outcome, workers)
+		inflight int
+		closed   bool  // ch is drained
+		due      bool  // a commit is due once the Puts in flight end
+		stop     error // the first error: take no more input
 	)
 	timer.Stop()
 	defer timer.Stop()
@@ -148,56 +158,89 @@ func (ar *accountRun) writer(ctx context.Context, ch <-chan fetched) error {
 		return nil
 	}
 	for {
-		select {
-		case f, ok := <-ch:
-			if !ok {
-				return commit()
-			}
-			if err := ar.store(ctx, f, &batch, &done, dirty); err != nil {
-				// Interrupted: what was Put before still gets its
-				// Sync and commit, as wctx promises.
-				if ctx.Err() != nil {
-					if cerr := commit(); cerr != nil {
-						return cerr
-					}
-				}
+		if inflight == 0 && (due || closed || stop != nil) {
+			if err := commit(); err != nil {
 				return err
 			}
-			if batch.Len() >= o.BatchSize {
-				if err := commit(); err != nil {
-					return err
+			due = false
+			if closed || stop != nil {
+				// Interrupted or failed: what was Put before still
+				// got its Sync and commit, as wctx promises.
+				return stop
+			}
+		}
+		// A batch holds exactly BatchSize writes at most: Puts in flight
+		// count against it.
+		var input <-chan fetched
+		if inflight < workers && batch.Len()+inflight < o.BatchSize && !closed && !due && stop == nil {
+			input = ch
+		}
+		select {
+		case f, ok := <-input:
+			if !ok {
+				closed = true
+				continue
+			}
+			inflight++
+			go func() { results <- ar.put(ctx, f) }()
+		case r := <-results:
+			inflight--
+			if r.err != nil {
+				if stop == nil {
+					stop = r.err
 				}
+				continue
+			}
+			ar.record(r, &batch, &done, dirty)
+			if batch.Len() >= o.BatchSize {
+				due = true
 			} else if !timerOn && batch.Len() > 0 {
 				timer.Reset(o.BatchInterval)
 				timerOn = true
 			}
 		case <-timer.C:
 			timerOn = false
-			if err := commit(); err != nil {
-				return err
-			}
+			due = true
 		}
 	}
 }
 
-// store Puts one fetched message into every destination that lacks it and
-// adds the outcome to the batch. A destination that fails for this message
-// does not undo the others: the journal records which destinations hold it.
-func (ar *accountRun) store(ctx context.Context, f fetched, batch *journal.Batch, done *[]func(), dirty []bool) error {
-	name, uidl := ar.a.Name, f.p.uidl
-	rep := ar.rep
+// putWorkers is how many messages the writer Puts at once: one, unless a
+// destination works faster with several requests in flight (IMAP, one
+// APPEND per connection). Every exporter is safe for concurrent Puts; with
+// more than one worker, an mbox beside an IMAP destination may hold
+// neighbouring messages in a slightly different order than the server.
+func (ar *accountRun) putWorkers() int {
+	n := 1
+	for _, d := range ar.dests {
+		if d.Properties().Kind == "imap" {
+			n = max(n, ar.r.opts.IMAP.Conns)
+		}
+	}
+	return n
+}
+
+// outcome is what Putting one fetched message did.
+type outcome struct {
+	f           fetched
+	dels        []journal.Delivery
+	written     []int // destinations that now hold it
+	failure     error // the first destination's failure, if any
+	quarantined []Quarantined
+	size        int64
+	err         error // an interrupt: nothing of this message is recorded
+}
+
+// put Puts one fetched message into every destination that lacks it. A
+// destination that fails for this message does not undo the others: the
+// journal records which destinations hold it. put releases the body.
+func (ar *accountRun) put(ctx context.Context, f fetched) outcome {
+	r := outcome{f: f}
 	if f.err != nil {
-		batch.Failed(name, uidl, f.err.Error())
-		*done = append(*done, func() { rep.fail(uidl, f.err) })
-		return nil
+		return r
 	}
 	defer f.body.Release()
-	if f.wire != f.p.size {
-		listed, got := f.p.size, f.wire
-		*done = append(*done, func() {
-			rep.SizeMismatches = append(rep.SizeMismatches, SizeMismatch{UIDL: uidl, Listed: listed, Received: got})
-		})
-	}
+	name, uidl := ar.a.Name, f.p.uidl
 	msg := &exporters.Message{
 		Key:      exporters.MessageKey(name, uidl),
 		Account:  name,
@@ -206,10 +249,7 @@ func (ar *accountRun) store(ctx context.Context, f fetched, batch *journal.Batch
 		SHA256:   f.body.sum,
 		Received: time.Now(),
 	}
-	var (
-		dels    []journal.Delivery
-		failure error
-	)
+	r.size = f.body.Size()
 	for _, i := range f.p.missing {
 		d, err := ar.dests[i].Put(ctx, msg)
 		if h := ar.r.opts.hooks.afterPut; h != nil {
@@ -217,40 +257,62 @@ func (ar *accountRun) store(ctx context.Context, f fetched, batch *journal.Batch
 		}
 		if err != nil {
 			if ctx.Err() != nil {
-				return ctx.Err()
+				// Destinations this message already reached keep
+				// an unrecorded copy, which the next run's Put
+				// finds again (Put is idempotent per key).
+				return outcome{err: ctx.Err()}
 			}
-			if failure == nil {
-				failure = fmt.Errorf("message %d (uidl %q): destination %s: %w", f.p.id, uidl, ar.ids[i], err)
+			if r.failure == nil {
+				r.failure = fmt.Errorf("message %d (uidl %q): destination %s: %w", f.p.id, uidl, ar.ids[i], err)
 			}
 			if path, ok := quarantined(err); ok {
-				q := Quarantined{UIDL: uidl, Destination: ar.ids[i], Path: path, Reason: err.Error()}
-				*done = append(*done, func() { rep.Quarantined = append(rep.Quarantined, q) })
+				r.quarantined = append(r.quarantined, Quarantined{UIDL: uidl, Destination: ar.ids[i], Path: path, Reason: err.Error()})
 			}
 			continue
 		}
+		r.written = append(r.written, i)
+		r.dels = append(r.dels, journal.Delivery{DestID: ar.ids[i], Ref: d.Ref, SHA256: msg.SHA256})
+	}
+	ar.r.opts.Progress.MessageDone(name, r.size)
+	return r
+}
+
+// record adds what put did to the batch, and the report updates that
+// follow once the batch commits.
+func (ar *accountRun) record(r outcome, batch *journal.Batch, done *[]func(), dirty []bool) {
+	name, uidl, rep := ar.a.Name, r.f.p.uidl, ar.rep
+	if r.f.err != nil {
+		batch.Failed(name, uidl, r.f.err.Error())
+		*done = append(*done, func() { rep.fail(uidl, r.f.err) })
+		return
+	}
+	if r.f.wire != r.f.p.size {
+		m := SizeMismatch{UIDL: uidl, Listed: r.f.p.size, Received: r.f.wire}
+		*done = append(*done, func() { rep.SizeMismatches = append(rep.SizeMismatches, m) })
+	}
+	for _, i := range r.written {
 		dirty[i] = true
-		dels = append(dels, journal.Delivery{DestID: ar.ids[i], Ref: d.Ref, SHA256: msg.SHA256})
 	}
 	batch.Stored(journal.StoredMessage{
 		Account:      name,
 		UIDL:         uidl,
-		ReceivedSize: f.wire,
-		SHA256:       msg.SHA256,
-		Deliveries:   dels,
-		Complete:     failure == nil,
+		ReceivedSize: r.f.wire,
+		SHA256:       r.f.body.sum,
+		Deliveries:   r.dels,
+		Complete:     r.failure == nil,
 	})
-	size := f.body.Size()
-	if failure != nil {
-		batch.Failed(name, uidl, failure.Error())
-		*done = append(*done, func() { rep.fail(uidl, failure) })
-	} else {
+	if r.failure != nil {
+		batch.Failed(name, uidl, r.failure.Error())
 		*done = append(*done, func() {
-			rep.Stored++
-			rep.StoredBytes += size
-			ar.storedNow[uidl] = true
-			rep.succeed(uidl)
+			rep.Quarantined = append(rep.Quarantined, r.quarantined...)
+			rep.fail(uidl, r.failure)
 		})
+		return
 	}
-	ar.r.opts.Progress.MessageDone(name, size)
-	return nil
+	*done = append(*done, func() {
+		rep.Stored++
+		rep.StoredBytes += r.size
+		ar.storedNow[uidl] = true
+		rep.succeed(uidl)
+	})
 }
