@@ -42,7 +42,7 @@ func bigMessage(size int) []byte {
 }
 
 // openSpoolFiles returns how many descriptors of this process point at
-// deleted spool files in dir.
+// nameless (deleted or O_TMPFILE) spool files in dir.
 func openSpoolFiles(t testing.TB, dir string) int {
 	entries, err := os.ReadDir("/proc/self/fd")
 	if err != nil {
@@ -55,7 +55,10 @@ func openSpoolFiles(t testing.TB, dir string) int {
 		if err != nil {
 			continue // closed since ReadDir
 		}
-		if strings.HasPrefix(target, filepath.Join(dir, "popmigrate-spool-")) && strings.HasSuffix(target, " (deleted)") {
+		// An O_TMPFILE file shows as "DIR/#INODE (deleted)", the
+		// fallback's as "DIR/popmigrate-spool-... (deleted)".
+		spool := strings.HasPrefix(target, filepath.Join(dir, "popmigrate-spool-")) || strings.HasPrefix(target, filepath.Join(dir, "#"))
+		if spool && strings.HasSuffix(target, " (deleted)") {
 			n++
 		}
 	}

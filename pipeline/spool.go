@@ -79,13 +79,10 @@ type spoolWriter struct {
 
 func (w *spoolWriter) Write(p []byte) (int, error) {
 	if w.file == nil && int64(len(w.mem)+len(p)) > w.sp.threshold {
-		f, err := os.CreateTemp(w.sp.dir, "popmigrate-spool-*")
+		f, err := anonymousFile(w.sp.dir)
 		if err != nil {
 			return 0, fmt.Errorf("spool: %w", err)
 		}
-		// The file stays usable through f; unlinking now means a crash
-		// or kill leaves no spool file behind.
-		os.Remove(f.Name())
 		if _, err := f.Write(w.mem); err != nil {
 			f.Close()
 			return 0, fmt.Errorf("spool: %w", err)
@@ -145,4 +142,20 @@ func copyBuffer(dst io.Writer, src io.Reader) (int64, error) {
 	b := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(b)
 	return io.CopyBuffer(dst, src, *b)
+}
+
+// anonymousFile returns a read-write file in dir that has no name, so that
+// a crash or kill at any instant leaves no spool file behind: an O_TMPFILE
+// file where the system and file system offer it, else a temporary file
+// unlinked at once (a kill between the two steps could leave that one).
+func anonymousFile(dir string) (*os.File, error) {
+	if f, err := openTmpfile(dir); err == nil {
+		return f, nil
+	}
+	f, err := os.CreateTemp(dir, "popmigrate-spool-*")
+	if err != nil {
+		return nil, err
+	}
+	os.Remove(f.Name())
+	return f, nil
 }
