@@ -82,15 +82,23 @@ func newRunCmd(io *iostreams, runF func(context.Context, *runOptions) error) *co
 		Long: `Run connects to each account's POP3 server, downloads every message the
 journal does not already hold, writes it to every destination, and records it in
 the journal only once it is durable there. Interrupt it at any moment and run the
-same command again: it resumes with nothing lost and nothing duplicated. Nothing
-is deleted from the server.
+same command again: it resumes with nothing lost and nothing duplicated.
+
+Then it verifies: every stored copy is read back and compared with the journal,
+and each mailbox is listed again (--no-verify skips this). Nothing is deleted
+from the server unless --delete is given, and then only the messages verified
+in every destination (see popmigrate purge --help).
 
 Accounts come from --source (one account), --accounts FILE.csv or --config
 FILE.yaml. Passwords come from --password-env, --password-file or
 --password-command, never from a plain argument.
 
 Destinations (--to, repeatable, templates {user} {host} {account}):
-  maildir:PATH   a Maildir (cur/ new/ tmp/), created if missing
+  maildir:DIR                 a Maildir (cur/ new/ tmp/), created if missing
+  mbox:FILE                   an mboxrd file, with an index FILE.pmidx
+  eml:DIR                     one .eml file per message under DIR/ACCOUNT/
+  imaps://USER@HOST/FOLDER    an IMAP folder over TLS (imap:// for STARTTLS);
+                              password from --to-password-env/-file/-command
 
 ` + exitCodesHelp,
 		Example: `  # one account, password from the environment
@@ -99,7 +107,11 @@ Destinations (--to, repeatable, templates {user} {host} {account}):
       --to maildir:/srv/mail/alice
 
   # many accounts from a CSV, 16 at once, JSON report
-  popmigrate run --accounts users.csv --to 'maildir:/srv/mail/{user}' --jobs 16 --json > report.json`,
+  popmigrate run --accounts users.csv --to 'maildir:/srv/mail/{user}' --jobs 16 --json > report.json
+
+  # onto the new IMAP server, with an mbox archive beside, then clean the source
+  popmigrate run --accounts users.csv --to 'imaps://{user}@imap.example.org/INBOX' \
+      --to 'mbox:/archive/{user}.mbox' --to-password-env NEW_PASSWORD --delete --keep-days 7`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if runF != nil {
