@@ -4,13 +4,15 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"sort"
 
 	"golang.org/x/sync/errgroup"
 
 	"github.com/popmigrate/popmigrate/config"
 	"github.com/popmigrate/popmigrate/exporters"
+	"github.com/popmigrate/popmigrate/exporters/eml"
+	"github.com/popmigrate/popmigrate/exporters/maildir"
+	"github.com/popmigrate/popmigrate/exporters/mbox"
 	"github.com/popmigrate/popmigrate/journal"
 	"github.com/popmigrate/popmigrate/verify"
 )
@@ -32,17 +34,19 @@ type VerifyOptions struct {
 
 // Verify verifies every account's destinations against the journal (see
 // verify.Account), Jobs accounts at once, and returns one result per
-// account, sorted by account name. The destinations are opened as run
-// opens them (without Resume: a torn mbox tail is left for run to cut,
-// and shows as extra) and closed before Verify returns. Matching copies
-// are recorded as verified in the journal.
+// account, sorted by account name. File destinations are opened
+// read-only (see openForVerify): Verify never creates, locks, repairs or
+// otherwise changes what it checks, so it works on read-only media and on
+// an mbox file a run is appending to; a torn mbox tail is left for run to
+// cut. IMAP destinations are opened as run opens them (reads there use
+// BODY.PEEK and set no flag). The destinations are closed before Verify
+// returns. Matching copies are recorded as verified in the journal.
 //
 // A destination that cannot be opened, or a file destination that does
-// not exist (Verify never creates one), is an Unreadable finding of its
-// account (the copies recorded there are not checked), and a server that
-// cannot be listed with AgainstSource sets the account's Result.Error;
-// the other accounts go on. Verify returns an error only when the journal
-// fails or ctx ends.
+// not exist, is an Unreadable finding of its account (the copies recorded
+// there are not checked), and a server that cannot be listed with
+// AgainstSource sets the account's Result.Error; the other accounts go
+// on. Verify returns an error only when the journal fails or ctx ends.
 func Verify(ctx context.Context, j *journal.Journal, accounts []*config.Account, opts *VerifyOptions) ([]*verify.Result, error) {
 	if opts == nil {
 		opts = &VerifyOptions{}
@@ -91,7 +95,7 @@ func (r *runner) verifyAccount(ctx context.Context, a *config.Account, againstSo
 	dests := map[string]exporters.Exporter{}
 	var failed []verify.Finding
 	for _, spec := range a.To {
-		e, err := openExisting(ctx, spec, a, &r.opts)
+		e, err := openForVerify(ctx, spec, a, &r.opts)
 		if err != nil {
 			failed = append(failed, verify.Finding{Kind: verify.Unreadable, DestID: specID(spec),
 				Detail: fmt.Sprintf("cannot open the destination: %v", err)})
@@ -176,9 +180,10 @@ func specID(spec string) string {
 }
 
 // VerifyManifest opens the destination spec ("maildir:/srv/archive/alice")
-// as run opens it, if it exists, and checks the manifest read from r
-// against it (see verify.VerifyManifest): no journal, no POP3 server. a
-// holds the credentials and CA file of an IMAP destination (ToPassword,
+// read-only, as Verify does (a file destination must exist and is never
+// changed), and checks the manifest read from r against it (see
+// verify.VerifyManifest): no journal, no POP3 server. a holds the
+// credentials and CA file of an IMAP destination (ToPassword,
 // ToOAuth2Token, CAFile, InsecureSkipVerify); nil means none. opts gives
 // the IMAP options and Timeout; nil means the defaults. A destination
 // that cannot be opened is an error.
@@ -190,7 +195,7 @@ func VerifyManifest(ctx context.Context, r io.Reader, spec string, a *config.Acc
 		a = &config.Account{}
 	}
 	o := opts.Options.withDefaults()
-	e, err := openExisting(ctx, spec, a, &o)
+	e, err := openForVerify(ctx, spec, a, &o)
 	if err != nil {
 		return nil, err
 	}
@@ -204,14 +209,33 @@ func VerifyManifest(ctx context.Context, r io.Reader, spec string, a *config.Acc
 	return res, nil
 }
 
-// openExisting opens the destination spec like openDestination, but
-// refuses a file destination that does not exist instead of creating it:
-// verifying must not leave an empty Maildir or mbox behind a wrong path.
-func openExisting(ctx context.Context, spec string, a *config.Account, o *Options) (exporters.Exporter, error) {
-	if d, err := config.ParseDestination(spec); err == nil && d.Path != "" {
-		if _, err := os.Stat(d.Path); err != nil {
-			return nil, fmt.Errorf("destination %s: %w", spec, err)
-		}
+// openForVerify opens the destination spec of account a for reading only.
+// A file destination (maildir, eml, mbox) is opened with its exporter's
+// ReadOnly option: nothing is created (a missing destination is an error
+// wrapping fs.ErrNotExist), probed, cleaned up, locked or rewritten, and
+// its Properties, hence its destination id, are those run records. Any
+// other kind is opened by openDestination: an IMAP destination reads with
+// EXAMINE and BODY.PEEK, which set no flag, but its exporter still creates
+// the folder (and subscribes to it) when it is missing.
+func openForVerify(ctx context.Context, spec string, a *config.Account, o *Options) (exporters.Exporter, error) {
+	d, err := config.ParseDestination(spec)
+	if err != nil {
+		return nil, err
 	}
-	return openDestination(ctx, spec, a, o)
+	id := d.ID()
+	var e exporters.Exporter
+	switch d.Kind {
+	case "maildir":
+		e, err = maildir.New(d.Path, &maildir.Options{ID: id, ReadOnly: true})
+	case "eml":
+		e, err = eml.New(d.Path, &eml.Options{ID: id, ReadOnly: true})
+	case "mbox":
+		e, err = mbox.New(d.Path, &mbox.Options{ID: id, ReadOnly: true})
+	default:
+		return openDestination(ctx, spec, a, o)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("destination %s: %w", id, err)
+	}
+	return e, nil
 }

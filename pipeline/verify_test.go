@@ -3,14 +3,20 @@ package pipeline_test
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
+	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/popmigrate/popmigrate/config"
 	"github.com/popmigrate/popmigrate/exporters"
 	"github.com/popmigrate/popmigrate/exporters/maildir"
+	"github.com/popmigrate/popmigrate/exporters/mbox"
 	"github.com/popmigrate/popmigrate/journal"
 	"github.com/popmigrate/popmigrate/pipeline"
 	"github.com/popmigrate/popmigrate/pop3/pop3test"
@@ -178,5 +184,205 @@ func TestVerifyDestinationAndServerFailures(t *testing.T) {
 	}
 	if res.Error == "" || !strings.Contains(res.Error, "login") || res.OK() {
 		t.Errorf("error %q; want the failed login", res.Error)
+	}
+}
+
+// oldTime is the modification time backdateTree gives every entry, so that
+// any later change (even within the same clock tick) shows in its mtime.
+var oldTime = time.Date(2001, 2, 3, 4, 5, 6, 0, time.UTC)
+
+// backdateTree sets the times of every file and folder under root to
+// oldTime.
+func backdateTree(t *testing.T, root string) {
+	t.Helper()
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.Type()&fs.ModeSymlink != 0 {
+			return err
+		}
+		return os.Chtimes(path, oldTime, oldTime)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// treeSnapshot describes every entry under root by relative path: type
+// and permissions, size, modification time and, for a regular file, the
+// sha256 of its bytes. Access times are left out: reading changes them.
+func treeSnapshot(t *testing.T, root string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		desc := fmt.Sprintf("%v %d %d", fi.Mode(), fi.Size(), fi.ModTime().UnixNano())
+		if fi.Mode().IsRegular() {
+			b, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			desc += " " + sha256Hex(b)
+		}
+		rel, _ := filepath.Rel(root, path)
+		out[filepath.ToSlash(rel)] = desc
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// sameTree fails the test for every entry under root that differs from
+// before.
+func sameTree(t *testing.T, root string, before map[string]string) {
+	t.Helper()
+	after := treeSnapshot(t, root)
+	for k, b := range before {
+		if a := after[k]; a != b {
+			t.Errorf("%s: %q changed: before %q, after %q", root, k, b, a)
+		}
+	}
+	for k, a := range after {
+		if _, ok := before[k]; !ok {
+			t.Errorf("%s: %q appeared: %q", root, k, a)
+		}
+	}
+}
+
+// destRoots returns the folders holding the destinations verifyDests gave
+// the accounts of e.
+func destRoots(e *env) []string {
+	return []string{filepath.Join(e.dir, "mail"), filepath.Join(e.dir, "mbox"), filepath.Join(e.dir, "eml")}
+}
+
+// manifestOf writes the manifest of account from e's journal.
+func manifestOf(t *testing.T, e *env, account string) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := verify.WriteManifest(context.Background(), e.j, account, &buf); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// verifyAllMatch checks that Verify and VerifyManifest of alice's three
+// destinations find n matching messages in each, and nothing else.
+func verifyAllMatch(t *testing.T, e *env, a *config.Account, n int) {
+	t.Helper()
+	res := runVerify(t, e, []*config.Account{a}, nil)[0]
+	if res.Checked != 3*n || res.Counts[verify.Match] != 3*n || len(res.Findings) != 0 || !res.OK() {
+		t.Errorf("Verify: checked %d, counts %v, findings %+v; want %d copies, all matching", res.Checked, res.Counts, res.Findings, 3*n)
+	}
+	manifest := manifestOf(t, e, a.Name)
+	for _, spec := range a.To {
+		ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+		res, err := pipeline.VerifyManifest(ctx, bytes.NewReader(manifest), spec, a, nil)
+		cancel()
+		if err != nil {
+			t.Errorf("VerifyManifest %s: %v", spec, err)
+			continue
+		}
+		if res.Counts[verify.Match] != n || len(res.Findings) != 0 || !res.OK() {
+			t.Errorf("VerifyManifest %s: counts %v, findings %+v; want %d matching", spec, res.Counts, res.Findings, n)
+		}
+	}
+}
+
+// TestVerifyChangesNoDestination: Verify and VerifyManifest read every
+// destination and change nothing in it: no name, size, time or byte,
+// temporary files a writer would clean up (Maildir tmp/, eml .tmp/) and
+// the mbox index included.
+func TestVerifyChangesNoDestination(t *testing.T) {
+	e := newEnv(t, []pop3test.Mailbox{mailbox("alice", smallMsgs("m", 3))}, nil)
+	a := e.account("alice")
+	verifyDests(e, a)
+	e.run([]*config.Account{a}, testOptions())
+	for _, p := range []string{
+		filepath.Join(e.maildir("alice"), "tmp", "left-by-a-crash.tmp"),
+		filepath.Join(e.dir, "eml", "alice", ".tmp", "left-by-a-crash.tmp"),
+	} {
+		if err := os.WriteFile(p, []byte("partial"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := map[string]map[string]string{}
+	for _, root := range destRoots(e) {
+		backdateTree(t, root)
+		before[root] = treeSnapshot(t, root)
+	}
+	verifyAllMatch(t, e, a, 3)
+	for _, root := range destRoots(e) {
+		sameTree(t, root, before[root])
+	}
+}
+
+// TestVerifyMboxWhileAWriterHoldsIt: an mbox file locked by a writer (a
+// run appending to it) is verified, not reported unreadable.
+func TestVerifyMboxWhileAWriterHoldsIt(t *testing.T) {
+	e := newEnv(t, []pop3test.Mailbox{mailbox("alice", smallMsgs("m", 3))}, nil)
+	a := e.account("alice")
+	mb := verifyDests(e, a)
+	e.run([]*config.Account{a}, testOptions())
+	w, err := mbox.New(mb, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if w2, err := mbox.New(mb, nil); !errors.Is(err, mbox.ErrLocked) {
+		if err == nil {
+			w2.Close()
+		}
+		t.Fatalf("second writer: %v; want ErrLocked (the lock must be held for this test)", err)
+	}
+	verifyAllMatch(t, e, a, 3)
+}
+
+// TestVerifyReadOnlyMedia verifies destinations on read-only bind mounts
+// (the journal stays writable): every copy matches and is recorded as
+// verified. The test is skipped where the mounts are not allowed.
+func TestVerifyReadOnlyMedia(t *testing.T) {
+	e := newEnv(t, []pop3test.Mailbox{mailbox("alice", smallMsgs("m", 3))}, nil)
+	a := e.account("alice")
+	verifyDests(e, a)
+	e.run([]*config.Account{a}, testOptions())
+	for _, root := range destRoots(e) {
+		mountReadOnly(t, root)
+	}
+	if _, err := maildir.New(e.maildir("alice"), nil); err == nil {
+		t.Fatal("a writer opened the Maildir on the read-only mount")
+	}
+	verifyAllMatch(t, e, a, 3)
+	rows, err := e.j.Messages(context.Background(), "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range rows {
+		if m.State != journal.StateVerified {
+			t.Errorf("message %s is %s, want verified", m.UIDL, m.State)
+		}
+	}
+}
+
+// mountReadOnly bind-mounts dir read-only over itself until the test ends.
+// It skips the test when the sandbox does not allow it.
+func mountReadOnly(t *testing.T, dir string) {
+	t.Helper()
+	if out, err := exec.Command("mount", "--bind", dir, dir).CombinedOutput(); err != nil {
+		t.Skipf("read-only bind mount not available here: mount --bind: %v: %s", err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v: %s", dir, err, out)
+			exec.Command("umount", "-l", dir).Run()
+		}
+	})
+	if out, err := exec.Command("mount", "-o", "remount,ro,bind", dir).CombinedOutput(); err != nil {
+		t.Skipf("read-only bind mount not available here: mount -o remount,ro,bind: %v: %s", err, out)
 	}
 }

@@ -57,6 +57,15 @@
 // Has never finds a torn message. Temporary files older than StaleTmpAge,
 // left by a crash, are removed when the Exporter first reads the account
 // folder. Folders are created with mode 0700.
+//
+// # Read-only mode
+//
+// With Options.ReadOnly, New opens an existing root folder for reading
+// only, for verification: it creates nothing, writes nothing (no probe, no
+// removal of temporary files) and opens every file read-only, so that an
+// archive on read-only media can be checked and checking never changes
+// what it checks. Has, Open and List work as in write mode; Put and Sync
+// fail with ErrReadOnly.
 package eml
 
 import (
@@ -121,6 +130,9 @@ var (
 	ErrInvalidRef = errors.New("eml: invalid reference")
 	// ErrShortBody is returned by Put when the body ends before Size bytes.
 	ErrShortBody = errors.New("eml: body shorter than its size")
+	// ErrReadOnly is returned by Put and Sync of an Exporter opened with
+	// Options.ReadOnly.
+	ErrReadOnly = errors.New("eml: exporter is read-only")
 )
 
 // Options tunes an Exporter. A nil *Options means the defaults.
@@ -128,15 +140,20 @@ type Options struct {
 	// ID is the destination id recorded in the journal. Empty means
 	// "eml:" followed by the absolute path of the root folder.
 	ID string
+	// ReadOnly opens an existing root folder for reading only (see New):
+	// the Exporter never creates, changes or removes anything under it.
+	// The destination id is the same as in write mode.
+	ReadOnly bool
 }
 
 // Exporter writes .eml files under one root folder. Its methods are safe
 // for use by several goroutines at once.
 type Exporter struct {
-	dir  string // absolute path of the root folder
-	id   string
-	root *os.Root        // every file operation goes through it: no escape by symlink
-	w    *durable.Writer // writes, fsyncs and opens through root
+	dir      string // absolute path of the root folder
+	id       string
+	readOnly bool
+	root     *os.Root        // every file operation goes through it: no escape by symlink
+	w        *durable.Writer // writes, fsyncs and opens through root
 
 	// ops is held shared by every operation and exclusively by Close, so
 	// Close waits for operations in flight before releasing root.
@@ -163,8 +180,15 @@ var (
 // New opens the root folder for writing .eml files, creating it (mode
 // 0700) where it is missing; an existing folder keeps its mode. It fails,
 // naming the path, when root is not a folder or cannot be written. Account
-// folders are created by the first Put for each account. The caller closes
-// the Exporter.
+// folders are created by the first Put for each account.
+//
+// With opts.ReadOnly, New instead opens an existing root folder for
+// reading only: a missing root is an error naming its path and wrapping
+// fs.ErrNotExist, nothing is created, probed or removed (stale temporary
+// files included), and every file is opened read-only. Put and Sync then
+// fail with ErrReadOnly.
+//
+// The caller closes the Exporter.
 func New(root string, opts *Options) (*Exporter, error) {
 	if root == "" {
 		return nil, errors.New("eml: empty folder path")
@@ -173,8 +197,11 @@ func New(root string, opts *Options) (*Exporter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("eml: %s: %w", root, err)
 	}
-	if err := os.MkdirAll(abs, 0o700); err != nil {
-		return nil, fmt.Errorf("eml: create %s: %w", abs, err)
+	readOnly := opts != nil && opts.ReadOnly
+	if !readOnly {
+		if err := os.MkdirAll(abs, 0o700); err != nil {
+			return nil, fmt.Errorf("eml: create %s: %w", abs, err)
+		}
 	}
 	r, err := os.OpenRoot(abs)
 	if err != nil {
@@ -183,6 +210,7 @@ func New(root string, opts *Options) (*Exporter, error) {
 	e := &Exporter{
 		dir:      abs,
 		id:       "eml:" + abs,
+		readOnly: readOnly,
 		root:     r,
 		w:        &durable.Writer{Root: r, ErrShortBody: ErrShortBody},
 		accounts: map[string]map[string]string{},
@@ -191,6 +219,9 @@ func New(root string, opts *Options) (*Exporter, error) {
 	}
 	if opts != nil && opts.ID != "" {
 		e.id = opts.ID
+	}
+	if readOnly {
+		return e, nil
 	}
 	if err := e.probe(); err != nil {
 		r.Close()
@@ -233,10 +264,14 @@ func (e *Exporter) Properties() exporters.Properties {
 // name; call Sync to make the rename durable. Put checks ctx between chunks
 // of the copy and before the rename; on any error, cancellation included,
 // it removes its temporary file and no message file appears. Puts of the
-// same key from several goroutines at once leave one copy.
+// same key from several goroutines at once leave one copy. A read-only
+// Exporter fails with ErrReadOnly and writes nothing.
 func (e *Exporter) Put(ctx context.Context, msg *exporters.Message) (exporters.Delivery, error) {
 	if msg == nil || msg.Body == nil {
 		return exporters.Delivery{}, fmt.Errorf("eml: put into %s: nil message or body", e.dir)
+	}
+	if e.readOnly {
+		return exporters.Delivery{}, fmt.Errorf("eml: put %s (account %q) into %s: %w", msg.Key, msg.Account, e.dir, ErrReadOnly)
 	}
 	if err := checkKey(msg.Key); err != nil {
 		return exporters.Delivery{}, fmt.Errorf("eml: put into %s: %w", e.dir, err)
@@ -339,9 +374,10 @@ func (e *Exporter) lookup(acct, key string) (string, error) {
 }
 
 // loadAccount reads the account folder acct into the index, once per
-// Exporter, and removes stale temporary files in it. With create, it
-// first creates the folder and its TmpDir where they are missing; without,
-// a missing folder is left unread. The caller holds ops shared.
+// Exporter, and removes stale temporary files in it (not when read-only).
+// With create, it first creates the folder and its TmpDir where they are
+// missing; without, a missing folder is left unread. The caller holds ops
+// shared.
 func (e *Exporter) loadAccount(acct string, create bool) error {
 	e.mu.Lock()
 	_, loaded := e.accounts[acct]
@@ -378,9 +414,11 @@ func (e *Exporter) loadAccount(acct string, create bool) error {
 		}
 		return err
 	}
-	err = e.w.RemoveStale(acct+"/"+TmpDir, time.Now().Add(-StaleTmpAge))
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return err
+	if !e.readOnly {
+		err = e.w.RemoveStale(acct+"/"+TmpDir, time.Now().Add(-StaleTmpAge))
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
 	}
 	e.mu.Lock()
 	e.accounts[acct] = index
@@ -483,8 +521,12 @@ func (e *Exporter) loadAll() error {
 // Sync fsyncs every account folder a message was renamed into since the
 // last Sync, and the root folder if an account folder was created, making
 // every Put that returned nil durable. On error the folders not synced are
-// tried again by the next Sync.
+// tried again by the next Sync. A read-only Exporter fails with
+// ErrReadOnly.
 func (e *Exporter) Sync(ctx context.Context) error {
+	if e.readOnly {
+		return fmt.Errorf("eml: sync %s: %w", e.dir, ErrReadOnly)
+	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("eml: sync %s: %w", e.dir, err)
 	}

@@ -27,6 +27,15 @@
 // its length, fsyncs and closes it, then renames it to new/. Sync fsyncs new/
 // so that the renames survive a crash. A file is therefore complete whenever
 // it is visible in new/: Has never finds a torn message.
+//
+// # Read-only mode
+//
+// With Options.ReadOnly, New opens an existing Maildir for reading only,
+// for verification: it creates nothing, writes nothing (no probe, no
+// clean-up of tmp/) and opens every file read-only, so that an archive on
+// read-only media can be checked and checking never changes what it
+// checks. Has, Open and List work as in write mode; Put and Sync fail with
+// ErrReadOnly.
 package maildir
 
 import (
@@ -72,6 +81,9 @@ var (
 	ErrInvalidRef = errors.New("maildir: invalid reference")
 	// ErrShortBody is returned by Put when the body ends before Size bytes.
 	ErrShortBody = errors.New("maildir: body shorter than its size")
+	// ErrReadOnly is returned by Put and Sync of an Exporter opened with
+	// Options.ReadOnly.
+	ErrReadOnly = errors.New("maildir: exporter is read-only")
 )
 
 // Options tunes an Exporter. A nil *Options means the defaults.
@@ -79,6 +91,10 @@ type Options struct {
 	// ID is the destination id recorded in the journal. Empty means
 	// "maildir:" followed by the absolute path of the folder.
 	ID string
+	// ReadOnly opens an existing Maildir for reading only (see New): the
+	// Exporter never creates, changes or removes anything under the
+	// folder. The destination id is the same as in write mode.
+	ReadOnly bool
 }
 
 // Exporter writes messages into one Maildir folder. Its methods are safe
@@ -86,10 +102,11 @@ type Options struct {
 // or several) may share a folder: the file names make their writes
 // idempotent per key.
 type Exporter struct {
-	dir  string // absolute path of the Maildir
-	id   string
-	root *os.Root        // every file operation goes through it: no escape by symlink
-	w    *durable.Writer // writes, fsyncs and opens through root
+	dir      string // absolute path of the Maildir
+	id       string
+	readOnly bool
+	root     *os.Root        // every file operation goes through it: no escape by symlink
+	w        *durable.Writer // writes, fsyncs and opens through root
 
 	// ops is held shared by every operation and exclusively by Close, so
 	// Close waits for operations in flight before releasing root.
@@ -122,6 +139,13 @@ var (
 // of the three is not a folder, is a symbolic link that leads out of dir,
 // or cannot be written. New removes *.tmp files in tmp/ older than
 // StaleTmpAge, as the Maildir spec allows; that clean-up is best effort.
+//
+// With opts.ReadOnly, New instead opens an existing Maildir for reading
+// only: dir, new/ and cur/ must exist and be folders (a missing one is an
+// error naming its path and wrapping fs.ErrNotExist; tmp/ is not needed,
+// as nothing reads it), nothing is created, probed or cleaned up, and
+// every file is opened read-only. Put and Sync then fail with ErrReadOnly.
+//
 // The caller closes the Exporter.
 func New(dir string, opts *Options) (*Exporter, error) {
 	if dir == "" {
@@ -131,8 +155,11 @@ func New(dir string, opts *Options) (*Exporter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("maildir: %s: %w", dir, err)
 	}
-	if err := os.MkdirAll(abs, 0o700); err != nil {
-		return nil, fmt.Errorf("maildir: create %s: %w", abs, err)
+	readOnly := opts != nil && opts.ReadOnly
+	if !readOnly {
+		if err := os.MkdirAll(abs, 0o700); err != nil {
+			return nil, fmt.Errorf("maildir: create %s: %w", abs, err)
+		}
 	}
 	root, err := os.OpenRoot(abs)
 	if err != nil {
@@ -141,6 +168,7 @@ func New(dir string, opts *Options) (*Exporter, error) {
 	e := &Exporter{
 		dir:       abs,
 		id:        "maildir:" + abs,
+		readOnly:  readOnly,
 		root:      root,
 		w:         &durable.Writer{Root: root, ErrShortBody: ErrShortBody},
 		renamedAt: map[string]uint64{},
@@ -149,11 +177,32 @@ func New(dir string, opts *Options) (*Exporter, error) {
 	if opts != nil && opts.ID != "" {
 		e.id = opts.ID
 	}
-	if err := e.init(); err != nil {
+	if readOnly {
+		err = e.checkFolders()
+	} else {
+		err = e.init()
+	}
+	if err != nil {
 		root.Close()
 		return nil, err
 	}
 	return e, nil
+}
+
+// checkFolders checks, for read-only mode, that new/ and cur/ exist and
+// are folders. It changes nothing.
+func (e *Exporter) checkFolders() error {
+	for _, sub := range []string{"new", "cur"} {
+		// Stat follows a symbolic link only within the folder.
+		fi, err := e.root.Stat(sub)
+		if err != nil {
+			return fmt.Errorf("maildir: %s: %w", e.path(sub), err)
+		}
+		if !fi.IsDir() {
+			return fmt.Errorf("maildir: %s is not a folder", e.path(sub))
+		}
+	}
+	return nil
 }
 
 // init creates the three sub-folders, checks that they can be written and
@@ -234,10 +283,14 @@ func (e *Exporter) Properties() exporters.Properties {
 // Sync to make the rename durable. Put checks ctx between chunks of the
 // copy and before the rename; on any error, cancellation included, it
 // removes its tmp file and nothing appears in new/. Puts of the same key
-// from several goroutines at once leave one copy.
+// from several goroutines at once leave one copy. A read-only Exporter
+// fails with ErrReadOnly and writes nothing.
 func (e *Exporter) Put(ctx context.Context, msg *exporters.Message) (exporters.Delivery, error) {
 	if msg == nil || msg.Body == nil {
 		return exporters.Delivery{}, errors.New("maildir: put: nil message or body")
+	}
+	if e.readOnly {
+		return exporters.Delivery{}, fmt.Errorf("maildir: put %s into %s: %w", msg.Key, e.dir, ErrReadOnly)
 	}
 	name, err := fileName(msg.Key)
 	if err != nil {
@@ -304,8 +357,12 @@ func (e *Exporter) write(ctx context.Context, name string, msg *exporters.Messag
 // therefore always complete and durable, whatever the moment of a crash;
 // a crash before Sync leaves only files in tmp/, which the next run
 // writes again and New removes once they are StaleTmpAge old. Messages
-// that a reader moved to cur/ are the reader's to make durable.
+// that a reader moved to cur/ are the reader's to make durable. A
+// read-only Exporter fails with ErrReadOnly.
 func (e *Exporter) Sync(ctx context.Context) error {
+	if e.readOnly {
+		return fmt.Errorf("maildir: sync %s: %w", e.dir, ErrReadOnly)
+	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("maildir: sync %s: %w", e.dir, err)
 	}
@@ -378,8 +435,12 @@ func (e *Exporter) Close() error {
 	e.ops.Lock()
 	defer e.ops.Unlock()
 	// Messages Put since the last Sync are published now, durably: a
-	// file is never left half-way between tmp/ and new/.
-	perr := e.publish()
+	// file is never left half-way between tmp/ and new/. A read-only
+	// Exporter has none, and writes nothing.
+	var perr error
+	if !e.readOnly {
+		perr = e.publish()
+	}
 	if err := e.root.Close(); err != nil {
 		return fmt.Errorf("maildir: close %s: %w", e.dir, err)
 	}

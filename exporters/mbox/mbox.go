@@ -56,6 +56,29 @@
 // longer match it. New checks that the last indexed entry is still in
 // place, and Open that a From_ line starts and a blank line ends the entry
 // it reads; a verifier compares the sha256 of what Open returns.
+//
+// # Read-only mode
+//
+// With Options.ReadOnly, New opens an existing mbox file and its index for
+// reading only, for verification: both files are opened O_RDONLY, nothing
+// is created, locked, truncated or rewritten, so that an archive on
+// read-only media can be checked, checking never changes what it checks,
+// and a file can be checked while a run appends to it. Index entries past
+// the end of the file, and a torn last index line, are ignored in memory
+// only. Has, Open and List work as in write mode, on the entries the index
+// held when New read it; Put, Sync and Resume fail with ErrReadOnly.
+//
+// A reader takes no lock at all: a shared flock would fail against the
+// writer's exclusive one (and, taken first, would keep a run from
+// starting). It needs none, because the writer only ever appends: it
+// writes an entry's bytes to the file before it appends the entry's index
+// line (Sync fsyncs in between), so every index line a reader sees
+// describes bytes already in the file, and an entry once committed is
+// never moved or rewritten. The only bytes a writer removes are those of a
+// failed Put, which no index line describes, and an uncommitted tail,
+// which Resume cuts back to the offset the journal committed; a reader
+// that opened before such a cut may find an entry of that tail gone or
+// damaged, which is what it is: never committed.
 package mbox
 
 import (
@@ -118,6 +141,9 @@ var (
 	// ErrCorruptIndex is returned when the index cannot be read, or does
 	// not match the mbox file.
 	ErrCorruptIndex = errors.New("mbox: corrupt index")
+	// ErrReadOnly is returned by Put, Sync and Resume of an Exporter
+	// opened with Options.ReadOnly.
+	ErrReadOnly = errors.New("mbox: exporter is read-only")
 )
 
 // Options tunes an Exporter. A nil *Options means the defaults.
@@ -125,15 +151,20 @@ type Options struct {
 	// ID is the destination id recorded in the journal. Empty means
 	// "mbox:" followed by the absolute path of the file.
 	ID string
+	// ReadOnly opens an existing mbox file and its index for reading
+	// only, without a lock (see New and the package documentation). The
+	// destination id is the same as in write mode.
+	ReadOnly bool
 }
 
 // Exporter appends messages to one mbox file. Its methods are safe for use
 // by several goroutines at once; Puts are written one after the other.
 type Exporter struct {
-	path    string // absolute path of the mbox file
-	idxPath string
-	id      string
-	fi      os.FileInfo // of f, to check that Open reads the same file
+	path     string // absolute path of the mbox file
+	idxPath  string
+	id       string
+	fi       os.FileInfo // of f, to check that Open reads the same file
+	readOnly bool
 
 	mu         sync.Mutex // guards everything below
 	closed     bool
@@ -174,7 +205,18 @@ var (
 // line, and rewrites the index when it dropped anything.
 //
 // Call Resume before the first Put or Has when the journal holds a state
-// for this destination. The caller closes the Exporter.
+// for this destination.
+//
+// With opts.ReadOnly, New instead opens the existing mbox file and index
+// read-only and takes no lock, so it succeeds while a writer holds the
+// file. A missing file or index is an error naming its path and wrapping
+// fs.ErrNotExist. The checks are those of write mode (a regular file
+// starting with a From_ line, a well-formed index whose last entry is in
+// place), but index entries past the end of the file and a torn last line
+// are dropped in memory only: nothing on disk changes. Put, Sync and
+// Resume then fail with ErrReadOnly.
+//
+// The caller closes the Exporter.
 func New(path string, opts *Options) (*Exporter, error) {
 	if path == "" {
 		return nil, errors.New("mbox: empty file path")
@@ -182,6 +224,9 @@ func New(path string, opts *Options) (*Exporter, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return nil, fmt.Errorf("mbox: %s: %w", path, err)
+	}
+	if opts != nil && opts.ReadOnly {
+		return openReadOnly(abs, opts)
 	}
 	if err := os.MkdirAll(filepath.Dir(abs), 0o700); err != nil {
 		return nil, fmt.Errorf("mbox: create folder of %s: %w", abs, err)
@@ -218,6 +263,54 @@ func New(path string, opts *Options) (*Exporter, error) {
 	return e, nil
 }
 
+// openReadOnly is New with Options.ReadOnly, for the absolute path abs.
+func openReadOnly(abs string, opts *Options) (*Exporter, error) {
+	f, err := openRegularReadOnly(abs)
+	if err != nil {
+		return nil, fmt.Errorf("mbox: open %s: %w", abs, err)
+	}
+	e := &Exporter{
+		path:     abs,
+		idxPath:  abs + IndexSuffix,
+		id:       "mbox:" + abs,
+		readOnly: true,
+		f:        f,
+		byKey:    map[string]int{},
+		byOff:    map[int64]int{},
+	}
+	if opts.ID != "" {
+		e.id = opts.ID
+	}
+	if err := e.init(); err != nil {
+		if e.idx != nil {
+			e.idx.Close()
+		}
+		f.Close()
+		return nil, err
+	}
+	return e, nil
+}
+
+// openRegularReadOnly opens the existing file path read-only and checks
+// that it is a regular file (never blocking on a FIFO). An error for a
+// missing file wraps fs.ErrNotExist.
+func openRegularReadOnly(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, fmt.Errorf("not a regular file (%s)", fi.Mode().Type())
+	}
+	return f, nil
+}
+
 // openRegular opens path read-write, creating it if missing, and checks
 // that it is a regular file (never blocking on a FIFO).
 func openRegular(path string) (f *os.File, created bool, err error) {
@@ -242,7 +335,8 @@ func openRegular(path string) (f *os.File, created bool, err error) {
 	return f, created, nil
 }
 
-// init checks the mbox file and loads the index.
+// init checks the mbox file and loads the index. In read-only mode it
+// opens the index read-only and changes nothing on disk.
 func (e *Exporter) init() error {
 	fi, err := e.f.Stat()
 	if err != nil {
@@ -264,7 +358,13 @@ func (e *Exporter) init() error {
 		return err
 	}
 
-	idx, created, err := openRegular(e.idxPath)
+	var idx *os.File
+	created := false
+	if e.readOnly {
+		idx, err = openRegularReadOnly(e.idxPath)
+	} else {
+		idx, created, err = openRegular(e.idxPath)
+	}
 	if err != nil {
 		return fmt.Errorf("mbox: open index %s: %w", e.idxPath, err)
 	}
@@ -289,7 +389,7 @@ func (e *Exporter) init() error {
 			return fmt.Errorf("%w: %s does not match %s: %v", ErrCorruptIndex, e.idxPath, e.path, err)
 		}
 	}
-	if torn || keep < len(ents) {
+	if (torn || keep < len(ents)) && !e.readOnly {
 		return e.rewriteIndex()
 	}
 	return nil
@@ -425,6 +525,9 @@ func (e *Exporter) usable() error {
 	if e.closed {
 		return ErrClosed
 	}
+	if e.readOnly {
+		return ErrReadOnly
+	}
 	return e.broken
 }
 
@@ -436,7 +539,8 @@ func (e *Exporter) usable() error {
 // error (cancellation, a failing or short body, a sha256 that is not
 // msg.SHA256 when that is set) it cuts the file back to where the entry
 // began and records nothing: Has does not find the key. The entry may sit
-// in a buffer when Put returns: call Sync to make it durable.
+// in a buffer when Put returns: call Sync to make it durable. A read-only
+// Exporter fails with ErrReadOnly and writes nothing.
 func (e *Exporter) Put(ctx context.Context, msg *exporters.Message) (exporters.Delivery, error) {
 	if msg == nil || msg.Body == nil {
 		return exporters.Delivery{}, fmt.Errorf("mbox: put into %s: nil message or body", e.path)
@@ -586,7 +690,7 @@ func (e *Exporter) rollback(start int64) error {
 // Sync writes every entry Put has buffered, fsyncs the mbox file, appends
 // their lines to the index and fsyncs it (and the folder, after New created
 // a file): every Put that returned nil is then durable and CommitState
-// covers it.
+// covers it. A read-only Exporter fails with ErrReadOnly.
 func (e *Exporter) Sync(ctx context.Context) error {
 	wrap := func(err error) error { return fmt.Errorf("mbox: sync %s: %w", e.path, err) }
 	if err := ctx.Err(); err != nil {
@@ -657,7 +761,8 @@ func (e *Exporter) CommitState() string {
 // it, and drops the index entries past it (rewriting the index). When the
 // file is shorter, messages the journal records as stored are gone: Resume
 // fails with an error wrapping ErrTruncated, changes nothing, and every
-// later Put and Sync fail.
+// later Put and Sync fail. A read-only Exporter repairs nothing: Resume
+// fails with ErrReadOnly.
 func (e *Exporter) Resume(ctx context.Context, state string, save func(ctx context.Context, state string) error) error {
 	wrap := func(err error) error { return fmt.Errorf("mbox: resume %s: %w", e.path, err) }
 	if err := ctx.Err(); err != nil {
@@ -728,7 +833,7 @@ func (e *Exporter) Resume(ctx context.Context, state string, save func(ctx conte
 
 // Close writes what Put has buffered and the pending index lines, without
 // fsync, and releases the file and its lock. It does not Sync. Calling
-// Close again returns nil.
+// Close again returns nil. A read-only Exporter writes nothing.
 func (e *Exporter) Close() error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -737,7 +842,7 @@ func (e *Exporter) Close() error {
 	}
 	e.closed = true
 	var errs []error
-	if e.broken == nil {
+	if e.broken == nil && !e.readOnly {
 		if err := e.flush(); err != nil {
 			errs = append(errs, err)
 		} else if err := e.writeIndex(); err != nil {

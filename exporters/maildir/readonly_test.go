@@ -1,0 +1,339 @@
+package maildir
+
+import (
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/popmigrate/popmigrate/exporters"
+)
+
+// oldTime is the modification time backdate gives every entry, so that any
+// later change of a file or folder (even within the same clock tick as the
+// set-up) shows in its mtime.
+var oldTime = time.Date(2001, 2, 3, 4, 5, 6, 0, time.UTC)
+
+// backdate sets the access and modification times of every file and folder
+// under root to oldTime.
+func backdate(t *testing.T, root string) {
+	t.Helper()
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.Type()&fs.ModeSymlink != 0 {
+			return err
+		}
+		return os.Chtimes(path, oldTime, oldTime)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// snapshot describes every entry under root, by path relative to root:
+// type and permissions, size, modification time, and the sha256 of a
+// regular file's bytes. Access times are left out: reading changes them.
+func snapshot(t *testing.T, root string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		desc := fmt.Sprintf("%v %d %d", fi.Mode(), fi.Size(), fi.ModTime().UnixNano())
+		if fi.Mode().IsRegular() {
+			b, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			desc += fmt.Sprintf(" %x", sha256.Sum256(b))
+		}
+		rel, _ := filepath.Rel(root, path)
+		out[filepath.ToSlash(rel)] = desc
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// sameSnapshot fails the test for every entry that differs between before
+// and after.
+func sameSnapshot(t *testing.T, what string, before, after map[string]string) {
+	t.Helper()
+	var names []string
+	for k := range before {
+		names = append(names, k)
+	}
+	for k := range after {
+		if _, ok := before[k]; !ok {
+			names = append(names, k)
+		}
+	}
+	slices.Sort(names)
+	for _, k := range names {
+		if b, a := before[k], after[k]; b != a {
+			t.Errorf("%s changed %q: before %q, after %q", what, k, b, a)
+		}
+	}
+}
+
+// readOnlyMount bind-mounts dir read-only at a new folder and returns that
+// folder; the mount is removed when the test ends. It skips the test when
+// the sandbox does not allow the mount.
+func readOnlyMount(t *testing.T, dir string) string {
+	t.Helper()
+	mnt := t.TempDir()
+	if out, err := exec.Command("mount", "--bind", dir, mnt).CombinedOutput(); err != nil {
+		t.Skipf("read-only bind mount not available here: mount --bind: %v: %s", err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", mnt).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v: %s", mnt, err, out)
+			exec.Command("umount", "-l", mnt).Run()
+		}
+	})
+	if out, err := exec.Command("mount", "-o", "remount,ro,bind", mnt).CombinedOutput(); err != nil {
+		t.Skipf("read-only bind mount not available here: mount -o remount,ro,bind: %v: %s", err, out)
+	}
+	probe := filepath.Join(mnt, ".probe")
+	if err := os.WriteFile(probe, nil, 0o600); err == nil {
+		os.Remove(probe)
+		t.Skipf("the mount at %s is still writable", mnt)
+	}
+	return mnt
+}
+
+// archive is a Maildir written by a writer Exporter and closed: a message
+// in new/, one a reader moved to cur/ with flags, a stale tmp file that a
+// writer would remove, and a file another program delivered.
+type archive struct {
+	dir        string
+	keys, refs []string // of the messages, in the same order
+	bodies     []string
+	stale      string // path of the stale tmp file
+}
+
+func newArchive(t *testing.T) *archive {
+	t.Helper()
+	a := &archive{dir: filepath.Join(t.TempDir(), "Maildir")}
+	w, err := New(a.dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, uidl := range []string{"new-one", "moved-one"} {
+		body := "Subject: " + uidl + "\n\nFrom the body of " + uidl + "\n"
+		m := msg(uidl, body)
+		a.keys = append(a.keys, m.Key)
+		a.refs = append(a.refs, mustStore(t, w, m))
+		a.bodies = append(a.bodies, body)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	moved := "cur/" + a.keys[1] + Suffix + ":2,S"
+	if err := os.Rename(filepath.Join(a.dir, a.refs[1]), filepath.Join(a.dir, moved)); err != nil {
+		t.Fatal(err)
+	}
+	a.refs[1] = moved
+	a.stale = filepath.Join(a.dir, "tmp", "left-by-a-crash.tmp")
+	if err := os.WriteFile(a.stale, []byte("partial"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(a.dir, "new", "1700000000.M1P2.host"), []byte("Subject: other\n\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	backdate(t, a.dir)
+	return a
+}
+
+func newReadOnly(t *testing.T, dir string, opts *Options) *Exporter {
+	t.Helper()
+	o := Options{ReadOnly: true}
+	if opts != nil {
+		o.ID = opts.ID
+	}
+	e, err := New(dir, &o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	return e
+}
+
+// checkReads checks that e reads the archive as a writer would: List,
+// Has and Open of each message (Open also by the Ref Put returned before
+// the message moved to cur/), an unknown key, a ref that is gone.
+func (a *archive) checkReads(t *testing.T, e *Exporter) {
+	t.Helper()
+	want := slices.Sorted(slices.Values(a.refs))
+	if got := mustList(t, e); !slices.Equal(got, want) {
+		t.Errorf("List = %v, want %v", got, want)
+	}
+	for i, key := range a.keys {
+		ref, ok := mustHas(t, e, key)
+		if !ok || ref != a.refs[i] {
+			t.Errorf("Has(%s) = %q, %v; want %q", key, ref, ok, a.refs[i])
+		}
+		if got := mustRead(t, e, a.refs[i]); got != a.bodies[i] {
+			t.Errorf("Open(%s) = %q, want %q", a.refs[i], got, a.bodies[i])
+		}
+	}
+	if got := mustRead(t, e, "new/"+a.keys[1]+Suffix); got != a.bodies[1] {
+		t.Errorf("Open of the Ref before the move = %q, want %q", got, a.bodies[1])
+	}
+	if _, ok := mustHas(t, e, msg("absent", "x").Key); ok {
+		t.Error("Has found a message never stored")
+	}
+	gone := "new/" + msg("absent", "x").Key + Suffix
+	if _, err := e.Open(t.Context(), gone); !errors.Is(err, exporters.ErrNotFound) {
+		t.Errorf("Open(%s) = %v, want ErrNotFound", gone, err)
+	}
+}
+
+// checkNoWrites checks that Put and Sync of the read-only e fail with
+// ErrReadOnly, naming the folder.
+func checkNoWrites(t *testing.T, e *Exporter) {
+	t.Helper()
+	_, err := e.Put(t.Context(), msg("new-message", "Subject: n\n\nn\n"))
+	if !errors.Is(err, ErrReadOnly) || !strings.Contains(err.Error(), e.Dir()) {
+		t.Errorf("Put = %v, want ErrReadOnly naming %s", err, e.Dir())
+	}
+	if err := e.Sync(t.Context()); !errors.Is(err, ErrReadOnly) || !strings.Contains(err.Error(), e.Dir()) {
+		t.Errorf("Sync = %v, want ErrReadOnly naming %s", err, e.Dir())
+	}
+}
+
+// TestReadOnlyChangesNothing opens an archive read-only, reads all of it,
+// tries to write and closes: not one name, size, time or byte under the
+// folder changes, the stale tmp file a writer removes included.
+func TestReadOnlyChangesNothing(t *testing.T) {
+	a := newArchive(t)
+	before := snapshot(t, a.dir)
+
+	e := newReadOnly(t, a.dir, nil)
+	a.checkReads(t, e)
+	checkNoWrites(t, e)
+	if err := e.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if err := e.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+	sameSnapshot(t, a.dir, before, snapshot(t, a.dir))
+	if _, err := os.Stat(a.stale); err != nil {
+		t.Errorf("the stale tmp file: %v", err)
+	}
+
+	// The snapshot sees what a writer does on open: its probe and its
+	// clean-up of tmp/.
+	w := newExporter(t, a.dir)
+	w.Close()
+	after := snapshot(t, a.dir)
+	if _, ok := after["tmp/left-by-a-crash.tmp"]; ok || after["new"] == before["new"] {
+		t.Errorf("a writer's open left the snapshot as it was (tmp/ file kept %v; new/ %q): the check above proves nothing", ok, after["new"])
+	}
+}
+
+// TestReadOnlyProperties: a read-only Exporter has the writer's Kind and
+// destination id, so verify finds the journal's deliveries under it.
+func TestReadOnlyProperties(t *testing.T) {
+	a := newArchive(t)
+	for _, id := range []string{"", "maildir:/srv/archive/alice"} {
+		w, err := New(a.dir, &Options{ID: id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := newReadOnly(t, a.dir, &Options{ID: id})
+		if got, want := r.Properties(), w.Properties(); got != want {
+			t.Errorf("id %q: read-only Properties %+v, writer's %+v", id, got, want)
+		}
+		w.Close()
+	}
+	if got := newReadOnly(t, a.dir, nil).Properties(); got.Kind != "maildir" || got.ID != "maildir:"+a.dir {
+		t.Errorf("default Properties %+v", got)
+	}
+}
+
+// TestReadOnlyMissing: a folder that is not there, or a Maildir without
+// cur/, is an error naming the path and wrapping fs.ErrNotExist, and the
+// read-only open creates nothing.
+func TestReadOnlyMissing(t *testing.T) {
+	parent := t.TempDir()
+	missing := filepath.Join(parent, "no", "Maildir")
+	if _, err := New(missing, &Options{ReadOnly: true}); !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), missing) {
+		t.Errorf("New(%s) = %v, want an error wrapping fs.ErrNotExist naming it", missing, err)
+	}
+	if ents, _ := os.ReadDir(parent); len(ents) != 0 {
+		t.Errorf("a read-only open of a missing folder created %v", ents)
+	}
+
+	half := filepath.Join(parent, "half")
+	for _, sub := range []string{"tmp", "new"} {
+		if err := os.MkdirAll(filepath.Join(half, sub), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	backdate(t, half)
+	before := snapshot(t, half)
+	cur := filepath.Join(half, "cur")
+	if _, err := New(half, &Options{ReadOnly: true}); !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), cur) {
+		t.Errorf("New of a Maildir without cur/ = %v, want an error wrapping fs.ErrNotExist naming %s", err, cur)
+	}
+	sameSnapshot(t, half, before, snapshot(t, half))
+
+	if err := os.WriteFile(cur, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(half, &Options{ReadOnly: true}); err == nil || !strings.Contains(err.Error(), cur+" is not a folder") {
+		t.Errorf("New with a file at cur = %v, want an error saying it is not a folder", err)
+	}
+}
+
+// TestReadOnlySeesLaterWrites: a read-only Exporter open while a writer
+// stores more messages finds them, as a second writer would.
+func TestReadOnlySeesLaterWrites(t *testing.T) {
+	a := newArchive(t)
+	r := newReadOnly(t, a.dir, nil)
+	w := newExporter(t, a.dir)
+	m := msg("later", "Subject: later\n\nlater\n")
+	if _, ok := mustHas(t, r, m.Key); ok {
+		t.Fatal("Has found the message before it was stored")
+	}
+	ref := mustStore(t, w, m)
+	if got, ok := mustHas(t, r, m.Key); !ok || got != ref {
+		t.Errorf("Has after the writer's Sync = %q, %v; want %q", got, ok, ref)
+	}
+	if got := mustRead(t, r, ref); got != "Subject: later\n\nlater\n" {
+		t.Errorf("Open = %q", got)
+	}
+}
+
+// TestReadOnlyMedia opens a Maildir on a read-only bind mount: a writer
+// cannot open it there, the read-only Exporter reads all of it.
+func TestReadOnlyMedia(t *testing.T) {
+	a := newArchive(t)
+	mnt := readOnlyMount(t, a.dir)
+	if w, err := New(mnt, nil); err == nil {
+		w.Close()
+		t.Fatalf("a writer opened the read-only mount %s", mnt)
+	}
+	ro := &archive{dir: mnt, keys: a.keys, refs: a.refs, bodies: a.bodies}
+	e := newReadOnly(t, mnt, nil)
+	ro.checkReads(t, e)
+	checkNoWrites(t, e)
+	if err := e.Close(); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+}
