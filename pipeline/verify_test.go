@@ -4,14 +4,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
-	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
+
+	"github.com/popmigrate/popmigrate/internal/testfs"
 
 	"github.com/popmigrate/popmigrate/config"
 	"github.com/popmigrate/popmigrate/exporters"
@@ -187,74 +185,6 @@ func TestVerifyDestinationAndServerFailures(t *testing.T) {
 	}
 }
 
-// oldTime is the modification time backdateTree gives every entry, so that
-// any later change (even within the same clock tick) shows in its mtime.
-var oldTime = time.Date(2001, 2, 3, 4, 5, 6, 0, time.UTC)
-
-// backdateTree sets the times of every file and folder under root to
-// oldTime.
-func backdateTree(t *testing.T, root string) {
-	t.Helper()
-	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.Type()&fs.ModeSymlink != 0 {
-			return err
-		}
-		return os.Chtimes(path, oldTime, oldTime)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-}
-
-// treeSnapshot describes every entry under root by relative path: type
-// and permissions, size, modification time and, for a regular file, the
-// sha256 of its bytes. Access times are left out: reading changes them.
-func treeSnapshot(t *testing.T, root string) map[string]string {
-	t.Helper()
-	out := map[string]string{}
-	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		fi, err := d.Info()
-		if err != nil {
-			return err
-		}
-		desc := fmt.Sprintf("%v %d %d", fi.Mode(), fi.Size(), fi.ModTime().UnixNano())
-		if fi.Mode().IsRegular() {
-			b, err := os.ReadFile(path)
-			if err != nil {
-				return err
-			}
-			desc += " " + sha256Hex(b)
-		}
-		rel, _ := filepath.Rel(root, path)
-		out[filepath.ToSlash(rel)] = desc
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
-// sameTree fails the test for every entry under root that differs from
-// before.
-func sameTree(t *testing.T, root string, before map[string]string) {
-	t.Helper()
-	after := treeSnapshot(t, root)
-	for k, b := range before {
-		if a := after[k]; a != b {
-			t.Errorf("%s: %q changed: before %q, after %q", root, k, b, a)
-		}
-	}
-	for k, a := range after {
-		if _, ok := before[k]; !ok {
-			t.Errorf("%s: %q appeared: %q", root, k, a)
-		}
-	}
-}
-
 // destRoots returns the folders holding the destinations verifyDests gave
 // the accounts of e.
 func destRoots(e *env) []string {
@@ -313,12 +243,12 @@ func TestVerifyChangesNoDestination(t *testing.T) {
 	}
 	before := map[string]map[string]string{}
 	for _, root := range destRoots(e) {
-		backdateTree(t, root)
-		before[root] = treeSnapshot(t, root)
+		testfs.Backdate(t, root)
+		before[root] = testfs.Snapshot(t, root)
 	}
 	verifyAllMatch(t, e, a, 3)
 	for _, root := range destRoots(e) {
-		sameTree(t, root, before[root])
+		testfs.Unchanged(t, root, before[root])
 	}
 }
 
@@ -352,7 +282,7 @@ func TestVerifyReadOnlyMedia(t *testing.T) {
 	verifyDests(e, a)
 	e.run([]*config.Account{a}, testOptions())
 	for _, root := range destRoots(e) {
-		mountReadOnly(t, root)
+		testfs.ReadOnlyMount(t, root, root)
 	}
 	if _, err := maildir.New(e.maildir("alice"), nil); err == nil {
 		t.Fatal("a writer opened the Maildir on the read-only mount")
@@ -366,23 +296,5 @@ func TestVerifyReadOnlyMedia(t *testing.T) {
 		if m.State != journal.StateVerified {
 			t.Errorf("message %s is %s, want verified", m.UIDL, m.State)
 		}
-	}
-}
-
-// mountReadOnly bind-mounts dir read-only over itself until the test ends.
-// It skips the test when the sandbox does not allow it.
-func mountReadOnly(t *testing.T, dir string) {
-	t.Helper()
-	if out, err := exec.Command("mount", "--bind", dir, dir).CombinedOutput(); err != nil {
-		t.Skipf("read-only bind mount not available here: mount --bind: %v: %s", err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v: %s", dir, err, out)
-			exec.Command("umount", "-l", dir).Run()
-		}
-	})
-	if out, err := exec.Command("mount", "-o", "remount,ro,bind", dir).CombinedOutput(); err != nil {
-		t.Skipf("read-only bind mount not available here: mount -o remount,ro,bind: %v: %s", err, out)
 	}
 }

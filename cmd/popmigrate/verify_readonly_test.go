@@ -1,108 +1,20 @@
 package main
 
 import (
-	"crypto/sha256"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
-	"time"
+
+	"github.com/popmigrate/popmigrate/internal/testfs"
 
 	"github.com/popmigrate/popmigrate/exporters"
 	"github.com/popmigrate/popmigrate/exporters/eml"
 	"github.com/popmigrate/popmigrate/exporters/mbox"
 )
-
-// oldTime is the modification time backdateTree gives every entry, so that
-// any later change (even within the same clock tick) shows in its mtime.
-var oldTime = time.Date(2001, 2, 3, 4, 5, 6, 0, time.UTC)
-
-// backdateTree sets the times of every file and folder under root to
-// oldTime.
-func backdateTree(t *testing.T, root string) {
-	t.Helper()
-	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.Type()&fs.ModeSymlink != 0 {
-			return err
-		}
-		return os.Chtimes(path, oldTime, oldTime)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-}
-
-// treeSnapshot describes every entry under root by relative path: type
-// and permissions, size, modification time and, for a regular file, the
-// sha256 of its bytes. Access times are left out: reading changes them.
-func treeSnapshot(t *testing.T, root string) map[string]string {
-	t.Helper()
-	out := map[string]string{}
-	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		fi, err := d.Info()
-		if err != nil {
-			return err
-		}
-		desc := fmt.Sprintf("%v %d %d", fi.Mode(), fi.Size(), fi.ModTime().UnixNano())
-		if fi.Mode().IsRegular() {
-			b, err := os.ReadFile(path)
-			if err != nil {
-				return err
-			}
-			desc += fmt.Sprintf(" %x", sha256.Sum256(b))
-		}
-		rel, _ := filepath.Rel(root, path)
-		out[filepath.ToSlash(rel)] = desc
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
-// sameTree fails the test for every entry under root that differs from
-// before.
-func sameTree(t *testing.T, root string, before map[string]string) {
-	t.Helper()
-	after := treeSnapshot(t, root)
-	for k, b := range before {
-		if a := after[k]; a != b {
-			t.Errorf("%s: %q changed: before %q, after %q", root, k, b, a)
-		}
-	}
-	for k, a := range after {
-		if _, ok := before[k]; !ok {
-			t.Errorf("%s: %q appeared: %q", root, k, a)
-		}
-	}
-}
-
-// mountReadOnly bind-mounts dir read-only over itself until the test ends.
-// It skips the test when the sandbox does not allow it.
-func mountReadOnly(t *testing.T, dir string) {
-	t.Helper()
-	if out, err := exec.Command("mount", "--bind", dir, dir).CombinedOutput(); err != nil {
-		t.Skipf("read-only bind mount not available here: mount --bind: %v: %s", err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v: %s", dir, err, out)
-			exec.Command("umount", "-l", dir).Run()
-		}
-	})
-	if out, err := exec.Command("mount", "-o", "remount,ro,bind", dir).CombinedOutput(); err != nil {
-		t.Skipf("read-only bind mount not available here: mount -o remount,ro,bind: %v: %s", err, out)
-	}
-}
 
 // writeManifest writes alice's manifest with `popmigrate manifest` beside
 // the archive (not in it) and returns its path.
@@ -145,22 +57,22 @@ func TestVerifyCLILeavesArchiveUnchanged(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	backdateTree(t, f.out)
-	before := treeSnapshot(t, f.out)
+	testfs.Backdate(t, f.out)
+	before := testfs.Snapshot(t, f.out)
 
 	runMain(t, f.verifyArgs()...).wantCode(t, exitOK)
 	for _, dest := range f.destSpecs() {
 		runMain(t, "verify", "--manifest", manifest, "--to", dest).wantCode(t, exitOK)
 	}
-	sameTree(t, f.out, before)
+	testfs.Unchanged(t, f.out, before)
 
 	// One flipped byte per destination: message 1 in the Maildir, 2 in
 	// the mbox, 3 in an .eml file.
 	changeFile(t, f.maildirFile(1), flipBody(1))
 	changeFile(t, f.mbox, flipBody(2))
 	changeFile(t, f.emlFile(t, 3), flipBody(3))
-	backdateTree(t, f.out)
-	before = treeSnapshot(t, f.out)
+	testfs.Backdate(t, f.out)
+	before = testfs.Snapshot(t, f.out)
 	account := regexp.QuoteMeta(f.account("alice"))
 	r := runMain(t, f.verifyArgs()...)
 	r.wantCode(t, exitMismatch)
@@ -181,7 +93,7 @@ func TestVerifyCLILeavesArchiveUnchanged(t *testing.T) {
 			t.Errorf("verify --manifest --to %s: want one line matching %s:\n%s", dest, re, r)
 		}
 	}
-	sameTree(t, f.out, before)
+	testfs.Unchanged(t, f.out, before)
 }
 
 // TestVerifyCLIReadOnlyMedia: an archive on a read-only mount verifies,
@@ -190,7 +102,7 @@ func TestVerifyCLILeavesArchiveUnchanged(t *testing.T) {
 func TestVerifyCLIReadOnlyMedia(t *testing.T) {
 	f := newVerifyFixture(t, 3)
 	manifest := f.writeManifest(t)
-	mountReadOnly(t, f.out)
+	testfs.ReadOnlyMount(t, f.out, f.out)
 	if err := os.WriteFile(filepath.Join(f.out, "probe"), nil, 0o600); err == nil {
 		t.Fatalf("%s is still writable after the read-only mount", f.out)
 	}

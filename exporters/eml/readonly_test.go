@@ -1,119 +1,18 @@
 package eml
 
 import (
-	"crypto/sha256"
 	"errors"
-	"fmt"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
-	"time"
+
+	"github.com/popmigrate/popmigrate/internal/testfs"
 
 	"github.com/popmigrate/popmigrate/exporters"
 )
-
-// oldTime is the modification time backdate gives every entry, so that any
-// later change of a file or folder (even within the same clock tick as the
-// set-up) shows in its mtime.
-var oldTime = time.Date(2001, 2, 3, 4, 5, 6, 0, time.UTC)
-
-// backdate sets the access and modification times of every file and folder
-// under root to oldTime.
-func backdate(t *testing.T, root string) {
-	t.Helper()
-	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.Type()&fs.ModeSymlink != 0 {
-			return err
-		}
-		return os.Chtimes(path, oldTime, oldTime)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-}
-
-// snapshot describes every entry under root, by path relative to root:
-// type and permissions, size, modification time, and the sha256 of a
-// regular file's bytes. Access times are left out: reading changes them.
-func snapshot(t *testing.T, root string) map[string]string {
-	t.Helper()
-	out := map[string]string{}
-	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		fi, err := d.Info()
-		if err != nil {
-			return err
-		}
-		desc := fmt.Sprintf("%v %d %d", fi.Mode(), fi.Size(), fi.ModTime().UnixNano())
-		if fi.Mode().IsRegular() {
-			b, err := os.ReadFile(path)
-			if err != nil {
-				return err
-			}
-			desc += fmt.Sprintf(" %x", sha256.Sum256(b))
-		}
-		rel, _ := filepath.Rel(root, path)
-		out[filepath.ToSlash(rel)] = desc
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
-// sameSnapshot fails the test for every entry that differs between before
-// and after.
-func sameSnapshot(t *testing.T, what string, before, after map[string]string) {
-	t.Helper()
-	var names []string
-	for k := range before {
-		names = append(names, k)
-	}
-	for k := range after {
-		if _, ok := before[k]; !ok {
-			names = append(names, k)
-		}
-	}
-	slices.Sort(names)
-	for _, k := range names {
-		if b, a := before[k], after[k]; b != a {
-			t.Errorf("%s changed %q: before %q, after %q", what, k, b, a)
-		}
-	}
-}
-
-// readOnlyMount bind-mounts dir read-only at a new folder and returns that
-// folder; the mount is removed when the test ends. It skips the test when
-// the sandbox does not allow the mount.
-func readOnlyMount(t *testing.T, dir string) string {
-	t.Helper()
-	mnt := t.TempDir()
-	if out, err := exec.Command("mount", "--bind", dir, mnt).CombinedOutput(); err != nil {
-		t.Skipf("read-only bind mount not available here: mount --bind: %v: %s", err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", mnt).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v: %s", mnt, err, out)
-			exec.Command("umount", "-l", mnt).Run()
-		}
-	})
-	if out, err := exec.Command("mount", "-o", "remount,ro,bind", mnt).CombinedOutput(); err != nil {
-		t.Skipf("read-only bind mount not available here: mount -o remount,ro,bind: %v: %s", err, out)
-	}
-	probe := filepath.Join(mnt, ".probe")
-	if err := os.WriteFile(probe, nil, 0o600); err == nil {
-		os.Remove(probe)
-		t.Skipf("the mount at %s is still writable", mnt)
-	}
-	return mnt
-}
 
 // archive is an eml tree written by a writer Exporter and closed: two
 // accounts, a stale temporary file that a writer would remove, a hidden
@@ -158,7 +57,7 @@ func newArchive(t *testing.T) *archive {
 			t.Fatal(err)
 		}
 	}
-	backdate(t, a.dir)
+	testfs.Backdate(t, a.dir)
 	return a
 }
 
@@ -231,7 +130,7 @@ func checkNoWrites(t *testing.T, e *Exporter) {
 // root changes, the stale temporary file a writer removes included.
 func TestReadOnlyChangesNothing(t *testing.T) {
 	a := newArchive(t)
-	before := snapshot(t, a.dir)
+	before := testfs.Snapshot(t, a.dir)
 
 	e := newReadOnly(t, a.dir, "")
 	a.checkReads(t, e)
@@ -242,7 +141,7 @@ func TestReadOnlyChangesNothing(t *testing.T) {
 	if err := e.Close(); err != nil {
 		t.Errorf("second Close: %v", err)
 	}
-	sameSnapshot(t, a.dir, before, snapshot(t, a.dir))
+	testfs.Same(t, a.dir, before, testfs.Snapshot(t, a.dir))
 	if _, err := os.Stat(a.stale); err != nil {
 		t.Errorf("the stale temporary file: %v", err)
 	}
@@ -252,7 +151,7 @@ func TestReadOnlyChangesNothing(t *testing.T) {
 	w := newExporter(t, a.dir)
 	mustHas(t, w, exporters.MessageKey("nobody", "x"))
 	w.Close()
-	after := snapshot(t, a.dir)
+	after := testfs.Snapshot(t, a.dir)
 	if _, ok := after[AccountDir(alice)+"/"+TmpDir+"/k.0123.tmp"]; ok || after["."] == before["."] {
 		t.Errorf("a writer left the snapshot as it was (stale file kept %v; root %q): the check above proves nothing", ok, after["."])
 	}
@@ -306,7 +205,7 @@ func TestReadOnlyMissing(t *testing.T) {
 // cannot open it there, the read-only Exporter reads all of it.
 func TestReadOnlyMedia(t *testing.T) {
 	a := newArchive(t)
-	mnt := readOnlyMount(t, a.dir)
+	mnt := testfs.ReadOnlyMount(t, a.dir, "")
 	if w, err := New(mnt, nil); err == nil {
 		w.Close()
 		t.Fatalf("a writer opened the read-only mount %s", mnt)

@@ -1,119 +1,18 @@
 package maildir
 
 import (
-	"crypto/sha256"
 	"errors"
-	"fmt"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
-	"time"
+
+	"github.com/popmigrate/popmigrate/internal/testfs"
 
 	"github.com/popmigrate/popmigrate/exporters"
 )
-
-// oldTime is the modification time backdate gives every entry, so that any
-// later change of a file or folder (even within the same clock tick as the
-// set-up) shows in its mtime.
-var oldTime = time.Date(2001, 2, 3, 4, 5, 6, 0, time.UTC)
-
-// backdate sets the access and modification times of every file and folder
-// under root to oldTime.
-func backdate(t *testing.T, root string) {
-	t.Helper()
-	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.Type()&fs.ModeSymlink != 0 {
-			return err
-		}
-		return os.Chtimes(path, oldTime, oldTime)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-}
-
-// snapshot describes every entry under root, by path relative to root:
-// type and permissions, size, modification time, and the sha256 of a
-// regular file's bytes. Access times are left out: reading changes them.
-func snapshot(t *testing.T, root string) map[string]string {
-	t.Helper()
-	out := map[string]string{}
-	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		fi, err := d.Info()
-		if err != nil {
-			return err
-		}
-		desc := fmt.Sprintf("%v %d %d", fi.Mode(), fi.Size(), fi.ModTime().UnixNano())
-		if fi.Mode().IsRegular() {
-			b, err := os.ReadFile(path)
-			if err != nil {
-				return err
-			}
-			desc += fmt.Sprintf(" %x", sha256.Sum256(b))
-		}
-		rel, _ := filepath.Rel(root, path)
-		out[filepath.ToSlash(rel)] = desc
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
-// sameSnapshot fails the test for every entry that differs between before
-// and after.
-func sameSnapshot(t *testing.T, what string, before, after map[string]string) {
-	t.Helper()
-	var names []string
-	for k := range before {
-		names = append(names, k)
-	}
-	for k := range after {
-		if _, ok := before[k]; !ok {
-			names = append(names, k)
-		}
-	}
-	slices.Sort(names)
-	for _, k := range names {
-		if b, a := before[k], after[k]; b != a {
-			t.Errorf("%s changed %q: before %q, after %q", what, k, b, a)
-		}
-	}
-}
-
-// readOnlyMount bind-mounts dir read-only at a new folder and returns that
-// folder; the mount is removed when the test ends. It skips the test when
-// the sandbox does not allow the mount.
-func readOnlyMount(t *testing.T, dir string) string {
-	t.Helper()
-	mnt := t.TempDir()
-	if out, err := exec.Command("mount", "--bind", dir, mnt).CombinedOutput(); err != nil {
-		t.Skipf("read-only bind mount not available here: mount --bind: %v: %s", err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", mnt).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v: %s", mnt, err, out)
-			exec.Command("umount", "-l", mnt).Run()
-		}
-	})
-	if out, err := exec.Command("mount", "-o", "remount,ro,bind", mnt).CombinedOutput(); err != nil {
-		t.Skipf("read-only bind mount not available here: mount -o remount,ro,bind: %v: %s", err, out)
-	}
-	probe := filepath.Join(mnt, ".probe")
-	if err := os.WriteFile(probe, nil, 0o600); err == nil {
-		os.Remove(probe)
-		t.Skipf("the mount at %s is still writable", mnt)
-	}
-	return mnt
-}
 
 // archive is a Maildir written by a writer Exporter and closed: a message
 // in new/, one a reader moved to cur/ with flags, a stale tmp file that a
@@ -154,7 +53,7 @@ func newArchive(t *testing.T) *archive {
 	if err := os.WriteFile(filepath.Join(a.dir, "new", "1700000000.M1P2.host"), []byte("Subject: other\n\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	backdate(t, a.dir)
+	testfs.Backdate(t, a.dir)
 	return a
 }
 
@@ -220,7 +119,7 @@ func checkNoWrites(t *testing.T, e *Exporter) {
 // folder changes, the stale tmp file a writer removes included.
 func TestReadOnlyChangesNothing(t *testing.T) {
 	a := newArchive(t)
-	before := snapshot(t, a.dir)
+	before := testfs.Snapshot(t, a.dir)
 
 	e := newReadOnly(t, a.dir, nil)
 	a.checkReads(t, e)
@@ -231,7 +130,7 @@ func TestReadOnlyChangesNothing(t *testing.T) {
 	if err := e.Close(); err != nil {
 		t.Errorf("second Close: %v", err)
 	}
-	sameSnapshot(t, a.dir, before, snapshot(t, a.dir))
+	testfs.Same(t, a.dir, before, testfs.Snapshot(t, a.dir))
 	if _, err := os.Stat(a.stale); err != nil {
 		t.Errorf("the stale tmp file: %v", err)
 	}
@@ -240,7 +139,7 @@ func TestReadOnlyChangesNothing(t *testing.T) {
 	// clean-up of tmp/.
 	w := newExporter(t, a.dir)
 	w.Close()
-	after := snapshot(t, a.dir)
+	after := testfs.Snapshot(t, a.dir)
 	if _, ok := after["tmp/left-by-a-crash.tmp"]; ok || after["new"] == before["new"] {
 		t.Errorf("a writer's open left the snapshot as it was (tmp/ file kept %v; new/ %q): the check above proves nothing", ok, after["new"])
 	}
@@ -285,13 +184,13 @@ func TestReadOnlyMissing(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	backdate(t, half)
-	before := snapshot(t, half)
+	testfs.Backdate(t, half)
+	before := testfs.Snapshot(t, half)
 	cur := filepath.Join(half, "cur")
 	if _, err := New(half, &Options{ReadOnly: true}); !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), cur) {
 		t.Errorf("New of a Maildir without cur/ = %v, want an error wrapping fs.ErrNotExist naming %s", err, cur)
 	}
-	sameSnapshot(t, half, before, snapshot(t, half))
+	testfs.Same(t, half, before, testfs.Snapshot(t, half))
 
 	if err := os.WriteFile(cur, nil, 0o600); err != nil {
 		t.Fatal(err)
@@ -324,7 +223,7 @@ func TestReadOnlySeesLaterWrites(t *testing.T) {
 // cannot open it there, the read-only Exporter reads all of it.
 func TestReadOnlyMedia(t *testing.T) {
 	a := newArchive(t)
-	mnt := readOnlyMount(t, a.dir)
+	mnt := testfs.ReadOnlyMount(t, a.dir, "")
 	if w, err := New(mnt, nil); err == nil {
 		w.Close()
 		t.Fatalf("a writer opened the read-only mount %s", mnt)

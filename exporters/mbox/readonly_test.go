@@ -3,121 +3,22 @@ package mbox
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/popmigrate/popmigrate/internal/testfs"
+
 	"github.com/popmigrate/popmigrate/exporters"
 	"github.com/popmigrate/popmigrate/exporters/exportertest"
 	"github.com/popmigrate/popmigrate/internal/testmsg"
 )
-
-// oldTime is the modification time backdate gives every entry, so that any
-// later change of a file or folder (even within the same clock tick as the
-// set-up) shows in its mtime.
-var oldTime = time.Date(2001, 2, 3, 4, 5, 6, 0, time.UTC)
-
-// backdate sets the access and modification times of every file and folder
-// under root to oldTime.
-func backdate(t *testing.T, root string) {
-	t.Helper()
-	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.Type()&fs.ModeSymlink != 0 {
-			return err
-		}
-		return os.Chtimes(path, oldTime, oldTime)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-}
-
-// snapshot describes every entry under root, by path relative to root:
-// type and permissions, size, modification time, and the sha256 of a
-// regular file's bytes. Access times are left out: reading changes them.
-func snapshot(t *testing.T, root string) map[string]string {
-	t.Helper()
-	out := map[string]string{}
-	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		fi, err := d.Info()
-		if err != nil {
-			return err
-		}
-		desc := fmt.Sprintf("%v %d %d", fi.Mode(), fi.Size(), fi.ModTime().UnixNano())
-		if fi.Mode().IsRegular() {
-			b, err := os.ReadFile(path)
-			if err != nil {
-				return err
-			}
-			desc += fmt.Sprintf(" %x", sha256.Sum256(b))
-		}
-		rel, _ := filepath.Rel(root, path)
-		out[filepath.ToSlash(rel)] = desc
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
-// sameSnapshot fails the test for every entry that differs between before
-// and after.
-func sameSnapshot(t *testing.T, what string, before, after map[string]string) {
-	t.Helper()
-	var names []string
-	for k := range before {
-		names = append(names, k)
-	}
-	for k := range after {
-		if _, ok := before[k]; !ok {
-			names = append(names, k)
-		}
-	}
-	slices.Sort(names)
-	for _, k := range names {
-		if b, a := before[k], after[k]; b != a {
-			t.Errorf("%s changed %q: before %q, after %q", what, k, b, a)
-		}
-	}
-}
-
-// readOnlyMount bind-mounts dir read-only at a new folder and returns that
-// folder; the mount is removed when the test ends. It skips the test when
-// the sandbox does not allow the mount.
-func readOnlyMount(t *testing.T, dir string) string {
-	t.Helper()
-	mnt := t.TempDir()
-	if out, err := exec.Command("mount", "--bind", dir, mnt).CombinedOutput(); err != nil {
-		t.Skipf("read-only bind mount not available here: mount --bind: %v: %s", err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", mnt).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v: %s", mnt, err, out)
-			exec.Command("umount", "-l", mnt).Run()
-		}
-	})
-	if out, err := exec.Command("mount", "-o", "remount,ro,bind", mnt).CombinedOutput(); err != nil {
-		t.Skipf("read-only bind mount not available here: mount -o remount,ro,bind: %v: %s", err, out)
-	}
-	probe := filepath.Join(mnt, ".probe")
-	if err := os.WriteFile(probe, nil, 0o600); err == nil {
-		os.Remove(probe)
-		t.Skipf("the mount at %s is still writable", mnt)
-	}
-	return mnt
-}
 
 func newReadOnly(t testing.TB, path, id string) *Exporter {
 	t.Helper()
@@ -150,7 +51,7 @@ func newArchive(t *testing.T) *archive {
 	}
 	mustSync(t, w)
 	mustClose(t, w)
-	backdate(t, filepath.Dir(a.path))
+	testfs.Backdate(t, filepath.Dir(a.path))
 	return a
 }
 
@@ -222,7 +123,7 @@ func checkNoWrites(t *testing.T, e *Exporter) {
 func TestReadOnlyChangesNothing(t *testing.T) {
 	a := newArchive(t)
 	dir := filepath.Dir(a.path)
-	before := snapshot(t, dir)
+	before := testfs.Snapshot(t, dir)
 	index := readFile(t, a.path+IndexSuffix)
 
 	e := newReadOnly(t, a.path, "")
@@ -237,7 +138,7 @@ func TestReadOnlyChangesNothing(t *testing.T) {
 	if err := e.Close(); err != nil {
 		t.Errorf("second Close: %v", err)
 	}
-	sameSnapshot(t, dir, before, snapshot(t, dir))
+	testfs.Same(t, dir, before, testfs.Snapshot(t, dir))
 	if got := readFile(t, a.path+IndexSuffix); !bytes.Equal(got, index) {
 		t.Errorf("the index changed:\n%s\nwas:\n%s", got, index)
 	}
@@ -269,14 +170,14 @@ func TestReadOnlyIgnoresEntriesPastTheEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := filepath.Dir(a.path)
-	backdate(t, dir)
-	before := snapshot(t, dir)
+	testfs.Backdate(t, dir)
+	before := testfs.Snapshot(t, dir)
 	index := readFile(t, a.path+IndexSuffix)
 
 	e := newReadOnly(t, a.path, "")
 	a.checkReads(t, e, keep)
 	mustClose(t, e)
-	sameSnapshot(t, dir, before, snapshot(t, dir))
+	testfs.Same(t, dir, before, testfs.Snapshot(t, dir))
 	if got := readFile(t, a.path+IndexSuffix); !bytes.Equal(got, index) {
 		t.Errorf("the index changed:\n%s\nwas:\n%s", got, index)
 	}
@@ -462,7 +363,7 @@ func TestReadOnlyWhileWriterAppends(t *testing.T) {
 // cannot open it there, the read-only Exporter reads all of it.
 func TestReadOnlyMedia(t *testing.T) {
 	a := newArchive(t)
-	mnt := readOnlyMount(t, filepath.Dir(a.path))
+	mnt := testfs.ReadOnlyMount(t, filepath.Dir(a.path), "")
 	path := filepath.Join(mnt, filepath.Base(a.path))
 	if w, err := New(path, nil); err == nil {
 		w.Close()
