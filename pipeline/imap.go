@@ -17,8 +17,9 @@ import (
 // openIMAP connects to an IMAP destination with the account's target
 // credentials: TLS (or STARTTLS, required) verified against the IMAP CA
 // file, else the account's CA file, else the system roots.
-func openIMAP(ctx context.Context, d *config.Destination, id string, a *config.Account, o *Options) (*imap.Exporter, error) {
+func openIMAP(ctx context.Context, d *config.Destination, id string, a *config.Account, o *Options, readOnly bool) (*imap.Exporter, error) {
 	io := &imap.Options{
+		ReadOnly:      readOnly,
 		ID:            id,
 		Addr:          d.Addr(),
 		Username:      d.User,

@@ -164,7 +164,7 @@ func openDestination(ctx context.Context, spec string, a *config.Account, o *Opt
 	case "mbox":
 		e, err = mbox.New(d.Path, &mbox.Options{ID: id})
 	case "imap":
-		e, err = openIMAP(ctx, &d, id, a, o)
+		e, err = openIMAP(ctx, &d, id, a, o, false)
 	default:
 		return nil, fmt.Errorf("destination %s: kind %q is not supported", spec, d.Kind)
 	}

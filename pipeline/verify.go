@@ -213,10 +213,9 @@ func VerifyManifest(ctx context.Context, r io.Reader, spec string, a *config.Acc
 // A file destination (maildir, eml, mbox) is opened with its exporter's
 // ReadOnly option: nothing is created (a missing destination is an error
 // wrapping fs.ErrNotExist), probed, cleaned up, locked or rewritten, and
-// its Properties, hence its destination id, are those run records. Any
-// other kind is opened by openDestination: an IMAP destination reads with
-// EXAMINE and BODY.PEEK, which set no flag, but its exporter still creates
-// the folder (and subscribes to it) when it is missing.
+// its Properties, hence its destination id, are those run records. An
+// IMAP destination is opened read-only too: it reads with BODY.PEEK, which
+// sets no flag, and a missing folder is an error, never created.
 func openForVerify(ctx context.Context, spec string, a *config.Account, o *Options) (exporters.Exporter, error) {
 	d, err := config.ParseDestination(spec)
 	if err != nil {
@@ -231,6 +230,9 @@ func openForVerify(ctx context.Context, spec string, a *config.Account, o *Optio
 		e, err = eml.New(d.Path, &eml.Options{ID: id, ReadOnly: true})
 	case "mbox":
 		e, err = mbox.New(d.Path, &mbox.Options{ID: id, ReadOnly: true})
+	case "imap":
+		// Reads are BODY.PEEK; read-only also never creates the folder.
+		e, err = openIMAP(ctx, &d, id, a, o, true)
 	default:
 		return openDestination(ctx, spec, a, o)
 	}

@@ -108,6 +108,9 @@ const (
 var (
 	// ErrClosed is returned by every method called after Close.
 	ErrClosed = errors.New("imap: exporter closed")
+	// ErrReadOnly is wrapped by Put, Sync and Resume of an Exporter
+	// opened with Options.ReadOnly.
+	ErrReadOnly = errors.New("imap: exporter is read-only")
 	// ErrTimeout is wrapped when a command made no progress within
 	// Options.Timeout.
 	ErrTimeout = errors.New("imap: timeout")
@@ -169,6 +172,11 @@ type Options struct {
 	// message the server rejects is kept as <key>.eml; Put then returns a
 	// *QuarantinedError. Empty means Put returns a *RejectedError.
 	QuarantineDir string
+	// ReadOnly opens the folder for reading back only (verify): a missing
+	// folder is an error wrapping exporters.ErrNotFound instead of being
+	// created, and Put, Sync and Resume return ErrReadOnly. Reads never
+	// change a message (BODY.PEEK).
+	ReadOnly bool
 	// Timeout bounds each command, counted from its last progress (bytes
 	// moving); 0 means DefaultTimeout.
 	Timeout time.Duration
@@ -470,6 +478,9 @@ func (e *Exporter) ensureFolder(ctx context.Context, c *conn) (string, error) {
 	if err != nil || ok {
 		return name, err
 	}
+	if e.opts.ReadOnly {
+		return "", fmt.Errorf("folder %q: %w", name, exporters.ErrNotFound)
+	}
 	o.progress()
 	if cerr := c.client.Create(name, nil).Wait(); cerr != nil {
 		if c.isDead() {
@@ -711,6 +722,9 @@ func (e *Exporter) unlockKey(key, ref string) {
 // errors of the destination. A connection that fails is replaced once.
 // Put blocks while a Sync waits for the Puts in flight.
 func (e *Exporter) Put(ctx context.Context, msg *exporters.Message) (exporters.Delivery, error) {
+	if e.opts.ReadOnly {
+		return exporters.Delivery{}, fmt.Errorf("imap: %s: put: %w", e.id, ErrReadOnly)
+	}
 	if msg == nil || msg.Body == nil {
 		return exporters.Delivery{}, fmt.Errorf("imap: %s: put of a nil message or body", e.id)
 	}
@@ -1152,6 +1166,9 @@ func (e *Exporter) stateLocked(intent bool) state {
 // the first error, other than a rejected message, of a Put it waited for.
 func (e *Exporter) Sync(ctx context.Context) error {
 	wrap := func(err error) error { return fmt.Errorf("imap: %s: sync: %w", e.id, err) }
+	if e.opts.ReadOnly {
+		return wrap(ErrReadOnly)
+	}
 	if err := ctx.Err(); err != nil {
 		return wrap(err)
 	}
@@ -1216,6 +1233,9 @@ func (e *Exporter) CommitState() string {
 // created again since the state was recorded.
 func (e *Exporter) Resume(ctx context.Context, st string, save func(ctx context.Context, state string) error) error {
 	wrap := func(err error) error { return fmt.Errorf("imap: %s: resume: %w", e.id, err) }
+	if e.opts.ReadOnly {
+		return wrap(ErrReadOnly)
+	}
 	e.mu.Lock()
 	switch {
 	case e.closed:

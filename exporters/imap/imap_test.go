@@ -1336,3 +1336,52 @@ func TestPutErrorsNameMessage(t *testing.T) {
 type shortBody struct{ *bytes.Reader }
 
 func (b *shortBody) Size() int64 { return b.Reader.Size() + 10 }
+
+// Read-only (verify) never creates a folder, refuses writes, and reads
+// what a writer stored.
+func TestReadOnly(t *testing.T) {
+	srv := startMem(t, memConfig{})
+	o := srv.options("Missing/Folder")
+	o.ReadOnly = true
+	if e, err := New(testCtx(t), o); !errors.Is(err, exporters.ErrNotFound) {
+		if e != nil {
+			e.Close()
+		}
+		t.Fatalf("read-only New of a missing folder: %v, want ErrNotFound", err)
+	}
+	cl := srv.client(t)
+	l, err := cl.List("", "*", nil).Collect()
+	cl.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range l {
+		if strings.HasPrefix(d.Mailbox, "Missing") {
+			t.Errorf("read-only New created %q", d.Mailbox)
+		}
+	}
+
+	w := newExporter(t, srv.options("Archive"))
+	ref := mustPut(t, w, msgN(1))
+	if err := w.Sync(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	o = srv.options("Archive")
+	o.ReadOnly = true
+	r := newExporter(t, o)
+	if got := mustOpen(t, r, ref); !bytes.Equal(got, messageBytes(msgN(1))) {
+		t.Errorf("read-only Open read %q", got)
+	}
+	if _, err := r.Put(testCtx(t), msgN(2)); !errors.Is(err, ErrReadOnly) {
+		t.Errorf("read-only Put: %v, want ErrReadOnly", err)
+	}
+	if err := r.Sync(testCtx(t)); !errors.Is(err, ErrReadOnly) {
+		t.Errorf("read-only Sync: %v, want ErrReadOnly", err)
+	}
+	if err := r.Resume(testCtx(t), "", nil); !errors.Is(err, ErrReadOnly) {
+		t.Errorf("read-only Resume: %v, want ErrReadOnly", err)
+	}
+	if r.Properties() != w.Properties() {
+		t.Errorf("read-only Properties %+v, writer's %+v", r.Properties(), w.Properties())
+	}
+}
