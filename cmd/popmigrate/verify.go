@@ -42,6 +42,11 @@ its size, with what was recorded. Destinations are also searched for messages
 the journal does not know. Each copy that matches is recorded as verified in the
 journal (purge deletes only verified messages); one that does not loses any
 earlier verification, so purge will not delete its source.
+
+Verify opens every destination read-only: it creates, locks and changes
+nothing in an archive (an IMAP folder that does not exist is reported, not
+created), so it works on read-only media and beside a run writing the same
+mbox.
 With --against-source it also lists each server's mailbox (downloading and
 deleting nothing) to find messages not stored, and stored messages the server
 no longer has. Without it, no password is needed and no server is contacted.
