@@ -168,7 +168,12 @@ type Exporter struct {
 	dirty     map[string]bool              // account folders renamed into since the last Sync
 	rootDirty bool                         // an account folder was created since the last Sync
 	inflight  map[string]chan struct{}     // "<account-dir>/<key>" of each Put writing now; closed when it ends
-	reads     int                          // account folders listed so far (for tests)
+	// pending holds messages Put wrote to their account's TmpDir and the
+	// next Sync (or Close) publishes: ref -> temporary name. They are
+	// complete but not yet durable; nothing gets its final name before.
+	pending map[string]string
+	pubMu   sync.Mutex // serialises publish: one batch is renamed once
+	reads   int        // account folders listed so far (for tests)
 }
 
 var (
@@ -216,6 +221,7 @@ func New(root string, opts *Options) (*Exporter, error) {
 		accounts: map[string]map[string]string{},
 		dirty:    map[string]bool{},
 		inflight: map[string]chan struct{}{},
+		pending:  map[string]string{},
 	}
 	if opts != nil && opts.ID != "" {
 		e.id = opts.ID
@@ -312,16 +318,24 @@ func (e *Exporter) Put(ctx context.Context, msg *exporters.Message) (exporters.D
 	tmpName := func() string {
 		return acct + "/" + TmpDir + "/" + msg.Key + "." + durable.RandomHex() + durable.TmpSuffix
 	}
-	// The rename replaces whatever sits at the final name, a symbolic link
-	// included: it never writes through one.
-	if err := e.w.Write(ctx, tmpName, acct+"/"+name, msg.Body); err != nil {
+	// Sync's rename replaces a file or a link at the final name but fails
+	// on a folder: find that now, so it fails this message, not the batch.
+	if fi, err := e.root.Lstat(acct + "/" + name); err == nil && fi.IsDir() {
+		return exporters.Delivery{}, wrap(fmt.Errorf("a folder sits at %s", e.w.Path(acct+"/"+name)))
+	}
+	// The file is written now and made durable, then renamed to its
+	// final name, by the next Sync: see publish.
+	tmp, err := e.w.Stage(ctx, tmpName, msg.Body)
+	if err != nil {
 		return exporters.Delivery{}, wrap(err)
 	}
+	ref = acct + "/" + name
 	e.mu.Lock()
 	e.accounts[acct][msg.Key] = name
+	e.pending[ref] = tmp
 	e.dirty[acct] = true
 	e.mu.Unlock()
-	return exporters.Delivery{Ref: acct + "/" + name}, nil
+	return exporters.Delivery{Ref: ref}, nil
 }
 
 // claim waits until no other Put of this Exporter is writing id, then
@@ -361,6 +375,12 @@ func (e *Exporter) lookup(acct, key string) (string, error) {
 		return "", nil
 	}
 	ref := acct + "/" + name
+	e.mu.Lock()
+	_, staged := e.pending[ref]
+	e.mu.Unlock()
+	if staged {
+		return ref, nil
+	}
 	fi, err := e.root.Lstat(ref)
 	switch {
 	case err == nil && fi.Mode().IsRegular():
@@ -518,11 +538,14 @@ func (e *Exporter) loadAll() error {
 	return nil
 }
 
-// Sync fsyncs every account folder a message was renamed into since the
-// last Sync, and the root folder if an account folder was created, making
-// every Put that returned nil durable. On error the folders not synced are
-// tried again by the next Sync. A read-only Exporter fails with
-// ErrReadOnly.
+// Sync makes every Put that returned nil durable: the group-commit
+// barrier. The files written since the last Sync are made durable together
+// (one syncfs(2) on Linux instead of one fsync per message), only then
+// renamed to their final names, and the account folders (and the root, if
+// an account folder was created) are fsynced. A crash before Sync leaves
+// only temporary files, which the next run writes again. On error the
+// folders not synced are tried again by the next Sync. A read-only
+// Exporter fails with ErrReadOnly.
 func (e *Exporter) Sync(ctx context.Context) error {
 	if e.readOnly {
 		return fmt.Errorf("eml: sync %s: %w", e.dir, ErrReadOnly)
@@ -534,6 +557,39 @@ func (e *Exporter) Sync(ctx context.Context) error {
 		return fmt.Errorf("eml: sync %s: %w", e.dir, err)
 	}
 	defer e.ops.RUnlock()
+	return e.publish(ctx)
+}
+
+// publish makes the messages Put since the last publish durable with one
+// barrier, renames them to their final names (replacing whatever sits
+// there, a symbolic link included: it never writes through one), and
+// fsyncs every account folder renamed into, and the root if an account
+// folder was created. A file under its final name is therefore always
+// complete and durable.
+func (e *Exporter) publish(ctx context.Context) error {
+	e.pubMu.Lock()
+	defer e.pubMu.Unlock()
+	e.mu.Lock()
+	batch := make(map[string]string, len(e.pending))
+	files := make([]string, 0, len(e.pending))
+	for ref, tmp := range e.pending {
+		batch[ref] = tmp
+		files = append(files, tmp)
+	}
+	e.mu.Unlock()
+	if len(files) > 0 {
+		if err := e.w.Barrier(files); err != nil {
+			return fmt.Errorf("eml: sync %s: %w", e.dir, err)
+		}
+	}
+	for ref, tmp := range batch {
+		if err := e.root.Rename(tmp, ref); err != nil {
+			return fmt.Errorf("eml: sync %s: rename %s to %s: %w", e.dir, e.w.Path(tmp), e.w.Path(ref), err)
+		}
+		e.mu.Lock()
+		delete(e.pending, ref)
+		e.mu.Unlock()
+	}
 	e.mu.Lock()
 	dirs := make([]string, 0, len(e.dirty))
 	for d := range e.dirty {
@@ -580,8 +636,17 @@ func (e *Exporter) Close() error {
 	e.mu.Unlock()
 	e.ops.Lock()
 	defer e.ops.Unlock()
+	// Messages Put since the last Sync are published now, durably: a
+	// file is never left between its temporary and its final name.
+	var perr error
+	if !e.readOnly {
+		perr = e.publish(context.Background())
+	}
 	if err := e.root.Close(); err != nil {
 		return fmt.Errorf("eml: close %s: %w", e.dir, err)
+	}
+	if perr != nil {
+		return fmt.Errorf("eml: close %s: %w", e.dir, perr)
 	}
 	return nil
 }
@@ -658,7 +723,14 @@ func (e *Exporter) Open(ctx context.Context, ref string) (io.ReadCloser, error) 
 		return nil, wrap(err)
 	}
 	defer e.ops.RUnlock()
-	f, err := e.w.OpenRegular(ref)
+	e.mu.Lock()
+	tmp, staged := e.pending[ref]
+	e.mu.Unlock()
+	name := ref
+	if staged {
+		name = tmp // Put but not yet published by Sync
+	}
+	f, err := e.w.OpenRegular(name)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, wrap(exporters.ErrNotFound)
 	}

@@ -105,6 +105,16 @@ func mustPut(t *testing.T, e *Exporter, m *exporters.Message) string {
 	return d.Ref
 }
 
+// mustStore is mustPut followed by Sync: the file then has its final name.
+func mustStore(t *testing.T, e *Exporter, m *exporters.Message) string {
+	t.Helper()
+	ref := mustPut(t, e, m)
+	if err := e.Sync(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	return ref
+}
+
 func mustHas(t *testing.T, e *Exporter, key string) (string, bool) {
 	t.Helper()
 	d, ok, err := e.Has(t.Context(), key)
@@ -162,7 +172,7 @@ func TestNewDefaultsAndID(t *testing.T) {
 func TestModes(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "eml")
 	e := newExporter(t, dir)
-	ref := mustPut(t, e, msg("mode", "Subject: modes\n\nbody\n"))
+	ref := mustStore(t, e, msg("mode", "Subject: modes\n\nbody\n"))
 	acct := AccountDir(exportertest.Account)
 	for _, d := range []string{"", acct, acct + "/" + TmpDir} {
 		fi, err := os.Stat(filepath.Join(dir, d))
@@ -450,7 +460,7 @@ func TestFileBytes(t *testing.T) {
 	samples := testmsg.Load(t)
 	for _, s := range samples {
 		m := exportertest.NewMessage(s.Name, s.Data)
-		ref := mustPut(t, e, m)
+		ref := mustStore(t, e, m)
 		data, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(ref)))
 		if err != nil {
 			t.Fatal(err)
@@ -476,10 +486,10 @@ func TestPutSameKeyTwice(t *testing.T) {
 	dir := t.TempDir()
 	body := "Subject: no date\n\nbody\n"
 	e := newExporter(t, dir)
-	ref := mustPut(t, e, msg("twice", body))
+	ref := mustStore(t, e, msg("twice", body))
 	later := msg("twice", body)
 	later.Received = received.Add(48 * time.Hour)
-	if got := mustPut(t, e, later); got != ref {
+	if got := mustStore(t, e, later); got != ref {
 		t.Errorf("second Put = %q, want %q", got, ref)
 	}
 	if err := e.Sync(t.Context()); err != nil {
@@ -489,7 +499,7 @@ func TestPutSameKeyTwice(t *testing.T) {
 		t.Fatal(err)
 	}
 	e2 := newExporter(t, dir)
-	if got := mustPut(t, e2, later); got != ref {
+	if got := mustStore(t, e2, later); got != ref {
 		t.Errorf("Put from a new Exporter = %q, want %q", got, ref)
 	}
 	if got := files(t, dir); !slices.Equal(got, []string{ref}) {
@@ -506,7 +516,7 @@ func TestPutSameKeyTwice(t *testing.T) {
 	if _, err := e2.Open(t.Context(), ref); !errors.Is(err, exporters.ErrNotFound) {
 		t.Errorf("Open after delete: err = %v, want ErrNotFound", err)
 	}
-	again := mustPut(t, e2, later)
+	again := mustStore(t, e2, later)
 	if want := AccountDir(exportertest.Account) + "/" + later.Received.Format(DateLayout) + "-" + later.Key + Ext; again != want {
 		t.Errorf("Put after delete = %q, want %q", again, want)
 	}
@@ -708,7 +718,7 @@ func TestOpenInvalidRef(t *testing.T) {
 func TestSymlinkAtFinalName(t *testing.T) {
 	dir, outside := t.TempDir(), t.TempDir()
 	e := newExporter(t, dir)
-	mustPut(t, e, msg("other", "x\n")) // creates the account folder
+	mustStore(t, e, msg("other", "x\n")) // creates the account folder
 	target := filepath.Join(outside, "victim")
 	if err := os.WriteFile(target, []byte("secret\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -726,7 +736,7 @@ func TestSymlinkAtFinalName(t *testing.T) {
 	if _, err := e2.Open(t.Context(), ref); err == nil {
 		t.Error("Open read through a symbolic link")
 	}
-	if got := mustPut(t, e2, m); got != ref {
+	if got := mustStore(t, e2, m); got != ref {
 		t.Errorf("Put = %q, want %q", got, ref)
 	}
 	if got, _ := os.ReadFile(target); string(got) != "secret\n" {
@@ -947,5 +957,46 @@ func BenchmarkPut(b *testing.B) {
 			}
 			b.ReportMetric(float64(i)/b.Elapsed().Seconds(), "msgs/s")
 		})
+	}
+}
+
+// Put writes to the account's temporary folder only; Sync makes the batch
+// durable and only then gives the files their final names, so a file under
+// its final name is always complete and durable. Close publishes what Put
+// wrote since the last Sync.
+func TestPutPublishesOnlyAtSync(t *testing.T) {
+	dir := t.TempDir()
+	e := newExporter(t, dir)
+	a := msg("staged-a", "Subject: a\n\na\n")
+	ref := mustPut(t, e, a)
+	if got := files(t, dir); len(got) != 1 || !strings.Contains(got[0], "/"+TmpDir+"/") {
+		t.Fatalf("files before Sync = %q, want only a temporary file", got)
+	}
+	if got, ok := mustHas(t, e, a.Key); !ok || got != ref {
+		t.Errorf("Has before Sync = %q, %v; want %q", got, ok, ref)
+	}
+	rc, err := e.Open(t.Context(), ref)
+	if err != nil {
+		t.Fatalf("Open before Sync: %v", err)
+	}
+	data, _ := io.ReadAll(rc)
+	rc.Close()
+	if string(data) != "Subject: a\n\na\n" {
+		t.Errorf("Open before Sync read %q", data)
+	}
+	if err := e.Sync(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if got := files(t, dir); !slices.Equal(got, []string{ref}) {
+		t.Fatalf("files after Sync = %q, want %q", got, ref)
+	}
+	refB := mustPut(t, e, msg("staged-b", "Subject: b\n\nb\n"))
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{ref, refB}
+	slices.Sort(want)
+	if got := files(t, dir); !slices.Equal(got, want) {
+		t.Fatalf("files after Close = %q, want %q", got, want)
 	}
 }

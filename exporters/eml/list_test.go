@@ -44,8 +44,8 @@ func TestListOneAccount(t *testing.T) {
 	a1 := msgFor(alice, "1", "Date: Mon, 3 Mar 2025 10:00:00 +0000\nSubject: 1\n\n1\n")
 	a2 := msgFor(alice, "2", "Subject: 2\n\n2\n")
 	b1 := msgFor(bob, "1", "Subject: b\n\nb\n")
-	ref1, ref2 := mustPut(t, e, a1), mustPut(t, e, a2)
-	refB := mustPut(t, e, b1)
+	ref1, ref2 := mustStore(t, e, a1), mustStore(t, e, a2)
+	refB := mustStore(t, e, b1)
 
 	if got, want := mustList(t, e, bob), []exporters.Listed{{Key: b1.Key, Ref: refB}}; !slices.Equal(got, want) {
 		t.Errorf("List(%q) = %v, want %v", bob, got, want)

@@ -323,6 +323,11 @@ func (e *Exporter) Put(ctx context.Context, msg *exporters.Message) (exporters.D
 		e.mu.Unlock()
 		return exporters.Delivery{Ref: ref}, nil
 	}
+	// Sync's rename replaces a file or a link at the final name but fails
+	// on a folder: find that now, so it fails this message, not the batch.
+	if fi, err := e.root.Lstat("new/" + name); err == nil && fi.IsDir() {
+		return exporters.Delivery{}, wrap(fmt.Errorf("a folder sits at %s", e.w.Path("new/"+name)))
+	}
 	if err := e.write(ctx, name, msg); err != nil {
 		return exporters.Delivery{}, wrap(err)
 	}

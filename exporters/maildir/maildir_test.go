@@ -759,3 +759,21 @@ func TestPutPublishesOnlyAtSync(t *testing.T) {
 		t.Errorf("tmp/ keeps %d files after Close", len(entries))
 	}
 }
+
+// A folder at a message's final name fails that Put, not the next Sync
+// (whose rename would fail on it, and with it the whole batch).
+func TestFolderAtFinalNameFailsPut(t *testing.T) {
+	dir := t.TempDir()
+	e := newExporter(t, dir)
+	m := msg("blocked", "Subject: x\n\nx\n")
+	if err := os.MkdirAll(filepath.Join(dir, "new", m.Key+Suffix, "sub"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Put(t.Context(), m); err == nil || !strings.Contains(err.Error(), "a folder sits at") {
+		t.Fatalf("Put = %v, want an error naming the folder", err)
+	}
+	mustPut(t, e, msg("fine", "Subject: y\n\ny\n"))
+	if err := e.Sync(t.Context()); err != nil {
+		t.Fatalf("Sync after a refused Put: %v", err)
+	}
+}
