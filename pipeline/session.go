@@ -74,7 +74,7 @@ func (ar *accountRun) prepare(ctx context.Context) error {
 		return err
 	}
 	for _, spec := range ar.a.To {
-		e, err := openDestination(ctx, spec, ar.a, &ar.r.opts)
+		e, err := openDestination(ctx, spec, ar.a, &ar.r.opts, false)
 		if err != nil {
 			return err
 		}
@@ -149,7 +149,12 @@ func (ar *accountRun) prepareSession(ctx context.Context) error {
 // openDestination opens the exporter for an expanded destination spec of
 // account a. Every exporter gets the destination id from config, so the
 // run, verify and purge agree on it.
-func openDestination(ctx context.Context, spec string, a *config.Account, o *Options) (exporters.Exporter, error) {
+//
+// With readOnly (verify), every kind is opened for reading only: nothing is
+// created (a missing destination is an error), probed, cleaned up, locked
+// or rewritten, and an IMAP folder is read with BODY.PEEK and never
+// created.
+func openDestination(ctx context.Context, spec string, a *config.Account, o *Options, readOnly bool) (exporters.Exporter, error) {
 	d, err := config.ParseDestination(spec)
 	if err != nil {
 		return nil, err
@@ -158,13 +163,13 @@ func openDestination(ctx context.Context, spec string, a *config.Account, o *Opt
 	var e exporters.Exporter
 	switch d.Kind {
 	case "maildir":
-		e, err = maildir.New(d.Path, &maildir.Options{ID: id})
+		e, err = maildir.New(d.Path, &maildir.Options{ID: id, ReadOnly: readOnly})
 	case "eml":
-		e, err = eml.New(d.Path, &eml.Options{ID: id})
+		e, err = eml.New(d.Path, &eml.Options{ID: id, ReadOnly: readOnly})
 	case "mbox":
-		e, err = mbox.New(d.Path, &mbox.Options{ID: id})
+		e, err = mbox.New(d.Path, &mbox.Options{ID: id, ReadOnly: readOnly})
 	case "imap":
-		e, err = openIMAP(ctx, &d, id, a, o, false)
+		e, err = openIMAP(ctx, &d, id, a, o, readOnly)
 	default:
 		return nil, fmt.Errorf("destination %s: kind %q is not supported", spec, d.Kind)
 	}

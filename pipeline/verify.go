@@ -10,9 +10,6 @@ import (
 
 	"github.com/popmigrate/popmigrate/config"
 	"github.com/popmigrate/popmigrate/exporters"
-	"github.com/popmigrate/popmigrate/exporters/eml"
-	"github.com/popmigrate/popmigrate/exporters/maildir"
-	"github.com/popmigrate/popmigrate/exporters/mbox"
 	"github.com/popmigrate/popmigrate/journal"
 	"github.com/popmigrate/popmigrate/verify"
 )
@@ -35,7 +32,7 @@ type VerifyOptions struct {
 // Verify verifies every account's destinations against the journal (see
 // verify.Account), Jobs accounts at once, and returns one result per
 // account, sorted by account name. File destinations are opened
-// read-only (see openForVerify): Verify never creates, locks, repairs or
+// read-only (see openDestination): Verify never creates, locks, repairs or
 // otherwise changes what it checks, so it works on read-only media and on
 // an mbox file a run is appending to; a torn mbox tail is left for run to
 // cut. IMAP destinations are opened as run opens them (reads there use
@@ -95,7 +92,7 @@ func (r *runner) verifyAccount(ctx context.Context, a *config.Account, againstSo
 	dests := map[string]exporters.Exporter{}
 	var failed []verify.Finding
 	for _, spec := range a.To {
-		e, err := openForVerify(ctx, spec, a, &r.opts)
+		e, err := openDestination(ctx, spec, a, &r.opts, true)
 		if err != nil {
 			failed = append(failed, verify.Finding{Kind: verify.Unreadable, DestID: specID(spec),
 				Detail: fmt.Sprintf("cannot open the destination: %v", err)})
@@ -195,7 +192,7 @@ func VerifyManifest(ctx context.Context, r io.Reader, spec string, a *config.Acc
 		a = &config.Account{}
 	}
 	o := opts.Options.withDefaults()
-	e, err := openForVerify(ctx, spec, a, &o)
+	e, err := openDestination(ctx, spec, a, &o, true)
 	if err != nil {
 		return nil, err
 	}
@@ -207,37 +204,4 @@ func VerifyManifest(ctx context.Context, r io.Reader, spec string, a *config.Acc
 		return nil, err
 	}
 	return res, nil
-}
-
-// openForVerify opens the destination spec of account a for reading only.
-// A file destination (maildir, eml, mbox) is opened with its exporter's
-// ReadOnly option: nothing is created (a missing destination is an error
-// wrapping fs.ErrNotExist), probed, cleaned up, locked or rewritten, and
-// its Properties, hence its destination id, are those run records. An
-// IMAP destination is opened read-only too: it reads with BODY.PEEK, which
-// sets no flag, and a missing folder is an error, never created.
-func openForVerify(ctx context.Context, spec string, a *config.Account, o *Options) (exporters.Exporter, error) {
-	d, err := config.ParseDestination(spec)
-	if err != nil {
-		return nil, err
-	}
-	id := d.ID()
-	var e exporters.Exporter
-	switch d.Kind {
-	case "maildir":
-		e, err = maildir.New(d.Path, &maildir.Options{ID: id, ReadOnly: true})
-	case "eml":
-		e, err = eml.New(d.Path, &eml.Options{ID: id, ReadOnly: true})
-	case "mbox":
-		e, err = mbox.New(d.Path, &mbox.Options{ID: id, ReadOnly: true})
-	case "imap":
-		// Reads are BODY.PEEK; read-only also never creates the folder.
-		e, err = openIMAP(ctx, &d, id, a, o, true)
-	default:
-		return openDestination(ctx, spec, a, o)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("destination %s: %w", id, err)
-	}
-	return e, nil
 }
