@@ -168,12 +168,11 @@ type Exporter struct {
 	dirty     map[string]bool              // account folders renamed into since the last Sync
 	rootDirty bool                         // an account folder was created since the last Sync
 	inflight  map[string]chan struct{}     // "<account-dir>/<key>" of each Put writing now; closed when it ends
-	// pending holds messages Put wrote to their account's TmpDir and the
-	// next Sync (or Close) publishes: ref -> temporary name. They are
-	// complete but not yet durable; nothing gets its final name before.
-	pending map[string]string
-	pubMu   sync.Mutex // serialises publish: one batch is renamed once
-	reads   int        // account folders listed so far (for tests)
+	// staged holds the messages Put wrote to their account's TmpDir, keyed
+	// by ref, until the next Sync (or Close) publishes them.
+	staged durable.Staged
+	pubMu  sync.Mutex // serialises publish: one batch is renamed once
+	reads  int        // account folders listed so far (for tests)
 }
 
 var (
@@ -221,7 +220,6 @@ func New(root string, opts *Options) (*Exporter, error) {
 		accounts: map[string]map[string]string{},
 		dirty:    map[string]bool{},
 		inflight: map[string]chan struct{}{},
-		pending:  map[string]string{},
 	}
 	if opts != nil && opts.ID != "" {
 		e.id = opts.ID
@@ -330,9 +328,13 @@ func (e *Exporter) Put(ctx context.Context, msg *exporters.Message) (exporters.D
 		return exporters.Delivery{}, wrap(err)
 	}
 	ref = acct + "/" + name
+	if !e.staged.Add(ref, tmp) {
+		// Already staged (claim makes this unlikely): keep one copy.
+		e.root.Remove(tmp)
+		return exporters.Delivery{Ref: ref}, nil
+	}
 	e.mu.Lock()
 	e.accounts[acct][msg.Key] = name
-	e.pending[ref] = tmp
 	e.dirty[acct] = true
 	e.mu.Unlock()
 	return exporters.Delivery{Ref: ref}, nil
@@ -375,10 +377,7 @@ func (e *Exporter) lookup(acct, key string) (string, error) {
 		return "", nil
 	}
 	ref := acct + "/" + name
-	e.mu.Lock()
-	_, staged := e.pending[ref]
-	e.mu.Unlock()
-	if staged {
+	if _, staged := e.staged.Lookup(ref); staged {
 		return ref, nil
 	}
 	fi, err := e.root.Lstat(ref)
@@ -569,26 +568,8 @@ func (e *Exporter) Sync(ctx context.Context) error {
 func (e *Exporter) publish(ctx context.Context) error {
 	e.pubMu.Lock()
 	defer e.pubMu.Unlock()
-	e.mu.Lock()
-	batch := make(map[string]string, len(e.pending))
-	files := make([]string, 0, len(e.pending))
-	for ref, tmp := range e.pending {
-		batch[ref] = tmp
-		files = append(files, tmp)
-	}
-	e.mu.Unlock()
-	if len(files) > 0 {
-		if err := e.w.Barrier(files); err != nil {
-			return fmt.Errorf("eml: sync %s: %w", e.dir, err)
-		}
-	}
-	for ref, tmp := range batch {
-		if err := e.root.Rename(tmp, ref); err != nil {
-			return fmt.Errorf("eml: sync %s: rename %s to %s: %w", e.dir, e.w.Path(tmp), e.w.Path(ref), err)
-		}
-		e.mu.Lock()
-		delete(e.pending, ref)
-		e.mu.Unlock()
+	if err := e.staged.Publish(e.w, nil); err != nil {
+		return fmt.Errorf("eml: sync %s: %w", e.dir, err)
 	}
 	e.mu.Lock()
 	dirs := make([]string, 0, len(e.dirty))
@@ -723,9 +704,7 @@ func (e *Exporter) Open(ctx context.Context, ref string) (io.ReadCloser, error) 
 		return nil, wrap(err)
 	}
 	defer e.ops.RUnlock()
-	e.mu.Lock()
-	tmp, staged := e.pending[ref]
-	e.mu.Unlock()
+	tmp, staged := e.staged.Lookup(ref)
 	name := ref
 	if staged {
 		name = tmp // Put but not yet published by Sync

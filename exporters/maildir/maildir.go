@@ -121,10 +121,9 @@ type Exporter struct {
 	scans     uint64            // scans of cur/ started so far
 	cur       map[string]string // base name -> name in cur/ (with info part); nil until the first scan
 	renamedAt map[string]uint64 // base names renamed into new/ by this Exporter -> scans at that time
-	// pending holds messages Put wrote to tmp/ and the next Sync (or
-	// Close) publishes: base name -> tmp/ name. They are complete but not
-	// yet durable; nothing is renamed into new/ before it is.
-	pending map[string]string
+	// staged holds the messages Put wrote to tmp/, keyed by their name in
+	// new/, until the next Sync (or Close) publishes them.
+	staged durable.Staged
 }
 
 var (
@@ -172,7 +171,6 @@ func New(dir string, opts *Options) (*Exporter, error) {
 		root:      root,
 		w:         &durable.Writer{Root: root, ErrShortBody: ErrShortBody},
 		renamedAt: map[string]uint64{},
-		pending:   map[string]string{},
 	}
 	if opts != nil && opts.ID != "" {
 		e.id = opts.ID
@@ -343,13 +341,7 @@ func (e *Exporter) write(ctx context.Context, name string, msg *exporters.Messag
 	if err != nil {
 		return err
 	}
-	e.mu.Lock()
-	_, dup := e.pending[name]
-	if !dup {
-		e.pending[name] = tmp
-	}
-	e.mu.Unlock()
-	if dup {
+	if !e.staged.Add("new/"+name, tmp) {
 		e.root.Remove(tmp)
 	}
 	return nil
@@ -387,13 +379,7 @@ func (e *Exporter) publish() error {
 	e.pubMu.Lock()
 	defer e.pubMu.Unlock()
 	e.mu.Lock()
-	batch := make(map[string]string, len(e.pending))
-	files := make([]string, 0, len(e.pending))
-	for name, tmp := range e.pending {
-		batch[name] = tmp
-		files = append(files, tmp)
-	}
-	dirty := e.dirty || len(batch) > 0
+	dirty := e.dirty || e.staged.Len() > 0
 	e.dirty = false
 	e.mu.Unlock()
 	if !dirty {
@@ -405,21 +391,13 @@ func (e *Exporter) publish() error {
 		e.mu.Unlock()
 		return err
 	}
-	if len(files) > 0 {
-		if err := e.w.Barrier(files); err != nil {
-			return fail(err)
-		}
-	}
-	for name, tmp := range batch {
-		// Rename replaces whatever sits at the final name, a symbolic
-		// link included: it never writes through one.
-		if err := e.root.Rename(tmp, "new/"+name); err != nil {
-			return fail(fmt.Errorf("rename %s to %s: %w", e.w.Path(tmp), e.w.Path("new/"+name), err))
-		}
+	err := e.staged.Publish(e.w, func(dst string) {
 		e.mu.Lock()
-		delete(e.pending, name)
-		e.renamedAt[name] = e.scans
+		e.renamedAt[strings.TrimPrefix(dst, "new/")] = e.scans
 		e.mu.Unlock()
+	})
+	if err != nil {
+		return fail(err)
 	}
 	if err := e.w.SyncDir("new"); err != nil {
 		return fail(err)
@@ -507,10 +485,7 @@ func (e *Exporter) Open(ctx context.Context, ref string) (io.ReadCloser, error) 
 	}
 	defer e.ops.RUnlock()
 
-	e.mu.Lock()
-	tmp, staged := e.pending[name]
-	e.mu.Unlock()
-	if staged && ref == "new/"+name {
+	if tmp, staged := e.staged.Lookup("new/" + name); staged && ref == "new/"+name {
 		// Put but not yet published by Sync.
 		f, err := e.w.OpenRegular(tmp)
 		if err != nil {
@@ -559,10 +534,7 @@ func (e *Exporter) begin() error {
 // locate returns the Ref of the message file with base name name, or "" if
 // the Maildir does not hold it. The caller holds ops shared.
 func (e *Exporter) locate(name string) (string, error) {
-	e.mu.Lock()
-	_, staged := e.pending[name]
-	e.mu.Unlock()
-	if staged {
+	if _, staged := e.staged.Lookup("new/" + name); staged {
 		return "new/" + name, nil
 	}
 	fi, err := e.root.Lstat("new/" + name)

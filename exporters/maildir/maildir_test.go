@@ -598,7 +598,7 @@ func TestSyncOnlyWhenDirty(t *testing.T) {
 	dirty := func() bool {
 		e.mu.Lock()
 		defer e.mu.Unlock()
-		return e.dirty || len(e.pending) > 0
+		return e.dirty || e.staged.Len() > 0
 	}
 	if dirty() {
 		t.Error("dirty after New")

@@ -347,3 +347,56 @@ func TestStageAndBarrier(t *testing.T) {
 		t.Errorf("tmp/ holds %v, want only s.tmp", got)
 	}
 }
+
+// Staged publishes after one barrier, refuses a second file for the same
+// final name, and keeps what it could not rename waiting.
+func TestStaged(t *testing.T) {
+	w, dir := newWriter(t)
+	if err := w.Root.Mkdir("out", 0o700); err != nil {
+		t.Fatal(err)
+	}
+	var s Staged
+	stage := func(name string) string {
+		tmp, err := w.Stage(t.Context(), func() string { return "tmp/" + name + ".tmp" }, bytes.NewReader([]byte(name)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tmp
+	}
+	if !s.Add("out/a", stage("a")) || s.Add("out/a", "tmp/other.tmp") {
+		t.Fatal("Add: want the first file kept and a second one for out/a refused")
+	}
+	if tmp, ok := s.Lookup("out/a"); !ok || tmp != "tmp/a.tmp" || s.Len() != 1 {
+		t.Fatalf("Lookup = %q, %v; Len %d", tmp, ok, s.Len())
+	}
+	if err := w.Root.Mkdir("out/blocked", 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Root.WriteFile("out/blocked/x", nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s.Add("out/blocked", stage("b"))
+	var renamed []string
+	err := s.Publish(w, func(dst string) { renamed = append(renamed, dst) })
+	if err == nil {
+		t.Fatal("Publish over a non-empty folder succeeded")
+	}
+	if _, ok := s.Lookup("out/blocked"); !ok {
+		t.Error("a file that could not be renamed no longer waits")
+	}
+	if got, _ := os.ReadFile(filepath.Join(dir, "out", "a")); len(renamed) == 1 && string(got) != "a" {
+		t.Errorf("out/a holds %q", got)
+	}
+	if err := w.Root.RemoveAll("out/blocked"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Publish(w, nil); err != nil || s.Len() != 0 {
+		t.Fatalf("second Publish: %v, %d left", err, s.Len())
+	}
+	if got, err := os.ReadFile(filepath.Join(dir, "out", "a")); err != nil || string(got) != "a" {
+		t.Errorf("out/a: %q, %v", got, err)
+	}
+	if got, err := os.ReadFile(filepath.Join(dir, "out", "blocked")); err != nil || string(got) != "b" {
+		t.Errorf("out/blocked: %q, %v", got, err)
+	}
+}
