@@ -615,40 +615,8 @@ func TestDovecotKill9(t *testing.T) {
 		"--ca-file", srv.CAFile, "--journal", jpath, "--to", "maildir:" + md,
 		"--batch-size", fmt.Sprint(batch), "--batch-interval", "1h", "--json"}
 
-	cmd := exec.Command(popmigrateBin, args...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{}) // closed when waitErr is set
-	var waitErr error
-	go func() {
-		waitErr = cmd.Wait()
-		close(exited)
-	}()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-exited
-	})
-	select {
-	case <-proxy.stalled:
-	case <-exited:
-		t.Fatalf("popmigrate ended (%v) before the server stalled:\n%s\n%s", waitErr, stdout.String(), stderr.String())
-	case <-time.After(30 * time.Second):
-		t.Fatal("the proxy never reached its limit within 30s")
-	}
-	// Wait until a group commit is visible in the journal and what reached
-	// popmigrate is written: the Maildir stops growing.
-	committedNow := func() int {
-		c := 0
-		for _, r := range journalMessages(t, jpath, "crash") {
-			if r.State == journal.StateStored {
-				c++
-			}
-		}
-		return c
-	}
+	run := startStalled(t, proxy, nil, args...)
+	committedNow := func() int { return committedCount(t, jpath, "crash") }
 	last, stableSince := -1, time.Now()
 	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		if c := len(maildirFiles(t, md)); c != last {
@@ -657,19 +625,7 @@ func TestDovecotKill9(t *testing.T) {
 			break
 		}
 	}
-	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-exited:
-		var ee *exec.ExitError
-		if !errors.As(waitErr, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
-			t.Fatalf("popmigrate did not die of SIGKILL: %v", waitErr)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("popmigrate survived SIGKILL for 10s")
-	}
-	proxy.Release()
+	run.kill(t)
 
 	committed := committedNow()
 	onDisk := len(maildirFiles(t, md))

@@ -3,18 +3,15 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io/fs"
 	"maps"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -665,39 +662,8 @@ func TestDovecotIMAPKill9(t *testing.T) {
 		"--to", "mbox:" + mboxPath,
 		"--batch-size", strconv.Itoa(batch), "--batch-interval", "1h", "--json"}
 
-	cmd := exec.Command(popmigrateBin, args...)
-	cmd.Env = append(os.Environ(), env...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{}) // closed when waitErr is set
-	var waitErr error
-	go func() {
-		waitErr = cmd.Wait()
-		close(exited)
-	}()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-exited
-	})
-	select {
-	case <-proxy.stalled:
-	case <-exited:
-		t.Fatalf("popmigrate ended (%v) before the server stalled:\n%s\n%s", waitErr, stdout.String(), stderr.String())
-	case <-time.After(30 * time.Second):
-		t.Fatal("the proxy never reached its limit within 30s")
-	}
-	committedNow := func() int {
-		c := 0
-		for _, r := range journalMessages(t, jpath, user) {
-			if r.State == journal.StateStored {
-				c++
-			}
-		}
-		return c
-	}
+	run := startStalled(t, proxy, env, args...)
+	committedNow := func() int { return committedCount(t, jpath, user) }
 	// Wait until a group commit is visible in the journal and the folder
 	// holds more than it: APPENDs the journal does not know of.
 	inFolder, committed := -1, 0
@@ -714,19 +680,7 @@ func TestDovecotIMAPKill9(t *testing.T) {
 			}
 		}
 	}
-	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-exited:
-		var ee *exec.ExitError
-		if !errors.As(waitErr, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
-			t.Fatalf("popmigrate did not die of SIGKILL: %v\n%s", waitErr, stderr.String())
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("popmigrate survived SIGKILL for 10s")
-	}
-	proxy.Release()
+	run.kill(t)
 	committed = committedNow()
 	inFolder = imapCount(t, srv, target, targetPassword, "INBOX/Imported")
 	t.Logf("killed with %d messages committed and %d in the IMAP folder, of %d", committed, inFolder, n)
