@@ -10,15 +10,17 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/spf13/cobra"
 )
 
-// parseRun parses args as `popmigrate run ARGS` and returns the options the
-// run function would get, without running anything.
-func parseRun(t *testing.T, args ...string) *runOptions {
+// parseFlags parses args with the command newCmd makes and returns the
+// options its run function would get, without running anything.
+func parseFlags[O any](t *testing.T, newCmd func(*iostreams, func(context.Context, *O) error) *cobra.Command, args ...string) *O {
 	t.Helper()
-	var got *runOptions
+	var got *O
 	ios := &iostreams{Out: &bytes.Buffer{}, Err: &bytes.Buffer{}}
-	cmd := newRunCmd(ios, func(_ context.Context, o *runOptions) error {
+	cmd := newCmd(ios, func(_ context.Context, o *O) error {
 		got = o
 		return nil
 	})
@@ -26,12 +28,18 @@ func parseRun(t *testing.T, args ...string) *runOptions {
 	cmd.SetOut(ios.Out)
 	cmd.SetErr(ios.Err)
 	if err := cmd.ExecuteContext(context.Background()); err != nil {
-		t.Fatalf("run %v: %v", args, err)
+		t.Fatalf("%s %v: %v", cmd.Name(), args, err)
 	}
 	if got == nil {
-		t.Fatalf("run %v: the run function was not called", args)
+		t.Fatalf("%s %v: the run function was not called", cmd.Name(), args)
 	}
 	return got
+}
+
+// parseRun parses args as `popmigrate run ARGS`.
+func parseRun(t *testing.T, args ...string) *runOptions {
+	t.Helper()
+	return parseFlags(t, newRunCmd, args...)
 }
 
 func TestRunFlagDefaults(t *testing.T) {

@@ -15,26 +15,10 @@ import (
 	"github.com/popmigrate/popmigrate/pop3/pop3test"
 )
 
-// parsePurge parses args as `popmigrate purge ARGS` and returns the
-// options the purge function would get, without running anything.
+// parsePurge parses args as `popmigrate purge ARGS`.
 func parsePurge(t *testing.T, args ...string) *purgeOptions {
 	t.Helper()
-	var got *purgeOptions
-	ios := &iostreams{Out: &bytes.Buffer{}, Err: &bytes.Buffer{}}
-	cmd := newPurgeCmd(ios, func(_ context.Context, o *purgeOptions) error {
-		got = o
-		return nil
-	})
-	cmd.SetArgs(args)
-	cmd.SetOut(ios.Out)
-	cmd.SetErr(ios.Err)
-	if err := cmd.ExecuteContext(context.Background()); err != nil {
-		t.Fatalf("purge %v: %v", args, err)
-	}
-	if got == nil {
-		t.Fatalf("purge %v: the purge function was not called", args)
-	}
-	return got
+	return parseFlags(t, newPurgeCmd, args...)
 }
 
 func TestPurgeFlags(t *testing.T) {

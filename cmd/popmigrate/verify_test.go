@@ -289,16 +289,8 @@ func TestVerifyCLIUsage(t *testing.T) {
 }
 
 func TestVerifyFlags(t *testing.T) {
-	var got *verifyOptions
-	cmd := newVerifyCmd(&iostreams{Out: &bytes.Buffer{}, Err: &bytes.Buffer{}}, func(_ context.Context, o *verifyOptions) error {
-		got = o
-		return nil
-	})
-	cmd.SetArgs([]string{"--journal", "/x/j.db", "--against-source", "--json", "--manifest", "m", "--to", "maildir:/a", "--jobs", "3"})
-	if err := cmd.Execute(); err != nil {
-		t.Fatal(err)
-	}
-	if got == nil || got.Journal != "/x/j.db" || !got.AgainstSource || !got.JSON || got.Manifest != "m" || len(got.To) != 1 || got.Jobs != 3 {
+	got := parseFlags(t, newVerifyCmd, "--journal", "/x/j.db", "--against-source", "--json", "--manifest", "m", "--to", "maildir:/a", "--jobs", "3")
+	if got.Journal != "/x/j.db" || !got.AgainstSource || !got.JSON || got.Manifest != "m" || len(got.To) != 1 || got.Jobs != 3 {
 		t.Errorf("parsed %+v", got)
 	}
 }
