@@ -44,6 +44,12 @@ type StoredMessage struct {
 	// stays) and its error is cleared. When false, the deliveries are
 	// recorded and the state stays what it was.
 	Complete bool
+	// Suspect, when not empty, says why the message is suspect (its RETR
+	// size far from its LIST size): it is recorded in the message's
+	// suspect column, which keeps it from being deleted from the source
+	// without an explicit flag. An empty Suspect leaves an earlier mark
+	// as it was: a message once suspect stays so.
+	Suspect string
 }
 
 type opKind uint8
@@ -73,8 +79,16 @@ type batchOp struct {
 // value is an empty batch ready to use. A Batch is not safe for concurrent
 // use; use one per goroutine.
 type Batch struct {
-	ops []batchOp
+	ops   []batchOp
+	lease *Lease
 }
+
+// Fence makes Commit record the batch only while l is still held: inside
+// the batch's transaction the lease is renewed, and when it is no longer
+// l's (another process took the account over) Commit fails with an error
+// wrapping ErrLeaseLost and records nothing. A nil l removes the fence.
+// Reset keeps the fence.
+func (b *Batch) Fence(l *Lease) { b.lease = l }
 
 // Stored adds a stored message to the batch. m (including its Deliveries) is
 // copied: the caller may reuse it.
@@ -164,6 +178,13 @@ func (j *Journal) Commit(ctx context.Context, b *Batch) error {
 	}
 	defer tx.Rollback() // no-op after Commit
 	now := j.now()
+	if l := b.lease; l != nil {
+		res, err := tx.ExecContext(ctx, j.q(sqlRenewLease), renewArgs(l, now)...)
+		if err := leaseChanged(res, err); err != nil {
+			return fmt.Errorf("journal: commit batch of %d for account %q (lease epoch %d): %w; nothing of the batch was recorded",
+				len(b.ops), l.Account, l.Epoch, err)
+		}
+	}
 	w := txStmts{
 		storedComplete:  tx.StmtContext(ctx, j.st.storedComplete),
 		storedPartial:   tx.StmtContext(ctx, j.st.storedPartial),
@@ -235,10 +256,14 @@ func (w *txStmts) apply(ctx context.Context, op *batchOp, now time.Time) error {
 		m := &op.stored
 		var res sql.Result
 		var err error
+		var suspect any // NULL: keep the earlier mark
+		if m.Suspect != "" {
+			suspect = clipText(m.Suspect)
+		}
 		if m.Complete {
-			res, err = w.storedComplete.ExecContext(ctx, m.ReceivedSize, m.SHA256, toNanos(now), m.Account, m.UIDL)
+			res, err = w.storedComplete.ExecContext(ctx, m.ReceivedSize, m.SHA256, suspect, toNanos(now), m.Account, m.UIDL)
 		} else {
-			res, err = w.storedPartial.ExecContext(ctx, m.ReceivedSize, m.SHA256, m.Account, m.UIDL)
+			res, err = w.storedPartial.ExecContext(ctx, m.ReceivedSize, m.SHA256, suspect, m.Account, m.UIDL)
 		}
 		if err := changedOne(res, err); err != nil {
 			return opError("stored", m.Account, m.UIDL, err)

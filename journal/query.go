@@ -55,6 +55,7 @@ type MessageRow struct {
 	State         string // StateListed ... StateFailed
 	Error         string // the last failure's text, "" if none (cleared when stored)
 	Attempts      int    // failures recorded
+	Suspect       string // why the message is suspect; "" if it is not
 	FirstSeen     time.Time
 	LastSeen      time.Time
 	StoredAt      time.Time
@@ -66,7 +67,7 @@ type MessageRow struct {
 // order). An unknown account has none.
 func (j *Journal) Messages(ctx context.Context, account string) ([]MessageRow, error) {
 	rows, err := j.r.QueryContext(ctx, j.q(`SELECT uidl, uid_kind, listed_size, received_size, sha256, state, error,
-	attempts, first_seen, last_seen, stored_at, verified_at, deleted_at
+	attempts, first_seen, last_seen, stored_at, verified_at, deleted_at, suspect
 FROM messages WHERE account = ? ORDER BY uidl`), account)
 	if err != nil {
 		return nil, fmt.Errorf("journal: messages of account %q: %w", account, err)
@@ -77,17 +78,18 @@ FROM messages WHERE account = ? ORDER BY uidl`), account)
 		var (
 			m                               = MessageRow{Account: account}
 			received                        sql.NullInt64
-			sum, errText                    sql.NullString
+			sum, errText, suspect           sql.NullString
 			first, last                     int64
 			storedAt, verifiedAt, deletedAt sql.NullInt64
 		)
 		if err := rows.Scan(&m.UIDL, &m.Kind, &m.ListedSize, &received, &sum, &m.State, &errText,
-			&m.Attempts, &first, &last, &storedAt, &verifiedAt, &deletedAt); err != nil {
+			&m.Attempts, &first, &last, &storedAt, &verifiedAt, &deletedAt, &suspect); err != nil {
 			return nil, fmt.Errorf("journal: messages of account %q: %w", account, err)
 		}
 		m.ReceivedSize = received.Int64
 		m.SHA256 = sum.String
 		m.Error = errText.String
+		m.Suspect = suspect.String
 		m.FirstSeen = fromNanos(sql.NullInt64{Int64: first, Valid: true})
 		m.LastSeen = fromNanos(sql.NullInt64{Int64: last, Valid: true})
 		m.StoredAt = fromNanos(storedAt)
@@ -101,10 +103,10 @@ FROM messages WHERE account = ? ORDER BY uidl`), account)
 	return out, nil
 }
 
-// MessageFailure is one failed message in a status.
+// MessageFailure is one failed or suspect message in a status.
 type MessageFailure struct {
 	UIDL     string
-	Error    string
+	Error    string // the failure, or for a suspect message why it is suspect
 	Attempts int
 }
 
@@ -121,6 +123,11 @@ type AccountStatus struct {
 	LastRun                                   time.Time // the last listing; zero if never listed
 	// Failures are the first StatusFailureLimit failed messages by UIDL.
 	Failures []MessageFailure
+	// Suspect counts the messages marked suspect, whatever their state;
+	// Suspects are the first StatusFailureLimit of them by UIDL, with the
+	// reason in Error.
+	Suspect  int
+	Suspects []MessageFailure
 }
 
 // Status returns every account the journal knows, ordered by account, as one
@@ -223,6 +230,34 @@ FROM accounts ORDER BY account`))
 		f.Error = errText.String
 		if i, ok := idx[account]; ok {
 			out[i].Failures = append(out[i].Failures, f)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	rows.Close()
+
+	rows, err = tx.QueryContext(ctx, q(`SELECT account, uidl, suspect, attempts, n, total FROM (
+	SELECT account, uidl, suspect, attempts, ROW_NUMBER() OVER (PARTITION BY account ORDER BY uidl) AS n,
+		COUNT(*) OVER (PARTITION BY account) AS total
+	FROM messages WHERE suspect IS NOT NULL
+) s WHERE n <= ? ORDER BY account, uidl`), StatusFailureLimit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			account  string
+			f        MessageFailure
+			n, total int
+		)
+		if err := rows.Scan(&account, &f.UIDL, &f.Error, &f.Attempts, &n, &total); err != nil {
+			return nil, err
+		}
+		if i, ok := idx[account]; ok {
+			out[i].Suspect = total
+			out[i].Suspects = append(out[i].Suspects, f)
 		}
 	}
 	return out, rows.Err()

@@ -83,11 +83,38 @@ var migrations = []migration{
 			PRIMARY KEY (account, dest_id)
 		)`,
 	}},
+	// Version 3: suspect messages and account leases.
+	//
+	// messages.suspect is why a message is suspect (its RETR size far from
+	// its LIST size), NULL when it is not: a suspect message is kept and
+	// reported, and never deleted from the source without an explicit
+	// flag. It sits beside the state rather than being one, since a
+	// suspect message is stored (and may be verified) all the same.
+	//
+	// leases holds one row per account that a process has worked on: the
+	// holder (a random id per process, with its pid and host for people
+	// to read), the epoch (raised at every change of holder, so a commit
+	// fenced by an older epoch fails), and when it was acquired, last
+	// renewed and expires. A released lease keeps its row and epoch with
+	// an empty holder.
+	{version: 3, stmts: []string{
+		`ALTER TABLE messages ADD COLUMN suspect TEXT`,
+		`CREATE TABLE leases (
+			account      TEXT NOT NULL PRIMARY KEY,
+			holder       TEXT NOT NULL,
+			pid          INTEGER NOT NULL,
+			host         TEXT NOT NULL,
+			epoch        BIGINT NOT NULL,
+			acquired_at  BIGINT NOT NULL,
+			heartbeat_at BIGINT NOT NULL,
+			expires_at   BIGINT NOT NULL
+		)`,
+	}},
 }
 
 // SchemaVersion is the newest journal schema this package knows: the version
 // of the last migration. Open refuses a journal with a newer version.
-const SchemaVersion = 2
+const SchemaVersion = 3
 
 // migrate brings the database up to SchemaVersion, one migration per
 // transaction. It refuses a database whose version is newer than

@@ -20,8 +20,20 @@ import (
 	"path/filepath"
 	"strings"
 
-	_ "github.com/mattn/go-sqlite3" // registers the "sqlite3" database/sql driver
+	"github.com/mattn/go-sqlite3" // also registers the "sqlite3" database/sql driver
 )
+
+// IsCorrupt reports whether err (or an error it wraps) says the journal's
+// database is damaged, or is not a journal database at all: SQLite's
+// SQLITE_CORRUPT and SQLITE_NOTADB. Retrying cannot help such a journal;
+// commands report it as a usage error with what to do.
+func IsCorrupt(err error) bool {
+	var se sqlite3.Error
+	if errors.As(err, &se) {
+		return se.Code == sqlite3.ErrCorrupt || se.Code == sqlite3.ErrNotADB
+	}
+	return false
+}
 
 const (
 	sqliteDriver = "sqlite3"

@@ -47,14 +47,15 @@ const sqlAccountError = `INSERT INTO accounts (account, last_error, updated_at) 
 ON CONFLICT (account) DO UPDATE SET last_error = excluded.last_error, updated_at = excluded.updated_at`
 
 // sqlStoredComplete: every configured destination holds the message.
-const sqlStoredComplete = `UPDATE messages SET received_size = ?, sha256 = ?,
+const sqlStoredComplete = `UPDATE messages SET received_size = ?, sha256 = ?, suspect = COALESCE(?, suspect),
 	state = CASE WHEN state IN ('listed', 'failed') THEN 'stored' ELSE state END,
 	error = CASE WHEN state IN ('listed', 'failed') THEN NULL ELSE error END,
 	stored_at = COALESCE(stored_at, ?)
 WHERE account = ? AND uidl = ?`
 
 // sqlStoredPartial: some destinations hold it; the state stays.
-const sqlStoredPartial = `UPDATE messages SET received_size = ?, sha256 = ? WHERE account = ? AND uidl = ?`
+const sqlStoredPartial = `UPDATE messages SET received_size = ?, sha256 = ?, suspect = COALESCE(?, suspect)
+WHERE account = ? AND uidl = ?`
 
 // sqlDeliveryUpsert: a destination that (again) holds the message replaces
 // its previous delivery row, verification included: a new copy is not

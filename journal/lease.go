@@ -1,0 +1,245 @@
+package journal
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+)
+
+// Account leases: one writer per journal and account.
+//
+// A process that works on an account (run, purge) first takes the account's
+// lease: a row of the leases table naming the holder, with an expiry that
+// the holder pushes forward by heartbeat (RenewLease) and by every fenced
+// commit. A second process that wants the same account finds the lease held
+// and is refused with a *LeaseHeldError naming the holder, or waits for it.
+// A holder that crashed stops renewing: its lease expires after its TTL and
+// another process takes it over, resuming the account from the journal. On
+// the holder's own host a lease whose process is gone is taken over at once
+// (see processGone), so a run killed with SIGKILL does not make the next one
+// wait for the expiry.
+//
+// Every change of holder raises the lease's epoch. A Batch fenced with a
+// Lease (Batch.Fence) commits only while that holder and epoch still own the
+// account: a holder that was paused past its expiry (GC, SIGSTOP, a network
+// partition) and woke up after another took the account over cannot record
+// anything, and learns so (ErrLeaseLost) before it writes again.
+//
+// Reads (status, verify, manifest) take no lease.
+
+// DefaultLeaseTTL is how long a lease lasts without a renewal. Holders
+// renew it every third of that.
+const DefaultLeaseTTL = 60 * time.Second
+
+// ErrLeaseLost is returned by RenewLease and by Commit of a fenced Batch
+// when the lease is no longer the caller's: it expired and another process
+// took the account over, or it was released. Nothing was recorded.
+var ErrLeaseLost = errors.New("journal: account lease lost: another popmigrate took the account over")
+
+// Holder identifies a process that takes leases.
+type Holder struct {
+	// ID is unique per process (random); it is what the lease checks.
+	ID string
+	// PID and Host say where the holder runs, for people to read and for
+	// the takeover of a lease whose process is gone.
+	PID  int
+	Host string
+}
+
+// NewHolder returns the identity of this process: a random ID, its pid and
+// its host name.
+func NewHolder() Holder {
+	var b [12]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on Linux and friends
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "unknown-host"
+	}
+	return Holder{ID: hex.EncodeToString(b[:]), PID: os.Getpid(), Host: host}
+}
+
+func (h Holder) String() string { return fmt.Sprintf("pid %d on %s", h.PID, h.Host) }
+
+// Lease is an account lease held by this process.
+type Lease struct {
+	Account    string
+	Holder     Holder
+	Epoch      int64
+	TTL        time.Duration
+	AcquiredAt time.Time
+}
+
+// LeaseInfo is a lease as the journal records it.
+type LeaseInfo struct {
+	Account     string
+	Holder      Holder // zero ID when released
+	Epoch       int64
+	AcquiredAt  time.Time
+	HeartbeatAt time.Time
+	ExpiresAt   time.Time // zero when released
+}
+
+// LeaseHeldError is returned by AcquireLease when another live process holds
+// the account's lease.
+type LeaseHeldError struct {
+	Account string
+	LeaseInfo
+}
+
+func (e *LeaseHeldError) Error() string {
+	return fmt.Sprintf("journal: account %q is being worked on by another popmigrate (%s, since %s, last heartbeat %s); "+
+		"wait for it to finish, or pass --wait to wait for it (a crashed process's lease expires at %s)",
+		e.Account, e.Holder, e.AcquiredAt.Local().Format(time.DateTime), e.HeartbeatAt.Local().Format(time.TimeOnly),
+		e.ExpiresAt.Local().Format(time.TimeOnly))
+}
+
+// AcquireLease takes the lease of account for h, for ttl (0 means
+// DefaultLeaseTTL), in one transaction. It succeeds when the account has
+// no lease, when its lease was released or has expired, when h already
+// holds it (the lease is renewed, same epoch), or when its holder runs on
+// this host and its process is gone. Otherwise it fails with a
+// *LeaseHeldError and changes nothing. A change of holder raises the epoch.
+func (j *Journal) AcquireLease(ctx context.Context, account string, h Holder, ttl time.Duration) (*Lease, error) {
+	if account == "" || h.ID == "" {
+		return nil, fmt.Errorf("journal: acquire lease: empty account or holder (account %q)", account)
+	}
+	if ttl <= 0 {
+		ttl = DefaultLeaseTTL
+	}
+	tx, err := j.w.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("journal: acquire lease of account %q: %w", account, err)
+	}
+	defer tx.Rollback() // no-op after Commit
+	now := j.now()
+	cur, found, err := readLease(ctx, tx, j.q, account)
+	if err != nil {
+		return nil, fmt.Errorf("journal: acquire lease of account %q: %w", account, err)
+	}
+	epoch := int64(1)
+	acquired := now
+	if found {
+		switch {
+		case cur.Holder.ID == h.ID:
+			epoch, acquired = cur.Epoch, cur.AcquiredAt
+		case cur.Holder.ID == "" || !now.Before(cur.ExpiresAt) ||
+			(cur.Holder.Host == h.Host && cur.Holder.PID != h.PID && processGone(cur.Holder.PID)):
+			epoch = cur.Epoch + 1
+		default:
+			return nil, &LeaseHeldError{Account: account, LeaseInfo: cur}
+		}
+	}
+	if _, err := tx.ExecContext(ctx, j.q(`INSERT INTO leases (account, holder, pid, host, epoch, acquired_at, heartbeat_at, expires_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (account) DO UPDATE SET holder = excluded.holder, pid = excluded.pid, host = excluded.host, epoch = excluded.epoch,
+	acquired_at = excluded.acquired_at, heartbeat_at = excluded.heartbeat_at, expires_at = excluded.expires_at`),
+		account, h.ID, h.PID, h.Host, epoch, toNanos(acquired), toNanos(now), toNanos(now.Add(ttl))); err != nil {
+		return nil, fmt.Errorf("journal: acquire lease of account %q: %w", account, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, fmt.Errorf("journal: acquire lease of account %q: commit: %w", account, err)
+	}
+	return &Lease{Account: account, Holder: h, Epoch: epoch, TTL: ttl, AcquiredAt: acquired}, nil
+}
+
+// RenewLease pushes l's expiry to now plus its TTL. It fails with an error
+// wrapping ErrLeaseLost when l is no longer held (another process took the
+// account over, or l was released).
+func (j *Journal) RenewLease(ctx context.Context, l *Lease) error {
+	res, err := j.w.ExecContext(ctx, j.q(sqlRenewLease), renewArgs(l, j.now())...)
+	if err := leaseChanged(res, err); err != nil {
+		return fmt.Errorf("journal: renew lease of account %q (epoch %d): %w", l.Account, l.Epoch, err)
+	}
+	return nil
+}
+
+// ReleaseLease gives l up: the account may be taken at once by another
+// process. Releasing a lease that is no longer held is not an error.
+func (j *Journal) ReleaseLease(ctx context.Context, l *Lease) error {
+	_, err := j.w.ExecContext(ctx, j.q(`UPDATE leases SET holder = '', expires_at = 0, heartbeat_at = ?
+WHERE account = ? AND holder = ? AND epoch = ?`), toNanos(j.now()), l.Account, l.Holder.ID, l.Epoch)
+	if err != nil {
+		return fmt.Errorf("journal: release lease of account %q: %w", l.Account, err)
+	}
+	return nil
+}
+
+// Leases returns every lease row, released ones included, ordered by
+// account.
+func (j *Journal) Leases(ctx context.Context) ([]LeaseInfo, error) {
+	rows, err := j.r.QueryContext(ctx, j.q(`SELECT account, holder, pid, host, epoch, acquired_at, heartbeat_at, expires_at
+FROM leases ORDER BY account`))
+	if err != nil {
+		return nil, fmt.Errorf("journal: leases: %w", err)
+	}
+	defer rows.Close()
+	var out []LeaseInfo
+	for rows.Next() {
+		l, err := scanLease(rows)
+		if err != nil {
+			return nil, fmt.Errorf("journal: leases: %w", err)
+		}
+		out = append(out, l)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("journal: leases: %w", err)
+	}
+	return out, nil
+}
+
+// sqlRenewLease renews a lease that is still the caller's. A fenced Commit
+// runs it inside its transaction: the fence and the heartbeat in one.
+const sqlRenewLease = `UPDATE leases SET heartbeat_at = ?, expires_at = ?
+WHERE account = ? AND holder = ? AND epoch = ?`
+
+func renewArgs(l *Lease, now time.Time) []any {
+	ttl := l.TTL
+	if ttl <= 0 {
+		ttl = DefaultLeaseTTL
+	}
+	return []any{toNanos(now), toNanos(now.Add(ttl)), l.Account, l.Holder.ID, l.Epoch}
+}
+
+// leaseChanged is changedOne for leases: no row means the lease was lost.
+func leaseChanged(res sql.Result, err error) error {
+	if err := changedOne(res, err); err != nil {
+		if errors.Is(err, ErrNotListed) {
+			return ErrLeaseLost
+		}
+		return err
+	}
+	return nil
+}
+
+type rowScanner interface{ Scan(dest ...any) error }
+
+func scanLease(r rowScanner) (LeaseInfo, error) {
+	var (
+		l                       LeaseInfo
+		acquired, beat, expires int64
+		holder, host            string
+		pid                     int
+	)
+	if err := r.Scan(&l.Account, &holder, &pid, &host, &l.Epoch, &acquired, &beat, &expires); err != nil {
+		return LeaseInfo{}, err
+	}
+	l.Holder = Holder{ID: holder, PID: pid, Host: host}
+	l.AcquiredAt = fromNanos(sql.NullInt64{Int64: acquired, Valid: true})
+	l.HeartbeatAt = fromNanos(sql.NullInt64{Int64: beat, Valid: true})
+	l.ExpiresAt = fromNanos(sql.NullInt64{Int64: expires, Valid: expires != 0})
+	return l, nil
+}
+
+func readLease(ctx context.Context, tx *sql.Tx, q func(string) string, account string) (LeaseInfo, bool, error) {
+	l, err := scanLease(tx.QueryRowContext(ctx, q(`SELECT account, holder, pid, host, epoch, acquired_at, heartbeat_at, expires_at
+FROM leases WHERE account = ?`), account))
+	if errors.Is(err, sql.ErrNoRows) {
+		return LeaseInfo{}, false, nil
+	}
+	return l, err == nil, err
+}
