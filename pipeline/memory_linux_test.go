@@ -1,12 +1,14 @@
 package pipeline_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -22,6 +24,7 @@ import (
 	"github.com/popmigrate/popmigrate/exporters/maildir"
 	"github.com/popmigrate/popmigrate/pipeline"
 	"github.com/popmigrate/popmigrate/pop3/pop3test"
+	"github.com/popmigrate/popmigrate/verify"
 )
 
 // bigMessage returns a message of exactly size bytes in canonical form:
@@ -65,10 +68,90 @@ func openSpoolFiles(t testing.TB, dir string) int {
 	return n
 }
 
+// largeDest is a destination of the large-message memory test.
+type largeDest struct {
+	kind string
+	// setup points account a of e at the destination (starting its server
+	// if it needs one) and returns a check that what it stored is the
+	// message data, whose sha256 is wantSum; nil when Verify's read-back
+	// is the only check.
+	setup func(t *testing.T, e *env, a *config.Account) (check func(t *testing.T, data []byte, wantSum string))
+	// known, when not empty, says why this destination does not meet the
+	// bounds yet; its subtest is skipped with it.
+	known string
+}
+
+var largeDests = []largeDest{
+	{kind: "maildir", setup: func(t *testing.T, e *env, a *config.Account) func(*testing.T, []byte, string) {
+		a.To = []string{"maildir:" + e.maildir(a.Name)}
+		return func(t *testing.T, data []byte, wantSum string) {
+			path := filepath.Join(e.maildir(a.Name), "new", exporters.MessageKey(a.Name, "big")+maildir.Suffix)
+			checkFileSum(t, path, int64(len(data)), wantSum)
+		}
+	}},
+	{kind: "mbox", setup: func(t *testing.T, e *env, a *config.Account) func(*testing.T, []byte, string) {
+		a.To = []string{"mbox:" + filepath.Join(e.dir, a.Name+".mbox")}
+		return nil // read back by Verify only (an mbox entry is From_-quoted)
+	}},
+	{kind: "eml", setup: func(t *testing.T, e *env, a *config.Account) func(*testing.T, []byte, string) {
+		a.To = []string{"eml:" + filepath.Join(e.dir, "eml")}
+		return func(t *testing.T, data []byte, wantSum string) {
+			var files []string
+			err := filepath.WalkDir(filepath.Join(e.dir, "eml"), func(path string, d fs.DirEntry, err error) error {
+				if err == nil && d.Type().IsRegular() && strings.HasSuffix(path, ".eml") {
+					files = append(files, path)
+				}
+				return err
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(files) != 1 {
+				t.Fatalf("eml tree holds %v, want one .eml file", files)
+			}
+			checkFileSum(t, files[0], int64(len(data)), wantSum)
+		}
+	}},
+	// go-imap's in-memory server keeps the message in its heap, so it runs
+	// in a child process (startIMAPChild): the bounds, the same as the
+	// other kinds', measure the client side only.
+	{kind: "imap", setup: func(t *testing.T, e *env, a *config.Account) func(*testing.T, []byte, string) {
+		const password = "imap-pw-alice"
+		srv := startIMAPChild(t, e, a.User, password)
+		pwFile := filepath.Join(e.dir, "imap-secret")
+		if err := os.WriteFile(pwFile, []byte(password+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		a.To = []string{"imaps://" + a.User + "@" + srv.addr + "/INBOX"}
+		a.ToPassword = config.Secret{File: pwFile}
+		return func(t *testing.T, data []byte, wantSum string) {
+			// The literal is the message with every LF as CRLF.
+			want := int64(len(data) + bytes.Count(data, []byte("\n")))
+			wire, sum := srv.nextAppend(t)
+			if wire != want || sum != wantSum {
+				t.Errorf("APPEND literal: %d bytes, canonical sha256 %s; want %d, %s", wire, sum, want, wantSum)
+			}
+		}
+	}},
+}
+
 // TestRunLargeMessageMemoryFlat sends a 64 MiB message through the whole
-// pipeline: it must be spooled to an unlinked temporary file, stored
-// byte-equal, and the heap must not grow by anything near its size.
+// pipeline into each kind of destination: it must be spooled to an
+// unlinked temporary file, stored byte-equal, and the heap must not grow
+// by anything near its size. The subtests run one after the other (never
+// in parallel): each measures the whole process's heap.
 func TestRunLargeMessageMemoryFlat(t *testing.T) {
+	for _, d := range largeDests {
+		t.Run(d.kind, func(t *testing.T) {
+			if d.known != "" {
+				t.Skip("KNOWN: " + d.known + "; see report")
+			}
+			testLargeMessageMemoryFlat(t, d)
+		})
+	}
+}
+
+func testLargeMessageMemoryFlat(t *testing.T, d largeDest) {
 	const size = 64 << 20
 	data := bigMessage(size)
 	if len(data) != size {
@@ -87,6 +170,8 @@ func TestRunLargeMessageMemoryFlat(t *testing.T) {
 	if err := os.Mkdir(spoolDir, 0o700); err != nil {
 		t.Fatal(err)
 	}
+	a := e.account("alice")
+	check := d.setup(t, e, a)
 	o := testOptions()
 	o.SpoolDir = spoolDir // SpoolThreshold stays the default
 	var spooled atomic.Int32
@@ -123,16 +208,18 @@ func TestRunLargeMessageMemoryFlat(t *testing.T) {
 			}
 		}
 	}()
-	rep := e.run([]*config.Account{e.account("alice")}, o)
+	start := time.Now()
+	rep := e.run([]*config.Account{a}, o)
+	elapsed := time.Since(start)
 	close(stop)
 	wg.Wait()
 	var after runtime.MemStats
 	runtime.ReadMemStats(&after)
 
-	a := accountReport(t, rep, "alice")
-	wantCounts(t, a, 1, 1, 0, 0, true)
-	if a.StoredBytes != size || len(a.SizeMismatches) != 0 {
-		t.Errorf("stored %d bytes, mismatches %v; want %d and none", a.StoredBytes, a.SizeMismatches, size)
+	ar := accountReport(t, rep, "alice")
+	wantCounts(t, ar, 1, 1, 0, 0, true)
+	if ar.StoredBytes != size || len(ar.SizeMismatches) != 0 {
+		t.Errorf("stored %d bytes, mismatches %v; want %d and none", ar.StoredBytes, ar.SizeMismatches, size)
 	}
 	if spooled.Load() != 1 {
 		t.Errorf("%d deleted spool files open during Put, want 1", spooled.Load())
@@ -140,19 +227,49 @@ func TestRunLargeMessageMemoryFlat(t *testing.T) {
 
 	growth := int64(peak.Load()) - int64(before.HeapInuse)
 	allocated := after.TotalAlloc - before.TotalAlloc
-	t.Logf("heap in use: %d MiB before, peak growth %.1f MiB; allocated during the run %.1f MiB",
-		before.HeapInuse>>20, float64(growth)/(1<<20), float64(allocated)/(1<<20))
+	t.Logf("%s: heap in use: %d MiB before, peak growth %.1f MiB; allocated during the run %.1f MiB; %v",
+		d.kind, before.HeapInuse>>20, float64(growth)/(1<<20), float64(allocated)/(1<<20), elapsed.Round(time.Millisecond))
 	if growth > 24<<20 {
-		t.Errorf("heap grew by %d MiB while moving a %d MiB message", growth>>20, size>>20)
+		t.Errorf("%s: heap grew by %d MiB while moving a %d MiB message", d.kind, growth>>20, size>>20)
 	}
 	// Allocation churn (TLS records, server lines) is fine; a copy of the
 	// whole message is not.
 	if allocated > size {
-		t.Errorf("the run allocated %d MiB, more than the message itself", allocated>>20)
+		t.Errorf("%s: the run allocated %d MiB, more than the message itself", d.kind, allocated>>20)
 	}
 
-	// Byte-equal, compared by streaming the file through sha256.
-	path := filepath.Join(e.maildir("alice"), "new", exporters.MessageKey("alice", "big")+maildir.Suffix)
+	rows, err := e.j.Messages(t.Context(), "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 1 || rows[0].SHA256 != wantSum || rows[0].State != "stored" {
+		t.Errorf("journal rows %+v", rows)
+	}
+	// Byte-equal: the destination's own check, then the destination read
+	// back as verify reads it (streaming, by sha256).
+	if check != nil {
+		check(t, data, wantSum)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	res, err := pipeline.Verify(ctx, e.j, []*config.Account{a}, &pipeline.VerifyOptions{Options: *testOptions()})
+	if err != nil {
+		t.Fatalf("Verify: %v", err)
+	}
+	if len(res) != 1 || res[0].Checked != 1 || res[0].Counts[verify.Match] != 1 || len(res[0].Findings) != 0 {
+		t.Errorf("verify: %+v, want one copy checked and matching", res)
+	}
+	emptyDir(t, spoolDir)
+	if n := openSpoolFiles(t, spoolDir); n != 0 {
+		t.Errorf("%d spool files still open after the run", n)
+	}
+	runtime.KeepAlive(data)
+}
+
+// checkFileSum checks, streaming, that the file at path holds wantSize
+// bytes with sha256 wantSum.
+func checkFileSum(t *testing.T, path string, wantSize int64, wantSum string) {
+	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
@@ -163,21 +280,9 @@ func TestRunLargeMessageMemoryFlat(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := hex.EncodeToString(h.Sum(nil)); n != size || got != wantSum {
-		t.Errorf("stored file: %d bytes sha256 %s; want %d %s", n, got, size, wantSum)
+	if got := hex.EncodeToString(h.Sum(nil)); n != wantSize || got != wantSum {
+		t.Errorf("%s: %d bytes sha256 %s; want %d %s", path, n, got, wantSize, wantSum)
 	}
-	rows, err := e.j.Messages(t.Context(), "alice")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(rows) != 1 || rows[0].SHA256 != wantSum || rows[0].State != "stored" {
-		t.Errorf("journal rows %+v", rows)
-	}
-	emptyDir(t, spoolDir)
-	if n := openSpoolFiles(t, spoolDir); n != 0 {
-		t.Errorf("%d spool files still open after the run", n)
-	}
-	runtime.KeepAlive(data)
 }
 
 // emptyDir fails the test unless dir holds no entry.
