@@ -11,6 +11,15 @@ import (
 // dot-unstuffing, line endings as on the wire. It is an io.ReadCloser.
 // Read returns io.EOF after the terminating line; errors are sticky and,
 // except at EOF, leave the client unusable.
+//
+// io.EOF is the promise that the body is complete and that the session was
+// in sync when it ended. When nothing else is in flight (Retr, Top, and
+// RetrAll without pipelining or for the last command in flight), bytes that
+// arrived after the terminating line, before any further command was sent,
+// make Read fail with an error wrapping ErrOutOfSync instead. In pipelined
+// RetrAll each body is also confirmed by the reply to the LIST marker sent
+// after its RETR (see RetrAll); a marker reply that does not fit fails
+// Read with ErrOutOfSync too.
 type Body struct {
 	c       *Client
 	verb    string
@@ -21,6 +30,10 @@ type Body struct {
 	done    bool
 	err     error
 	release func() // unbinds the context once the body is finished
+
+	marker    bool  // read and check the reply to "LIST id" after the terminator
+	quiet     bool  // nothing else is in flight: bytes after the end mean out of sync
+	markerErr error // the marker could not be read (I/O): body complete, session broken
 }
 
 // openBody starts reading a body; the client refuses other commands until
@@ -66,7 +79,9 @@ func (b *Body) Read(p []byte) (int, error) {
 			case k > 0:
 				return 0, b.fail(fmt.Errorf("pop3: %s: %w (over %d bytes)", label(b.verb, b.id), ErrMessageTooLarge, b.max))
 			case err == io.EOF:
-				b.finish()
+				if err := b.end(); err != nil {
+					return 0, err
+				}
 				return 0, io.EOF
 			case err != nil:
 				return 0, b.fail(b.c.ioError(label(b.verb, b.id), err))
@@ -82,7 +97,10 @@ func (b *Body) Read(p []byte) (int, error) {
 	}
 	switch {
 	case err == io.EOF:
-		b.finish()
+		if err := b.end(); err != nil {
+			// The bytes are handed over; the next Read reports the error.
+			return k, nil
+		}
 		if k > 0 {
 			return k, nil
 		}
@@ -106,6 +124,33 @@ func (b *Body) Close() error {
 			return err
 		}
 	}
+	return nil
+}
+
+// end runs the checks due after the terminating line (the marker reply, or
+// that nothing more arrived) and finishes the body. It returns the error
+// that replaces io.EOF, already recorded and applied to the client.
+func (b *Body) end() error {
+	c := b.c
+	if b.marker {
+		ioErr, syncErr := c.readMarker(b.id)
+		if syncErr != nil {
+			return b.fail(syncErr)
+		}
+		if ioErr != nil {
+			// The body is complete; only the session is lost. RetrAll
+			// reports ioErr at its next step.
+			b.markerErr = ioErr
+			b.finish()
+			return nil
+		}
+	}
+	if b.quiet {
+		if err := c.outOfSyncIfBuffered(b.verb, b.id); err != nil {
+			return b.fail(err)
+		}
+	}
+	b.finish()
 	return nil
 }
 

@@ -76,11 +76,11 @@ func TestStatListUIDL(t *testing.T) {
 		t.Fatalf("ListOne = %v, %v", one, err)
 	}
 	uids, err := c.UIDL(ctx)
-	if err != nil || len(uids) != 2 || uids[1] != (UIDInfo{2, "QhdPYR:00WBw1Ph7x7"}) {
+	if err != nil || len(uids) != 2 || uids[1] != (UIDInfo{ID: 2, UID: "QhdPYR:00WBw1Ph7x7"}) {
 		t.Fatalf("UIDL = %v, %v", uids, err)
 	}
 	u, err := c.UIDLOne(ctx, 1)
-	if err != nil || u != (UIDInfo{1, "whqtswO00WBw418f9t5JxYwZ"}) {
+	if err != nil || u != (UIDInfo{ID: 1, UID: "whqtswO00WBw418f9t5JxYwZ"}) {
 		t.Fatalf("UIDLOne = %v, %v", u, err)
 	}
 	_, err = c.ListOne(ctx, 9)
@@ -119,7 +119,7 @@ func TestDuplicateUIDLsKept(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []UIDInfo{{1, "same"}, {2, "same"}, {3, "other"}}
+	want := []UIDInfo{{ID: 1, UID: "same"}, {ID: 2, UID: "same"}, {ID: 3, UID: "other"}}
 	if len(uids) != 3 || uids[0] != want[0] || uids[1] != want[1] || uids[2] != want[2] {
 		t.Fatalf("UIDL = %v, want %v", uids, want)
 	}

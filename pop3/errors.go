@@ -42,7 +42,48 @@ var (
 	// argument containing CR, LF or NUL, or a message number below 1. It
 	// does not break the client.
 	ErrInvalidArgument = errors.New("pop3: invalid argument")
+	// ErrOutOfSync is returned (wrapped) when a reply does not fit the
+	// command it answers: in RetrAll, a LIST marker after a RETR body that
+	// is not "+OK n size" for that message; in lockstep, bytes that arrived
+	// before the next command was sent. Typical cause: a server that does
+	// not dot-stuff a body line of ".", so the rest of the body is read as
+	// the next replies. The message whose reply did not fit, and every
+	// message read after it in the session, cannot be trusted to belong to
+	// the message number it was read for. The client is unusable afterwards.
+	ErrOutOfSync = errors.New("pop3: server replies out of sync with the commands sent")
 )
+
+// RetrError is returned by RetrAll when the session broke while it waited
+// for or read the response to RETR ID: an I/O error, a timeout, a protocol
+// error, replies out of sync (ErrOutOfSync) or the end of the context. The
+// client is unusable afterwards.
+type RetrError struct {
+	// ID is the message whose response was being waited for or read.
+	ID int
+	// Started reports whether the status line of that response had arrived
+	// in full (a malformed one included), so that the failure happened
+	// inside the message's response (its body, or its marker) rather than
+	// before it. False means nothing of the message's response was
+	// accepted: the server stalled, dropped or failed before it.
+	Started bool
+	// Err is the cause; errors.Is and errors.As see through RetrError to
+	// it (ErrTimeout, ErrOutOfSync, io.ErrUnexpectedEOF, context.Canceled,
+	// *ProtocolError, ...).
+	Err error
+}
+
+// Error formats e like "pop3: RETR 3: <cause>", without repeating the
+// prefix when the cause already starts with it.
+func (e *RetrError) Error() string {
+	prefix := fmt.Sprintf("pop3: RETR %d: ", e.ID)
+	if msg := fmt.Sprint(e.Err); strings.HasPrefix(msg, prefix) {
+		return msg
+	}
+	return fmt.Sprintf("%s%v", prefix, e.Err)
+}
+
+// Unwrap returns the cause.
+func (e *RetrError) Unwrap() error { return e.Err }
 
 // Error is a "-ERR" response from the server. It does not make the client
 // unusable: the session goes on.

@@ -122,7 +122,7 @@ func TestQuirkUIDLExtraFields(t *testing.T) {
 		step{c: "UIDL\r\n", s: "+OK\r\n1  abc def\r\n2\txyz\r\n.\r\n"},
 	)
 	uids, err := c.UIDL(ctxT(t))
-	if err != nil || len(uids) != 2 || uids[0] != (UIDInfo{1, "abc"}) || uids[1] != (UIDInfo{2, "xyz"}) {
+	if err != nil || len(uids) != 2 || uids[0] != (UIDInfo{ID: 1, UID: "abc"}) || uids[1] != (UIDInfo{ID: 2, UID: "xyz"}) {
 		t.Fatalf("UIDL = %v, %v", uids, err)
 	}
 }

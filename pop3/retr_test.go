@@ -113,15 +113,36 @@ func retrResp(id int) string {
 	return fmt.Sprintf("+OK\r\nmessage %d\r\n.\r\n", id)
 }
 
+// retrMarked is retrResp followed by the answer to the LIST marker that
+// RetrAll sends after each pipelined RETR.
+func retrMarked(id int) string {
+	return retrResp(id) + marker(id, int64(len(fmt.Sprintf("message %d\r\n", id))))
+}
+
+// marker is the answer to "LIST id".
+func marker(id int, size int64) string {
+	return fmt.Sprintf("+OK %d %d\r\n", id, size)
+}
+
+// retrCmds is what RetrAll sends for ids when pipelining: RETR n and its
+// LIST n marker.
+func retrCmds(ids ...int) string {
+	var b strings.Builder
+	for _, id := range ids {
+		fmt.Fprintf(&b, "RETR %d\r\nLIST %d\r\n", id, id)
+	}
+	return b.String()
+}
+
 // With PIPELINING, RetrAll sends a window of RETRs at once and refills it
 // as answers arrive; a -ERR in the middle of the window is per message.
 func TestRetrAllPipelinedTranscript(t *testing.T) {
 	c, sc := newScripted(t, nil,
 		step{s: greet},
 		step{c: "CAPA\r\n", s: "+OK\r\nPIPELINING\r\nUIDL\r\n.\r\n"},
-		step{c: "RETR 1\r\nRETR 2\r\nRETR 3\r\n", s: retrResp(1)},
-		step{c: "RETR 4\r\n", s: "-ERR [SYS/TEMP] disk error\r\n"},
-		step{c: "RETR 5\r\n", s: retrResp(3) + retrResp(4) + retrResp(5)},
+		step{c: retrCmds(1, 2, 3), s: retrMarked(1)},
+		step{c: retrCmds(4), s: "-ERR [SYS/TEMP] disk error\r\n" + marker(2, 99)},
+		step{c: retrCmds(5), s: retrMarked(3) + retrMarked(4) + retrMarked(5)},
 	)
 	var got []string
 	err := c.RetrAll(ctxT(t), []int{1, 2, 3, 4, 5}, 3, func(id int, b *Body, err error) error {
@@ -143,7 +164,7 @@ func TestRetrAllPipelinedTranscript(t *testing.T) {
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("got %q\nwant %q", got, want)
 	}
-	if sent := sc.finish(); sent != "CAPA\r\nRETR 1\r\nRETR 2\r\nRETR 3\r\nRETR 4\r\nRETR 5\r\n" {
+	if sent := sc.finish(); sent != "CAPA\r\n"+retrCmds(1, 2, 3, 4, 5) {
 		t.Errorf("client sent %q", sent)
 	}
 }
@@ -155,8 +176,8 @@ func TestRetrAllRefillsInBatches(t *testing.T) {
 	c, sc := newScripted(t, nil,
 		step{s: greet},
 		step{c: "CAPA\r\n", s: "+OK\r\nPIPELINING\r\n.\r\n"},
-		step{c: "RETR 1\r\nRETR 2\r\nRETR 3\r\nRETR 4\r\n", s: retrResp(1) + retrResp(2)},
-		step{c: "RETR 5\r\nRETR 6\r\n", s: retrResp(3) + retrResp(4) + retrResp(5) + retrResp(6)},
+		step{c: retrCmds(1, 2, 3, 4), s: retrMarked(1) + retrMarked(2)},
+		step{c: retrCmds(5, 6), s: retrMarked(3) + retrMarked(4) + retrMarked(5) + retrMarked(6)},
 	)
 	n := 0
 	err := c.RetrAll(ctxT(t), []int{1, 2, 3, 4, 5, 6}, 4, func(id int, b *Body, err error) error {
@@ -170,13 +191,13 @@ func TestRetrAllRefillsInBatches(t *testing.T) {
 	if err != nil || n != 6 {
 		t.Fatalf("RetrAll: %d messages, %v", n, err)
 	}
-	if sent := sc.finish(); sent != "CAPA\r\nRETR 1\r\nRETR 2\r\nRETR 3\r\nRETR 4\r\nRETR 5\r\nRETR 6\r\n" {
+	if sent := sc.finish(); sent != "CAPA\r\n"+retrCmds(1, 2, 3, 4, 5, 6) {
 		t.Errorf("client sent %q", sent)
 	}
 	sc.mu.Lock()
 	writes := sc.writes
 	sc.mu.Unlock()
-	want := []string{"CAPA\r\n", "RETR 1\r\nRETR 2\r\nRETR 3\r\nRETR 4\r\n", "RETR 5\r\nRETR 6\r\n"}
+	want := []string{"CAPA\r\n", retrCmds(1, 2, 3, 4), retrCmds(5, 6)}
 	if fmt.Sprintf("%q", writes) != fmt.Sprintf("%q", want) {
 		t.Errorf("client writes %q, want %q", writes, want)
 	}
@@ -208,7 +229,7 @@ func TestRetrAllCallbackErrorStops(t *testing.T) {
 	c, _ := newScripted(t, nil,
 		step{s: greet},
 		step{c: "CAPA\r\n", s: "+OK\r\nPIPELINING\r\n.\r\n"},
-		step{c: "RETR 1\r\nRETR 2\r\n", s: retrResp(1) + retrResp(2)},
+		step{c: retrCmds(1, 2), s: retrMarked(1) + retrMarked(2)},
 	)
 	stop := errors.New("disk full")
 	calls := 0

@@ -13,17 +13,46 @@ const DefaultWindow = 32
 
 // RetrAll retrieves the messages ids in order and calls fn for each. When
 // the server announces PIPELINING (RFC 2449) it keeps up to window RETR
-// commands in flight (window <= 0 means DefaultWindow); otherwise it sends
-// one RETR at a time.
+// commands in flight (window <= 0 means DefaultWindow), refilled half a
+// window at a time in one write; otherwise it sends one RETR at a time.
+//
+// In pipelined mode every "RETR n" is followed, in the same write, by a
+// marker "LIST n". Once the body of n has been read to its terminating
+// line, the marker's reply must be "+OK n size", with the size the
+// session's last List reported for n when it listed n. A reply that does
+// not fit means the server's replies no longer match the commands (for
+// example a body line "." the server did not dot-stuff): the Body's Read
+// fails with an error wrapping ErrOutOfSync instead of returning io.EOF.
+// Without pipelining, bytes that arrive after a response and before the
+// next RETR is sent mean the same. So a Body that returned io.EOF was
+// complete and, as far as the client can tell, the answer to RETR of its
+// own message; no other body is handed to fn after an out-of-sync one.
 //
 // fn gets either a body (err nil) or a per-message *Error for a "-ERR"
 // answer to that RETR (body nil); such an error is not fatal and RetrAll
-// goes on. The body is valid only during the call: fn may read all of it,
-// part of it or none, and RetrAll drains the rest. If fn returns an error
-// RetrAll stops and returns it; when commands were still in flight or the
-// body was not finished the client is then unusable, so Close it. A
-// network or protocol error, a timeout or the end of ctx ends RetrAll
-// with that error and leaves the client unusable.
+// goes on (in pipelined mode the marker after a "-ERR" may be "+OK n size"
+// or "-ERR"; garbage is out of sync). The body is valid only during the
+// call: fn may read all of it, part of it or none, and RetrAll drains the
+// rest.
+//
+// If fn returns an error RetrAll stops and returns it as it is; when
+// commands were still in flight or the body was not finished the client is
+// then unusable, so Close it. The exception is an error that wraps the
+// error the body's Read returned (the session broke inside the body): that
+// is reported as the *RetrError below.
+//
+// When the session breaks (a network or protocol error, a timeout, replies
+// out of sync, the end of ctx) RetrAll returns a *RetrError naming the
+// message whose response was being waited for (Started false) or read
+// (Started true), and the client is unusable. A failure inside the body of
+// n or at its marker is RetrError{ID: n, Started: true}. When the body of n
+// was complete but its marker could not be read (the connection dropped or
+// timed out right after the body; Read returned io.EOF), the error is
+// reported as RetrError{ID: next, Started: false} for the id after n, or,
+// when n was the last id, as the plain error, not a *RetrError: every body
+// was then delivered. errors.Is(err, ErrTimeout) and the like see through
+// RetrError. Errors found before any RETR is sent (bad ids, CAPA failing,
+// an unusable client, ctx already done) are returned as they are.
 func (c *Client) RetrAll(ctx context.Context, ids []int, window int, fn func(id int, body *Body, err error) error) error {
 	const verb = "RETR"
 	for _, id := range ids {
@@ -38,8 +67,9 @@ func (c *Client) RetrAll(ctx context.Context, ids []int, window int, fn func(id 
 	if err != nil {
 		return err
 	}
+	pipelined := caps.Pipelining()
 	switch {
-	case !caps.Pipelining():
+	case !pipelined:
 		window = 1
 	case window <= 0:
 		window = DefaultWindow
@@ -52,43 +82,79 @@ func (c *Client) RetrAll(ctx context.Context, ids []int, window int, fn func(id 
 	sent := 0
 	// Refill in batches: once half the window has been answered, send
 	// the next half in one write. One RETR per answer would cost the
-	// server a wakeup and a TLS record per message.
+	// server a wakeup and a TLS record per message. A window slot is a
+	// RETR and its LIST marker.
 	refill := max(window/2, 1)
+	// lost is the I/O error that broke the session after a complete
+	// response (its marker could not be read).
+	var lost error
 	for recv, id := range ids {
+		if lost != nil {
+			return &RetrError{ID: id, Err: lost}
+		}
+		if err := ctx.Err(); err != nil {
+			return &RetrError{ID: id, Err: c.fatal(fmt.Errorf("pop3: %s: %w", label(verb, id), err))}
+		}
 		if sent < len(ids) && sent-recv <= window-refill {
 			for sent < recv+window && sent < len(ids) {
 				line := "RETR " + strconv.Itoa(ids[sent])
 				c.queue(line, line)
+				if pipelined {
+					marker := "LIST " + strconv.Itoa(ids[sent])
+					c.queue(marker, marker)
+				}
 				sent++
 			}
 			if err := c.flush(label(verb, id)); err != nil {
-				return err
+				return &RetrError{ID: id, Err: err}
 			}
 		}
-		inFlight := sent > recv+1
+		// alone: nothing was sent after this RETR (always so in lockstep),
+		// so nothing may follow its response.
+		alone := sent == recv+1
 		if _, err := c.status(verb, id); err != nil {
 			var pe *Error
-			if errors.As(err, &pe) {
-				if ferr := fn(id, nil, pe); ferr != nil {
-					return c.stopRetrAll(ferr, inFlight)
-				}
-				continue
+			if !errors.As(err, &pe) {
+				var pre *ProtocolError
+				started := errors.As(err, &pre) || errors.Is(err, ErrLineTooLong)
+				return &RetrError{ID: id, Started: started, Err: err}
 			}
-			return err
+			if pipelined {
+				ioErr, syncErr := c.readMarker(id)
+				if syncErr != nil {
+					return &RetrError{ID: id, Started: true, Err: c.fatal(syncErr)}
+				}
+				lost = ioErr
+			}
+			if alone && lost == nil {
+				if err := c.quiet(verb, id); err != nil {
+					return &RetrError{ID: id, Started: true, Err: err}
+				}
+			}
+			if ferr := fn(id, nil, pe); ferr != nil {
+				return c.stopRetrAll(ferr, !alone)
+			}
+			continue
 		}
 		b := c.openBody(verb, id, nil)
+		b.marker = pipelined
+		b.quiet = alone
 		if ferr := fn(id, b, nil); ferr != nil {
+			if b.err != nil && errors.Is(ferr, b.err) {
+				return &RetrError{ID: id, Started: true, Err: b.err}
+			}
 			if !b.done && b.err == nil {
 				c.body = nil
 				return c.stopRetrAll(ferr, true)
 			}
-			return c.stopRetrAll(ferr, inFlight)
+			return c.stopRetrAll(ferr, !alone)
 		}
 		if err := b.Close(); err != nil {
-			return err
+			return &RetrError{ID: id, Started: true, Err: err}
 		}
+		lost = b.markerErr
 	}
-	return nil
+	return lost
 }
 
 // stopRetrAll ends RetrAll early with the caller's error; when the session

@@ -82,6 +82,34 @@ type Faults struct {
 	SASLPlain bool
 	// SASLOAuth offers and accepts XOAUTH2 and OAUTHBEARER.
 	SASLOAuth bool
+
+	// StallInRetr maps a message number (1-based, as listed in the
+	// session) to the number of bytes of its served, dot-stuffed body to
+	// send after the "+OK" line of its RETR, after which the session sends
+	// nothing more and reads (and ignores) commands until the client closes
+	// the connection or the server is closed. -1 stalls before the "+OK"
+	// line. A count at or past the end of the response sends all of it,
+	// terminator included, then stalls. It applies to every RETR of that
+	// message, in every session.
+	StallInRetr map[int]int64
+	// DropInRetr is StallInRetr but closes the connection instead of
+	// stalling (-1: before the "+OK" line), in every session, committing
+	// nothing.
+	DropInRetr map[int]int64
+	// NoDotStuff serves RETR and TOP bodies without dot-stuffing: a line
+	// that starts with "." is sent as it is, so a line "." in a message
+	// ends the response early for the client, like a broken server.
+	NoDotStuff bool
+	// NoLock disables mailbox locking: several sessions of one user may be
+	// logged in at once, each with its own snapshot, like a server without
+	// locking.
+	NoLock bool
+	// Trickle is waited before every chunk of TrickleChunk bytes of a RETR
+	// or TOP body, each chunk flushed on its own: a slow but live server.
+	// 0 means no wait.
+	Trickle time.Duration
+	// TrickleChunk is the chunk size of Trickle; 0 means 1 byte.
+	TrickleChunk int
 }
 
 // ServerOptions configures a Server. A nil *ServerOptions is a plain
@@ -104,7 +132,8 @@ type ServerOptions struct {
 	Log io.Writer
 }
 
-// Stats are counters over the server's life.
+// Stats are counters over the server's life. Per-message counts are kept by
+// user and UID: see RetrCount and DeleCount.
 type Stats struct {
 	Sessions       int // connections accepted
 	Logins         int // successful logins
@@ -128,6 +157,8 @@ type Server struct {
 	userFaults map[string]Faults
 	loginErrs  map[string]int
 	stats      Stats
+	retrCount  map[userUID]int
+	deleCount  map[userUID]int
 	serial     uint64
 	listeners  []net.Listener
 	conns      map[net.Conn]struct{}
@@ -136,6 +167,9 @@ type Server struct {
 	wg         sync.WaitGroup
 	logMu      sync.Mutex
 }
+
+// userUID keys the per-message counters.
+type userUID struct{ user, uid string }
 
 type mailbox struct {
 	password, token string
@@ -164,6 +198,8 @@ func NewServer(mailboxes []Mailbox, opts *ServerOptions) *Server {
 		faults:     o.Faults,
 		userFaults: map[string]Faults{},
 		loginErrs:  map[string]int{},
+		retrCount:  map[userUID]int{},
+		deleCount:  map[userUID]int{},
 		conns:      map[net.Conn]struct{}{},
 		done:       make(chan struct{}),
 	}
@@ -246,6 +282,24 @@ func (s *Server) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.stats
+}
+
+// RetrCount returns how many RETR commands for the message of user with
+// this UID the server has received over its life, whatever it answered
+// (faults included). Messages sharing a UID share the count.
+func (s *Server) RetrCount(user, uid string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.retrCount[userUID{user, uid}]
+}
+
+// DeleCount returns how many DELE commands for the message of user with
+// this UID the server has received over its life, committed or not.
+// Messages sharing a UID share the count.
+func (s *Server) DeleCount(user, uid string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.deleCount[userUID{user, uid}]
 }
 
 // Listen listens on addr (for example "127.0.0.1:0") and serves every
@@ -350,11 +404,11 @@ func servedSize(data []byte, raw bool) int64 {
 	return n
 }
 
-// writeServed writes data dot-stuffed, with bare LF turned into CRLF
-// unless raw, a CRLF after an unterminated last line, and the terminating
-// ".". topLines < 0 writes everything; otherwise the headers, the blank
-// line and topLines lines of the body.
-func writeServed(w io.Writer, data []byte, raw bool, topLines int) error {
+// writeServed writes data dot-stuffed (unless noStuff), with bare LF
+// turned into CRLF unless raw, a CRLF after an unterminated last line, and
+// the terminating ".". topLines < 0 writes everything; otherwise the
+// headers, the blank line and topLines lines of the body.
+func writeServed(w io.Writer, data []byte, raw, noStuff bool, topLines int) error {
 	inBody := false
 	bodyLines := 0
 	for len(data) > 0 {
@@ -372,7 +426,7 @@ func writeServed(w io.Writer, data []byte, raw bool, topLines int) error {
 		} else if len(content) == 0 {
 			inBody = true
 		}
-		if len(line) > 0 && line[0] == '.' {
+		if len(line) > 0 && line[0] == '.' && !noStuff {
 			if _, err := w.Write([]byte{'.'}); err != nil {
 				return err
 			}
@@ -424,6 +478,40 @@ func (l *limitWriter) Write(p []byte) (int, error) {
 	l.n -= int64(k)
 	return k, err
 }
+
+// trickleWriter writes to the session's output in chunks, each after a
+// wait and flushed on its own (Faults.Trickle).
+type trickleWriter struct {
+	ss    *session
+	chunk int
+	wait  time.Duration
+}
+
+func (t *trickleWriter) Write(p []byte) (int, error) {
+	n := 0
+	for len(p) > 0 {
+		timer := time.NewTimer(t.wait)
+		select {
+		case <-timer.C:
+		case <-t.ss.s.done:
+			timer.Stop()
+			return n, errClosing
+		}
+		k := min(t.chunk, len(p))
+		if _, err := t.ss.bw.Write(p[:k]); err != nil {
+			return n, err
+		}
+		if err := t.ss.bw.Flush(); err != nil {
+			return n, err
+		}
+		n += k
+		p = p[k:]
+	}
+	return n, nil
+}
+
+// errClosing ends a session because the server is closing.
+var errClosing = errors.New("pop3test: server closing")
 
 // greetingStamp returns an APOP timestamp for session id.
 func greetingStamp(id int) string {

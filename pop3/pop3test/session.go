@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"slices"
 	"strconv"
@@ -32,7 +33,8 @@ type session struct {
 	stamp string
 
 	user    string   // from USER
-	box     *mailbox // locked mailbox once logged in
+	box     *mailbox // mailbox once logged in
+	locked  bool     // this session holds box's lock
 	boxUser string
 	msgs    []stored // snapshot at login
 	deleted []bool
@@ -100,7 +102,10 @@ func (ss *session) run() {
 func (ss *session) end() {
 	if ss.box != nil {
 		ss.s.mu.Lock()
-		ss.box.locked = false
+		if ss.locked {
+			ss.box.locked = false
+			ss.locked = false
+		}
 		ss.s.mu.Unlock()
 		ss.box = nil
 	}
@@ -209,6 +214,9 @@ func (ss *session) dispatch(verb, arg string) bool {
 		if !ok {
 			return ss.reply("-ERR no such message")
 		}
+		ss.s.mu.Lock()
+		ss.s.deleCount[userUID{ss.boxUser, ss.msgs[i].UID}]++
+		ss.s.mu.Unlock()
 		if !ss.f.FakeDele {
 			ss.deleted[i] = true
 		}
@@ -296,12 +304,15 @@ func (ss *session) login(user string, check func(*mailbox) bool) bool {
 		s.mu.Unlock()
 		return ss.reply("-ERR [AUTH] invalid user name or password")
 	}
-	if b.locked {
+	if b.locked && !f.NoLock {
 		s.stats.FailedLogins++
 		s.mu.Unlock()
 		return ss.reply("-ERR [IN-USE] mailbox locked by another session")
 	}
-	b.locked = true
+	if !f.NoLock {
+		b.locked = true
+		ss.locked = true
+	}
 	s.stats.Logins++
 	ss.box, ss.boxUser = b, user
 	ss.msgs = slices.Clone(b.msgs)
@@ -510,28 +521,62 @@ func (ss *session) list(arg string, uidl bool) bool {
 	return ss.reply(".")
 }
 
-// retr answers RETR, applying the drop faults.
+// retr answers RETR, applying the drop, stall and trickle faults.
 func (ss *session) retr(arg string) bool {
 	i, ok := ss.msg(arg)
 	if !ok {
 		return ss.reply("-ERR no such message")
 	}
+	m := ss.msgs[i]
+	ss.s.mu.Lock()
+	ss.s.retrCount[userUID{ss.boxUser, m.UID}]++
+	ss.s.mu.Unlock()
 	if text, bad := ss.f.RetrErr[i+1]; bad {
 		return ss.reply("-ERR " + text)
 	}
-	m := ss.msgs[i]
+	stallAt, stall := ss.f.StallInRetr[i+1]
+	dropAt, drop := ss.f.DropInRetr[i+1]
+	switch {
+	case stall && stallAt < 0:
+		ss.s.logf("%d S: (stalling before the answer to RETR %d)", ss.id, i+1)
+		return ss.stall()
+	case drop && dropAt < 0:
+		ss.s.logf("%d S: (dropped before the answer to RETR %d)", ss.id, i+1)
+		_ = ss.bw.Flush()
+		return false
+	}
 	if !ss.reply(fmt.Sprintf("+OK %d octets", m.size)) {
 		return false
 	}
-	w := &limitWriter{w: ss.bw, n: -1}
-	if ss.f.DropAfterBytes > 0 {
-		w.n = max(ss.f.DropAfterBytes-ss.retrBytes, 0)
+	// The earliest of the byte limits in force cuts the body.
+	limit := int64(-1)
+	cut := func(n int64) {
+		if limit < 0 || n < limit {
+			limit = n
+		}
 	}
-	err := writeServed(w, m.Data, m.Raw, -1)
+	if ss.f.DropAfterBytes > 0 {
+		cut(max(ss.f.DropAfterBytes-ss.retrBytes, 0))
+	}
+	if stall {
+		cut(stallAt)
+	}
+	if drop {
+		cut(dropAt)
+	}
+	w := &limitWriter{w: ss.body(), n: limit}
+	err := writeServed(w, m.Data, m.Raw, ss.f.NoDotStuff, -1)
 	ss.retrBytes += w.written
-	if err != nil {
+	switch {
+	case err == nil:
+	case errors.Is(err, errDrop) && stall && w.written == stallAt:
+		ss.s.logf("%d S: (stalling after %d body bytes of message %d)", ss.id, w.written, i+1)
+		return ss.stall()
+	case errors.Is(err, errDrop):
 		ss.s.logf("%d S: (dropped after %d body bytes)", ss.id, ss.retrBytes)
 		_ = ss.bw.Flush()
+		return false
+	default:
 		return false
 	}
 	ss.s.logf("%d S: (%d octets of message %d)", ss.id, m.size, i+1)
@@ -539,11 +584,33 @@ func (ss *session) retr(arg string) bool {
 	ss.s.mu.Lock()
 	ss.s.stats.Retrs++
 	ss.s.mu.Unlock()
-	if ss.f.DropAfterRetrs > 0 && ss.retrs >= ss.f.DropAfterRetrs {
+	switch {
+	case stall:
+		ss.s.logf("%d S: (stalling after the answer to RETR %d)", ss.id, i+1)
+		return ss.stall()
+	case drop, ss.f.DropAfterRetrs > 0 && ss.retrs >= ss.f.DropAfterRetrs:
 		_ = ss.bw.Flush()
 		return false
 	}
 	return true
+}
+
+// body returns the writer for a RETR or TOP body: the output buffer, or a
+// trickle of it.
+func (ss *session) body() io.Writer {
+	if ss.f.Trickle <= 0 {
+		return ss.bw
+	}
+	return &trickleWriter{ss: ss, chunk: max(ss.f.TrickleChunk, 1), wait: ss.f.Trickle}
+}
+
+// stall flushes what was written, then sends nothing more: it reads and
+// discards commands until the client closes the connection or the server
+// is closed (which closes it), and ends the session.
+func (ss *session) stall() bool {
+	_ = ss.bw.Flush()
+	_, _ = io.Copy(io.Discard, ss.br)
+	return false
 }
 
 // top answers TOP n lines.
@@ -561,7 +628,7 @@ func (ss *session) top(arg string) bool {
 	if !ss.reply("+OK top of message follows") {
 		return false
 	}
-	return writeServed(ss.bw, m.Data, m.Raw, n) == nil
+	return writeServed(ss.body(), m.Data, m.Raw, ss.f.NoDotStuff, n) == nil
 }
 
 // quit enters the UPDATE state: removes the marked messages and answers,
@@ -578,9 +645,14 @@ func (ss *session) quit() bool {
 	}
 	s := ss.s
 	s.mu.Lock()
+	before := len(ss.box.msgs)
 	ss.box.msgs = slices.DeleteFunc(ss.box.msgs, func(m stored) bool { return gone[m.serial] })
-	s.stats.DelesCommitted += len(gone)
-	ss.box.locked = false
+	// Without locking another session may have removed some already.
+	s.stats.DelesCommitted += before - len(ss.box.msgs)
+	if ss.locked {
+		ss.box.locked = false
+		ss.locked = false
+	}
 	ss.box = nil
 	s.mu.Unlock()
 	ss.reply(fmt.Sprintf("+OK %d messages deleted", len(gone)))

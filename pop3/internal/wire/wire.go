@@ -218,3 +218,18 @@ func ParseUIDLLine(line []byte) (id int, uid string, err error) {
 	}
 	return id, string(f[1]), nil
 }
+
+// ParseUIDLPrefix parses the message number at the start of a UIDL listing
+// line that was cut short because it is too long: the number, then a
+// space or tab, then the start of the unique id.
+func ParseUIDLPrefix(prefix []byte) (id int, err error) {
+	prefix = bytes.TrimLeft(prefix, " \t")
+	i := bytes.IndexAny(prefix, " \t")
+	if i < 0 {
+		return 0, ErrSyntax
+	}
+	if len(bytes.TrimLeft(prefix[i:], " \t")) == 0 {
+		return 0, ErrSyntax
+	}
+	return ParseID(prefix[:i])
+}
