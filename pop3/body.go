@@ -133,7 +133,7 @@ func (b *Body) Close() error {
 func (b *Body) end() error {
 	c := b.c
 	if b.marker {
-		ioErr, syncErr := c.readMarker(b.id)
+		ioErr, syncErr := c.readMarker(b.id, false)
 		if syncErr != nil {
 			return b.fail(syncErr)
 		}

@@ -108,10 +108,7 @@ const (
 	defaultMaxListing     = 10_000_000
 	defaultMaxMessageSize = 2 << 30
 	capaMaxLines          = 1000
-	// maxOverlongBytes bounds the bytes of the UIDL lines skipped as
-	// overlong in one listing.
-	maxOverlongBytes = 64 << 20
-	bufferSize       = 64 << 10
+	bufferSize            = 64 << 10
 )
 
 // withDefaults returns a copy of o with zero fields set to their defaults.
@@ -552,6 +549,10 @@ func (c *Client) readLine(what string) ([]byte, error) {
 // than this is not skipped but fails with ErrLineTooLong.
 const maxOverlongLine = 1 << 20
 
+// maxOverlongBytes bounds the bytes of the UIDL lines skipped as overlong
+// in one listing (a variable for tests).
+var maxOverlongBytes = 64 << 20
+
 // errOverlongLine is what rawLine returns for a line it could not skip.
 var errOverlongLine = errors.New("line over the skip bound")
 
@@ -622,14 +623,19 @@ func (c *Client) skipLine(prefix []byte, n int) ([]byte, int, error) {
 
 // readMarker reads the reply to the "LIST id" marker RetrAll sends after
 // "RETR id" and checks that it is "+OK id size", with the size of the
-// session's last LIST when that listed id. ioErr is an I/O error (or
-// timeout, or cancellation) reading it, already applied to the client;
-// syncErr, not yet applied, wraps ErrOutOfSync for a reply that does not
-// fit.
-func (c *Client) readMarker(id int) (ioErr, syncErr error) {
+// session's last LIST when that listed id. After a "-ERR" to the RETR
+// (afterERR) a "-ERR" is accepted too: the message may be gone. ioErr is
+// an I/O error (or timeout, or cancellation) reading it, already applied
+// to the client; syncErr, not yet applied, wraps ErrOutOfSync for a reply
+// that does not fit.
+func (c *Client) readMarker(id int, afterERR bool) (ioErr, syncErr error) {
 	what := "LIST " + strconv.Itoa(id)
+	after := "its body"
+	if afterERR {
+		after = "its -ERR"
+	}
 	oos := func(line []byte, why string) error {
-		return fmt.Errorf("pop3: RETR %d: %w: %s after its body answered %q (%s)", id, ErrOutOfSync, what, truncate(string(line), 80), why)
+		return fmt.Errorf("pop3: RETR %d: %w: %s after %s answered %q (%s)", id, ErrOutOfSync, what, after, truncate(string(line), 80), why)
 	}
 	line, long, err := c.rawLine(what, false)
 	switch {
@@ -639,6 +645,9 @@ func (c *Client) readMarker(id int) (ioErr, syncErr error) {
 		return nil, oos(nil, fmt.Sprintf("a line over %d bytes", c.opts.MaxLineLength))
 	}
 	st, ok := wire.ParseStatus(line)
+	if ok && !st.OK && afterERR {
+		return nil, nil
+	}
 	if !ok || !st.OK {
 		return nil, oos(line, "expected +OK "+strconv.Itoa(id)+" and a size")
 	}

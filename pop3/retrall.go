@@ -120,7 +120,7 @@ func (c *Client) RetrAll(ctx context.Context, ids []int, window int, fn func(id 
 				return &RetrError{ID: id, Started: started, Err: err}
 			}
 			if pipelined {
-				ioErr, syncErr := c.readMarker(id)
+				ioErr, syncErr := c.readMarker(id, true)
 				if syncErr != nil {
 					return &RetrError{ID: id, Started: true, Err: c.fatal(syncErr)}
 				}

@@ -1,11 +1,14 @@
 // Package pop3test is an in-memory POP3 server (RFC 1939, with CAPA,
 // response codes, PIPELINING, STLS, SASL PLAIN, XOAUTH2, OAUTHBEARER and
 // APOP) for tests and for the demo. Fault knobs make it drop connections,
-// answer -ERR, misreport sizes, stall or forget to delete.
+// answer -ERR, misreport sizes, stall, trickle, forget to delete, skip
+// dot-stuffing or skip locking; RetrCount and DeleCount tell what a client
+// asked for.
 //
 // It keeps RFC 1939 semantics: a session locks its mailbox (a second
-// concurrent login gets "-ERR [IN-USE]"), DELE only marks, RSET unmarks,
-// QUIT commits the marks, and a dropped connection commits nothing.
+// concurrent login gets "-ERR [IN-USE]") unless Faults.NoLock, DELE only
+// marks, RSET unmarks, QUIT commits the marks, and a dropped connection
+// commits nothing.
 //
 // It does not import "testing", so non-test programs can use it.
 package pop3test
