@@ -203,8 +203,10 @@ func ParseStat(text []byte) (count int, size int64, err error) {
 }
 
 // ParseUIDLLine parses "id uid" from a UIDL listing or a UIDL n response
-// text. The uid is returned as sent: RFC 1939 allows octets 0x21 to 0x7E;
-// other non-space octets are accepted too.
+// text. The uid is returned as sent: RFC 1939 allows 1 to 70 octets from
+// 0x21 to 0x7E, but longer uids and other octets are accepted too, except
+// CR and LF, which are line structure, not data (a line with one inside
+// is ErrSyntax).
 //
 // QUIRK: fields after the uid are ignored, and separators may be runs of
 // spaces or tabs (pop3.TestQuirkUIDLExtraFields).
@@ -215,6 +217,9 @@ func ParseUIDLLine(line []byte) (id int, uid string, err error) {
 	}
 	if id, err = ParseID(f[0]); err != nil {
 		return 0, "", err
+	}
+	if bytes.ContainsAny(f[1], "\r\n") {
+		return 0, "", ErrSyntax
 	}
 	return id, string(f[1]), nil
 }

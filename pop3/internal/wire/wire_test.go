@@ -272,3 +272,43 @@ func FuzzResponse(f *testing.F) {
 		}
 	})
 }
+
+// FuzzListing checks the listing and status-text parsers: no panic, message
+// numbers >= 1, sizes and counts >= 0, a parsed unique id non-empty and free
+// of spaces, tabs, CR and LF, a response code free of spaces and
+// upper-case, and ParseUIDLPrefix agreeing with ParseUIDLLine.
+func FuzzListing(f *testing.F) {
+	for _, s := range []string{
+		"1 120", "2\t  200 (flagged)", "0 5", "1 -5", "12345678901 1", "1 99999999999999999999",
+		"1 abc", "1  abc def", "1 a\rb", "1 \xe9\xff", "3 " + strings.Repeat("x", 100), "[SYS/TEMP] x", "[] y", "[a b] c",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, line []byte) {
+		if id, size, err := ParseListLine(line); err == nil && (id < 1 || size < 0) {
+			t.Fatalf("ParseListLine(%q) = %d, %d", line, id, size)
+		}
+		if n, size, err := ParseStat(line); err == nil && (n < 0 || size < 0) {
+			t.Fatalf("ParseStat(%q) = %d, %d", line, n, size)
+		}
+		id, uid, err := ParseUIDLLine(line)
+		if err == nil {
+			if id < 1 || uid == "" || strings.ContainsAny(uid, " \t\r\n") {
+				t.Fatalf("ParseUIDLLine(%q) = %d, %q", line, id, uid)
+			}
+			if pid, perr := ParseUIDLPrefix(line); perr != nil || pid != id {
+				t.Fatalf("ParseUIDLPrefix(%q) = %d, %v; ParseUIDLLine says %d", line, pid, perr, id)
+			}
+		}
+		if pid, perr := ParseUIDLPrefix(line); perr == nil && pid < 1 {
+			t.Fatalf("ParseUIDLPrefix(%q) = %d", line, pid)
+		}
+		code, rest := ParseCode(string(line))
+		if strings.ContainsAny(code, " \t[]") || code != strings.ToUpper(code) || !strings.HasSuffix(string(line), rest) {
+			t.Fatalf("ParseCode(%q) = %q, %q", line, code, rest)
+		}
+		if code == "" && rest != string(line) {
+			t.Fatalf("ParseCode(%q) = no code but rest %q", line, rest)
+		}
+	})
+}
