@@ -10,7 +10,9 @@
 //
 // A Client is not safe for concurrent use, except that Close may be called
 // from any goroutine to abort whatever is in progress. After a timeout, a
-// cancellation, a protocol error or an I/O error the client is unusable:
+// cancellation, a protocol error, replies out of sync with the commands
+// (ErrOutOfSync) or an I/O error the client is unusable, and its
+// connection is closed at once:
 // every later call returns an error wrapping ErrClosed and the cause. A
 // "-ERR" response (*Error) leaves the client usable.
 package pop3

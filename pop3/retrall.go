@@ -92,7 +92,9 @@ func (c *Client) RetrAll(ctx context.Context, ids []int, window int, fn func(id 
 		if lost != nil {
 			return &RetrError{ID: id, Err: lost}
 		}
-		if err := ctx.Err(); err != nil {
+		if err := ctx.Err(); err != nil && recv > 0 {
+			// Answers already buffered would otherwise still be handed
+			// over; the first iteration was checked by begin.
 			return &RetrError{ID: id, Err: c.fatal(fmt.Errorf("pop3: %s: %w", label(verb, id), err))}
 		}
 		if sent < len(ids) && sent-recv <= window-refill {
