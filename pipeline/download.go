@@ -55,6 +55,7 @@ func (ar *accountRun) download(ctx context.Context, c *pop3.Client, plan []plann
 			return gctx.Err()
 		}
 	}
+	var inBody *planned // the message whose body broke the session, already recorded
 	rerr := c.RetrAll(gctx, ids, ar.r.opts.Window, func(id int, body *pop3.Body, err error) error {
 		p, ok := byID[id]
 		if !ok {
@@ -65,15 +66,26 @@ func (ar *accountRun) download(ctx context.Context, c *pop3.Client, plan []plann
 		}
 		sp, err := ar.r.spool.fill(body)
 		if err != nil {
+			err = fmt.Errorf("retr %d (uidl %q): %w", id, p.uidl, err)
 			if errors.Is(err, pop3.ErrMessageTooLarge) {
 				ar.skip[p.uidl] = true
-				send(fetched{p: p, err: fmt.Errorf("retr %d (uidl %q): %w", id, p.uidl, err)})
+				send(fetched{p: p, err: err})
 				return errTooLarge
 			}
-			return fmt.Errorf("retr %d (uidl %q): %w", id, p.uidl, err)
+			// The session broke inside this message (a timeout, a
+			// drop, a reply out of sync): it is recorded as failed,
+			// so the next session asks for it after the rest.
+			if ctx.Err() == nil {
+				inBody = p
+				send(fetched{p: p, err: err})
+			}
+			return err
 		}
 		return send(fetched{p: p, body: sp, wire: body.WireBytes()})
 	})
+	if p := blamed(rerr, byID, ids); p != nil && p != inBody && ctx.Err() == nil {
+		send(fetched{p: p, err: fmt.Errorf("retr %d (uidl %q): %w", p.id, p.uidl, rerr)})
+	}
 	close(ch)
 	werr := g.Wait()
 	// A writer that stopped early leaves bodies in ch: free their memory
@@ -87,6 +99,29 @@ func (ar *accountRun) download(ctx context.Context, c *pop3.Client, plan []plann
 		return werr
 	}
 	return rerr
+}
+
+// blamed returns the message a RetrAll error is the fault of, or nil. A
+// message is blamed when the server timed out while its answer was due,
+// when anything of its answer had arrived (the session broke inside it),
+// or when it was the first asked for in the session (a server that drops
+// the connection at the RETR of one message, every time). A drop between
+// two messages of a session that was moving is nobody's fault: the next
+// session goes on from there. Failures inside a body are blamed by the
+// RetrAll callback itself.
+func blamed(err error, byID map[int]*planned, ids []int) *planned {
+	var re *pop3.RetrError
+	if !errors.As(err, &re) {
+		return nil
+	}
+	p := byID[re.ID]
+	if p == nil {
+		return nil
+	}
+	if re.Started || errors.Is(re.Err, pop3.ErrTimeout) || (len(ids) > 0 && ids[0] == re.ID) {
+		return p
+	}
+	return nil
 }
 
 // writer Puts each fetched message into the destinations that lack it and
@@ -114,6 +149,7 @@ func (ar *accountRun) writer(ctx context.Context, ch <-chan fetched) error {
 	)
 	timer.Stop()
 	defer timer.Stop()
+	batch.Fence(ar.lease)
 	// Sync and Commit are bounded (local writes, or an IMAP server's
 	// answers within its timeout); they run even when ctx is cancelled so
 	// that what was written before an interrupt is recorded rather than
@@ -145,7 +181,7 @@ func (ar *accountRun) writer(ctx context.Context, ch <-chan fetched) error {
 			h(ar.r.syncCount.next())
 		}
 		if err := ar.r.j.Commit(wctx, &batch); err != nil {
-			return &journalError{err}
+			return leaseErr(err)
 		}
 		if h := o.hooks.afterCommit; h != nil {
 			h(ar.r.commitCount.next())
@@ -280,15 +316,26 @@ func (ar *accountRun) put(ctx context.Context, f fetched) outcome {
 // record adds what put did to the batch, and the report updates that
 // follow once the batch commits.
 func (ar *accountRun) record(r outcome, batch *journal.Batch, done *[]func(), dirty []bool) {
-	name, uidl, rep := ar.a.Name, r.f.p.uidl, ar.rep
+	name, uidl, id, rep := ar.a.Name, r.f.p.uidl, r.f.p.id, ar.rep
 	if r.f.err != nil {
 		batch.Failed(name, uidl, r.f.err.Error())
-		*done = append(*done, func() { rep.fail(uidl, r.f.err) })
+		*done = append(*done, func() { ar.progress++; ar.failedNow[uidl]++; rep.fail(uidl, id, r.f.err) })
 		return
 	}
+	var suspect string
 	if r.f.wire != r.f.p.size {
-		m := SizeMismatch{UIDL: uidl, Listed: r.f.p.size, Received: r.f.wire}
-		*done = append(*done, func() { rep.SizeMismatches = append(rep.SizeMismatches, m) })
+		m := SizeMismatch{UIDL: uidl, ID: id, Listed: r.f.p.size, Received: r.f.wire}
+		if m.Suspect = sizeSuspect(m.Listed, m.Received, r.size); m.Suspect {
+			suspect = fmt.Sprintf("message %d: RETR delivered %d octets (%d with LF line ends) but LIST said %d: "+
+				"the copy may be incomplete, so it is kept on the server", id, m.Received, r.size, m.Listed)
+			ar.r.opts.Logger.Warn("suspect message", "account", name, "uidl", uidl, "id", id, "listed", m.Listed, "received", m.Received)
+		}
+		*done = append(*done, func() {
+			rep.SizeMismatches = append(rep.SizeMismatches, m)
+			if m.Suspect {
+				rep.Suspect++
+			}
+		})
 	}
 	for _, i := range r.written {
 		dirty[i] = true
@@ -300,19 +347,40 @@ func (ar *accountRun) record(r outcome, batch *journal.Batch, done *[]func(), di
 		SHA256:       r.f.body.sum,
 		Deliveries:   r.dels,
 		Complete:     r.failure == nil,
+		Suspect:      suspect,
 	})
 	if r.failure != nil {
 		batch.Failed(name, uidl, r.failure.Error())
 		*done = append(*done, func() {
+			ar.progress++
+			ar.failedNow[uidl]++
 			rep.Quarantined = append(rep.Quarantined, r.quarantined...)
-			rep.fail(uidl, r.failure)
+			rep.fail(uidl, id, r.failure)
 		})
 		return
 	}
 	*done = append(*done, func() {
+		ar.progress++
 		rep.Stored++
 		rep.StoredBytes += r.size
 		ar.storedNow[uidl] = true
 		rep.succeed(uidl)
 	})
+}
+
+// sizeSlack is how many octets a LIST size may be off beyond what the line
+// ends explain before a message is suspect: a server that adds or counts a
+// final CRLF differently.
+const sizeSlack = 2
+
+// sizeSuspect reports whether a LIST size is further from what RETR
+// delivered than the line ends explain. A server may count the message as
+// it sends it (CRLF: the received size) or as it stores it (LF: the
+// canonical size); anything outside that range, give or take sizeSlack,
+// means RETR delivered less or more than the server holds: a body cut
+// short at a line "." that the server did not dot-stuff, a truncated or
+// padded transfer.
+func sizeSuspect(listed, received, canonical int64) bool {
+	lo, hi := min(canonical, received), max(canonical, received)
+	return listed < lo-sizeSlack || listed > hi+sizeSlack
 }

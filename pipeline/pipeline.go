@@ -59,8 +59,30 @@ type Options struct {
 	// Backoff is the first retry delay; it doubles, with jitter, up to
 	// MaxBackoff. Defaults 2s and 60s.
 	Backoff, MaxBackoff time.Duration
-	// Timeout is the POP3 per-command idle timeout. Default 60s.
+	// Timeout is the POP3 idle timeout: the longest the server may send
+	// nothing while an answer is due (each read; a slow server whose
+	// bytes keep coming is not timed out). Default 60s.
 	Timeout time.Duration
+	// MessageAttempts bounds the attempts at one message, counted in the
+	// journal across sessions and runs: a RETR answered -ERR, a session
+	// that timed out or broke inside the message (or before its first
+	// byte when it was the first asked for), a reply out of sync with the
+	// commands, a destination that refused it. A message that failed is
+	// fetched after the rest of the plan; once it has failed
+	// MessageAttempts times it is reported failed and not asked for again
+	// unless RetryFailed is set. Default 3.
+	MessageAttempts int
+	// RetryFailed asks again for messages that used up MessageAttempts.
+	RetryFailed bool
+	// Holder is this process's identity for account leases. The zero
+	// value means journal.NewHolder().
+	Holder journal.Holder
+	// LeaseTTL is how long an account lease lasts without renewal; it is
+	// renewed every third of that. Default journal.DefaultLeaseTTL.
+	LeaseTTL time.Duration
+	// WaitForLease makes an account whose lease another process holds
+	// wait until it is free (or ctx ends) instead of failing at once.
+	WaitForLease bool
 	// MaxMessageSize caps one message. Default 2 GiB.
 	MaxMessageSize int64
 	// Progress receives progress events. Nil means none.
@@ -114,6 +136,13 @@ func (o *Options) withDefaults() Options {
 	def(&c.Window, 32)
 	def(&c.BatchSize, 64)
 	def(&c.Attempts, 5)
+	def(&c.MessageAttempts, 3)
+	if c.Holder.ID == "" {
+		c.Holder = journal.NewHolder()
+	}
+	if c.LeaseTTL <= 0 {
+		c.LeaseTTL = journal.DefaultLeaseTTL
+	}
 	if c.BatchInterval <= 0 {
 		c.BatchInterval = time.Second
 	}
@@ -208,8 +237,13 @@ type AccountReport struct {
 	Failed   int              `json:"failed"`
 	Failures []MessageFailure `json:"failures,omitempty"`
 	// SizeMismatches lists messages whose RETR size differed from LIST.
-	// They are stored as received; the mismatch is only reported.
+	// They are stored as received. Those whose difference the line ends
+	// cannot explain (see SizeMismatch.Suspect) are marked suspect in the
+	// journal: kept on the server, never deleted without
+	// PurgeOptions.DeleteSuspect.
 	SizeMismatches []SizeMismatch `json:"size_mismatches,omitempty"`
+	// Suspect counts the SizeMismatches that are suspect.
+	Suspect int `json:"suspect,omitempty"`
 	// Quarantined lists messages a destination refused (an IMAP server's
 	// NO or BAD, NUL bytes) and kept as .eml files instead: not lost, but
 	// not stored there either; they also count as failed.
@@ -217,6 +251,9 @@ type AccountReport struct {
 	// NoUIDL says the server has no UIDL: keys were made from the headers
 	// (TOP n 0) and size, which is weaker than a real UIDL.
 	NoUIDL bool `json:"no_uidl,omitempty"`
+	// OverlongUIDLs counts messages whose UIDL was longer than the line
+	// bound: each was keyed by its headers and size, as without UIDL.
+	OverlongUIDLs int `json:"overlong_uidls,omitempty"`
 	// DuplicateUIDLs counts listing entries whose UIDL repeated an earlier
 	// one; they were kept apart, never merged.
 	DuplicateUIDLs int `json:"duplicate_uidls,omitempty"`
@@ -228,12 +265,14 @@ type AccountReport struct {
 	// destination.
 	Whole bool `json:"whole"`
 
-	failures map[string]string
+	failures map[string]MessageFailure
 }
 
 // MessageFailure is one message that could not be stored.
 type MessageFailure struct {
-	UIDL  string `json:"uidl"`
+	UIDL string `json:"uidl"`
+	// ID is the message's number in the session that last listed it.
+	ID    int    `json:"id"`
 	Error string `json:"error"`
 }
 
@@ -247,9 +286,17 @@ type Quarantined struct {
 
 // SizeMismatch is a message whose RETR size differed from its LIST size.
 type SizeMismatch struct {
-	UIDL     string `json:"uidl"`
-	Listed   int64  `json:"listed"`
-	Received int64  `json:"received"`
+	UIDL string `json:"uidl"`
+	ID   int    `json:"id"`
+	// Listed is LIST's size; Received the octets RETR delivered (after
+	// dot-unstuffing, line ends as sent).
+	Listed   int64 `json:"listed"`
+	Received int64 `json:"received"`
+	// Suspect is set when Listed is outside what the line ends explain
+	// (from the canonical LF size to the received size, give or take
+	// sizeSlack octets): RETR may have delivered part of the message, so
+	// it is never deleted from the source without an explicit flag.
+	Suspect bool `json:"suspect"`
 }
 
 // Run migrates every account and returns the report. It returns an error
@@ -352,11 +399,11 @@ func (r *runner) hostSlot(ctx context.Context, host string) (func(), error) {
 	}
 }
 
-func (a *AccountReport) fail(uidl string, err error) {
+func (a *AccountReport) fail(uidl string, id int, err error) {
 	if a.failures == nil {
-		a.failures = map[string]string{}
+		a.failures = map[string]MessageFailure{}
 	}
-	a.failures[uidl] = err.Error()
+	a.failures[uidl] = MessageFailure{UIDL: uidl, ID: id, Error: err.Error()}
 }
 
 func (a *AccountReport) succeed(uidl string) {
@@ -366,8 +413,8 @@ func (a *AccountReport) succeed(uidl string) {
 // finish fills the exported failure fields from the working set.
 func (a *AccountReport) finish() {
 	a.Failures = a.Failures[:0]
-	for uidl, e := range a.failures {
-		a.Failures = append(a.Failures, MessageFailure{UIDL: uidl, Error: e})
+	for _, f := range a.failures {
+		a.Failures = append(a.Failures, f)
 	}
 	sort.Slice(a.Failures, func(i, j int) bool { return a.Failures[i].UIDL < a.Failures[j].UIDL })
 	a.Failed = len(a.Failures)

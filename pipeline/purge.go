@@ -45,13 +45,17 @@ const (
 	// earlier QUIT answered +OK) but the server still lists it; see the
 	// report's warning. It is not deleted again.
 	SkipAlreadyDeleted = "already deleted"
+	// SkipSuspect: the journal marks the message suspect (RETR delivered
+	// a size LIST does not explain, so the copy may be incomplete); only
+	// PurgeOptions.DeleteSuspect deletes it.
+	SkipSuspect = "suspect"
 )
 
 // SkipReasons lists every key of PurgeReport.Skipped, in the order reports
 // print them.
 var SkipReasons = []string{
 	SkipNotVerified, SkipNotEverywhere, SkipDuplicateUIDL, SkipNoUIDL,
-	SkipSizeChanged, SkipTooRecent, SkipNotOnServer, SkipAlreadyDeleted,
+	SkipSizeChanged, SkipTooRecent, SkipNotOnServer, SkipAlreadyDeleted, SkipSuspect,
 }
 
 // PurgeOptions tune Purge. A nil *PurgeOptions means the zero value:
@@ -67,6 +71,10 @@ type PurgeOptions struct {
 	KeepDays int
 	// Now is the clock KeepDays is measured with. Nil means time.Now.
 	Now func() time.Time
+	// DeleteSuspect deletes suspect messages too (see SkipSuspect), once
+	// they pass every other check: the user accepts that their stored
+	// copies may be incomplete.
+	DeleteSuspect bool
 }
 
 // PurgeReport is the outcome of the purge of one account.
@@ -115,6 +123,7 @@ type PurgeItem struct {
 //     listed exactly once in this session and never was listed twice;
 //   - listed with the size the journal recorded;
 //   - first seen at least KeepDays days ago;
+//   - not marked suspect, unless DeleteSuspect;
 //
 // then sends DELE for each by its number in this session, and QUIT. Only
 // when QUIT answers +OK (RFC 1939 UPDATE state) does the journal mark them
@@ -198,7 +207,12 @@ func (r *runner) purgeAccount(ctx context.Context, a *config.Account, po *PurgeO
 	if err != nil {
 		return err
 	}
-	ar := &accountRun{r: r, a: a, rep: &AccountReport{Account: a.Name, Source: a.SourceURL()}}
+	ctx, lease, err := r.takeLease(ctx, a.Name)
+	if err != nil {
+		return err
+	}
+	defer r.releaseLease(ctx, lease)
+	ar := &accountRun{r: r, a: a, rep: &AccountReport{Account: a.Name, Source: a.SourceURL()}, lease: lease.l}
 	if err := ar.prepareSession(ctx); err != nil {
 		return err
 	}
@@ -412,6 +426,8 @@ func (s *purgeSession) check(e purgeEntry, noUIDL bool, listed int, m *journal.M
 		return SkipDuplicateUIDL
 	case m.State != journal.StateVerified:
 		return SkipNotVerified
+	case m.Suspect != "" && !s.po.DeleteSuspect:
+		return SkipSuspect
 	}
 	for _, id := range s.ids {
 		if _, ok := dels[id]; !ok {
@@ -436,6 +452,18 @@ func (s *purgeSession) check(e purgeEntry, noUIDL bool, listed int, m *journal.M
 // deleted in the journal only when QUIT answered +OK.
 func (s *purgeSession) delete(ctx context.Context, c *pop3.Client) error {
 	planned := s.rep.Planned
+	// The last word before the first DELE: is the account still ours?
+	// A process paused past its lease's expiry must not delete what
+	// another one now works on.
+	if l := s.ar.lease; l != nil {
+		if err := s.ar.r.j.RenewLease(ctx, l); err != nil {
+			c.Close()
+			if errors.Is(err, journal.ErrLeaseLost) {
+				return fmt.Errorf("%w; nothing was deleted", leaseErr(err))
+			}
+			return &journalError{err}
+		}
+	}
 	for _, it := range planned {
 		if err := ctx.Err(); err != nil {
 			c.Close()

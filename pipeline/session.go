@@ -11,6 +11,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"sort"
 	"syscall"
 	"time"
 
@@ -38,6 +39,17 @@ type accountRun struct {
 	// skip holds the UIDLs of messages over the size cap: later sessions
 	// of this run do not ask for them again.
 	skip map[string]bool
+	// lease is the account's lease; the writer's commits are fenced by it.
+	// Nil for verify, which takes none.
+	lease *journal.Lease
+	// failedNow counts the failures this run recorded per UIDL: with
+	// RetryFailed, a message gets MessageAttempts more attempts in this
+	// run, and no more.
+	failedNow map[string]int
+	// progress counts the messages whose outcome (stored or failed) a
+	// session committed: a session that moved any message on is not
+	// counted against Attempts.
+	progress int
 }
 
 // account migrates one account, retrying its session on retryable errors.
@@ -45,12 +57,28 @@ type accountRun struct {
 // report.
 func (r *runner) account(ctx context.Context, a *config.Account) (*AccountReport, error) {
 	rep := &AccountReport{Account: a.Name, Source: a.SourceURL()}
-	ar := &accountRun{r: r, a: a, rep: rep, storedNow: map[string]bool{}, skip: map[string]bool{}}
+	ar := &accountRun{r: r, a: a, rep: rep, storedNow: map[string]bool{}, skip: map[string]bool{}, failedNow: map[string]int{}}
 	defer rep.finish()
-	err := ar.prepare(ctx)
+	lctx, lease, err := r.takeLease(ctx, a.Name)
+	if err != nil {
+		// Another process has the account: nothing of it is ours to
+		// record, not even this error.
+		rep.Error = explain(err)
+		var jerr *journalError
+		if errors.As(err, &jerr) {
+			return rep, err
+		}
+		return rep, nil
+	}
+	defer r.releaseLease(ctx, lease)
+	ar.lease = lease.l
+	err = ar.prepare(lctx)
 	defer ar.closeDests()
 	if err == nil {
-		err = ar.sessions(ctx)
+		err = ar.sessions(lctx)
+	}
+	if cause := context.Cause(lctx); errors.Is(cause, errLeaseLost) && ctx.Err() == nil {
+		err = cause
 	}
 	if err != nil {
 		rep.Error = explain(err)
@@ -59,6 +87,9 @@ func (r *runner) account(ctx context.Context, a *config.Account) (*AccountReport
 	var jerr *journalError
 	if errors.As(err, &jerr) {
 		return rep, err
+	}
+	if errors.Is(err, errLeaseLost) {
+		return rep, nil // the account is another process's now
 	}
 	if e := r.j.SetAccountError(context.WithoutCancel(ctx), a.Name, rep.Error); e != nil {
 		return rep, &journalError{e}
@@ -193,16 +224,19 @@ func (ar *accountRun) sessions(ctx context.Context) error {
 	o := &ar.r.opts
 	for attempt := 1; ; attempt++ {
 		ar.rep.Sessions++
-		before := len(ar.storedNow)
+		before := ar.progress
 		err := ar.session(ctx)
 		if err == nil {
 			return nil
 		}
-		// A session that stored something before it failed made
-		// progress: a server that drops the connection every few
-		// megabytes still gets its mailbox moved. The count of stored
-		// messages bounds how often this can reset the attempts.
-		if len(ar.storedNow) > before && retryable(err) && !errors.Is(err, errTooLarge) {
+		// A session that stored a message, or recorded the failure of
+		// the message it broke on, before it failed made progress: a
+		// server that drops the connection every few megabytes still
+		// gets its mailbox moved, and one that always breaks on the same
+		// message gets the rest moved first. The messages bound how often
+		// this can reset the attempts: each is stored once, or fails
+		// MessageAttempts times and is no longer asked for.
+		if ar.progress > before && retryable(err) && !errors.Is(err, errTooLarge) {
 			attempt = 0
 		}
 		if ctx.Err() != nil {
@@ -247,6 +281,15 @@ func backoff(base, max time.Duration, attempt int) time.Duration {
 func retryable(err error) bool {
 	if errors.Is(err, errTooLarge) {
 		return true
+	}
+	// A session whose replies went out of sync (a server that does not
+	// dot-stuff) or that timed out is worth another: the message it broke
+	// on is recorded as failed and asked for after the rest.
+	if errors.Is(err, pop3.ErrOutOfSync) || errors.Is(err, pop3.ErrTimeout) {
+		return true
+	}
+	if errors.Is(err, errLeaseLost) {
+		return false
 	}
 	var perr *pop3.Error
 	if errors.As(err, &perr) {
@@ -351,22 +394,33 @@ func (ar *accountRun) list(ctx context.Context, c *pop3.Client) ([]listedMsg, er
 		return nil, fmt.Errorf("uidl: %w", err)
 	}
 	byID := make(map[int]string, len(uids))
+	overlong := map[int]bool{}
 	for _, u := range uids {
 		byID[u.ID] = u.UID
+		if u.Overlong {
+			overlong[u.ID] = true
+		}
 	}
 	ar.rep.NoUIDL = noUIDL
+	ar.rep.OverlongUIDLs = 0
 	ar.rep.ServerMessages, ar.rep.ServerBytes, ar.rep.DuplicateUIDLs = len(sizes), 0, 0
 	seen := make(map[string]int, len(sizes))
 	out := make([]listedMsg, 0, len(sizes))
 	for _, s := range sizes {
 		ar.rep.ServerBytes += s.Size
 		m := listedMsg{id: s.ID, size: s.Size, kind: "uidl"}
-		if noUIDL {
+		if noUIDL || overlong[s.ID] {
+			// A UIDL longer than the line bound cannot be kept: that
+			// message alone is keyed like one of a server without
+			// UIDL (and so is never deleted by purge).
 			key, err := syntheticKey(ctx, c, s)
 			if err != nil {
 				return nil, err
 			}
 			m.uidl, m.kind = key, "synthetic"
+			if !noUIDL {
+				ar.rep.OverlongUIDLs++
+			}
 		} else {
 			u, ok := byID[s.ID]
 			if !ok {
@@ -413,17 +467,34 @@ func syntheticKey(ctx context.Context, c *pop3.Client, s pop3.MessageInfo) (stri
 // planned is one message to download and the destinations that lack it.
 type planned struct {
 	listedMsg
-	missing []int // indexes into ar.dests
+	missing  []int // indexes into ar.dests
+	attempts int   // failed attempts the journal records
 }
 
 // plan returns the listed messages some destination does not hold yet,
-// according to the journal.
+// according to the journal: first those no attempt has failed on, in
+// listing order, then those that failed before, fewest failures first, so
+// that a message that stalls or breaks the session never keeps the ones
+// after it from being fetched. A message that has failed
+// Options.MessageAttempts times is left out (unless RetryFailed) and
+// reported failed with its last error.
 func (ar *accountRun) plan(ctx context.Context, listing []listedMsg) ([]planned, error) {
 	have, err := ar.r.j.Deliveries(ctx, ar.a.Name)
 	if err != nil {
 		return nil, &journalError{err}
 	}
-	var out []planned
+	rows, err := ar.r.j.Messages(ctx, ar.a.Name)
+	if err != nil {
+		return nil, &journalError{err}
+	}
+	attempts := make(map[string]journal.MessageRow, len(rows))
+	for _, m := range rows {
+		if m.Attempts > 0 && m.State == journal.StateFailed {
+			attempts[m.UIDL] = m
+		}
+	}
+	o := &ar.r.opts
+	var out, retry []planned
 	var bytes int64
 	ar.rep.SkippedAlreadyStored = 0
 	for _, m := range listing {
@@ -439,9 +510,22 @@ func (ar *accountRun) plan(ctx context.Context, listing []listedMsg) ([]planned,
 			}
 			continue
 		}
-		out = append(out, planned{listedMsg: m, missing: missing})
+		p := planned{listedMsg: m, missing: missing}
+		if row, failed := attempts[m.uidl]; failed {
+			if (row.Attempts >= o.MessageAttempts && !o.RetryFailed) || ar.failedNow[m.uidl] >= o.MessageAttempts {
+				ar.rep.fail(m.uidl, m.id, fmt.Errorf("gave up after %d attempts (the limit is %d; run with --retry-failed to try again): %s",
+					row.Attempts, o.MessageAttempts, row.Error))
+				continue
+			}
+			p.attempts = row.Attempts
+			retry = append(retry, p)
+		} else {
+			out = append(out, p)
+		}
 		bytes += m.size
 	}
+	sort.SliceStable(retry, func(i, j int) bool { return retry[i].attempts < retry[j].attempts })
+	out = append(out, retry...)
 	ar.r.opts.Progress.AccountStart(ar.a.Name, len(out), bytes)
 	return out, nil
 }

@@ -1,0 +1,408 @@
+package pipeline_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/popmigrate/popmigrate/config"
+	"github.com/popmigrate/popmigrate/journal"
+	"github.com/popmigrate/popmigrate/pipeline"
+	"github.com/popmigrate/popmigrate/pop3/pop3test"
+)
+
+// Servers that misbehave in ways that used to cost a message: one message
+// that stalls or drops every time, a server that does not dot-stuff, a body
+// that forges a reply, a LIST size the delivered bytes cannot explain, and
+// two runs on one journal.
+
+// hostileOptions are testOptions with a short idle timeout, so that a
+// stalled server costs a test a fraction of a second.
+func hostileOptions() *pipeline.Options {
+	o := testOptions()
+	o.Timeout = 300 * time.Millisecond
+	return o
+}
+
+// failureOf returns the report's failure of uidl.
+func failureOf(a *pipeline.AccountReport, uidl string) (pipeline.MessageFailure, bool) {
+	for _, f := range a.Failures {
+		if f.UIDL == uidl {
+			return f, true
+		}
+	}
+	return pipeline.MessageFailure{}, false
+}
+
+func journalRow(t *testing.T, j *journal.Journal, account, uidl string) journal.MessageRow {
+	t.Helper()
+	rows, err := j.Messages(context.Background(), account)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rows {
+		if r.UIDL == uidl {
+			return r
+		}
+	}
+	t.Fatalf("journal has no message %q of %s", uidl, account)
+	return journal.MessageRow{}
+}
+
+// storedOnly checks that exactly the messages of msgs except those named in
+// missing are in alice's Maildir, each once and byte-exact.
+func storedOnly(t *testing.T, e *env, msgs []srcMsg, missing ...string) {
+	t.Helper()
+	var want []srcMsg
+	for _, m := range msgs {
+		if !contains(missing, m.uid) {
+			want = append(want, m)
+		}
+	}
+	checkMaildir(t, e.maildir("alice"), "alice", want, false)
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// TestStalledMessageDoesNotBlockTheRest pins the fault where a message
+// whose RETR stalls was asked for first in every session, so the messages
+// after it were never fetched and it stayed 'listed' with 0 attempts.
+func TestStalledMessageDoesNotBlockTheRest(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		faults pop3test.Faults
+		// retrs is how many RETRs of the bad message the first run
+		// sends: one per attempt, except that a drop before any byte of
+		// the answer counts only when the message was the first asked
+		// for in its session (a drop between two messages is nobody's
+		// fault), which costs up to one more session per attempt.
+		retrs int
+	}{
+		{"stall inside the body", pop3test.Faults{StallInRetr: map[int]int64{2: 40}}, 3},
+		{"stall before +OK", pop3test.Faults{StallInRetr: map[int]int64{2: -1}}, 3},
+		{"stall inside the body, no pipelining", pop3test.Faults{StallInRetr: map[int]int64{2: 40}, NoPipelining: true}, 3},
+		{"drop inside the body", pop3test.Faults{DropInRetr: map[int]int64{2: 40}}, 3},
+		{"drop before +OK", pop3test.Faults{DropInRetr: map[int]int64{2: -1}}, 5},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			msgs := smallMsgs("s", 6)
+			e, a := faultRun(t, msgs, userFaults(tc.faults), hostileOptions())
+			const bad = "s2"
+			wantCounts(t, a, 6, 5, 0, 1, false)
+			f, ok := failureOf(a, bad)
+			if !ok || f.ID != 2 || f.Error == "" {
+				t.Fatalf("failures %+v, want %s (message 2) with its reason", a.Failures, bad)
+			}
+			storedOnly(t, e, msgs, bad)
+			row := journalRow(t, e.j, "alice", bad)
+			if row.State != journal.StateFailed || row.Attempts != 3 || row.Error == "" {
+				t.Errorf("journal row of %s: state %s attempts %d error %q; want failed after 3 attempts", bad, row.State, row.Attempts, row.Error)
+			}
+			retrs := e.srv.RetrCount("alice", bad)
+			if retrs != tc.retrs {
+				t.Errorf("RETR of %s asked %d times, want %d", bad, retrs, tc.retrs)
+			}
+
+			// The next run does not ask for it again, and says so.
+			rep := e.run([]*config.Account{e.account("alice")}, hostileOptions())
+			a2 := accountReport(t, rep, "alice")
+			wantCounts(t, a2, 6, 0, 5, 1, false)
+			if f, ok := failureOf(a2, bad); !ok || !strings.Contains(f.Error, "--retry-failed") {
+				t.Errorf("second run failures %+v, want %s with a hint", a2.Failures, bad)
+			}
+			if n := e.srv.RetrCount("alice", bad); n != retrs {
+				t.Errorf("second run asked for %s again (%d RETRs, %d before)", bad, n, retrs)
+			}
+
+			// --retry-failed gives it the attempts of one more run
+			// (and it fails again here).
+			o := hostileOptions()
+			o.RetryFailed = true
+			e.run([]*config.Account{e.account("alice")}, o)
+			// Alone in its plan, it is the first asked for in every
+			// session: one RETR per attempt.
+			if n := e.srv.RetrCount("alice", bad); n != retrs+3 {
+				t.Errorf("retry-failed run: %d RETRs of %s in all, want %d", n, bad, retrs+3)
+			}
+		})
+	}
+}
+
+// A server that is slow but alive (bytes keep coming) is not a failure,
+// even when a message takes many times the idle timeout.
+func TestTricklingServerIsNotAFailure(t *testing.T) {
+	msgs := smallMsgs("t", 2)
+	o := testOptions()
+	o.Timeout = 150 * time.Millisecond
+	// About 190 bytes a message, 8 bytes every 20 ms: ~0.5 s a message.
+	e, a := faultRun(t, msgs, userFaults(pop3test.Faults{Trickle: 20 * time.Millisecond, TrickleChunk: 8}), o)
+	wantCounts(t, a, 2, 2, 0, 0, true)
+	storedOnly(t, e, msgs)
+}
+
+// dotLineMsgs returns messages of which the second has a line that is a
+// lone "." in the middle, followed by more text; a server that does not
+// dot-stuff ends its RETR there. With forge, the text after the dot forges
+// the reply to the next RETR.
+func dotLineMsgs(forge bool) []srcMsg {
+	var msgs []srcMsg
+	for i := 1; i <= 4; i++ {
+		msgs = append(msgs, newMsg(fmt.Sprintf("d%d", i), []byte(fmt.Sprintf("Subject: message %d\n\nno dot line in message %d\n", i, i))))
+	}
+	rest := "the rest of the message\n"
+	if forge {
+		rest = "+OK 60 octets\nSubject: forged\n\nforged body\n.\n"
+	}
+	msgs[1] = newMsg("d2", []byte("Subject: has a dot line\n\nbefore the dot\n.\n"+rest+"last line\n"))
+	return msgs
+}
+
+// TestNoDotStuffingServerNeverStoresATruncatedCopy pins the fault where a
+// server that does not dot-stuff cost the user a message: the truncated
+// copy was stored, the next run said "ok", and purge deleted the full
+// message; with a forged reply in the body, the forgery was stored under
+// the next message's UIDL.
+func TestNoDotStuffingServerNeverStoresATruncatedCopy(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		forge    bool
+		pipeline bool
+	}{
+		{"pipelined", false, true},
+		{"pipelined, forged reply", true, true},
+		{"lockstep", false, false},
+		{"lockstep, forged reply", true, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			msgs := dotLineMsgs(tc.forge)
+			f := pop3test.Faults{NoDotStuff: true, NoPipelining: !tc.pipeline}
+			e, _ := purgeEnv(t, "alice", msgs, f)
+			a := e.account("alice")
+			rep := e.run([]*config.Account{a}, hostileOptions())
+			ar := accountReport(t, rep, "alice")
+			wantCounts(t, ar, 4, 3, 0, 1, false)
+			if _, ok := failureOf(ar, "d2"); !ok {
+				t.Fatalf("failures %+v, want d2", ar.Failures)
+			}
+			// Every other message exactly once and byte-exact: in
+			// particular d3 is d3, not the forgery.
+			storedOnly(t, e, msgs, "d2")
+			if row := journalRow(t, e.j, "alice", "d2"); row.State == journal.StateStored || row.State == journal.StateVerified || row.SHA256 != "" {
+				t.Errorf("d2 journaled as %s (sha %q): a truncated copy was recorded", row.State, row.SHA256)
+			}
+			// Nothing that is not whole is ever deleted.
+			markAllVerified(t, e.j, "alice")
+			prep := purgeOne(t, e.j, a, nil)
+			if e.srv.DeleCount("alice", "d2") != 0 {
+				t.Errorf("DELE of d2 sent (purge planned %+v)", prep.Planned)
+			}
+			for _, it := range prep.Planned {
+				if it.UIDL == "d2" {
+					t.Errorf("purge planned d2")
+				}
+			}
+		})
+	}
+}
+
+// TestSuspectSizeIsKeptOnTheServer: a message whose delivered size LIST
+// cannot explain is stored but marked suspect, listed in the report and
+// never deleted, unless the user asks for it explicitly.
+func TestSuspectSizeIsKeptOnTheServer(t *testing.T) {
+	msgs := smallMsgs("k", 3)
+	e, _ := purgeEnv(t, "alice", msgs, pop3test.Faults{SizeSkew: 40})
+	a := e.account("alice")
+	rep := e.run([]*config.Account{a}, testOptions())
+	ar := accountReport(t, rep, "alice")
+	wantCounts(t, ar, 3, 3, 0, 0, true)
+	if ar.Suspect != 3 || len(ar.SizeMismatches) != 3 || !ar.SizeMismatches[0].Suspect {
+		t.Fatalf("suspect %d, mismatches %+v; want 3 suspect", ar.Suspect, ar.SizeMismatches)
+	}
+	if row := journalRow(t, e.j, "alice", "k1"); row.Suspect == "" {
+		t.Errorf("k1 not marked suspect in the journal")
+	}
+	markAllVerified(t, e.j, "alice")
+	prep := purgeOne(t, e.j, a, nil)
+	wantPurge(t, prep, 0, 0, map[string]int{pipeline.SkipSuspect: 3}, false)
+	prep = purgeOne(t, e.j, a, &pipeline.PurgeOptions{DeleteSuspect: true})
+	wantPurge(t, prep, 3, 3, map[string]int{}, false)
+}
+
+// A small difference the line ends explain is a mismatch, not a suspect.
+func TestSizeDifferenceOfLineEndsIsNotSuspect(t *testing.T) {
+	msgs := smallMsgs("l", 2)
+	// Served with CRLF; a server that counts LF-only sizes lists fewer
+	// octets: one per line.
+	_, a := faultRun(t, msgs, userFaults(pop3test.Faults{SizeSkew: -5}), testOptions())
+	if a.Suspect != 0 || len(a.SizeMismatches) != 2 {
+		t.Errorf("suspect %d mismatches %+v, want 2 mismatches and none suspect", a.Suspect, a.SizeMismatches)
+	}
+}
+
+// TestSecondRunOnTheSameJournalIsRefused pins the fault where two runs on
+// one journal both downloaded every message and both reported "stored".
+func TestSecondRunOnTheSameJournalIsRefused(t *testing.T) {
+	msgs := smallMsgs("r", 3)
+	e := newEnv(t, []pop3test.Mailbox{mailbox("alice", msgs)}, &pop3test.ServerOptions{
+		UserFaults: map[string]pop3test.Faults{"alice": {NoLock: true}},
+	})
+	ctx := context.Background()
+	other := journal.Holder{ID: "another-run", PID: 1, Host: "elsewhere"}
+	l, err := e.j.AcquireLease(ctx, "alice", other, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := e.run([]*config.Account{e.account("alice")}, testOptions())
+	a := accountReport(t, rep, "alice")
+	if a.Whole || a.Stored != 0 || !strings.Contains(a.Error, "pid 1 on elsewhere") || !strings.Contains(a.Error, "--wait") {
+		t.Fatalf("second run: whole %v stored %d error %q; want refused, naming the holder", a.Whole, a.Stored, a.Error)
+	}
+	if n := e.srv.Stats().Logins; n != 0 {
+		t.Errorf("refused run logged in %d times", n)
+	}
+
+	// With WaitForLease it waits for the holder, then goes on.
+	o := testOptions()
+	o.WaitForLease = true
+	o.LeaseTTL = 400 * time.Millisecond
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		e.j.ReleaseLease(context.Background(), l)
+	}()
+	rep = e.run([]*config.Account{e.account("alice")}, o)
+	wantCounts(t, accountReport(t, rep, "alice"), 3, 3, 0, 0, true)
+}
+
+// Two runs at once on one journal, against a server without mailbox
+// locking: every message is downloaded once.
+func TestConcurrentRunsOnOneJournalDownloadEachMessageOnce(t *testing.T) {
+	msgs := smallMsgs("c", 20)
+	e := newEnv(t, []pop3test.Mailbox{mailbox("alice", msgs)}, &pop3test.ServerOptions{
+		UserFaults: map[string]pop3test.Faults{"alice": {NoLock: true, Delay: 2 * time.Millisecond}},
+	})
+	j2 := e.openJournal() // a second process's handle on the same file
+	type result struct {
+		rep *pipeline.Report
+		err error
+	}
+	out := make(chan result, 2)
+	for _, j := range []*journal.Journal{e.j, j2} {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+			defer cancel()
+			o := testOptions()
+			o.Holder = journal.NewHolder()
+			rep, err := pipeline.Run(ctx, j, []*config.Account{e.account("alice")}, o)
+			out <- result{rep, err}
+		}()
+	}
+	var stored, refused int
+	for range 2 {
+		r := <-out
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		a := accountReport(t, r.rep, "alice")
+		stored += a.Stored
+		if strings.Contains(a.Error, "another popmigrate") {
+			refused++
+		}
+	}
+	if stored != 20 || refused != 1 {
+		t.Errorf("stored %d in total, %d runs refused; want 20 and 1", stored, refused)
+	}
+	for _, m := range msgs {
+		if n := e.srv.RetrCount("alice", m.uid); n != 1 {
+			t.Errorf("%s downloaded %d times", m.uid, n)
+		}
+	}
+	storedOnly(t, e, msgs)
+}
+
+// A process whose lease was taken over (it was paused past the expiry)
+// cannot commit, and its account stops; the others go on.
+func TestLeaseTakenOverStopsTheAccount(t *testing.T) {
+	msgs := smallMsgs("p", 6)
+	e := newEnv(t, []pop3test.Mailbox{mailbox("alice", msgs)}, &pop3test.ServerOptions{
+		UserFaults: map[string]pop3test.Faults{"alice": {Trickle: 30 * time.Millisecond, TrickleChunk: 64}},
+	})
+	o := testOptions()
+	o.LeaseTTL = time.Hour // no heartbeat during the test: the fence decides
+	o.BatchSize = 1
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	done := make(chan *pipeline.Report, 1)
+	go func() {
+		rep, err := pipeline.Run(ctx, e.j, []*config.Account{e.account("alice")}, o)
+		if err != nil {
+			t.Error(err)
+		}
+		done <- rep
+	}()
+	// Wait for the first commit, then take the account over as another
+	// process whose clock says the lease expired.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if st := journalStates(t, e.j, "alice"); st["p1"] == journal.StateStored {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no commit within 10s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	ls, err := e.j.Leases(ctx)
+	if err != nil || len(ls) != 1 {
+		t.Fatalf("leases %+v %v", ls, err)
+	}
+	takeOver(t, e, ls[0])
+	rep := <-done
+	a := accountReport(t, rep, "alice")
+	if a.Whole || !strings.Contains(a.Error, "lease") {
+		t.Fatalf("account after takeover: whole %v error %q; want stopped for the lost lease", a.Whole, a.Error)
+	}
+	if a.Stored == 6 {
+		t.Errorf("all 6 stored despite the takeover")
+	}
+}
+
+// takeOver makes another holder own l's account with a higher epoch, as a
+// process would after l expired.
+func takeOver(t *testing.T, e *env, l journal.LeaseInfo) {
+	t.Helper()
+	if err := e.j.ReleaseLease(context.Background(), &journal.Lease{Account: l.Account, Holder: l.Holder, Epoch: l.Epoch}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.j.AcquireLease(context.Background(), l.Account, journal.Holder{ID: "newcomer", PID: 1, Host: "elsewhere"}, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestOverlongUIDLFailsNoAccount pins the fault where one UIDL over the
+// line bound failed the whole account's listing: that message is keyed
+// like one of a server without UIDL, one over RFC 1939's 70 octets is kept
+// as it is, and every message is stored.
+func TestOverlongUIDLFailsNoAccount(t *testing.T) {
+	msgs := smallMsgs("o", 3)
+	msgs[0].uid, msgs[0].key = strings.Repeat("x", 5000), "" // over the 4096-byte line bound
+	msgs[1].uid = strings.Repeat("y", 100)                    // over RFC 1939's 70
+	msgs[1].key = msgs[1].uid
+	e, a := faultRun(t, msgs, nil, testOptions())
+	wantCounts(t, a, 3, 3, 0, 0, true)
+	if a.OverlongUIDLs != 1 {
+		t.Errorf("overlong UIDLs %d, want 1", a.OverlongUIDLs)
+	}
+	storedOnly(t, e, msgs)
+	// A second run finds all three again: the synthetic key is stable.
+	rep := e.run([]*config.Account{e.account("alice")}, testOptions())
+	wantCounts(t, accountReport(t, rep, "alice"), 3, 0, 3, 0, true)
+}
