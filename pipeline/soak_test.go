@@ -903,7 +903,7 @@ func (s *soakTest) mboxCommitted(b *soakBox, part []byte) [][]byte {
 // deletable returns the UIDLs of b that a purge may delete now: on the
 // server, keyed by their real UIDL, listed at the size the journal
 // recorded, verified in the journal with a verified copy in every
-// destination.
+// destination, and not suspect (a size skew past what line ends explain).
 func (s *soakTest) deletable(b *soakBox) map[string]bool {
 	ctx := context.Background()
 	rows, err := s.e.j.Messages(ctx, b.user)
@@ -917,7 +917,8 @@ func (s *soakTest) deletable(b *soakBox) map[string]bool {
 	out := map[string]bool{}
 	for _, r := range rows {
 		m := b.msgs[r.UIDL]
-		if m == nil || !b.onServer[r.UIDL] || r.State != journal.StateVerified || r.Kind != journal.KindUIDL || r.ListedSize != m.size {
+		if m == nil || !b.onServer[r.UIDL] || r.State != journal.StateVerified || r.Kind != journal.KindUIDL || r.ListedSize != m.size ||
+			r.Suspect != "" {
 			continue
 		}
 		ok := true
