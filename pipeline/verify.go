@@ -128,10 +128,28 @@ func (r *runner) verifyAccount(ctx context.Context, a *config.Account, againstSo
 			res.Add(f)
 		}
 	}
+	if err := addSuspects(ctx, r.j, a.Name, res); err != nil {
+		return nil, err
+	}
 	if serverErr != nil {
 		res.Error = "list the server: " + explain(serverErr)
 	}
 	return res, nil
+}
+
+// addSuspects adds a Suspect note for every message of account the journal
+// marks suspect and has not deleted.
+func addSuspects(ctx context.Context, j *journal.Journal, account string, res *verify.Result) error {
+	rows, err := j.Messages(ctx, account)
+	if err != nil {
+		return fmt.Errorf("verify: account %q: %w", account, err)
+	}
+	for _, m := range rows {
+		if m.Suspect != "" && m.State != journal.StateDeleted {
+			res.Add(verify.Finding{Kind: verify.Suspect, UIDL: m.UIDL, Detail: m.Suspect})
+		}
+	}
+	return nil
 }
 
 // serverUIDLs lists the account's mailbox and returns its messages' keys

@@ -81,6 +81,11 @@ const (
 	// NotStored: the server lists the message and the journal records no
 	// copy of it in a destination.
 	NotStored Kind = "not-stored"
+	// Suspect: the journal marks the message suspect: RETR delivered a
+	// size that its LIST size does not explain, so its stored copies may
+	// be incomplete. A note, not a problem (the copies match what was
+	// received); it keeps the message on the server.
+	Suspect Kind = "suspect"
 	// Manifest: the manifest itself is damaged or was changed: a line
 	// that does not parse, lines out of order, a count or root that does
 	// not match the lines.
@@ -88,7 +93,7 @@ const (
 )
 
 // Kinds lists every Kind, in the order reports give their counts.
-var Kinds = []Kind{Match, Missing, Extra, Checksum, Size, Unreadable, NotStored, Manifest, GoneFromServer}
+var Kinds = []Kind{Match, Missing, Extra, Checksum, Size, Unreadable, NotStored, Manifest, GoneFromServer, Suspect}
 
 // Finding is one problem or note about one copy of one message (or about a
 // destination or a manifest as a whole, with UIDL empty).
@@ -118,9 +123,9 @@ type Finding struct {
 }
 
 // Problem reports whether f is a problem: every Kind except Match and
-// GoneFromServer (a note).
+// the notes GoneFromServer and Suspect.
 func (f Finding) Problem() bool {
-	return f.Kind != Match && f.Kind != GoneFromServer
+	return f.Kind != Match && f.Kind != GoneFromServer && f.Kind != Suspect
 }
 
 // defaultHint returns what a user can do about a finding of kind k.
@@ -142,6 +147,8 @@ func defaultHint(k Kind) string {
 		return "the manifest file was changed, cut or damaged since it was written: compare it with a saved copy, or write a new one from the journal with popmigrate manifest"
 	case GoneFromServer:
 		return "nothing to do unless the message should still be on the server: its stored copies are checked separately"
+	case Suspect:
+		return "the message stays on the server: fetch it with another client to compare, or delete it with --delete-suspect once you accept the stored copy"
 	}
 	return ""
 }
@@ -149,7 +156,7 @@ func defaultHint(k Kind) string {
 // Sigil returns the character that starts f's line in a text report, as
 // rclone check prints them: "-" missing here (Missing, NotStored), "+"
 // only here (Extra), "*" differs (Checksum, Size) or a note
-// (GoneFromServer), "!" an error (Unreadable, Manifest), "=" a match.
+// (GoneFromServer, Suspect), "!" an error (Unreadable, Manifest), "=" a match.
 func (f Finding) Sigil() string {
 	switch f.Kind {
 	case Match:
@@ -158,7 +165,7 @@ func (f Finding) Sigil() string {
 		return "-"
 	case Extra:
 		return "+"
-	case Checksum, Size, GoneFromServer:
+	case Checksum, Size, GoneFromServer, Suspect:
 		return "*"
 	}
 	return "!"
@@ -197,6 +204,8 @@ func (f Finding) String() string {
 		b.WriteString("not stored")
 	case GoneFromServer:
 		b.WriteString("gone from the server (note)")
+	case Suspect:
+		b.WriteString("suspect, kept on the server (note)")
 	case Manifest:
 		b.WriteString("manifest")
 		if f.Want != "" || f.Got != "" {
