@@ -5,7 +5,12 @@ PKGS     := ./...
 # Packages with concurrency run under the race detector in `make test`.
 RACE_PKGS := ./pop3/... ./pipeline/... ./journal/... ./exporters/... ./cmd/... ./e2e/...
 
-.PHONY: all build test test-unit test-race demo bench soak lint fmt clean deps
+.PHONY: all build test test-unit test-race fuzz demo bench soak lint fmt clean deps
+
+# FUZZTIME is how long make test runs each fuzz target; make soak runs
+# them for SOAK_FUZZTIME.
+FUZZTIME      ?= 3s
+SOAK_FUZZTIME ?= 60s
 
 all: build
 
@@ -23,6 +28,11 @@ test: deps
 	  if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 	$(GO) test -count=1 -timeout 15m $(PKGS)
 	$(GO) test -count=1 -race -timeout 15m $(RACE_PKGS)
+	bash scripts/fuzz.sh $(FUZZTIME)
+
+# fuzz runs every fuzz target of the module for FUZZTIME each.
+fuzz:
+	bash scripts/fuzz.sh $(FUZZTIME)
 
 demo: build
 	bash scripts/demo.sh
@@ -36,6 +46,7 @@ bench: deps build
 
 soak: deps
 	$(GO) test -count=1 -run 'Soak' -v -timeout 60m ./pipeline/... -args -soak
+	bash scripts/fuzz.sh $(SOAK_FUZZTIME)
 
 lint:
 	$(GO) vet $(PKGS)
