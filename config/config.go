@@ -70,6 +70,11 @@ type Account struct {
 	// ToPassword and ToOAuth2Token authenticate to IMAP destinations.
 	ToPassword    Secret
 	ToOAuth2Token Secret
+
+	// fileWarning, when set, is a warning about the file the account was
+	// loaded from (a CSV or YAML file that holds passwords and that others
+	// can read). Warnings reports it once for all accounts of that file.
+	fileWarning string
 }
 
 // Addr returns "host:port" for dialing.
@@ -99,12 +104,18 @@ type Source struct {
 // ParseSource parses "pop3s://USER@HOST[:PORT]" (implicit TLS, port 995) or
 // "pop3://USER@HOST[:PORT]" (STLS, port 110). A password in the URL is
 // refused: secrets never travel in arguments. The user may be percent-encoded
-// ("alice%40example.org@host" for a user with an '@').
+// ("alice%40example.org@host" for a user with an '@'). Errors quote raw with
+// any password masked.
 func ParseSource(raw string) (Source, error) {
 	var s Source
+	shown := redactUserinfo(raw)
+	if shown != raw {
+		// Refused before parsing: a parse error would quote the password.
+		return s, fmt.Errorf("source %q: a password in the URL is not accepted; use --password-env, --password-file or --password-command", shown)
+	}
 	u, err := url.Parse(raw)
 	if err != nil {
-		return s, fmt.Errorf("source %q: %v (want pop3s://USER@HOST[:PORT])", raw, err)
+		return s, fmt.Errorf("source %q: %v (want pop3s://USER@HOST[:PORT])", raw, urlErr(err))
 	}
 	switch strings.ToLower(u.Scheme) {
 	case "pop3s":
@@ -135,6 +146,12 @@ func ParseSource(raw string) (Source, error) {
 		}
 		s.Port = n
 	}
+	if strings.IndexFunc(s.User, isControl) >= 0 {
+		return s, fmt.Errorf("source %q: the user contains a control character (a line break, a tab, a NUL)", raw)
+	}
+	if err := checkHost(s.Host); err != nil {
+		return s, fmt.Errorf("source %q: %v", raw, err)
+	}
 	return s, nil
 }
 
@@ -144,12 +161,77 @@ func redactURL(u *url.URL) string {
 	return c.String()
 }
 
+// redactUserinfo masks what may be a password in a URL-like string: in
+// "scheme://user:secret@host/path" (or "scheme:user:secret@host") the text
+// between the user's ':' and the last '@' of the authority becomes "xxxxx".
+// Anything else is returned unchanged, so redactUserinfo(s) != s says s
+// holds a password.
+func redactUserinfo(raw string) string {
+	start := 0
+	if i := strings.Index(raw, "://"); i >= 0 {
+		start = i + len("://")
+	} else if i := strings.IndexByte(raw, ':'); i >= 0 {
+		start = i + 1
+	}
+	rest := raw[start:]
+	end := strings.IndexAny(rest, "/?#")
+	if end < 0 {
+		end = len(rest)
+	}
+	at := strings.LastIndexByte(rest[:end], '@')
+	if at < 0 {
+		return raw
+	}
+	colon := strings.IndexByte(rest[:at], ':')
+	if colon < 0 {
+		return raw
+	}
+	return raw[:start+colon+1] + "xxxxx" + raw[start+at:]
+}
+
+// urlErr is the reason of a url.Parse error without the URL, which the
+// caller quotes itself.
+func urlErr(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}
+
+// checkHost refuses a host that is not a host name (letters, digits, '.',
+// '-', '_', or non-ASCII for an international name) nor an IP address
+// (an IPv6 one possibly with a %zone): spaces, control characters and URL
+// punctuation would break the dial, the logs or the account's SourceURL.
+func checkHost(h string) error {
+	if h == "" {
+		return errors.New("no host")
+	}
+	bad := fmt.Errorf("host %q is not a host name or IP address", h)
+	if strings.Contains(h, ":") {
+		addr, _, _ := strings.Cut(h, "%")
+		if net.ParseIP(addr) == nil || strings.IndexFunc(h, isControl) >= 0 || strings.ContainsAny(h, " /@?#[]\\") {
+			return bad
+		}
+		return nil
+	}
+	for _, r := range h {
+		switch {
+		case r >= 0x80, 'a' <= r && r <= 'z', 'A' <= r && r <= 'Z', '0' <= r && r <= '9', r == '.', r == '-', r == '_':
+		default:
+			return bad
+		}
+	}
+	return nil
+}
+
 // ExpandTemplate replaces {user}, {host} and {account} in a destination
 // spec with the account's values. A value that would change the path's
 // shape (a '/' , a NUL, "." or "..") is refused rather than escaped, so two
 // accounts can never silently share or escape a destination.
 func ExpandTemplate(spec string, a *Account) (string, error) {
 	vars := map[string]string{"user": a.User, "host": a.Host, "account": a.Name}
+	shown := redactUserinfo(spec)
 	var b strings.Builder
 	rest := spec
 	for {
@@ -160,15 +242,15 @@ func ExpandTemplate(spec string, a *Account) (string, error) {
 		}
 		j := strings.IndexByte(rest[i:], '}')
 		if j < 0 {
-			return "", fmt.Errorf("destination %q: unclosed '{'", spec)
+			return "", fmt.Errorf("destination %q: unclosed '{'", shown)
 		}
 		name := rest[i+1 : i+j]
 		v, ok := vars[name]
 		if !ok {
-			return "", fmt.Errorf("destination %q: unknown template {%s} (known: {user}, {host}, {account})", spec, name)
+			return "", fmt.Errorf("destination %q: unknown template {%s} (known: {user}, {host}, {account})", shown, name)
 		}
 		if v == "" || v == "." || v == ".." || strings.ContainsAny(v, "/\\\x00") {
-			return "", fmt.Errorf("destination %q: {%s} = %q cannot be used in a path", spec, name, v)
+			return "", fmt.Errorf("destination %q: {%s} = %q cannot be used in a path", shown, name, v)
 		}
 		b.WriteString(rest[:i])
 		b.WriteString(v)
@@ -207,12 +289,16 @@ var Kinds = []string{"maildir:PATH", "mbox:FILE", "eml:DIR", "imaps://USER@HOST/
 // password: that comes from the account's target secret.
 func ParseDestination(spec string) (Destination, error) {
 	kinds := strings.Join(Kinds, ", ")
+	shown := redactUserinfo(spec)
 	kind, rest, ok := strings.Cut(spec, ":")
 	if !ok || rest == "" {
-		return Destination{}, fmt.Errorf("destination %q: want one of %s", spec, kinds)
+		return Destination{}, fmt.Errorf("destination %q: want one of %s", shown, kinds)
 	}
 	switch kind {
 	case "maildir", "mbox", "eml":
+		if strings.ContainsRune(rest, 0) {
+			return Destination{}, fmt.Errorf("destination %q: the path contains a NUL", spec)
+		}
 		p, err := filepath.Abs(rest)
 		if err != nil {
 			return Destination{}, fmt.Errorf("destination %q: %v", spec, err)
@@ -221,14 +307,18 @@ func ParseDestination(spec string) (Destination, error) {
 	case "imap", "imaps":
 		return parseIMAP(spec)
 	}
-	return Destination{}, fmt.Errorf("destination %q: unknown kind %q (want one of %s)", spec, kind, kinds)
+	return Destination{}, fmt.Errorf("destination %q: unknown kind %q (want one of %s)", shown, kind, kinds)
 }
 
 func parseIMAP(spec string) (Destination, error) {
 	d := Destination{Kind: "imap"}
+	if shown := redactUserinfo(spec); shown != spec {
+		// Refused before parsing: a parse error would quote the password.
+		return d, fmt.Errorf("destination %q: a password in the URL is not accepted; use --to-password-env, --to-password-file or --to-password-command", shown)
+	}
 	u, err := url.Parse(spec)
 	if err != nil {
-		return d, fmt.Errorf("destination %q: %v", spec, err)
+		return d, fmt.Errorf("destination %q: %v", spec, urlErr(err))
 	}
 	if u.Scheme == "imaps" {
 		d.Security, d.Port = SecurityTLS, 993
@@ -244,6 +334,12 @@ func parseIMAP(spec string) (Destination, error) {
 	d.User, d.Host = u.User.Username(), u.Hostname()
 	if d.Host == "" {
 		return d, fmt.Errorf("destination %q: no host", spec)
+	}
+	if err := checkHost(d.Host); err != nil {
+		return d, fmt.Errorf("destination %q: %v", spec, err)
+	}
+	if strings.IndexFunc(d.User, isControl) >= 0 {
+		return d, fmt.Errorf("destination %q: the user contains a control character (a line break, a tab, a NUL)", spec)
 	}
 	if p := u.Port(); p != "" {
 		n, err := strconv.Atoi(p)
@@ -341,6 +437,13 @@ func (in *accountInput) build(d Defaults) (*Account, error) {
 			return nil, fmt.Errorf("%s: no source: give source (pop3s://USER@HOST) or host and user", in.origin)
 		}
 		a.Host, a.User = in.host, in.user
+		// QUIRK: an IPv6 address may be written with the brackets of a URL.
+		if strings.HasPrefix(a.Host, "[") && strings.HasSuffix(a.Host, "]") {
+			a.Host = a.Host[1 : len(a.Host)-1]
+		}
+		if err := checkHost(a.Host); err != nil {
+			return nil, fmt.Errorf("%s: %v", in.origin, err)
+		}
 		a.Security = SecurityTLS
 		if in.security != "" {
 			switch Security(strings.ToLower(in.security)) {
@@ -362,8 +465,11 @@ func (in *accountInput) build(d Defaults) (*Account, error) {
 			a.Port = n
 		}
 	}
-	if strings.ContainsAny(a.User, "\r\n\x00") {
-		return nil, fmt.Errorf("%s: user contains a line break or NUL", in.origin)
+	if strings.IndexFunc(a.User, isControl) >= 0 {
+		return nil, fmt.Errorf("%s: user %q contains a control character (a line break, a tab, a NUL)", in.origin, a.User)
+	}
+	if strings.IndexFunc(a.Name, isControl) >= 0 {
+		return nil, fmt.Errorf("%s: name %q contains a control character (a line break, a tab, a NUL)", in.origin, a.Name)
 	}
 	plaintext := d.InsecurePlaintext
 	if in.insecurePlaintext != nil {
@@ -430,6 +536,8 @@ func (in *accountInput) build(d Defaults) (*Account, error) {
 	}
 	return a, nil
 }
+
+func isControl(r rune) bool { return r < ' ' || r == 0x7f }
 
 func splitList(s string) []string {
 	f := strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' || r == ';' })

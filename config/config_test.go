@@ -169,7 +169,7 @@ accounts:
 		t.Fatalf("bob = %+v", as[1])
 	}
 	for _, bad := range []struct{ y, want string }{
-		{"accounts:\n  - source: pop3s://a@h\n    pasword_env: X\n", "field pasword_env not found"},
+		{"accounts:\n  - source: pop3s://a@h\n    pasword_env: X\n", `unknown field "pasword_env"; did you mean "password_env"?`},
 		{"defaults:\n  source: pop3s://a@h\naccounts:\n  - user: a\n", "belong to each account"},
 		{"accounts: []\n", "no accounts"},
 		{"", "empty file"},
@@ -225,7 +225,7 @@ func TestSecretResolve(t *testing.T) {
 		{Secret{Env: "POPMIGRATE_TEST_UNSET_VAR"}, "is not set"},
 		{Secret{File: empty}, "is empty"},
 		{Secret{File: filepath.Join(dir, "missing")}, "no such file"},
-		{Secret{Command: "echo leaked-secret; echo oops >&2; exit 3"}, "oops"},
+		{Secret{Command: "echo leaked-secret; echo leaked-secret >&2; exit 3"}, "exit status 3"},
 		{Secret{Value: "a\nb"}, "line break"},
 	} {
 		_, err := c.s.Resolve(ctx)

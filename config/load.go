@@ -1,13 +1,10 @@
 package config
 
 import (
-	"encoding/csv"
 	"errors"
 	"fmt"
 	"io"
 	"strings"
-
-	"gopkg.in/yaml.v3"
 )
 
 // FromFlags returns the one account described by --source and the other
@@ -17,78 +14,97 @@ func FromFlags(source, name string, d Defaults) (*Account, error) {
 	return in.build(d)
 }
 
-// csvColumns are the columns an accounts CSV may have.
-var csvColumns = map[string]bool{
-	"name": true, "source": true, "host": true, "port": true, "user": true, "security": true,
-	"password": true, "password_env": true, "password_file": true, "password_command": true,
-	"oauth2_token_env": true, "oauth2_token_file": true, "oauth2_token_command": true,
-	"auth": true, "ca_file": true, "insecure_skip_verify": true, "insecure_plaintext": true, "to": true,
-	"to_password": true, "to_password_env": true, "to_password_file": true, "to_password_command": true,
-	"to_oauth2_token_env": true, "to_oauth2_token_file": true, "to_oauth2_token_command": true,
+// columnNames are the fields of an account in a CSV (columns) or a YAML
+// file (keys), in the order help texts list them.
+var columnNames = []string{
+	"name", "source", "host", "port", "user", "security",
+	"password", "password_env", "password_file", "password_command",
+	"oauth2_token_env", "oauth2_token_file", "oauth2_token_command",
+	"auth", "ca_file", "insecure_skip_verify", "insecure_plaintext", "to",
+	"to_password", "to_password_env", "to_password_file", "to_password_command",
+	"to_oauth2_token_env", "to_oauth2_token_file", "to_oauth2_token_command",
 }
 
-// LoadCSV reads accounts from a CSV file with a header row. Columns
-// (order free, unknown ones refused): source (pop3s://USER@HOST[:PORT]) or
-// host, port, user, security (tls|starttls|plain); password_env,
-// password_file, password_command or password; oauth2_token_env,
-// oauth2_token_file or oauth2_token_command; auth; ca_file; name;
-// insecure_skip_verify, insecure_plaintext (true/false); to (destinations,
-// several separated by spaces). Empty cells take the defaults. Lines
-// starting with '#' are comments. name is used in errors ("accounts.csv").
-func LoadCSV(r io.Reader, name string, d Defaults) ([]*Account, error) {
-	cr := csv.NewReader(r)
-	cr.Comment = '#'
-	cr.FieldsPerRecord = -1
-	cr.TrimLeadingSpace = true
-	header, err := cr.Read()
-	if err == io.EOF {
-		return nil, fmt.Errorf("%s: empty file: want a header row such as source,password_env,to", name)
+// csvColumns are the columns an accounts CSV may have.
+var csvColumns = func() map[string]bool {
+	m := make(map[string]bool, len(columnNames))
+	for _, c := range columnNames {
+		m[c] = true
 	}
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
-	}
-	for i := range header {
-		header[i] = strings.ToLower(strings.TrimSpace(header[i]))
-		if !csvColumns[header[i]] {
-			return nil, fmt.Errorf("%s:1: unknown column %q", name, header[i])
+	return m
+}()
+
+// inlineSecretColumns hold a secret itself rather than where to find it.
+var inlineSecretColumns = map[string]bool{"password": true, "to_password": true}
+
+// suggest returns the known name that an unknown name is probably a typo
+// of ("pasword_env", "Password-Env"), or "".
+func suggest(unknown string, known []string) string {
+	norm := strings.NewReplacer("-", "_", " ", "_").Replace(strings.ToLower(strings.TrimSpace(unknown)))
+	best, bestDist := "", 3
+	for _, k := range known {
+		if norm == k {
+			return k
+		}
+		if d := editDistance(norm, k); d < bestDist {
+			best, bestDist = k, d
 		}
 	}
-	var out []*Account
-	for {
-		rec, err := cr.Read()
-		if err == io.EOF {
-			break
-		}
-		line, _ := cr.FieldPos(0)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", name, err)
-		}
-		if len(rec) != len(header) {
-			return nil, fmt.Errorf("%s:%d: %d fields, the header has %d", name, line, len(rec), len(header))
-		}
-		in := accountInput{origin: fmt.Sprintf("%s:%d", name, line)}
-		for i, col := range header {
-			v := strings.TrimSpace(rec[i])
-			if v == "" {
-				continue
+	return best
+}
+
+// editDistance is the Levenshtein distance of a and b, for short names.
+func editDistance(a, b string) int {
+	if len(a) > 64 || len(b) > 64 {
+		return 64
+	}
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
 			}
-			if err := in.set(col, v); err != nil {
-				return nil, fmt.Errorf("%s: column %s: %w", in.origin, col, err)
-			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
 		}
-		if err := in.checkSecrets(); err != nil {
-			return nil, err
-		}
-		a, err := in.build(d)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, a)
+		prev, cur = cur, prev
 	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("%s: no accounts after the header row", name)
+	return prev[len(b)]
+}
+
+// showableName reports whether an unknown column or key may be quoted in
+// an error. A name is only quoted when it sits beside known names (so the
+// line really is a header, not a password file given as --accounts) and
+// looks like a name: short, one line, no control characters.
+func showableName(s string, besideKnown bool) bool {
+	return besideKnown && len(s) <= 64 && strings.IndexFunc(s, isControl) < 0
+}
+
+// unknownName describes an unknown column or key for an error: quoted
+// with a suggestion when it is safe to show, otherwise by position only.
+// where places it ("column 3 (C)"), or is "" when the error's line is
+// enough; known lists the valid names.
+func unknownName(what, name, where string, besideKnown bool, known []string) string {
+	if !showableName(name, besideKnown) {
+		subject := "this " + what
+		if where != "" {
+			subject = where
+		}
+		return fmt.Sprintf("%s is not a known %s (its text is not shown, since this may not be a %s at all); known: %s", subject, what, what, strings.Join(known, ", "))
 	}
-	return out, nil
+	msg := fmt.Sprintf("unknown %s %q", what, name)
+	if where != "" {
+		msg += " (" + where + ")"
+	}
+	if s := suggest(name, known); s != "" {
+		return msg + fmt.Sprintf("; did you mean %q?", s)
+	}
+	return msg + "; known: " + strings.Join(known, ", ")
 }
 
 func (in *accountInput) set(col, v string) error {
@@ -155,7 +171,21 @@ func (in *accountInput) set(col, v string) error {
 	return nil
 }
 
+// hasInlineSecret reports whether the account's own fields hold a secret
+// itself (a password or to_password column or key).
+func (in *accountInput) hasInlineSecret() bool {
+	return in.password.Value != "" || in.toPassword.Value != ""
+}
+
 func (in *accountInput) checkSecrets() error {
+	for _, s := range []struct {
+		col string
+		v   string
+	}{{"password", in.password.Value}, {"to_password", in.toPassword.Value}} {
+		if strings.ContainsAny(s.v, "\r\n\x00") {
+			return fmt.Errorf("%s: %s contains a line break or NUL (its value is not shown)", in.origin, s.col)
+		}
+	}
 	if in.password.count() > 1 {
 		return fmt.Errorf("%s: give only one of password, password_env, password_file, password_command", in.origin)
 	}
@@ -178,156 +208,36 @@ func parseBool(v string) (bool, error) {
 	case "false", "no", "0":
 		return false, nil
 	}
+	if len(v) > 64 {
+		v = v[:64] + "..."
+	}
 	return false, fmt.Errorf("%q is not true or false", v)
 }
 
-// yamlAccount is one account in a YAML config.
-type yamlAccount struct {
-	Name               string   `yaml:"name"`
-	Source             string   `yaml:"source"`
-	Host               string   `yaml:"host"`
-	Port               int      `yaml:"port"`
-	User               string   `yaml:"user"`
-	Security           string   `yaml:"security"`
-	Password           string   `yaml:"password"`
-	PasswordEnv        string   `yaml:"password_env"`
-	PasswordFile       string   `yaml:"password_file"`
-	PasswordCommand    string   `yaml:"password_command"`
-	OAuth2TokenEnv     string   `yaml:"oauth2_token_env"`
-	OAuth2TokenFile    string   `yaml:"oauth2_token_file"`
-	OAuth2TokenCommand string   `yaml:"oauth2_token_command"`
-	ToPassword         string   `yaml:"to_password"`
-	ToPasswordEnv      string   `yaml:"to_password_env"`
-	ToPasswordFile     string   `yaml:"to_password_file"`
-	ToPasswordCommand  string   `yaml:"to_password_command"`
-	ToOAuth2TokenEnv   string   `yaml:"to_oauth2_token_env"`
-	ToOAuth2TokenFile  string   `yaml:"to_oauth2_token_file"`
-	ToOAuth2TokenCmd   string   `yaml:"to_oauth2_token_command"`
-	Auth               []string `yaml:"auth"`
-	CAFile             string   `yaml:"ca_file"`
-	InsecureSkipVerify *bool    `yaml:"insecure_skip_verify"`
-	InsecurePlaintext  *bool    `yaml:"insecure_plaintext"`
-	To                 []string `yaml:"to"`
+// errTooLarge is returned by a limitedReader past its limit.
+var errTooLarge = errors.New("file too large")
+
+// limitedReader reads at most n bytes from r, then fails with errTooLarge
+// (io.LimitReader would end with a silent EOF: a cut file must not look
+// whole).
+type limitedReader struct {
+	r io.Reader
+	n int64
 }
 
-type yamlFile struct {
-	Defaults yamlAccount `yaml:"defaults"`
-	Accounts []yamlNode  `yaml:"accounts"`
-}
-
-type yamlNode struct {
-	yamlAccount `yaml:",inline"`
-	line        int
-}
-
-func (n *yamlNode) UnmarshalYAML(v *yaml.Node) error {
-	n.line = v.Line
-	// The decoder's KnownFields does not reach into a custom unmarshaler,
-	// so a misspelt key is caught here.
-	if v.Kind == yaml.MappingNode {
-		for i := 0; i+1 < len(v.Content); i += 2 {
-			k := v.Content[i]
-			if !csvColumns[k.Value] {
-				return fmt.Errorf("line %d: field %s not found in account", k.Line, k.Value)
-			}
+func (l *limitedReader) Read(p []byte) (int, error) {
+	if l.n <= 0 {
+		// One byte more tells a file of exactly the limit from a longer one.
+		var b [1]byte
+		if _, err := io.ReadFull(l.r, b[:]); err != nil {
+			return 0, err
 		}
+		return 0, errTooLarge
 	}
-	return v.Decode(&n.yamlAccount)
-}
-
-func (y *yamlAccount) input(origin string) accountInput {
-	in := accountInput{
-		origin: origin, name: y.Name, source: y.Source, host: y.Host, user: y.User,
-		security: y.Security, caFile: y.CAFile, to: y.To,
-		insecureSkipVerify: y.InsecureSkipVerify, insecurePlaintext: y.InsecurePlaintext,
-		password:   Secret{Env: y.PasswordEnv, File: y.PasswordFile, Command: y.PasswordCommand, Value: y.Password},
-		oauth2:     Secret{Env: y.OAuth2TokenEnv, File: y.OAuth2TokenFile, Command: y.OAuth2TokenCommand},
-		toPassword: Secret{Env: y.ToPasswordEnv, File: y.ToPasswordFile, Command: y.ToPasswordCommand, Value: y.ToPassword},
-		toOAuth2:   Secret{Env: y.ToOAuth2TokenEnv, File: y.ToOAuth2TokenFile, Command: y.ToOAuth2TokenCmd},
-		auth:       strings.Join(y.Auth, ","),
+	if int64(len(p)) > l.n {
+		p = p[:l.n]
 	}
-	if y.Port != 0 {
-		in.port = fmt.Sprint(y.Port)
-	}
-	return in
-}
-
-// LoadYAML reads a config file:
-//
-//	defaults:            # optional, any account field
-//	  to: ["maildir:/srv/mail/{user}"]
-//	  ca_file: /etc/popmigrate/ca.pem
-//	accounts:
-//	  - source: pop3s://alice@mail.example.org
-//	    password_file: /run/secrets/alice
-//	  - host: mail.example.org
-//	    user: bob
-//	    password_env: BOB_PASSWORD
-//
-// Account fields are the CSV columns; auth and to are lists. The file's
-// defaults take precedence over d (the flags), and each account's own
-// fields over both. Unknown fields are refused.
-func LoadYAML(r io.Reader, name string, d Defaults) ([]*Account, error) {
-	dec := yaml.NewDecoder(r)
-	dec.KnownFields(true)
-	var f yamlFile
-	if err := dec.Decode(&f); err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("%s: empty file: want an accounts: list", name)
-		}
-		return nil, fmt.Errorf("%s: %w", name, err)
-	}
-	def := f.Defaults.input(name + ": defaults")
-	if err := def.checkSecrets(); err != nil {
-		return nil, err
-	}
-	if def.source != "" || def.user != "" || def.name != "" {
-		return nil, fmt.Errorf("%s: defaults: source, user and name belong to each account", name)
-	}
-	d.Password = def.password.or(d.Password)
-	d.OAuth2Token = def.oauth2.or(d.OAuth2Token)
-	d.ToPassword = def.toPassword.or(d.ToPassword)
-	d.ToOAuth2Token = def.toOAuth2.or(d.ToOAuth2Token)
-	if def.auth != "" {
-		d.Auth = splitList(strings.ToUpper(def.auth))
-	}
-	if def.caFile != "" {
-		d.CAFile = def.caFile
-	}
-	if def.insecureSkipVerify != nil {
-		d.InsecureSkipVerify = *def.insecureSkipVerify
-	}
-	if def.insecurePlaintext != nil {
-		d.InsecurePlaintext = *def.insecurePlaintext
-	}
-	if len(def.to) > 0 {
-		d.To = def.to
-	}
-	var out []*Account
-	for _, n := range f.Accounts {
-		in := n.yamlAccount.input(fmt.Sprintf("%s:%d", name, n.line))
-		if in.source == "" {
-			if in.host == "" {
-				in.host = def.host
-			}
-			if in.port == "" {
-				in.port = def.port
-			}
-			if in.security == "" {
-				in.security = def.security
-			}
-		}
-		if err := in.checkSecrets(); err != nil {
-			return nil, err
-		}
-		a, err := in.build(d)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, a)
-	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("%s: no accounts: want an accounts: list", name)
-	}
-	return out, nil
+	n, err := l.r.Read(p)
+	l.n -= int64(n)
+	return n, err
 }

@@ -57,6 +57,7 @@ func checkRun(ctx context.Context, opts *checkOptions) error {
 	if err != nil {
 		return &exitError{code: exitUsage, err: err}
 	}
+	printConfigWarnings(opts.io.Err, accounts)
 	for _, a := range accounts {
 		if a.InsecureSkipVerify {
 			fmt.Fprintf(opts.io.Err, "popmigrate: WARNING: account %s: TLS certificate verification is OFF (--insecure-skip-verify); anyone on the path can read the password\n", a.Name)

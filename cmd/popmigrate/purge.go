@@ -91,6 +91,7 @@ func purgeRun(ctx context.Context, opts *purgeOptions) error {
 	if err != nil {
 		return usageError("%v", err)
 	}
+	printConfigWarnings(opts.io.Err, accounts)
 	// Purge works from what a run recorded: a missing journal is a wrong
 	// --journal, not an empty migration.
 	if _, err := os.Stat(opts.Journal); err != nil {

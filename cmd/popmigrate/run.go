@@ -288,6 +288,7 @@ func runRun(ctx context.Context, opts *runOptions) error {
 	if err != nil {
 		return &exitError{code: exitUsage, err: err}
 	}
+	printConfigWarnings(opts.io.Err, accounts)
 	if opts.Delete && opts.NoVerify {
 		return usageError("--delete needs the verify phase: drop --no-verify")
 	}

@@ -108,6 +108,7 @@ func verifyRun(ctx context.Context, opts *verifyOptions) error {
 	if err != nil {
 		return usageError("%v", err)
 	}
+	printConfigWarnings(opts.io.Err, accounts)
 	if opts.AgainstSource {
 		for _, a := range accounts {
 			if a.InsecureSkipVerify {
@@ -192,6 +193,7 @@ func verifyManifestRun(ctx context.Context, opts *verifyOptions) error {
 		CAFile:             opts.CAFile,
 		InsecureSkipVerify: opts.InsecureSkipVerify,
 	}
+	printConfigWarnings(opts.io.Err, []*config.Account{a})
 	vo := &pipeline.VerifyOptions{Options: pipeline.Options{Timeout: opts.Timeout}}
 	res, err := pipeline.VerifyManifest(ctx, f, opts.To[0], a, vo)
 	if err != nil {
