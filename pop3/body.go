@@ -34,6 +34,12 @@ type Body struct {
 	marker    bool  // read and check the reply to "LIST id" after the terminator
 	quiet     bool  // nothing else is in flight: bytes after the end mean out of sync
 	markerErr error // the marker could not be read (I/O): body complete, session broken
+	// next, in lockstep RetrAll, sends the command after this body once
+	// its terminator has arrived, and reads the first line of the answer:
+	// the next RETR's status, or a LIST marker after the last body. A line
+	// that does not fit is out of sync and fails the body; an I/O error
+	// leaves the body complete and breaks the session, as for markers.
+	next func() (ioErr, syncErr error)
 }
 
 // openBody starts reading a body; the client refuses other commands until
@@ -149,6 +155,13 @@ func (b *Body) end() error {
 		if err := c.outOfSyncIfBuffered(b.verb, b.id); err != nil {
 			return b.fail(err)
 		}
+	}
+	if b.next != nil {
+		ioErr, syncErr := b.next()
+		if syncErr != nil {
+			return b.fail(syncErr)
+		}
+		b.markerErr = ioErr
 	}
 	b.finish()
 	return nil

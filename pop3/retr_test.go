@@ -211,6 +211,8 @@ func TestRetrAllSequentialTranscript(t *testing.T) {
 		step{c: "RETR 7\r\n", s: retrResp(7)},
 		step{c: "RETR 8\r\n", s: retrResp(8)},
 		step{c: "RETR 9\r\n", s: retrResp(9)},
+		// The last body is confirmed by a marker, one command after it.
+		step{c: "LIST 9\r\n", s: "+OK 9 120\r\n"},
 	)
 	n := 0
 	err := c.RetrAll(ctxT(t), []int{7, 8, 9}, 50, func(id int, b *Body, err error) error {
@@ -246,16 +248,18 @@ func TestRetrAllCallbackErrorStops(t *testing.T) {
 }
 
 // Stopping after the last body was read, with nothing in flight, leaves
-// the client usable.
+// the client usable. (Without pipelining, the end of a body that is not
+// the last already sent the next RETR: stopping there breaks the client.)
 func TestRetrAllCallbackErrorCleanStop(t *testing.T) {
 	c, _ := newScripted(t, nil,
 		step{s: greet},
 		step{c: "CAPA\r\n", s: "+OK\r\nUIDL\r\n.\r\n"},
 		step{c: "RETR 1\r\n", s: retrResp(1)},
+		step{c: "LIST 1\r\n", s: "+OK 1 120\r\n"},
 		step{c: "NOOP\r\n", s: "+OK\r\n"},
 	)
 	stop := errors.New("stop")
-	err := c.RetrAll(ctxT(t), []int{1, 2}, 0, func(id int, b *Body, err error) error {
+	err := c.RetrAll(ctxT(t), []int{1}, 0, func(id int, b *Body, err error) error {
 		_, _ = io.ReadAll(b)
 		return stop
 	})

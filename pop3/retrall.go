@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+
+	"github.com/popmigrate/popmigrate/pop3/internal/wire"
 )
 
 // DefaultWindow is the number of RETR commands RetrAll keeps in flight
@@ -24,7 +26,12 @@ const DefaultWindow = 32
 // example a body line "." the server did not dot-stuff): the Body's Read
 // fails with an error wrapping ErrOutOfSync instead of returning io.EOF.
 // Without pipelining, bytes that arrive after a response and before the
-// next RETR is sent mean the same. So a Body that returned io.EOF was
+// next RETR is sent mean the same; and since such bytes may also come a
+// moment later, the next RETR is sent (strictly after the body's
+// terminator, so still one command at a time) and the first line of its
+// answer read before the body reports io.EOF: a line that is neither +OK
+// nor -ERR is out of sync and fails the body. The last body gets a marker
+// "LIST n" instead (one round trip per call). So a Body that returned io.EOF was
 // complete and, as far as the client can tell, the answer to RETR of its
 // own message; no other body is handed to fn after an out-of-sync one.
 //
@@ -88,6 +95,12 @@ func (c *Client) RetrAll(ctx context.Context, ids []int, window int, fn func(id 
 	// lost is the I/O error that broke the session after a complete
 	// response (its marker could not be read).
 	var lost error
+	// ahead is set in lockstep mode when a body's end already sent the
+	// next RETR and read its status line (aheadErr: its -ERR).
+	var (
+		ahead    bool
+		aheadErr *Error
+	)
 	for recv, id := range ids {
 		if lost != nil {
 			return &RetrError{ID: id, Err: lost}
@@ -97,7 +110,9 @@ func (c *Client) RetrAll(ctx context.Context, ids []int, window int, fn func(id 
 			// over; the first iteration was checked by begin.
 			return &RetrError{ID: id, Err: c.fatal(fmt.Errorf("pop3: %s: %w", label(verb, id), err))}
 		}
-		if sent < len(ids) && sent-recv <= window-refill {
+		if ahead {
+			sent = recv + 1
+		} else if sent < len(ids) && sent-recv <= window-refill {
 			for sent < recv+window && sent < len(ids) {
 				line := "RETR " + strconv.Itoa(ids[sent])
 				c.queue(line, line)
@@ -114,7 +129,16 @@ func (c *Client) RetrAll(ctx context.Context, ids []int, window int, fn func(id 
 		// alone: nothing was sent after this RETR (always so in lockstep),
 		// so nothing may follow its response.
 		alone := sent == recv+1
-		if _, err := c.status(verb, id); err != nil {
+		var err error
+		if ahead {
+			ahead, err = false, nil
+			if aheadErr != nil {
+				err, aheadErr = aheadErr, nil
+			}
+		} else {
+			_, err = c.status(verb, id)
+		}
+		if err != nil {
 			var pe *Error
 			if !errors.As(err, &pe) {
 				var pre *ProtocolError
@@ -141,6 +165,22 @@ func (c *Client) RetrAll(ctx context.Context, ids []int, window int, fn func(id 
 		b := c.openBody(verb, id, nil)
 		b.marker = pipelined
 		b.quiet = alone
+		if !pipelined {
+			var next int
+			if recv+1 < len(ids) {
+				next = ids[recv+1]
+			}
+			b.next = func() (ioErr, syncErr error) {
+				st, ioErr, syncErr := c.lookahead(id, next)
+				if ioErr == nil && syncErr == nil && next > 0 {
+					ahead = true
+					if !st.OK {
+						aheadErr = &Error{Command: verb, ID: next, Code: st.Code, Text: st.Text}
+					}
+				}
+				return ioErr, syncErr
+			}
+		}
 		if ferr := fn(id, b, nil); ferr != nil {
 			if b.err != nil && errors.Is(ferr, b.err) {
 				return &RetrError{ID: id, Started: true, Err: b.err}
@@ -149,7 +189,7 @@ func (c *Client) RetrAll(ctx context.Context, ids []int, window int, fn func(id 
 				c.body = nil
 				return c.stopRetrAll(ferr, true)
 			}
-			return c.stopRetrAll(ferr, !alone)
+			return c.stopRetrAll(ferr, !alone || ahead)
 		}
 		if err := b.Close(); err != nil {
 			return &RetrError{ID: id, Started: true, Err: err}
@@ -166,4 +206,37 @@ func (c *Client) stopRetrAll(err error, outOfStep bool) error {
 		_ = c.fatal(fmt.Errorf("pop3: RETR: stopped with responses pending: %w", err))
 	}
 	return err
+}
+
+// lookahead runs in lockstep RetrAll after the terminator of the body of
+// id: it sends "RETR next" and reads its status line, or, when next is 0
+// (id was the last), sends the marker "LIST id" and checks it. A status
+// line that is neither +OK nor -ERR is out of sync: the rest of a body the
+// server ended early. ioErr is an I/O error (the body of id is complete,
+// the session is broken); syncErr wraps ErrOutOfSync.
+func (c *Client) lookahead(id, next int) (st wire.Status, ioErr, syncErr error) {
+	if next == 0 {
+		line := "LIST " + strconv.Itoa(id)
+		if err := c.send(line, line, line); err != nil {
+			return st, err, nil
+		}
+		ioErr, syncErr = c.readMarker(id, false)
+		return st, ioErr, syncErr
+	}
+	cmd := "RETR " + strconv.Itoa(next)
+	if err := c.send(cmd, cmd, cmd); err != nil {
+		return st, err, nil
+	}
+	line, long, err := c.rawLine(cmd, false)
+	switch {
+	case err != nil:
+		return st, c.ioError(cmd, err), nil
+	case long > 0:
+		return st, nil, fmt.Errorf("pop3: RETR %d: %w: %s after its body answered a line over %d bytes", id, ErrOutOfSync, cmd, c.opts.MaxLineLength)
+	}
+	st, ok := wire.ParseStatus(line)
+	if !ok {
+		return st, nil, fmt.Errorf("pop3: RETR %d: %w: %s after its body answered %q (expected +OK or -ERR)", id, ErrOutOfSync, cmd, truncate(string(line), 80))
+	}
+	return st, nil, nil
 }

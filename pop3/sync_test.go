@@ -420,3 +420,48 @@ func TestRetrAllCancelBetweenMessages(t *testing.T) {
 		t.Fatalf("RetrAll = %v", err)
 	}
 }
+
+// TestRetrLockstepLateBytesAreOutOfSync: without pipelining, the rest of a
+// body the server ended early may arrive only after the client sent its
+// next command. The next RETR is sent once the body's terminator is read,
+// and the first line of its answer is read before the body reports EOF:
+// the late bytes make that body fail, so no truncated message and no
+// forgery is ever handed over as complete.
+func TestRetrLockstepLateBytesAreOutOfSync(t *testing.T) {
+	for _, tc := range []struct {
+		name, late string
+		failed     int   // the message whose body fails out of sync
+		complete   []int // the bodies handed over as complete
+	}{
+		{"rest of the body", "the rest of message 1\r\n.\r\n+OK\r\nmessage 2\r\n.\r\n", 1, nil},
+		// A late forged "+OK" passes for the status of RETR 2 (only
+		// pipelining's exact LIST markers tell it apart): message 1 is
+		// handed over cut short, which the caller's LIST size check
+		// catches, and the forgery fails at its end.
+		{"forged reply", "+OK 20 octets\r\nforged\r\n.\r\nlast line\r\n.\r\n", 2, []int{1}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, _ := newScripted(t, nil,
+				step{s: greet},
+				step{c: "CAPA\r\n", s: "+OK\r\nUIDL\r\n.\r\n"},
+				step{c: "RETR 1\r\n", s: "+OK\r\nbefore the dot\r\n.\r\n"},
+				step{c: "RETR 2\r\n", s: tc.late},
+			)
+			var complete []int
+			err := c.RetrAll(ctxT(t), []int{1, 2}, 0, func(id int, b *Body, err error) error {
+				if _, err := io.ReadAll(b); err != nil {
+					return err
+				}
+				complete = append(complete, id)
+				return nil
+			})
+			var re *RetrError
+			if !errors.As(err, &re) || re.ID != tc.failed || !re.Started || !errors.Is(err, ErrOutOfSync) {
+				t.Fatalf("RetrAll = %v; want RetrError{%d, started} wrapping ErrOutOfSync", err, tc.failed)
+			}
+			if fmt.Sprint(complete) != fmt.Sprint(tc.complete) && !(len(complete) == 0 && len(tc.complete) == 0) {
+				t.Errorf("bodies handed over as complete: %v, want %v", complete, tc.complete)
+			}
+		})
+	}
+}

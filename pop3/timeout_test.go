@@ -17,7 +17,9 @@ func TestTrickleServerOutlastsTimeout(t *testing.T) {
 	data := strings.Repeat("abcdefghi\n", 20) // 200 bytes, 220 served
 	_, addr := startServer(t, []pop3test.Mailbox{{User: "bob", Password: "pw", Messages: []pop3test.Message{{Data: []byte(data)}}}},
 		&pop3test.ServerOptions{UserFaults: map[string]pop3test.Faults{"bob": {Trickle: 20 * time.Millisecond}}})
-	const timeout = 200 * time.Millisecond
+	// Twenty times the trickle's pace, so that a loaded machine does not
+	// fail the test; the whole message still takes several timeouts.
+	const timeout = 400 * time.Millisecond
 	c := login(t, addr, "bob", &Options{Security: SecurityPlain, Timeout: timeout})
 	start := time.Now()
 	var got string
