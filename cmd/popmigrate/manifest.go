@@ -69,7 +69,7 @@ func manifestRun(ctx context.Context, opts *manifestOptions) error {
 	}
 	j, err := journal.Open(ctx, opts.Journal)
 	if err != nil {
-		return usageError("%v", err)
+		return usageError("%w", err)
 	}
 	defer j.Close()
 	st, err := j.Status(ctx)

@@ -20,15 +20,17 @@ type purgeOptions struct {
 	io *iostreams
 	accountFlags
 
-	Journal  string
-	DryRun   bool
-	KeepDays int
-	Jobs     int
-	PerHost  int
-	Timeout  time.Duration
-	Attempts int
-	JSON     bool
-	Verbose  bool
+	Journal       string
+	DryRun        bool
+	KeepDays      int
+	DeleteSuspect bool
+	Wait          bool
+	Jobs          int
+	PerHost       int
+	Timeout       time.Duration
+	Attempts      int
+	JSON          bool
+	Verbose       bool
 }
 
 func newPurgeCmd(io *iostreams, runF func(context.Context, *purgeOptions) error) *cobra.Command {
@@ -42,7 +44,8 @@ has now (--to). In one session per account it lists the mailbox again and
 deletes (DELE) a message only if the journal holds it as verified in every
 destination, its UIDL is listed exactly once (never a repeated UIDL, never a
 server without UIDL), its size is the one recorded, and it was first seen at
-least --keep-days days ago. The journal records a message as deleted only after
+least --keep-days days ago, and it is not suspect (RETR delivered a size that
+LIST does not explain; --delete-suspect deletes those too). The journal records a message as deleted only after
 the server confirms the deletions (QUIT answers +OK); a session that breaks
 before that deletes nothing.
 
@@ -68,6 +71,8 @@ error, 130 interrupted.`,
 	f.StringVar(&opts.Journal, "journal", defaultJournal, "SQLite journal `FILE` of the run")
 	f.BoolVar(&opts.DryRun, "dry-run", false, "print what would be deleted; delete nothing, write nothing")
 	f.IntVar(&opts.KeepDays, "keep-days", 0, "delete only messages first seen at least `N` days ago (0: no age limit)")
+	f.BoolVar(&opts.DeleteSuspect, "delete-suspect", false, "delete suspect messages too (RETR delivered a size LIST does not explain: the stored copy may be incomplete)")
+	f.BoolVar(&opts.Wait, "wait", false, "wait for accounts another popmigrate is working on (with this journal) instead of failing them")
 	f.IntVar(&opts.Jobs, "jobs", 8, "accounts purged at once")
 	f.IntVar(&opts.PerHost, "per-host", 4, "most sessions open at once to one POP3 host")
 	f.DurationVar(&opts.Timeout, "timeout", 60*time.Second, "POP3 idle timeout per command")
@@ -89,7 +94,7 @@ func purgeRun(ctx context.Context, opts *purgeOptions) error {
 	}
 	accounts, err := loadAccounts(&opts.accountFlags, accountNeeds{Destination: true, Password: true})
 	if err != nil {
-		return usageError("%v", err)
+		return usageError("%w", err)
 	}
 	printConfigWarnings(opts.io.Err, accounts)
 	// Purge works from what a run recorded: a missing journal is a wrong
@@ -107,7 +112,7 @@ func purgeRun(ctx context.Context, opts *purgeOptions) error {
 	}
 	j, err := journal.Open(ctx, opts.Journal)
 	if err != nil {
-		return usageError("%v", err)
+		return usageError("%w", err)
 	}
 	defer j.Close()
 	var runID int64
@@ -122,10 +127,10 @@ func purgeRun(ctx context.Context, opts *purgeOptions) error {
 		level = slog.LevelInfo
 	}
 	po := &pipeline.Options{
-		Jobs: opts.Jobs, PerHost: opts.PerHost, Timeout: opts.Timeout, Attempts: opts.Attempts,
+		Jobs: opts.Jobs, PerHost: opts.PerHost, Timeout: opts.Timeout, Attempts: opts.Attempts, WaitForLease: opts.Wait,
 		Logger: slog.New(slog.NewTextHandler(opts.io.Err, &slog.HandlerOptions{Level: level})),
 	}
-	reps, purgeErr := pipeline.Purge(ctx, j, accounts, po, &pipeline.PurgeOptions{DryRun: opts.DryRun, KeepDays: opts.KeepDays})
+	reps, purgeErr := pipeline.Purge(ctx, j, accounts, po, &pipeline.PurgeOptions{DryRun: opts.DryRun, KeepDays: opts.KeepDays, DeleteSuspect: opts.DeleteSuspect})
 
 	failed := 0
 	for _, r := range reps {

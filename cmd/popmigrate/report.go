@@ -42,16 +42,24 @@ func printRunReport(w io.Writer, rep *pipeline.Report) {
 			fmt.Fprintf(w, "! %s: %s\n", a.Account, a.Error)
 		}
 		for _, f := range a.Failures {
-			fmt.Fprintf(w, "! %s: message %q: %s\n", a.Account, f.UIDL, f.Error)
+			fmt.Fprintf(w, "! %s: message %d (uidl %q): %s\n", a.Account, f.ID, f.UIDL, f.Error)
 		}
 		for _, q := range a.Quarantined {
 			fmt.Fprintf(w, "! %s: message %q: refused by %s, kept in %s\n", a.Account, q.UIDL, q.Destination, q.Path)
 		}
 		for _, m := range a.SizeMismatches {
-			fmt.Fprintf(w, "* %s: message %q: LIST said %d bytes, RETR delivered %d (stored as delivered)\n", a.Account, m.UIDL, m.Listed, m.Received)
+			if m.Suspect {
+				fmt.Fprintf(w, "! %s: message %d (uidl %q): SUSPECT: LIST said %d bytes, RETR delivered %d; stored as delivered and kept on the server "+
+					"(the copy may be incomplete; --delete skips it unless --delete-suspect)\n", a.Account, m.ID, m.UIDL, m.Listed, m.Received)
+				continue
+			}
+			fmt.Fprintf(w, "* %s: message %d (uidl %q): LIST said %d bytes, RETR delivered %d (stored as delivered)\n", a.Account, m.ID, m.UIDL, m.Listed, m.Received)
 		}
 		if a.NoUIDL {
 			fmt.Fprintf(w, "* %s: the server has no UIDL; messages were keyed by their headers and size\n", a.Account)
+		}
+		if a.OverlongUIDLs > 0 {
+			fmt.Fprintf(w, "* %s: %d messages have a UIDL too long to keep; they were keyed by their headers and size, and purge never deletes them\n", a.Account, a.OverlongUIDLs)
 		}
 		if a.DuplicateUIDLs > 0 {
 			fmt.Fprintf(w, "* %s: %d messages repeat another message's UIDL; each was stored separately\n", a.Account, a.DuplicateUIDLs)

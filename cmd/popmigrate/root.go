@@ -11,6 +11,8 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"github.com/popmigrate/popmigrate/journal"
 )
 
 // Exit codes, documented in --help and the README.
@@ -98,9 +100,31 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	return exitCode(ctx, err, stderr)
 }
 
+// corruptJournalHint says what to do about a damaged journal.
+const corruptJournalHint = `popmigrate: the journal file is damaged or is not a popmigrate journal; running again will not help.
+  Restore it from a backup, or try "sqlite3 FILE .recover | sqlite3 NEW" and pass --journal NEW.
+  Or move it aside and run with a new --journal: Maildir, mbox and eml destinations recognise the
+  copies they already hold; an IMAP folder may receive a second copy, so check it first.
+  Never purge with a new journal before a run and a verify have rebuilt what it knows.`
+
+// unwrapExit returns the error an *exitError carries, or err.
+func unwrapExit(err error) error {
+	var ee *exitError
+	if errors.As(err, &ee) && ee.err != nil {
+		return ee.err
+	}
+	return err
+}
+
 func exitCode(ctx context.Context, err error, stderr io.Writer) int {
 	if err == nil {
 		return exitOK
+	}
+	// A damaged journal is not a failure a retry fixes: it is exit 2,
+	// with what to do, whichever command met it.
+	if journal.IsCorrupt(err) {
+		fmt.Fprintf(stderr, "popmigrate: %v\n%s\n", unwrapExit(err), corruptJournalHint)
+		return exitUsage
 	}
 	var ee *exitError
 	if errors.As(err, &ee) {

@@ -64,10 +64,15 @@ type runOptions struct {
 	ToCAFile   string
 	Quarantine string
 
-	NoVerify bool
-	Delete   bool
-	DryRun   bool
-	KeepDays int
+	MessageAttempts int
+	RetryFailed     bool
+	Wait            bool
+
+	NoVerify      bool
+	Delete        bool
+	DeleteSuspect bool
+	DryRun        bool
+	KeepDays      int
 
 	JSON       bool
 	NoProgress bool
@@ -130,6 +135,9 @@ Destinations (--to, repeatable, templates {user} {host} {account}):
 	f.DurationVar(&opts.BatchInterval, "batch-interval", time.Second, "longest wait before a group commit")
 	f.DurationVar(&opts.Timeout, "timeout", 60*time.Second, "POP3 idle timeout per command")
 	f.IntVar(&opts.Attempts, "attempts", 5, "sessions tried per account on temporary errors ([IN-USE], [SYS/TEMP], network)")
+	f.IntVar(&opts.MessageAttempts, "message-attempts", 3, "attempts at one message, counted across sessions and runs, before it is reported failed and no longer asked for")
+	f.BoolVar(&opts.RetryFailed, "retry-failed", false, "give messages that used up --message-attempts as many attempts again in this run")
+	f.BoolVar(&opts.Wait, "wait", false, "wait for accounts another popmigrate is working on (with this journal) instead of failing them")
 	f.StringVar(&opts.SpoolDir, "spool-dir", "", "where messages over 4 MiB are spooled (default the system temp dir)")
 	f.StringVar(&opts.TraceDir, "trace-dir", "", "write a POP3 protocol transcript per account into `DIR` (passwords redacted)")
 	f.StringVar(&opts.IMAPFlags, "imap-flags", `\Seen`, "flags of messages uploaded to IMAP, comma-separated, or \"none\"")
@@ -139,6 +147,7 @@ Destinations (--to, repeatable, templates {user} {host} {account}):
 	f.StringVar(&opts.Quarantine, "quarantine", "", "keep messages an IMAP server refuses as .eml files under `DIR` (default: popmigrate-quarantine beside the journal)")
 	f.BoolVar(&opts.NoVerify, "no-verify", false, "skip the verify phase (reading back every stored copy and comparing with the server's listing)")
 	f.BoolVar(&opts.Delete, "delete", false, "after a clean verification, delete from the server the messages verified in every destination")
+	f.BoolVar(&opts.DeleteSuspect, "delete-suspect", false, "with --delete: delete suspect messages too (RETR delivered a size LIST does not explain: the stored copy may be incomplete)")
 	f.BoolVar(&opts.DryRun, "dry-run", false, "with --delete: print what would be deleted, delete nothing")
 	f.IntVar(&opts.KeepDays, "keep-days", 0, "with --delete: keep messages first seen less than `N` days ago")
 	f.BoolVar(&opts.JSON, "json", false, "print the final report as JSON on stdout")
@@ -292,8 +301,11 @@ func runRun(ctx context.Context, opts *runOptions) error {
 	if opts.Delete && opts.NoVerify {
 		return usageError("--delete needs the verify phase: drop --no-verify")
 	}
-	if (opts.DryRun || opts.KeepDays != 0) && !opts.Delete {
-		return usageError("--dry-run and --keep-days go with --delete")
+	if (opts.DryRun || opts.KeepDays != 0 || opts.DeleteSuspect) && !opts.Delete {
+		return usageError("--dry-run, --keep-days and --delete-suspect go with --delete")
+	}
+	if opts.MessageAttempts < 1 {
+		return usageError("--message-attempts %d: want 1 or more", opts.MessageAttempts)
 	}
 	if opts.KeepDays < 0 {
 		return usageError("--keep-days %d: want 0 or more", opts.KeepDays)
@@ -334,6 +346,7 @@ func runRun(ctx context.Context, opts *runOptions) error {
 		Jobs: opts.Jobs, PerHost: opts.PerHost, Window: opts.Window,
 		BatchSize: opts.BatchSize, BatchInterval: opts.BatchInterval,
 		Timeout: opts.Timeout, Attempts: opts.Attempts, SpoolDir: opts.SpoolDir,
+		MessageAttempts: opts.MessageAttempts, RetryFailed: opts.RetryFailed, WaitForLease: opts.Wait,
 		Progress: prog, Logger: logger,
 	}
 	imapOpts, err := imapOptions(opts)
@@ -387,7 +400,7 @@ func runRun(ctx context.Context, opts *runOptions) error {
 		}
 	}
 	if opts.Delete && runErr == nil && ctx.Err() == nil {
-		rep.Purge, runErr = pipeline.Purge(ctx, j, verifiedAccounts(accounts, rep), po, &pipeline.PurgeOptions{DryRun: opts.DryRun, KeepDays: opts.KeepDays})
+		rep.Purge, runErr = pipeline.Purge(ctx, j, verifiedAccounts(accounts, rep), po, &pipeline.PurgeOptions{DryRun: opts.DryRun, KeepDays: opts.KeepDays, DeleteSuspect: opts.DeleteSuspect})
 		for _, p := range rep.Purge {
 			if p.Error != "" && code == exitOK {
 				code = exitFailed

@@ -52,9 +52,11 @@ type statusJSON struct {
 	Verified    int                      `json:"verified"`
 	Deleted     int                      `json:"deleted"`
 	Failed      int                      `json:"failed"`
+	Suspect     int                      `json:"suspect"`
 	LastError   string                   `json:"last_error,omitempty"`
 	LastRun     *time.Time               `json:"last_run,omitempty"`
 	Failures    []journal.MessageFailure `json:"failures,omitempty"`
+	Suspects    []journal.MessageFailure `json:"suspects,omitempty"`
 }
 
 func statusRun(ctx context.Context, opts *statusOptions) error {
@@ -63,7 +65,7 @@ func statusRun(ctx context.Context, opts *statusOptions) error {
 	}
 	j, err := journal.Open(ctx, opts.Journal)
 	if err != nil {
-		return usageError("%v", err)
+		return usageError("%w", err)
 	}
 	defer j.Close()
 	st, err := j.Status(ctx)
@@ -75,7 +77,7 @@ func statusRun(ctx context.Context, opts *statusOptions) error {
 		sj := statusJSON{
 			Account: s.Account, Source: s.Source, ServerCount: s.ServerCount, ServerBytes: s.ServerBytes,
 			Listed: s.Listed, Stored: s.Stored, Verified: s.Verified, Deleted: s.Deleted, Failed: s.Failed,
-			LastError: s.LastError, Failures: s.Failures,
+			LastError: s.LastError, Failures: s.Failures, Suspect: s.Suspect, Suspects: s.Suspects,
 		}
 		if !s.LastRun.IsZero() {
 			t := s.LastRun
@@ -91,13 +93,13 @@ func statusRun(ctx context.Context, opts *statusOptions) error {
 		return nil
 	}
 	tw := tabwriter.NewWriter(opts.io.Out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ACCOUNT\tON SERVER\tLISTED\tSTORED\tVERIFIED\tDELETED\tFAILED\tLAST RUN")
+	fmt.Fprintln(tw, "ACCOUNT\tON SERVER\tLISTED\tSTORED\tVERIFIED\tDELETED\tFAILED\tSUSPECT\tLAST RUN")
 	for _, s := range out {
 		last := "-"
 		if s.LastRun != nil {
 			last = s.LastRun.Local().Format("2006-01-02 15:04")
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\n", s.Account, s.ServerCount, s.Listed, s.Stored, s.Verified, s.Deleted, s.Failed, last)
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\n", s.Account, s.ServerCount, s.Listed, s.Stored, s.Verified, s.Deleted, s.Failed, s.Suspect, last)
 	}
 	tw.Flush()
 	for _, s := range out {
@@ -105,7 +107,10 @@ func statusRun(ctx context.Context, opts *statusOptions) error {
 			fmt.Fprintf(opts.io.Out, "! %s: %s\n", s.Account, s.LastError)
 		}
 		for _, f := range s.Failures {
-			fmt.Fprintf(opts.io.Out, "! %s: message %q: %s\n", s.Account, f.UIDL, f.Error)
+			fmt.Fprintf(opts.io.Out, "! %s: message %q (%d attempts): %s\n", s.Account, f.UIDL, f.Attempts, f.Error)
+		}
+		for _, f := range s.Suspects {
+			fmt.Fprintf(opts.io.Out, "! %s: message %q is SUSPECT, kept on the server: %s\n", s.Account, f.UIDL, f.Error)
 		}
 	}
 	return nil

@@ -106,7 +106,7 @@ func verifyRun(ctx context.Context, opts *verifyOptions) error {
 	// Without --against-source verify never logs in: no password needed.
 	accounts, err := loadAccounts(&opts.accountFlags, accountNeeds{Destination: true, Password: opts.AgainstSource})
 	if err != nil {
-		return usageError("%v", err)
+		return usageError("%w", err)
 	}
 	printConfigWarnings(opts.io.Err, accounts)
 	if opts.AgainstSource {
@@ -126,7 +126,7 @@ func verifyRun(ctx context.Context, opts *verifyOptions) error {
 	}
 	j, err := journal.Open(ctx, opts.Journal)
 	if err != nil {
-		return usageError("%v", err)
+		return usageError("%w", err)
 	}
 	defer j.Close()
 	runID, err := j.StartRun(ctx, describeRun(fmt.Sprintf("verify against-source=%v", opts.AgainstSource), &opts.accountFlags, accounts))
@@ -200,7 +200,7 @@ func verifyManifestRun(ctx context.Context, opts *verifyOptions) error {
 		if ctx.Err() != nil {
 			return &exitError{code: exitInterrupted, err: errors.New("interrupted")}
 		}
-		return usageError("%v", err)
+		return usageError("%w", err)
 	}
 	results := []*verify.Result{res}
 	if err := printVerify(opts, results); err != nil {
@@ -242,7 +242,7 @@ func summarize(results []*verify.Result) verifyJSON {
 	}
 	for _, r := range results {
 		s.Problems += r.Problems()
-		s.Notes += r.Counts[verify.GoneFromServer]
+		s.Notes += r.Counts[verify.GoneFromServer] + r.Counts[verify.Suspect]
 	}
 	return s
 }

@@ -1,0 +1,116 @@
+package main
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/popmigrate/popmigrate/journal"
+	"github.com/popmigrate/popmigrate/pop3/pop3test"
+)
+
+// TestCorruptJournalIsAUsageError pins the fault where a damaged journal
+// gave exit 1 ("retry"): every command that meets it exits 2 and says what
+// to do.
+func TestCorruptJournalIsAUsageError(t *testing.T) {
+	f := newFixture(t, []string{"alice"}, []int{1}, pop3test.ServerOptions{Implicit: true})
+	if err := os.WriteFile(f.journal, []byte(strings.Repeat("not a journal at all\n", 300)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		f.runArgs("--source", f.source("alice"), "--password-file", f.pwFiles["alice"]),
+		{"status", "--journal", f.journal},
+		{"verify", "--journal", f.journal, "--source", f.source("alice"), "--to", "maildir:" + filepath.Join(f.out, "{user}")},
+	} {
+		r := runMain(t, args...)
+		r.wantCode(t, exitUsage)
+		if !strings.Contains(r.stderr, "journal file is damaged") || !strings.Contains(r.stderr, "--journal") {
+			t.Errorf("%s: stderr does not say what to do:\n%s", args[0], r.stderr)
+		}
+	}
+	if got := f.srv.Stats().Logins; got != 0 {
+		t.Errorf("%d logins with a damaged journal", got)
+	}
+}
+
+// A message that stalls is reported by UIDL and number, exit 1, and the
+// rest of the mailbox is stored.
+func TestRunReportsAStalledMessageAndStoresTheRest(t *testing.T) {
+	f := newFixture(t, []string{"alice"}, []int{4}, pop3test.ServerOptions{Implicit: true,
+		Faults: pop3test.Faults{StallInRetr: map[int]int64{3: 10}}})
+	args := f.runArgs("--source", f.source("alice"), "--password-file", f.pwFiles["alice"], "--timeout", "300ms", "--no-verify")
+	r := runMain(t, args...)
+	r.wantCode(t, exitFailed)
+	if !strings.Contains(r.stdout, `message 3 (uidl "alice-uid-003")`) {
+		t.Errorf("report does not name the stalled message by number and UIDL:\n%s", r.stdout)
+	}
+	row := tableRow(t, r.stdout, f.account("alice"))
+	if row[2] != "3" || row[4] != "1" {
+		t.Errorf("row %q, want 3 stored and 1 failed", row)
+	}
+	st := journalStatus(t, f.journal)[f.account("alice")]
+	if st.Failed != 1 || len(st.Failures) != 1 || st.Failures[0].Attempts != 3 {
+		t.Errorf("journal status %+v, want one failure after 3 attempts", st)
+	}
+	s := runMain(t, "status", "--journal", f.journal)
+	s.wantCode(t, exitOK)
+	if !strings.Contains(s.stdout, `message "alice-uid-003" (3 attempts)`) {
+		t.Errorf("status does not list the failure with its attempts:\n%s", s.stdout)
+	}
+}
+
+// Suspect messages are listed by run, status and verify, and --delete
+// keeps them on the server unless --delete-suspect.
+func TestSuspectMessagesAreListedAndKept(t *testing.T) {
+	f := newFixture(t, []string{"alice"}, []int{2}, pop3test.ServerOptions{Implicit: true,
+		Faults: pop3test.Faults{SizeSkew: 50}})
+	args := f.runArgs("--source", f.source("alice"), "--password-file", f.pwFiles["alice"], "--delete")
+	r := runMain(t, args...)
+	r.wantCode(t, exitOK)
+	if !strings.Contains(r.stdout, "SUSPECT") || !strings.Contains(r.stdout, "--delete-suspect") {
+		t.Errorf("run report does not flag the suspect messages:\n%s", r.stdout)
+	}
+	if n := len(f.srv.Mailbox("alice")); n != 2 {
+		t.Errorf("the server holds %d messages after --delete, want both suspect ones kept", n)
+	}
+	s := runMain(t, "status", "--journal", f.journal)
+	if !strings.Contains(s.stdout, "is SUSPECT, kept on the server") {
+		t.Errorf("status does not list suspects:\n%s", s.stdout)
+	}
+	v := runMain(t, "verify", "--journal", f.journal, "--source", f.source("alice"), "--to", "maildir:"+filepath.Join(f.out, "{user}"))
+	v.wantCode(t, exitOK)
+	if !strings.Contains(v.stdout, "suspect, kept on the server") {
+		t.Errorf("verify does not list suspects:\n%s", v.stdout)
+	}
+	r = runMain(t, append(args, "--delete-suspect")...)
+	r.wantCode(t, exitOK)
+	if n := len(f.srv.Mailbox("alice")); n != 0 {
+		t.Errorf("the server holds %d messages after --delete --delete-suspect, want 0", n)
+	}
+}
+
+// A second run on a journal whose account another popmigrate holds exits 1
+// at once, naming the holder, and touches nothing.
+func TestRunRefusesAnAccountAnotherRunHolds(t *testing.T) {
+	f := newFixture(t, []string{"alice"}, []int{2}, pop3test.ServerOptions{Implicit: true})
+	ctx := context.Background()
+	j, err := journal.Open(ctx, f.journal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := j.AcquireLease(ctx, f.account("alice"), journal.Holder{ID: "x", PID: 4242, Host: "otherhost"}, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	j.Close()
+	r := runMain(t, f.runArgs("--source", f.source("alice"), "--password-file", f.pwFiles["alice"])...)
+	r.wantCode(t, exitFailed)
+	if !strings.Contains(r.stdout+r.stderr, "pid 4242 on otherhost") || !strings.Contains(r.stdout+r.stderr, "--wait") {
+		t.Errorf("the refusal does not name the holder:\n%s", r)
+	}
+	if got := f.srv.Stats().Logins; got != 0 {
+		t.Errorf("%d logins by a refused run", got)
+	}
+}
