@@ -114,3 +114,30 @@ func TestRunRefusesAnAccountAnotherRunHolds(t *testing.T) {
 		t.Errorf("%d logins by a refused run", got)
 	}
 }
+
+// A password helper that fails after printing the secret (on stdout and
+// stderr) fails its account with how it ended; the secret is nowhere: not
+// in the report, --json, stderr, status or the journal.
+func TestFailingPasswordHelperNeverLeaksItsOutput(t *testing.T) {
+	f := newFixture(t, []string{"alice"}, []int{1}, pop3test.ServerOptions{Implicit: true})
+	const secret = "S3CRET-" + "printed-by-the-helper"
+	helper := "echo " + secret + "; echo " + secret + " >&2; exit 3"
+	var outputs []byte
+	for _, extra := range [][]string{nil, {"--json"}} {
+		r := runMain(t, f.runArgs(append([]string{"--source", f.source("alice"), "--password-command", helper}, extra...)...)...)
+		r.wantCode(t, exitFailed)
+		if !strings.Contains(r.stdout, "exit status 3") {
+			t.Errorf("the report does not say how the helper ended:\n%s", r)
+		}
+		outputs = append(outputs, r.stdout+r.stderr...)
+	}
+	for _, args := range [][]string{{"status", "--journal", f.journal}, {"status", "--journal", f.journal, "--json"}} {
+		r := runMain(t, args...)
+		outputs = append(outputs, r.stdout+r.stderr...)
+	}
+	for where, data := range map[string][]byte{"outputs": outputs, "journal": journalBytes(t, f.journal)} {
+		if strings.Contains(string(data), secret) {
+			t.Errorf("%s holds the helper's output", where)
+		}
+	}
+}
