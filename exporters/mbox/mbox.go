@@ -51,11 +51,53 @@
 // or with half an entry; Resume with the committed state cuts the file back
 // to it and drops the index entries past it.
 //
+// Only bytes this process wrote are ever cut. Before each write to the mbox
+// file (at most 256 KiB: one flush of Put's buffer), the Exporter appends
+// its intent to the intent log <path>.pmintent (IntentSuffix), one line
+//
+//	offset length sha256,sha256,...\n
+//
+// with the sha256 of the bytes it is about to write, one per 4 KiB block
+// of the file that the write touches. Resume cuts the tail past the
+// committed offset only when every byte of it lies in such a block whose
+// bytes hash to the recorded sha256; a write that a crash tore holds whole
+// blocks (the kernel tears a write at a page boundary), and those are cut
+// too. Any other byte of the tail (another program appended mail after
+// the last commit, or the record of a write was lost) stops the
+// destination: Resume cuts nothing and fails with an error wrapping
+// ErrForeignData that names the file, the committed offset and the bytes
+// it cannot account for, and every later Put and Sync fail. The Exporter
+// also checks the size of the file before each write and each cut: mail
+// another program appended while the Exporter held the file (a program
+// that ignores flock) is never overwritten or cut either, and stops the
+// destination the same way.
+//
+// Foreign data is never adopted, even when it forms whole mbox messages:
+// another program's delivery may still be under way or torn, popmigrate's
+// own uncommitted entries before it could then be neither cut (that would
+// move the other program's mail) nor kept (their messages would be
+// written again: duplicates), and the user needs to know that something
+// else writes to the archive. Stopping loses nothing, and the error says
+// what to do.
+//
+// The intent log is written with write(2) but not fsynced, which would
+// cost a barrier per write: after a process crash both the intent and the
+// bytes of the mbox are in the page cache, and after a power failure a
+// tail whose intent was lost is treated as foreign, which is safe: nothing
+// is cut. Resume empties the log when it cuts a tail, and Sync rewrites it
+// (write to a temporary file, rename) without the intents of the bytes
+// the previous Sync covered when it grows past 256 KiB: the caller
+// records each CommitState before it calls Sync again, as the pipeline
+// does, so no Resume can need them. A run that writes nothing changes
+// none of the three files.
+//
 // The mbox must not be rewritten by other programs (a mail reader expunging
 // a message moves every entry after it) between runs: the index would no
 // longer match it. New checks that the last indexed entry is still in
 // place, and Open that a From_ line starts and a blank line ends the entry
-// it reads; a verifier compares the sha256 of what Open returns.
+// it reads; a verifier compares the sha256 of what Open returns. New, Open
+// and ReadFile refuse a symbolic link at the name of the mbox file, its
+// index or its intent log (ErrSymlink), in read-only mode too.
 //
 // # Read-only mode
 //
@@ -66,7 +108,9 @@
 // and a file can be checked while a run appends to it. Index entries past
 // the end of the file, and a torn last index line, are ignored in memory
 // only. Has, Open and List work as in write mode, on the entries the index
-// held when New read it; Put, Sync and Resume fail with ErrReadOnly.
+// held when New read it (List also reads the intent log, when there is
+// one, to tell a running writer's uncommitted tail from foreign mail);
+// Put, Sync and Resume fail with ErrReadOnly.
 //
 // A reader takes no lock at all: a shared flock would fail against the
 // writer's exclusive one (and, taken first, would keep a run from
@@ -95,7 +139,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 
 	"github.com/popmigrate/popmigrate/exporters"
 )
@@ -135,6 +178,13 @@ var (
 	// archive, and messages the journal records as stored are gone. The
 	// Exporter then refuses to write.
 	ErrTruncated = errors.New("mbox: file is shorter than the committed state")
+	// ErrForeignData is returned by Resume when the file holds bytes past
+	// the committed state that this Exporter has no record of writing
+	// (another program appended mail after popmigrate's last commit), and
+	// by Put and Sync when the file grew by bytes it did not write while
+	// it held the file. Nothing is cut, and the Exporter then refuses to
+	// write.
+	ErrForeignData = errors.New("mbox: the file holds mail popmigrate did not write")
 	// ErrCorrupt is returned when an entry of the file is not what the
 	// index or the format says it must be.
 	ErrCorrupt = errors.New("mbox: corrupt entry")
@@ -160,11 +210,12 @@ type Options struct {
 // Exporter appends messages to one mbox file. Its methods are safe for use
 // by several goroutines at once; Puts are written one after the other.
 type Exporter struct {
-	path     string // absolute path of the mbox file
-	idxPath  string
-	id       string
-	fi       os.FileInfo // of f, to check that Open reads the same file
-	readOnly bool
+	path       string // absolute path of the mbox file
+	idxPath    string
+	intentPath string
+	id         string
+	fi         os.FileInfo // of f, to check that Open reads the same file
+	readOnly   bool
 
 	mu         sync.Mutex // guards everything below
 	closed     bool
@@ -182,6 +233,12 @@ type Exporter struct {
 	dirDirty   bool   // a file was created or renamed in the folder since the last Sync
 	wrote      bool   // a Put wrote an entry since New
 	tornFlush  bool   // a write of buf failed: the file may hold bytes past flushed
+	attempted  int64  // end of the furthest write tried since flushed was last set by a cut: the file holds no byte of ours past it
+	intentF    *os.File
+	intentSize int64    // bytes of the intent log
+	intents    []intent // the intent log's lines, in order
+	intentTorn bool     // a write of the log failed: its last line may lack its LF
+	intentLine []byte   // buffer of recordIntent
 	entries    []entry
 	byKey      map[string]int // key -> index in entries
 	byOff      map[int64]int  // offset -> index in entries
@@ -202,7 +259,12 @@ var (
 // starting with a From_ line (or be empty). New reads the index
 // <path>.pmidx (creating it, 0600), drops the entries that lie past the end
 // of the file (written to the index but never to the disk) and a torn last
-// line, and rewrites the index when it dropped anything.
+// line, and rewrites the index when it dropped anything. It opens the
+// intent log <path>.pmintent (creating it, 0600) and reads it, for Resume.
+// A symbolic link at the name of any of the three fails New with an error
+// wrapping ErrSymlink that names it ("mbox: PATH is a symbolic link;
+// refusing to follow it"): New never follows one, nor creates or changes
+// the file it points to.
 //
 // Call Resume before the first Put or Has when the journal holds a state
 // for this destination.
@@ -210,11 +272,12 @@ var (
 // With opts.ReadOnly, New instead opens the existing mbox file and index
 // read-only and takes no lock, so it succeeds while a writer holds the
 // file. A missing file or index is an error naming its path and wrapping
-// fs.ErrNotExist. The checks are those of write mode (a regular file
-// starting with a From_ line, a well-formed index whose last entry is in
-// place), but index entries past the end of the file and a torn last line
-// are dropped in memory only: nothing on disk changes. Put, Sync and
-// Resume then fail with ErrReadOnly.
+// fs.ErrNotExist; a missing intent log is none. The checks are those of
+// write mode (a regular file starting with a From_ line, a well-formed
+// index whose last entry is in place, no symbolic link), but index entries
+// past the end of the file and a torn last line are dropped in memory
+// only: nothing on disk changes. Put, Sync and Resume then fail with
+// ErrReadOnly.
 //
 // The caller closes the Exporter.
 func New(path string, opts *Options) (*Exporter, error) {
@@ -233,31 +296,29 @@ func New(path string, opts *Options) (*Exporter, error) {
 	}
 	f, created, err := openRegular(abs)
 	if err != nil {
-		return nil, fmt.Errorf("mbox: open %s: %w", abs, err)
+		return nil, wrapOpen(abs, err)
 	}
 	if err := lockFile(f); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("mbox: %s: %w", abs, err)
 	}
 	e := &Exporter{
-		path:     abs,
-		idxPath:  abs + IndexSuffix,
-		id:       "mbox:" + abs,
-		f:        f,
-		dirty:    true, // the first Sync fsyncs whatever was there
-		dirDirty: created,
-		byKey:    map[string]int{},
-		byOff:    map[int64]int{},
-		chunk:    make([]byte, chunkSize),
+		path:       abs,
+		idxPath:    abs + IndexSuffix,
+		intentPath: abs + IntentSuffix,
+		id:         "mbox:" + abs,
+		f:          f,
+		dirty:      true, // the first Sync fsyncs whatever was there
+		dirDirty:   created,
+		byKey:      map[string]int{},
+		byOff:      map[int64]int{},
+		chunk:      make([]byte, chunkSize),
 	}
 	if opts != nil && opts.ID != "" {
 		e.id = opts.ID
 	}
 	if err := e.init(); err != nil {
-		if e.idx != nil {
-			e.idx.Close()
-		}
-		f.Close()
+		e.closeFiles()
 		return nil, err
 	}
 	return e, nil
@@ -267,72 +328,26 @@ func New(path string, opts *Options) (*Exporter, error) {
 func openReadOnly(abs string, opts *Options) (*Exporter, error) {
 	f, err := openRegularReadOnly(abs)
 	if err != nil {
-		return nil, fmt.Errorf("mbox: open %s: %w", abs, err)
+		return nil, wrapOpen(abs, err)
 	}
 	e := &Exporter{
-		path:     abs,
-		idxPath:  abs + IndexSuffix,
-		id:       "mbox:" + abs,
-		readOnly: true,
-		f:        f,
-		byKey:    map[string]int{},
-		byOff:    map[int64]int{},
+		path:       abs,
+		idxPath:    abs + IndexSuffix,
+		intentPath: abs + IntentSuffix,
+		id:         "mbox:" + abs,
+		readOnly:   true,
+		f:          f,
+		byKey:      map[string]int{},
+		byOff:      map[int64]int{},
 	}
 	if opts.ID != "" {
 		e.id = opts.ID
 	}
 	if err := e.init(); err != nil {
-		if e.idx != nil {
-			e.idx.Close()
-		}
-		f.Close()
+		e.closeFiles()
 		return nil, err
 	}
 	return e, nil
-}
-
-// openRegularReadOnly opens the existing file path read-only and checks
-// that it is a regular file (never blocking on a FIFO). An error for a
-// missing file wraps fs.ErrNotExist.
-func openRegularReadOnly(path string) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		return nil, err
-	}
-	fi, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	if !fi.Mode().IsRegular() {
-		f.Close()
-		return nil, fmt.Errorf("not a regular file (%s)", fi.Mode().Type())
-	}
-	return f, nil
-}
-
-// openRegular opens path read-write, creating it if missing, and checks
-// that it is a regular file (never blocking on a FIFO).
-func openRegular(path string) (f *os.File, created bool, err error) {
-	f, err = os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL|syscall.O_NONBLOCK, 0o600)
-	if err == nil {
-		created = true
-	} else if errors.Is(err, fs.ErrExist) {
-		f, err = os.OpenFile(path, os.O_RDWR|syscall.O_NONBLOCK, 0)
-	}
-	if err != nil {
-		return nil, false, err
-	}
-	fi, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, false, err
-	}
-	if !fi.Mode().IsRegular() {
-		f.Close()
-		return nil, false, fmt.Errorf("not a regular file (%s)", fi.Mode().Type())
-	}
-	return f, created, nil
 }
 
 // init checks the mbox file and loads the index. In read-only mode it
@@ -353,8 +368,15 @@ func (e *Exporter) init() error {
 			return fmt.Errorf("%w: %s does not start with %q", ErrNotMbox, e.path, fromPrefix)
 		}
 	}
-	e.flushed, e.end, e.synced = size, size, size
+	e.flushed, e.end, e.synced, e.attempted = size, size, size, size
 	if err := e.computePad(); err != nil {
+		return err
+	}
+	// A reader reads the intent log after the size of the mbox and before
+	// the index: every byte of the file a writer had written by then has
+	// its intent in the log, unless a Sync took it out, which it does only
+	// after the entries of those bytes are in the index (see loadIntents).
+	if err := e.loadIntents(); err != nil {
 		return err
 	}
 
@@ -366,7 +388,7 @@ func (e *Exporter) init() error {
 		idx, created, err = openRegular(e.idxPath)
 	}
 	if err != nil {
-		return fmt.Errorf("mbox: open index %s: %w", e.idxPath, err)
+		return wrapOpen("index "+e.idxPath, err)
 	}
 	e.idx = idx
 	e.dirDirty = e.dirDirty || created
@@ -457,7 +479,7 @@ func (e *Exporter) rewriteIndex() error {
 	if err := os.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("mbox: remove %s: %w", tmp, err)
 	}
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	f, err := openFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return fmt.Errorf("mbox: create %s: %w", tmp, err)
 	}
@@ -486,7 +508,7 @@ func (e *Exporter) rewriteIndex() error {
 	}
 	idx, _, err := openRegular(e.idxPath)
 	if err != nil {
-		return fmt.Errorf("mbox: open index %s: %w", e.idxPath, err)
+		return wrapOpen("index "+e.idxPath, err)
 	}
 	if e.idx != nil {
 		e.idx.Close()
@@ -498,18 +520,6 @@ func (e *Exporter) rewriteIndex() error {
 	}
 	e.idxSize = fi.Size()
 	return nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
 
 // Path returns the absolute path of the mbox file.
@@ -646,19 +656,37 @@ func (e *Exporter) write(ctx context.Context, msg *exporters.Message) (entry, er
 	return entry{key: msg.Key, off: off, n: e.end - off, sum: sum, addedLF: addedLF}, nil
 }
 
-// flush writes buf to the file at offset flushed. The caller holds mu.
+// flush writes buf to the file at offset flushed, in writes of at most
+// maxWrite bytes, each after its intent (see recordIntent). It first
+// checks that no other program appended to the file. The caller holds mu.
 func (e *Exporter) flush() error {
 	if len(e.buf) == 0 {
 		return nil
 	}
-	n, err := e.f.WriteAt(e.buf, e.flushed)
-	if err != nil {
-		e.tornFlush = true
-		return fmt.Errorf("write %s at offset %d: %w", e.path, e.flushed+int64(n), err)
+	if err := e.checkSize(); err != nil {
+		return err
 	}
-	e.flushed += int64(n)
-	e.buf = e.buf[:0]
-	e.tornFlush = false // the write covered whatever a failed one left
+	done := 0
+	defer func() { // keep what is not written at the start of buf
+		if done > 0 {
+			e.buf = e.buf[:copy(e.buf, e.buf[done:])]
+		}
+	}()
+	for done < len(e.buf) {
+		b := e.buf[done:min(len(e.buf), done+maxWrite)]
+		if err := e.recordIntent(newIntent(e.flushed, b)); err != nil {
+			return err
+		}
+		e.attempted = max(e.attempted, e.flushed+int64(len(b)))
+		n, err := e.f.WriteAt(b, e.flushed)
+		if err != nil {
+			e.tornFlush = true
+			return fmt.Errorf("write %s at offset %d: %w", e.path, e.flushed+int64(n), err)
+		}
+		e.flushed += int64(n)
+		done += n
+		e.tornFlush = false // the write covered whatever a failed one left
+	}
 	return nil
 }
 
@@ -672,8 +700,10 @@ func (e *Exporter) rollback(start int64) error {
 		return nil
 	}
 	cut := min(start, e.flushed)
-	if err := e.f.Truncate(cut); err != nil {
-		e.broken = fmt.Errorf("cannot cut %s back to %d bytes after a failed put: %w", e.path, cut, err)
+	if err := e.cutOwn(cut); err != nil {
+		if e.broken == nil {
+			e.broken = fmt.Errorf("cannot cut %s back to %d bytes after a failed put: %w", e.path, cut, err)
+		}
 		return e.broken
 	}
 	e.tornFlush = false
@@ -691,6 +721,12 @@ func (e *Exporter) rollback(start int64) error {
 // their lines to the index and fsyncs it (and the folder, after New created
 // a file): every Put that returned nil is then durable and CommitState
 // covers it. A read-only Exporter fails with ErrReadOnly.
+//
+// The caller records each CommitState in the journal before it calls Sync
+// again (the pipeline does): once the intent log has grown past 256 KiB,
+// Sync drops the intents of what the previous Sync covered. Should the
+// caller not, a later Resume from an older state stops with
+// ErrForeignData rather than cut: nothing is lost.
 func (e *Exporter) Sync(ctx context.Context) error {
 	wrap := func(err error) error { return fmt.Errorf("mbox: sync %s: %w", e.path, err) }
 	if err := ctx.Err(); err != nil {
@@ -722,8 +758,12 @@ func (e *Exporter) Sync(ctx context.Context) error {
 		}
 		e.dirDirty = false
 	}
+	prev := e.synced
 	e.synced = e.end
 	e.dirty = false
+	if err := e.compactIntents(prev); err != nil {
+		return wrap(err)
+	}
 	return nil
 }
 
@@ -749,88 +789,6 @@ func (e *Exporter) CommitState() string {
 	return strconv.FormatInt(e.synced, 10)
 }
 
-// Resume repairs the file from state, the CommitState last recorded in the
-// journal, and must be called before any Put (it fails after one).
-//
-// With state "", the journal knows nothing of this file yet: Resume fsyncs
-// it and records its current size with save (unless save is nil), so that
-// a crash before the first commit is repaired by the next Resume.
-//
-// When the file is longer than the committed offset, what lies past it is
-// a torn or uncommitted tail: Resume cuts the file to the offset, fsyncs
-// it, and drops the index entries past it (rewriting the index). When the
-// file is shorter, messages the journal records as stored are gone: Resume
-// fails with an error wrapping ErrTruncated, changes nothing, and every
-// later Put and Sync fail. A read-only Exporter repairs nothing: Resume
-// fails with ErrReadOnly.
-func (e *Exporter) Resume(ctx context.Context, state string, save func(ctx context.Context, state string) error) error {
-	wrap := func(err error) error { return fmt.Errorf("mbox: resume %s: %w", e.path, err) }
-	if err := ctx.Err(); err != nil {
-		return wrap(err)
-	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if err := e.usable(); err != nil {
-		return wrap(err)
-	}
-	if e.wrote {
-		return wrap(errors.New("called after Put"))
-	}
-	fi, err := e.f.Stat()
-	if err != nil {
-		return wrap(err)
-	}
-	size := fi.Size()
-	if size != e.flushed {
-		return wrap(fmt.Errorf("the file changed size from %d to %d bytes since it was opened", e.flushed, size))
-	}
-	if state == "" {
-		if save == nil {
-			return nil
-		}
-		if err := e.f.Sync(); err != nil {
-			return wrap(fmt.Errorf("fsync: %w", err))
-		}
-		if err := save(ctx, strconv.FormatInt(size, 10)); err != nil {
-			return wrap(fmt.Errorf("record the initial state: %w", err))
-		}
-		e.synced = size
-		return nil
-	}
-	committed, err := parseUint(state)
-	if err != nil {
-		return wrap(fmt.Errorf("invalid state: %v", err))
-	}
-	switch {
-	case size < committed:
-		e.broken = fmt.Errorf("%w: %s is %d bytes but the journal committed %d: the file was truncated or replaced; refusing to write to it", ErrTruncated, e.path, size, committed)
-		return fmt.Errorf("mbox: resume: %w", e.broken)
-	case size == committed:
-		e.synced = size
-		return nil
-	}
-	if err := e.f.Truncate(committed); err != nil {
-		return wrap(fmt.Errorf("cut the uncommitted tail (%d bytes from offset %d): %w", size-committed, committed, err))
-	}
-	e.flushed, e.end, e.synced = committed, committed, committed
-	keep := len(e.entries)
-	for keep > 0 && e.entries[keep-1].off+e.entries[keep-1].n > committed {
-		keep--
-	}
-	dropped := keep < len(e.entries)
-	e.setEntries(e.entries[:keep])
-	if err := e.f.Sync(); err != nil {
-		return wrap(fmt.Errorf("fsync: %w", err))
-	}
-	if err := e.computePad(); err != nil {
-		return err
-	}
-	if dropped {
-		return e.rewriteIndex()
-	}
-	return nil
-}
-
 // Close writes what Put has buffered and the pending index lines, without
 // fsync, and releases the file and its lock. It does not Sync. Calling
 // Close again returns nil. A read-only Exporter writes nothing.
@@ -849,16 +807,24 @@ func (e *Exporter) Close() error {
 			errs = append(errs, err)
 		}
 	}
-	if err := e.idx.Close(); err != nil {
-		errs = append(errs, err)
-	}
-	if err := e.f.Close(); err != nil {
-		errs = append(errs, err)
-	}
+	errs = append(errs, e.closeFiles())
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("mbox: close %s: %w", e.path, err)
 	}
 	return nil
+}
+
+// closeFiles closes the files e holds open.
+func (e *Exporter) closeFiles() error {
+	var errs []error
+	for _, f := range []*os.File{e.intentF, e.idx, e.f} {
+		if f != nil {
+			if err := f.Close(); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Has reports whether the index holds the message with key, and returns
@@ -918,7 +884,7 @@ func (e *Exporter) Open(ctx context.Context, ref string) (io.ReadCloser, error) 
 	}
 	e.mu.Unlock()
 
-	f, err := os.Open(e.path)
+	f, err := openFile(e.path, os.O_RDONLY, 0)
 	if err != nil {
 		return nil, wrap(err)
 	}

@@ -139,14 +139,22 @@ func crash(t *testing.T, e *Exporter, flushed bool) {
 			t.Fatal(err)
 		}
 	}
-	e.idx.Close()
-	e.f.Close()
+	e.closeFiles()
 	e.closed = true
 }
 
-// Write 3, Sync, CommitState, write 2 more without Sync, stop (by Close or
-// by a crash), append half an entry: Resume cuts the file back to the 3,
-// Has forgets the 2, and writing them again gives exactly 5 messages.
+// bigMessage is a message large enough that Put writes part of it to the
+// file (in more than one write) before it returns.
+func bigMessage(t *testing.T) *exporters.Message {
+	t.Helper()
+	body := "Subject: big\n\n" + strings.Repeat("From a line of a large message, quoted\n", 3*flushAt/39)
+	return exportertest.NewMessage("torn-big", []byte(body))
+}
+
+// Write 3, Sync, CommitState, write 2 more and a large one without Sync,
+// stop (by Close or by a crash) with the large one torn, as a crash tears
+// a write: Resume cuts the file back to the 3, Has forgets the others, and
+// writing the 2 again gives exactly 5 messages.
 func TestTornTail(t *testing.T) {
 	for _, how := range []string{"close", "crash"} {
 		t.Run(how, func(t *testing.T) {
@@ -166,17 +174,28 @@ func TestTornTail(t *testing.T) {
 			for i := 3; i < 5; i++ {
 				refs[i] = mustPut(t, e, msgs[i])
 			}
-			if how == "close" {
-				mustClose(t, e)
-			} else {
-				crash(t, e, true)
-			}
-			f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+			big := bigMessage(t)
+			bigRef := mustPut(t, e, big)
+			bigOff, bigLen, err := parseRef(bigRef)
 			if err != nil {
 				t.Fatal(err)
 			}
-			f.WriteString("From MAILER-DAEMON Mon Mar  3 10:00:00 2025\nSubject: torn\n\nhalf a mess")
-			f.Close()
+			if how == "close" {
+				// Close writes the rest; the file then loses the end of
+				// that last write, at a block boundary, as a crash
+				// during the write would leave it.
+				mustClose(t, e)
+				cut := (bigOff + bigLen - 1) / intentBlock * intentBlock
+				if err := os.Truncate(path, cut); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				// The buffered end of the large message is lost.
+				crash(t, e, false)
+			}
+			if size := fileSize(t, path); size <= bigOff || size >= bigOff+bigLen {
+				t.Fatalf("the file is %d bytes: the large entry %s is not torn", size, bigRef)
+			}
 
 			e2 := newExporter(t, path)
 			saved := false
@@ -188,6 +207,12 @@ func TestTornTail(t *testing.T) {
 			}
 			if got := fmt.Sprint(fileSize(t, path)); got != state {
 				t.Fatalf("file is %s bytes after Resume, want %s", got, state)
+			}
+			if n := fileSize(t, path+IntentSuffix); n != 0 {
+				t.Errorf("the intent log holds %d bytes after Resume, want it emptied", n)
+			}
+			if _, ok := mustHas(t, e2, big.Key); ok {
+				t.Error("Has finds the torn message after Resume")
 			}
 			for i, m := range msgs {
 				ref, ok := mustHas(t, e2, m.Key)
@@ -397,7 +422,7 @@ func TestNewDefaultsAndModes(t *testing.T) {
 	for _, tc := range []struct {
 		path string
 		mode fs.FileMode
-	}{{dir, 0o700}, {filepath.Dir(dir), 0o700}, {path, 0o600}, {path + IndexSuffix, 0o600}} {
+	}{{dir, 0o700}, {filepath.Dir(dir), 0o700}, {path, 0o600}, {path + IndexSuffix, 0o600}, {path + IntentSuffix, 0o600}} {
 		fi, err := os.Stat(tc.path)
 		if err != nil {
 			t.Fatal(err)
@@ -433,6 +458,9 @@ func TestNewRefusesOtherFiles(t *testing.T) {
 	}
 	if _, err := os.Stat(notMbox + IndexSuffix); err == nil {
 		t.Error("New created an index beside a file that is not an mbox")
+	}
+	if _, err := os.Stat(notMbox + IntentSuffix); err == nil {
+		t.Error("New created an intent log beside a file that is not an mbox")
 	}
 	if _, err := New(dir, nil); err == nil || !strings.Contains(err.Error(), dir) {
 		t.Errorf("New on a folder: err = %v, want an error naming it", err)

@@ -8,7 +8,6 @@ import (
 	"io"
 	"io/fs"
 	"iter"
-	"os"
 )
 
 // Entry is one message of an mbox file, as Entries finds it.
@@ -127,15 +126,16 @@ func ReadAll(r io.Reader) ([][]byte, error) {
 // by another program) comes back as ReadAll returns it. ReadFile fails with
 // an error wrapping ErrCorruptIndex when an index entry does not delimit
 // an entry of the file. It takes no lock: run it on a file no Exporter is
-// writing.
+// writing. It refuses a symbolic link (ErrSymlink) at the name of the
+// file or its index, as New does.
 func ReadFile(path string) ([][]byte, error) {
-	f, err := os.Open(path)
+	f, err := openRegularReadOnly(path)
 	if err != nil {
-		return nil, fmt.Errorf("mbox: %w", err)
+		return nil, readFileError(path, err)
 	}
 	defer f.Close()
 	byOff := map[int64]entry{}
-	idx, err := os.Open(path + IndexSuffix)
+	idx, err := openRegularReadOnly(path + IndexSuffix)
 	switch {
 	case err == nil:
 		ents, _, err := readIndex(idx)
@@ -155,7 +155,7 @@ func ReadFile(path string) ([][]byte, error) {
 			}
 		}
 	case !errors.Is(err, fs.ErrNotExist):
-		return nil, fmt.Errorf("mbox: %w", err)
+		return nil, readFileError(path+IndexSuffix, err)
 	}
 	var msgs [][]byte
 	for en, err := range Entries(f) {
@@ -187,4 +187,17 @@ func ReadFile(path string) ([][]byte, error) {
 		return nil, fmt.Errorf("%w: %s lists key %s at %s, where the file has no entry", ErrCorruptIndex, path+IndexSuffix, ie.key, ie.ref())
 	}
 	return msgs, nil
+}
+
+// readFileError is the error of ReadFile for a file at path it could not
+// open: as it is when it names the file already, else naming it.
+func readFileError(path string, err error) error {
+	var pe *fs.PathError
+	switch {
+	case errors.Is(err, ErrSymlink):
+		return err
+	case errors.As(err, &pe):
+		return fmt.Errorf("mbox: %w", err)
+	}
+	return fmt.Errorf("mbox: %s: %w", path, err)
 }
