@@ -1,8 +1,10 @@
 package verify_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -12,6 +14,7 @@ import (
 
 	"github.com/popmigrate/popmigrate/exporters"
 	"github.com/popmigrate/popmigrate/exporters/maildir"
+	"github.com/popmigrate/popmigrate/exporters/mbox"
 	"github.com/popmigrate/popmigrate/journal"
 	"github.com/popmigrate/popmigrate/verify"
 )
@@ -294,5 +297,54 @@ func TestAccountErrors(t *testing.T) {
 				t.Errorf("a cancelled verify recorded %s in %s as verified", uidl, id)
 			}
 		}
+	}
+}
+
+// TestAccountReportsMailAnotherProgramAppendedToMbox: a read-only verify
+// of an mbox file that another program appended a message to reports
+// that message as extra, at its offset and length, and changes nothing.
+func TestAccountReportsMailAnotherProgramAppendedToMbox(t *testing.T) {
+	w := newWorld(t, 3)
+	id, path := w.mbID(), w.mb.Path()
+	w.closeDests()
+	const foreign = "From bob@example.net Tue Mar  4 09:00:00 2025\nSubject: delivered by another program\n\nnot popmigrate's\n\n"
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString(foreign); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	before, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	mb, err := mbox.New(path, &mbox.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mb.Close()
+	res, err := verify.Account(ctxT(t), w.j, acct, map[string]exporters.Exporter{id: mb}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps := problems(res)
+	if res.Counts[verify.Match] != 3 || len(ps) != 1 {
+		t.Fatalf("counts %v, problems %+v; want 3 matches and the foreign message", res.Counts, ps)
+	}
+	want := fmt.Sprintf("%d+%d", fi.Size(), len(foreign))
+	if f := ps[0]; f.Kind != verify.Extra || f.DestID != id || f.UIDL != "" || f.Ref != want || f.Hint == "" {
+		t.Errorf("finding %+v; want an extra in %s at %s, with no UIDL and a hint", f, id, want)
+	}
+	if after, err := os.ReadFile(path); err != nil || !bytes.Equal(after, before) {
+		t.Errorf("verify changed the mbox file (%v)", err)
 	}
 }
