@@ -149,8 +149,9 @@ type Resumable interface {
 	// the first run) and save, which records a new state in the journal
 	// durably and at once, outside the group commit (IMAP records its
 	// intent with it before the first APPEND of a batch). The destination
-	// repairs itself from state: mbox truncates what lies past the
-	// committed offset.
+	// repairs itself from state: mbox cuts what it wrote past the
+	// committed offset, and refuses to go on (cutting nothing) when bytes
+	// there were written by another program.
 	Resume(ctx context.Context, state string, save func(ctx context.Context, state string) error) error
 	// CommitState returns the state that describes everything synced so
 	// far. It is called right after Sync returned nil.
