@@ -394,7 +394,7 @@ func takeOver(t *testing.T, e *env, l journal.LeaseInfo) {
 func TestOverlongUIDLFailsNoAccount(t *testing.T) {
 	msgs := smallMsgs("o", 3)
 	msgs[0].uid, msgs[0].key = strings.Repeat("x", 5000), "" // over the 4096-byte line bound
-	msgs[1].uid = strings.Repeat("y", 100)                    // over RFC 1939's 70
+	msgs[1].uid = strings.Repeat("y", 100)                   // over RFC 1939's 70
 	msgs[1].key = msgs[1].uid
 	e, a := faultRun(t, msgs, nil, testOptions())
 	wantCounts(t, a, 3, 3, 0, 0, true)
