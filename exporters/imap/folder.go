@@ -1,0 +1,133 @@
+package imap
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/emersion/go-imap/v2"
+
+	"github.com/popmigrate/popmigrate/exporters"
+)
+
+// checkFolder rejects folder names that cannot be sent or would be LIST
+// patterns.
+func checkFolder(folder string) error {
+	if strings.ContainsAny(folder, "\x00\r\n*%") {
+		return fmt.Errorf("invalid folder %q: no NUL, CR, LF, '*' or '%%' allowed", folder)
+	}
+	for _, part := range strings.Split(folder, "/") {
+		if part == "" {
+			return fmt.Errorf("invalid folder %q: empty level", folder)
+		}
+	}
+	return nil
+}
+
+// validFlag reports whether f can be sent as a flag: an atom, optionally
+// after one '\' (a system flag).
+func validFlag(f string) bool {
+	f = strings.TrimPrefix(f, `\`)
+	if f == "" {
+		return false
+	}
+	for i := 0; i < len(f); i++ {
+		c := f[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte(`(){%*"\]`, c) >= 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// ensureFolder maps Options.Folder to the server's name for it (the
+// server's hierarchy delimiter instead of '/'), creates it with its
+// parents when missing, subscribes to a folder it created, and returns
+// the name.
+func (e *Exporter) ensureFolder(ctx context.Context, c *conn) (string, error) {
+	o := c.begin(ctx)
+	defer o.end()
+	root, err := c.client.List("", "", nil).Collect()
+	if err != nil {
+		return "", fmt.Errorf("LIST for the hierarchy delimiter: %w", c.fail(err))
+	}
+	var delim rune
+	if len(root) > 0 {
+		delim = root[0].Delim
+	}
+	name, parents, err := serverName(e.opts.Folder, delim)
+	if err != nil {
+		return "", err
+	}
+	exists := func() (bool, error) {
+		l, err := c.client.List("", name, nil).Collect()
+		if err != nil {
+			return false, fmt.Errorf("LIST %q: %w", name, c.fail(err))
+		}
+		for _, d := range l {
+			if d.Mailbox != name && !(strings.EqualFold(name, "INBOX") && strings.EqualFold(d.Mailbox, "INBOX")) {
+				continue
+			}
+			if slices.Contains(d.Attrs, imap.MailboxAttrNoSelect) || slices.Contains(d.Attrs, imap.MailboxAttrNonExistent) {
+				return false, fmt.Errorf("folder %q exists but cannot hold messages (\\Noselect)", name)
+			}
+			return true, nil
+		}
+		return false, nil
+	}
+	ok, err := exists()
+	if err != nil || ok {
+		return name, err
+	}
+	if e.opts.ReadOnly {
+		return "", fmt.Errorf("folder %q: %w", name, exporters.ErrNotFound)
+	}
+	o.progress()
+	if cerr := c.client.Create(name, nil).Wait(); cerr != nil {
+		if c.isDead() {
+			return "", fmt.Errorf("CREATE %q: %w", name, c.fail(cerr))
+		}
+		// Most servers create the parents themselves; some want them
+		// first. A parent that exists already fails harmlessly.
+		for _, p := range parents {
+			c.client.Create(p, nil).Wait()
+			o.progress()
+		}
+		if err := c.client.Create(name, nil).Wait(); err != nil {
+			// Someone else may have created it in the meantime.
+			if ok, lerr := exists(); lerr != nil || !ok {
+				return "", fmt.Errorf("CREATE %q: %w", name, c.fail(err))
+			}
+			return name, nil
+		}
+	}
+	// A folder nobody subscribed to is hidden by many mail readers.
+	c.client.Subscribe(name).Wait()
+	return name, nil
+}
+
+// serverName turns folder ('/' between levels) into the server's name for
+// it, with delim between levels, and lists its parents, outermost first.
+func serverName(folder string, delim rune) (string, []string, error) {
+	parts := strings.Split(folder, "/")
+	if strings.EqualFold(parts[0], "INBOX") {
+		parts[0] = "INBOX"
+	}
+	if len(parts) == 1 {
+		return parts[0], nil, nil
+	}
+	if delim == 0 {
+		return "", nil, fmt.Errorf("folder %q has levels but the server's folders are flat (no hierarchy delimiter)", folder)
+	}
+	for _, p := range parts {
+		if strings.ContainsRune(p, delim) {
+			return "", nil, fmt.Errorf("folder %q: level %q holds the server's hierarchy delimiter %q", folder, p, delim)
+		}
+	}
+	var parents []string
+	for i := 1; i < len(parts); i++ {
+		parents = append(parents, strings.Join(parts[:i], string(delim)))
+	}
+	return strings.Join(parts, string(delim)), parents, nil
+}

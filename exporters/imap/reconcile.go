@@ -1,0 +1,174 @@
+package imap
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"slices"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+)
+
+// uncertain is an APPEND that was sent completely but whose answer never
+// came: the server may or may not hold the message.
+type uncertain struct {
+	key   string
+	sha   string
+	msgID string
+	lo    imap.UID // the folder's UIDNEXT (lower bound) before the APPEND
+}
+
+// claimFound returns the Ref of a message with sha256 sum that the folder
+// holds and no Put has returned yet, and marks it returned.
+func (e *Exporter) claimFound(sum string) (string, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	uids := e.found[sum]
+	if len(uids) == 0 {
+		return "", false
+	}
+	uid := uids[0]
+	if len(uids) == 1 {
+		delete(e.found, sum)
+	} else {
+		e.found[sum] = uids[1:]
+	}
+	e.claimed = append(e.claimed, uid)
+	return e.ref(uid), true
+}
+
+// addFound records that the folder holds a message with sha256 sum at uid
+// that no Put has returned.
+func (e *Exporter) addFoundLocked(sum string, uid imap.UID) {
+	e.owned[uid] = true
+	uids := append(e.found[sum], uid)
+	slices.Sort(uids)
+	e.found[sum] = uids
+}
+
+func (e *Exporter) addUncertain(u *uncertain) {
+	e.mu.Lock()
+	e.uncertain = append(e.uncertain, u)
+	e.mu.Unlock()
+}
+
+// resolveUncertain looks up, on c, every APPEND whose answer was lost:
+// the messages the folder holds become found (a later Put of the same
+// message returns them), the others are forgotten.
+func (e *Exporter) resolveUncertain(ctx context.Context, c *conn) error {
+	e.mu.Lock()
+	list := e.uncertain
+	e.uncertain = nil
+	e.mu.Unlock()
+	for i, u := range list {
+		uid, err := e.find(ctx, c, u.sha, u.msgID, u.lo)
+		if err != nil {
+			e.mu.Lock()
+			e.uncertain = append(e.uncertain, list[i:]...)
+			e.mu.Unlock()
+			return fmt.Errorf("look for message %s after a lost APPEND answer: %w", u.key, err)
+		}
+		if uid != 0 {
+			e.mu.Lock()
+			e.addFoundLocked(u.sha, uid)
+			e.mu.Unlock()
+		}
+	}
+	return nil
+}
+
+// find looks, on c, for a message with sha256 sum at or above UID lo that
+// no Put has returned, narrowing the search by msgID when not empty. It
+// returns 0 when there is none, and claims (owns) the UID it returns.
+func (e *Exporter) find(ctx context.Context, c *conn, sum, msgID string, lo imap.UID) (imap.UID, error) {
+	o := c.begin(ctx)
+	defer o.end()
+	var above imap.UIDSet
+	above.AddRange(lo, 0) // lo:*
+	criteria := &imap.SearchCriteria{UID: []imap.UIDSet{above}}
+	if msgID != "" {
+		criteria.Header = []imap.SearchCriteriaHeaderField{{Key: "Message-ID", Value: msgID}}
+	}
+	data, err := c.client.UIDSearch(criteria, nil).Wait()
+	if err != nil {
+		return 0, fmt.Errorf("UID SEARCH: %w", c.fail(err))
+	}
+	var candidates []imap.UID
+	e.mu.Lock()
+	for _, uid := range data.AllUIDs() {
+		// "lo:*" holds the last message even when its UID is below lo.
+		if uid >= lo && !e.owned[uid] {
+			candidates = append(candidates, uid)
+		}
+	}
+	e.mu.Unlock()
+	if len(candidates) == 0 {
+		return 0, nil
+	}
+	sums, err := fetchSums(c, o, imap.UIDSetNum(candidates...))
+	if err != nil {
+		return 0, err
+	}
+	slices.Sort(candidates)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, uid := range candidates {
+		if sums[uid] == sum && !e.owned[uid] {
+			e.owned[uid] = true
+			return uid, nil
+		}
+	}
+	return 0, nil
+}
+
+// fetchSums reads the messages of uids on c and returns the sha256 of each
+// one's canonical form, streaming (no message is held in memory).
+func fetchSums(c *conn, o *op, uids imap.UIDSet) (map[imap.UID]string, error) {
+	cmd := c.client.Fetch(uids, &imap.FetchOptions{
+		UID:         true,
+		BodySection: []*imap.FetchItemBodySection{{Peek: true}},
+	})
+	sums := make(map[imap.UID]string)
+	var readErr error
+	for m := cmd.Next(); m != nil; m = cmd.Next() {
+		var uid imap.UID
+		var sum string
+		for item := m.Next(); item != nil; item = m.Next() {
+			switch it := item.(type) {
+			case imapclient.FetchItemDataUID:
+				uid = it.UID
+			case imapclient.FetchItemDataBodySection:
+				s, err := hashCanonical(progressReader{it.Literal, o})
+				if err != nil && readErr == nil {
+					readErr = err
+				}
+				sum = s
+			}
+		}
+		o.progress()
+		if uid != 0 && sum != "" {
+			sums[uid] = sum
+		}
+	}
+	err := cmd.Close()
+	if err == nil {
+		err = readErr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("UID FETCH: %w", c.fail(err))
+	}
+	return sums, nil
+}
+
+// progressReader tells the watchdog about every read.
+type progressReader struct {
+	r io.Reader
+	o *op
+}
+
+func (p progressReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	p.o.progress()
+	return n, err
+}
