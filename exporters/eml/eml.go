@@ -15,13 +15,14 @@
 // account id are appended: two accounts never share a folder, since an
 // account id kept as it is never holds '~'.
 //
-// The date is the message's Date: header in UTC, found in the first
-// MaxHeaderScan bytes; when the header is missing or cannot be parsed, it
-// is msg.Received. Dates are read as RFC 5322 has them, with net/mail's
-// leniencies (no day of week, no seconds, two-digit years, a comment) and
-// a few more: the obsolete zone names EST ... PDT with their offsets, the
-// asctime form "Mon Mar  3 10:00:00 2025", and a date without a zone as
-// UTC. <key> is the message key (exporters.MessageKey gives 32
+// The date is the message's date as every destination gives it
+// (mailhdr's FromReceived policy: the newest usable Received date, else
+// the Date header, else msg.Received), in UTC, from the header fields in
+// the first MaxHeaderScan bytes; the IMAP INTERNALDATE and the mbox From_
+// line of the same message carry the same date. Dates are read as RFC
+// 5322 has them, with net/mail's leniencies and the obsolete forms of its
+// section 4.3 (see package mailhdr), and never in the machine's time zone.
+// <key> is the message key (exporters.MessageKey gives 32
 // hex digits). Nothing the server sends decides a name: the UIDL is never
 // used, and the Date header only ever gives digits.
 //
@@ -69,7 +70,6 @@
 package eml
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -77,7 +77,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"net/mail"
 	"os"
 	"path/filepath"
 	"slices"
@@ -86,6 +85,7 @@ import (
 	"time"
 
 	"github.com/popmigrate/popmigrate/exporters"
+	"github.com/popmigrate/popmigrate/exporters/internal/mailhdr"
 	"github.com/popmigrate/popmigrate/exporters/internal/durable"
 )
 
@@ -103,8 +103,8 @@ const StaleTmpAge = 36 * time.Hour
 const MaxKeyLen = exporters.MaxKeyLen
 
 // MaxHeaderScan is how many bytes at the start of a message Put reads to
-// find its Date: header. A Date header that starts later is not seen and
-// the file is named after msg.Received.
+// find its date. Received and Date fields that start later are not seen
+// and the file is named after msg.Received.
 const MaxHeaderScan = 64 << 10
 
 // DateLayout is the layout (in the sense of time.Format) of the date that
@@ -855,11 +855,10 @@ func validRef(ref string) bool {
 
 var headerPool = sync.Pool{New: func() any { b := make([]byte, MaxHeaderScan); return &b }}
 
-// messageDate returns the date that names msg's file: its Date: header,
-// or msg.Received when there is none that parses. A header date whose year
-// in UTC does not fit four digits falls back to msg.Received too, and a
-// Received that does not fit either gives the zero time. An error reading
-// the body is returned.
+// messageDate returns the date that names msg's file: mailhdr's
+// FromReceived date of its header, with msg.Received as the fallback. A
+// date whose year in UTC does not fit four digits gives the zero time. An
+// error reading the body is returned.
 func messageDate(msg *exporters.Message) (time.Time, error) {
 	bp := headerPool.Get().(*[]byte)
 	defer headerPool.Put(bp)
@@ -868,10 +867,8 @@ func messageDate(msg *exporters.Message) (time.Time, error) {
 	if err != nil && err != io.EOF {
 		return time.Time{}, fmt.Errorf("read header: %w", err)
 	}
-	if v, ok := dateHeader(buf[:n]); ok {
-		if t, ok := parseDate(v); ok && fitsName(t) {
-			return t, nil
-		}
+	if t := mailhdr.Read(buf[:n]).Date(mailhdr.FromReceived, msg.Received); fitsName(t) {
+		return t.UTC(), nil
 	}
 	if t := msg.Received.UTC(); fitsName(t) {
 		return t, nil
@@ -886,111 +883,3 @@ func fitsName(t time.Time) bool {
 	return 0 <= y && y <= 9999
 }
 
-// dateHeader returns the unfolded value of the first Date: field in the
-// header section at the start of hdr, and whether there is one. The header
-// section ends at the first empty line, or at the first line that is not a
-// header field (a message without headers starts with body text), or at
-// the end of hdr.
-//
-// QUIRK: a first line "From ..." (an mbox separator left in the message by
-// the server's storage) is skipped, so the fields after it are still read.
-//
-// QUIRK: white space between a field name and its colon ("Date : ...",
-// RFC 5322 section 4.5.3 obsolete syntax) is accepted.
-func dateHeader(hdr []byte) (string, bool) {
-	var value []byte
-	found, inDate := false, false
-	for first := true; len(hdr) > 0; first = false {
-		line := hdr
-		if i := bytes.IndexByte(hdr, '\n'); i >= 0 {
-			line, hdr = hdr[:i], hdr[i+1:]
-		} else {
-			hdr = nil
-		}
-		if len(bytes.TrimRight(line, "\r")) == 0 {
-			break
-		}
-		if line[0] == ' ' || line[0] == '\t' {
-			if inDate {
-				value = append(value, line...)
-			}
-			continue
-		}
-		if found {
-			break
-		}
-		if first && bytes.HasPrefix(line, []byte("From ")) {
-			continue
-		}
-		colon := bytes.IndexByte(line, ':')
-		if colon <= 0 {
-			break
-		}
-		name := bytes.TrimRight(line[:colon], " \t")
-		if len(name) == 0 || bytes.ContainsFunc(name, func(r rune) bool { return r < 33 || r > 126 }) {
-			break
-		}
-		if bytes.EqualFold(name, []byte("Date")) {
-			value = append(value, line[colon+1:]...)
-			found, inDate = true, true
-		}
-	}
-	if !found {
-		return "", false
-	}
-	return string(value), true
-}
-
-// obsZones are the zone names of RFC 5322 section 4.3 with their offsets.
-var obsZones = map[string]string{
-	"EST": "-0500", "EDT": "-0400",
-	"CST": "-0600", "CDT": "-0500",
-	"MST": "-0700", "MDT": "-0600",
-	"PST": "-0800", "PDT": "-0700",
-}
-
-// maxComments bounds the trailing comments parseDate strips.
-const maxComments = 4
-
-// parseDate parses the value of a Date: field (RFC 5322 section 3.3, with
-// net/mail's leniencies: optional day of week and seconds, two-digit
-// years, "UT" and "GMT", a trailing comment).
-//
-// QUIRK: the obsolete zone names EST, EDT, CST, CDT, MST, MDT, PST and PDT
-// (RFC 5322 section 4.3) are read as their offsets; net/mail would take
-// them as UTC.
-//
-// QUIRK: a date in the C library's asctime form ("Mon Mar  3 10:00:00
-// 2025", written by some old mailers and scripts) is accepted, as UTC.
-//
-// QUIRK: a date without a zone ("Mon, 3 Mar 2025 10:00:00") is taken as
-// UTC.
-func parseDate(v string) (time.Time, bool) {
-	v = strings.Join(strings.Fields(v), " ")
-	bare := v
-	for range maxComments {
-		if !strings.HasSuffix(bare, ")") {
-			break
-		}
-		i := strings.LastIndexByte(bare, '(')
-		if i < 0 {
-			break
-		}
-		bare = strings.TrimSpace(bare[:i])
-	}
-	if i := strings.LastIndexByte(bare, ' '); i >= 0 {
-		if off, ok := obsZones[strings.ToUpper(bare[i+1:])]; ok {
-			bare = bare[:i+1] + off
-		}
-	}
-	if t, err := mail.ParseDate(bare); err == nil {
-		return t.UTC(), true
-	}
-	if t, err := time.Parse("Mon Jan 2 15:04:05 2006", bare); err == nil {
-		return t.UTC(), true
-	}
-	if t, err := mail.ParseDate(bare + " +0000"); err == nil {
-		return t.UTC(), true
-	}
-	return time.Time{}, false
-}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/popmigrate/popmigrate/exporters"
 	"github.com/popmigrate/popmigrate/exporters/exportertest"
+	"github.com/popmigrate/popmigrate/exporters/internal/mailhdr"
 	"github.com/popmigrate/popmigrate/internal/testmsg"
 )
 
@@ -391,9 +392,9 @@ func TestQuirkObsoleteZoneNames(t *testing.T) {
 		"GMT": "2025-03-03T10:00:00Z", "UT": "2025-03-03T10:00:00Z",
 	} {
 		for _, v := range []string{"Mon, 3 Mar 2025 10:00:00 " + zone, "Mon, 3 Mar 2025 10:00:00 " + zone + " (comment)"} {
-			got, ok := parseDate(v)
+			got, ok := mailhdr.ParseDate(v)
 			if !ok || got.Format(time.RFC3339) != want {
-				t.Errorf("parseDate(%q) = %v, %v; want %s", v, got, ok, want)
+				t.Errorf("ParseDate(%q) = %v, %v; want %s", v, got, ok, want)
 			}
 		}
 	}
@@ -402,9 +403,9 @@ func TestQuirkObsoleteZoneNames(t *testing.T) {
 // QUIRK test: a Date in asctime form is read as UTC.
 func TestQuirkAsctimeDate(t *testing.T) {
 	for _, v := range []string{"Mon Mar  3 10:00:00 2025", "Mon Mar 3 10:00:00 2025", " Mon  Mar 3  10:00:00 2025 "} {
-		got, ok := parseDate(v)
+		got, ok := mailhdr.ParseDate(v)
 		if !ok || !got.Equal(received) {
-			t.Errorf("parseDate(%q) = %v, %v; want %v", v, got, ok, received)
+			t.Errorf("ParseDate(%q) = %v, %v; want %v", v, got, ok, received)
 		}
 	}
 	e := newExporter(t, t.TempDir())
@@ -417,14 +418,14 @@ func TestQuirkAsctimeDate(t *testing.T) {
 // QUIRK test: a Date without a zone is taken as UTC.
 func TestQuirkDateWithoutZone(t *testing.T) {
 	for _, v := range []string{"Mon, 3 Mar 2025 10:00:00", "3 Mar 2025 10:00"} {
-		got, ok := parseDate(v)
+		got, ok := mailhdr.ParseDate(v)
 		if !ok || !got.Equal(received) {
-			t.Errorf("parseDate(%q) = %v, %v; want %v", v, got, ok, received)
+			t.Errorf("ParseDate(%q) = %v, %v; want %v", v, got, ok, received)
 		}
 	}
 	for _, v := range []string{"", "yesterday", "Mon, 3 Mar 2025", "Mon, 3 Mar 2025 25:00:00 +0000", "(only a comment)", "Mon, 32 Mar 2025 10:00:00 +0000", "Mon, 3 Mar 2025 10:00:00 +99999"} {
-		if got, ok := parseDate(v); ok {
-			t.Errorf("parseDate(%q) = %v, want no date", v, got)
+		if got, ok := mailhdr.ParseDate(v); ok {
+			t.Errorf("ParseDate(%q) = %v, want no date", v, got)
 		}
 	}
 }
@@ -433,21 +434,21 @@ func TestQuirkDateWithoutZone(t *testing.T) {
 // hide the header fields after it.
 func TestQuirkLeadingFromLine(t *testing.T) {
 	hdr := "From alice@example.org Mon Mar  3 10:00:00 2025\nFrom: alice@example.org\nDate: Fri, 14 Feb 2020 09:08:07 +0000\n\nbody\n"
-	if v, ok := dateHeader([]byte(hdr)); !ok || strings.TrimSpace(v) != "Fri, 14 Feb 2020 09:08:07 +0000" {
-		t.Errorf("dateHeader = %q, %v", v, ok)
+	if v, ok := headerDate([]byte(hdr)); !ok || strings.TrimSpace(v) != "Fri, 14 Feb 2020 09:08:07 +0000" {
+		t.Errorf("headerDate = %q, %v", v, ok)
 	}
 	// Only as the first line: later, a "From " line ends the header.
 	hdr = "Subject: x\nFrom alice@example.org Mon Mar  3 10:00:00 2025\nDate: Fri, 14 Feb 2020 09:08:07 +0000\n\n"
-	if v, ok := dateHeader([]byte(hdr)); ok {
-		t.Errorf("dateHeader after a later From line = %q, want none", v)
+	if v, ok := headerDate([]byte(hdr)); ok {
+		t.Errorf("headerDate after a later From line = %q, want none", v)
 	}
 }
 
 // QUIRK test: white space between the field name and the colon.
 func TestQuirkSpaceBeforeColon(t *testing.T) {
 	for _, hdr := range []string{"Date : Fri, 14 Feb 2020 09:08:07 +0000\n\n", "Subject: x\nDATE\t: Fri, 14 Feb 2020 09:08:07 +0000\n\n"} {
-		if v, ok := dateHeader([]byte(hdr)); !ok || strings.TrimSpace(v) != "Fri, 14 Feb 2020 09:08:07 +0000" {
-			t.Errorf("dateHeader(%q) = %q, %v", hdr, v, ok)
+		if v, ok := headerDate([]byte(hdr)); !ok || strings.TrimSpace(v) != "Fri, 14 Feb 2020 09:08:07 +0000" {
+			t.Errorf("headerDate(%q) = %q, %v", hdr, v, ok)
 		}
 	}
 }
@@ -469,9 +470,11 @@ func TestFileBytes(t *testing.T) {
 			t.Errorf("%s: file differs from the canonical body", s.Name)
 		}
 	}
-	// The sample with a Date header is named after it (11:00 +0100).
+	// The sample with Received and Date headers is named after its
+	// newest Received date (10:00:05 UTC), as its IMAP INTERNALDATE and
+	// mbox From_ line are; its Date (11:00 +0100) is older.
 	tr := exportertest.NewMessage("trace-headers", nil)
-	if ref, ok := mustHas(t, e, tr.Key); !ok || !strings.Contains(ref, "/20250303T100000Z-"+tr.Key) {
+	if ref, ok := mustHas(t, e, tr.Key); !ok || !strings.Contains(ref, "/20250303T100005Z-"+tr.Key) {
 		t.Errorf("trace-headers: Ref %q, %v", ref, ok)
 	}
 	if ents, _ := os.ReadDir(filepath.Join(dir, AccountDir(exportertest.Account), TmpDir)); len(ents) != 0 {
@@ -999,4 +1002,10 @@ func TestPutPublishesOnlyAtSync(t *testing.T) {
 	if got := files(t, dir); !slices.Equal(got, want) {
 		t.Fatalf("files after Close = %q, want %q", got, want)
 	}
+}
+
+// headerDate returns the first Date field that mailhdr reads in hdr.
+func headerDate(hdr []byte) (string, bool) {
+	h := mailhdr.Read(hdr)
+	return h.Get("Date"), h.Has("Date")
 }

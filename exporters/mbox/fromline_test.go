@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/popmigrate/popmigrate/exporters/internal/mailhdr"
 )
 
 // fromLineRE matches a From_ line: "From", a sender without white space,
@@ -26,9 +28,11 @@ func TestFromLineDate(t *testing.T) {
 				"Received: from c by a; Mon, 3 Mar 2025 07:00:00 +0000\n" +
 				"Date: Sun, 2 Mar 2025 06:00:00 +0000\n\nbody\n",
 			downloaded, "Tue Mar  4 08:00:00 2025"},
+		// Downloaded after it arrived: a header date more than a day
+		// after the download is a broken clock (mailhdr.Header.Date).
 		{"date after the last semicolon, folded, with a comment",
 			"Received: from a (x; y)\n\tby b with ESMTP id 1;\n\tWed, 5 Mar 2025 10:00:05 +0100 (CET)\n\n",
-			downloaded, "Wed Mar  5 09:00:05 2025"},
+			downloaded.Add(48 * time.Hour), "Wed Mar  5 09:00:05 2025"},
 		{"malformed newest Received falls back to the next one",
 			"Received: from a by b; yesterday at noon\n" +
 				"Received: from c by a; Mon, 3 Mar 2025 07:00:00 -0200\n" +
@@ -76,13 +80,13 @@ func TestQuirkObsoleteZoneNames(t *testing.T) {
 		{"Mon, 3 Mar 2025 10:00:00 UT", "Mon Mar  3 10:00:00 2025"},
 		{"Mon, 3 Mar 2025 10:00:00 CST (Central)", "Mon Mar  3 16:00:00 2025"},
 	} {
-		tm, ok := parseDate(tc.date)
+		tm, ok := mailhdr.ParseDate(tc.date)
 		if !ok {
-			t.Errorf("parseDate(%q) failed", tc.date)
+			t.Errorf("ParseDate(%q) failed", tc.date)
 			continue
 		}
 		if got := tm.Format(time.ANSIC); got != tc.want {
-			t.Errorf("parseDate(%q) = %s, want %s", tc.date, got, tc.want)
+			t.Errorf("ParseDate(%q) = %s, want %s", tc.date, got, tc.want)
 		}
 	}
 }

@@ -40,9 +40,10 @@ type Header struct {
 	h textproto.Header
 }
 
-// Read reads the header section at the start of msg (at most MaxHeader
-// bytes of it). It never fails: what is not a header field ends the
-// section.
+// Read reads the header section at the start of msg: the message, or a
+// prefix of it that holds its header section (at most MaxHeader bytes are
+// looked at; a last line without a line end counts as a line). It never
+// fails: what is not a header field ends the section.
 func Read(msg []byte) Header {
 	if len(msg) > MaxHeader {
 		msg = msg[:MaxHeader]
@@ -56,19 +57,17 @@ func Read(msg []byte) Header {
 }
 
 // headerSection returns the lines of msg that make up its header section,
-// each ending in LF: field lines and their continuations, up to the first
-// empty line, the first line that is neither, or the end of msg (a last
-// line without a line end is dropped: it may be cut short).
+// each ending in CRLF: field lines and their continuations, up to the first
+// empty line, the first line that is neither, or the end of msg.
 func headerSection(msg []byte) []byte {
 	var out []byte
 	rest := msg
 	for first := true; len(rest) > 0; first = false {
-		i := bytes.IndexByte(rest, '\n')
-		if i < 0 {
-			break // a last line without LF: possibly cut short
+		line := rest
+		if i := bytes.IndexByte(rest, '\n'); i >= 0 {
+			line = rest[:i+1]
 		}
-		line := rest[:i+1]
-		rest = rest[i+1:]
+		rest = rest[len(line):]
 		content := bytes.TrimRight(line, "\r\n")
 		if len(content) == 0 {
 			break

@@ -89,7 +89,7 @@ func TestReadIsLenient(t *testing.T) {
 		{"no headers", "Date: is body text? no:\nhello\nDate: Mon, 3 Feb 2025 08:00:00 +0000\n", "Date", []string{"is body text? no:"}},
 		{"body text first", "hello there\nDate: Mon, 3 Feb 2025 08:00:00 +0000\n\n", "Date", []string{}},
 		{"stops at the empty line", "A: 1\n\nDate: Mon, 3 Feb 2025 08:00:00 +0000\n", "Date", []string{}},
-		{"cut short", "A: 1\nDate: Mon, 3 Feb 20", "Date", []string{}},
+		{"last line without LF", "A: 1\nDate: Mon, 3 Feb 2025", "Date", []string{"Mon, 3 Feb 2025"}},
 		{"continuation first", " folded\nA: 1\n\n", "A", []string{}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
