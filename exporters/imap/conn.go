@@ -13,6 +13,8 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
 	"github.com/emersion/go-sasl"
+
+	"github.com/popmigrate/popmigrate/internal/saslx"
 )
 
 // logoutTimeout bounds the polite LOGOUT that Close sends on each
@@ -253,7 +255,7 @@ func (e *Exporter) authenticate(c *conn) error {
 		host, port := splitHostPort(e.opts.Addr)
 		switch {
 		case caps.Has("AUTH=XOAUTH2"):
-			err = c.client.Authenticate(newXOAuth2Client(user, e.opts.OAuth2Token))
+			err = c.client.Authenticate(saslx.NewXOAuth2Client(user, e.opts.OAuth2Token))
 		case caps.Has("AUTH=OAUTHBEARER"):
 			err = c.client.Authenticate(sasl.NewOAuthBearerClient(&sasl.OAuthBearerOptions{
 				Username: user, Token: e.opts.OAuth2Token, Host: host, Port: port,
