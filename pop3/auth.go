@@ -10,6 +10,9 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/emersion/go-sasl"
+
+	"github.com/popmigrate/popmigrate/internal/saslx"
 	"github.com/popmigrate/popmigrate/pop3/internal/wire"
 )
 
@@ -77,25 +80,16 @@ func (c *Client) Login(ctx context.Context, a *Auth) error {
 	if err != nil {
 		return err
 	}
-	sasl := caps.SASL()
+	offered := caps.SASL()
 	for _, m := range mechs {
 		m = strings.ToUpper(m)
 		switch {
-		case m == "PLAIN" && a.Password != "" && slices.Contains(sasl, m):
-			ir := []byte("\x00" + a.Username + "\x00" + a.Password)
-			return c.AuthSASL(ctx, m, ir, nil)
-		case m == "OAUTHBEARER" && a.OAuth2Token != "" && slices.Contains(sasl, m):
-			return c.AuthSASL(ctx, m, oauthBearerIR(a.Username, a.OAuth2Token), func([]byte) ([]byte, error) {
-				// RFC 7628 section 3.2.3: answer an error challenge with
-				// %x01; the server then fails the exchange.
-				return []byte{1}, nil
-			})
-		case m == "XOAUTH2" && a.OAuth2Token != "" && slices.Contains(sasl, m):
-			ir := []byte("user=" + a.Username + "\x01auth=Bearer " + a.OAuth2Token + "\x01\x01")
-			return c.AuthSASL(ctx, m, ir, func([]byte) ([]byte, error) {
-				// The challenge is a JSON error; an empty answer ends it.
-				return []byte{}, nil
-			})
+		case m == "PLAIN" && a.Password != "" && slices.Contains(offered, m):
+			return c.Auth(ctx, sasl.NewPlainClient("", a.Username, a.Password))
+		case m == "OAUTHBEARER" && a.OAuth2Token != "" && slices.Contains(offered, m):
+			return c.Auth(ctx, newOAuthBearerClient(a.Username, a.OAuth2Token))
+		case m == "XOAUTH2" && a.OAuth2Token != "" && slices.Contains(offered, m):
+			return c.Auth(ctx, saslx.NewXOAuth2Client(a.Username, a.OAuth2Token))
 		case m == "APOP" && a.Password != "" && c.stamp != "":
 			return c.APOP(ctx, a.Username, a.Password)
 		case m == "USER" && a.Password != "" && (caps.Has("USER") || !c.capaOK):
@@ -105,7 +99,7 @@ func (c *Client) Login(ctx context.Context, a *Auth) error {
 			return c.Pass(ctx, a.Password)
 		}
 	}
-	offer := "SASL " + strings.Join(sasl, " ")
+	offer := "SASL " + strings.Join(offered, " ")
 	if c.stamp != "" {
 		offer += ", APOP"
 	}
@@ -115,10 +109,38 @@ func (c *Client) Login(ctx context.Context, a *Auth) error {
 	return fmt.Errorf("%w (user %q; allowed %s; server offers %s)", ErrNoMechanism, a.Username, strings.Join(mechs, " "), offer)
 }
 
-// oauthBearerIR builds the RFC 7628 initial client response.
-func oauthBearerIR(user, token string) []byte {
+// newOAuthBearerClient returns go-sasl's OAUTHBEARER client (RFC 7628)
+// for user's access token, with two differences, both allowed by the
+// RFCs and both kept from the bytes this client sent before it used
+// go-sasl:
+//
+//   - user is sent as the GS2 authzid escaped as RFC 5801 section 4
+//     wants a saslname ("=" as "=3D", "," as "=2C"); go-sasl sends it
+//     as it is.
+//   - an error challenge (RFC 7628 section 3.2.2) is answered with the
+//     single %x01 of section 3.2.3, after which the server fails the
+//     exchange with its -ERR (a *Error, [AUTH] code included); go-sasl's
+//     Next returns the JSON error instead, which would cancel with "*",
+//     the other answer section 3.2.3 allows.
+//
+// No host or port is sent: RFC 7628 section 3.1 requires them only for
+// token types that sign the request (OAuth 1.0a), not for bearer tokens.
+// An empty user sends no authzid ("n,,").
+func newOAuthBearerClient(user, token string) sasl.Client {
 	user = strings.NewReplacer("=", "=3D", ",", "=2C").Replace(user)
-	return []byte("n,a=" + user + ",\x01auth=Bearer " + token + "\x01\x01")
+	return oauthBearerClient{sasl.NewOAuthBearerClient(&sasl.OAuthBearerOptions{Username: user, Token: token})}
+}
+
+// oauthBearerClient is go-sasl's OAUTHBEARER client with the answer to an
+// error challenge of newOAuthBearerClient.
+type oauthBearerClient struct {
+	sasl.Client
+}
+
+// Next answers the server's error challenge with %x01 (RFC 7628 section
+// 3.2.3).
+func (oauthBearerClient) Next(challenge []byte) ([]byte, error) {
+	return []byte{1}, nil
 }
 
 // loggedIn records a successful authentication.
@@ -177,6 +199,27 @@ const maxAuthLine = 255
 
 // maxAuthRounds bounds the challenges of one AUTH exchange.
 const maxAuthRounds = 16
+
+// Auth authenticates with the SASL client a (RFC 5034), as go-smtp's
+// Client.Auth and go-imap's Client.Authenticate do: it sends AUTH with the
+// mechanism and initial response of a.Start, hands each "+ base64"
+// challenge, decoded, to a.Next and sends back its answer, and returns
+// when the server ends the exchange: nil on +OK, a *Error on -ERR. An
+// error from a.Start is returned before anything is sent; an error from
+// a.Next cancels the exchange with "*" and is returned. The wire rules
+// (the "=" empty initial response, the 255-octet limit, redaction in the
+// Debug transcript) are AuthSASL's. Auth blocks until the exchange ends;
+// the plaintext policy is Login's job, not Auth's.
+func (c *Client) Auth(ctx context.Context, a sasl.Client) error {
+	if a == nil {
+		return fmt.Errorf("pop3: AUTH: %w: nil sasl.Client", ErrInvalidArgument)
+	}
+	mech, ir, err := a.Start()
+	if err != nil {
+		return fmt.Errorf("pop3: AUTH: %w", err)
+	}
+	return c.AuthSASL(ctx, mech, ir, a.Next)
+}
 
 // AuthSASL runs AUTH mech (RFC 5034). ir is the initial response: nil for
 // none, empty for an empty one (sent as "="). When the command with the
