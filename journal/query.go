@@ -210,55 +210,52 @@ FROM accounts ORDER BY account`))
 	}
 	rows.Close()
 
-	rows, err = tx.QueryContext(ctx, q(`SELECT account, uidl, error, attempts FROM (
-	SELECT account, uidl, error, attempts, ROW_NUMBER() OVER (PARTITION BY account ORDER BY uidl) AS n
-	FROM messages WHERE state = 'failed'
-) f WHERE n <= ? ORDER BY account, uidl`), StatusFailureLimit)
+	err = firstPerAccount(ctx, tx, q, "error", "state = 'failed'", func(account string, f MessageFailure, _ int) {
+		if i, ok := idx[account]; ok {
+			out[i].Failures = append(out[i].Failures, f)
+		}
+	})
 	if err != nil {
 		return nil, err
+	}
+	err = firstPerAccount(ctx, tx, q, "suspect", "suspect IS NOT NULL", func(account string, f MessageFailure, total int) {
+		if i, ok := idx[account]; ok {
+			out[i].Suspect = total
+			out[i].Suspects = append(out[i].Suspects, f)
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// firstPerAccount calls fn with the first StatusFailureLimit messages by
+// UIDL of each account that match where (a constant SQL condition), with
+// the text of column text (NULL as ""), and how many match in the account.
+func firstPerAccount(ctx context.Context, tx *sql.Tx, q func(string) string, text, where string,
+	fn func(account string, f MessageFailure, total int)) error {
+	rows, err := tx.QueryContext(ctx, q(`SELECT account, uidl, `+text+`, attempts, total FROM (
+	SELECT account, uidl, `+text+`, attempts, ROW_NUMBER() OVER (PARTITION BY account ORDER BY uidl) AS n,
+		COUNT(*) OVER (PARTITION BY account) AS total
+	FROM messages WHERE `+where+`
+) f WHERE n <= ? ORDER BY account, uidl`), StatusFailureLimit)
+	if err != nil {
+		return err
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var (
 			account string
 			f       MessageFailure
-			errText sql.NullString
+			val     sql.NullString
+			total   int
 		)
-		if err := rows.Scan(&account, &f.UIDL, &errText, &f.Attempts); err != nil {
-			return nil, err
+		if err := rows.Scan(&account, &f.UIDL, &val, &f.Attempts, &total); err != nil {
+			return err
 		}
-		f.Error = errText.String
-		if i, ok := idx[account]; ok {
-			out[i].Failures = append(out[i].Failures, f)
-		}
+		f.Error = val.String
+		fn(account, f, total)
 	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	rows.Close()
-
-	rows, err = tx.QueryContext(ctx, q(`SELECT account, uidl, suspect, attempts, n, total FROM (
-	SELECT account, uidl, suspect, attempts, ROW_NUMBER() OVER (PARTITION BY account ORDER BY uidl) AS n,
-		COUNT(*) OVER (PARTITION BY account) AS total
-	FROM messages WHERE suspect IS NOT NULL
-) s WHERE n <= ? ORDER BY account, uidl`), StatusFailureLimit)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var (
-			account  string
-			f        MessageFailure
-			n, total int
-		)
-		if err := rows.Scan(&account, &f.UIDL, &f.Error, &f.Attempts, &n, &total); err != nil {
-			return nil, err
-		}
-		if i, ok := idx[account]; ok {
-			out[i].Suspect = total
-			out[i].Suspects = append(out[i].Suspects, f)
-		}
-	}
-	return out, rows.Err()
+	return rows.Err()
 }
