@@ -2,16 +2,14 @@ package pipeline
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
-	"os"
 
 	goimap "github.com/emersion/go-imap/v2"
 
 	"github.com/popmigrate/popmigrate/config"
 	"github.com/popmigrate/popmigrate/exporters/imap"
+	"github.com/popmigrate/popmigrate/internal/tlsconf"
 )
 
 // openIMAP connects to an IMAP destination with the account's target
@@ -54,33 +52,16 @@ func openIMAP(ctx context.Context, d *config.Destination, id string, a *config.A
 		}
 		io.Password = pw
 	}
-	cfg := &tls.Config{ServerName: d.Host, MinVersion: tls.VersionTLS12, InsecureSkipVerify: a.InsecureSkipVerify}
 	caFile := o.IMAP.CAFile
 	if caFile == "" {
 		caFile = a.CAFile
 	}
-	if caFile != "" {
-		pool, err := loadCAFile(caFile)
-		if err != nil {
-			return nil, err
-		}
-		cfg.RootCAs = pool
+	cfg, err := tlsconf.Client(tlsconf.Options{ServerName: d.Host, CAFile: caFile, InsecureSkipVerify: a.InsecureSkipVerify})
+	if err != nil {
+		return nil, err
 	}
 	io.TLSConfig = cfg
 	return imap.New(ctx, io)
-}
-
-// loadCAFile reads a PEM file of CA certificates.
-func loadCAFile(path string) (*x509.CertPool, error) {
-	pem, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("ca file: %w", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("ca file %s: no PEM certificate in it", path)
-	}
-	return pool, nil
 }
 
 // quarantined returns the path where a destination kept a message it

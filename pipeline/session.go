@@ -20,6 +20,7 @@ import (
 	"github.com/popmigrate/popmigrate/exporters/eml"
 	"github.com/popmigrate/popmigrate/exporters/maildir"
 	"github.com/popmigrate/popmigrate/exporters/mbox"
+	"github.com/popmigrate/popmigrate/internal/tlsconf"
 	"github.com/popmigrate/popmigrate/journal"
 	"github.com/popmigrate/popmigrate/pop3"
 )
@@ -165,13 +166,9 @@ func (ar *accountRun) prepareSession(ctx context.Context) error {
 		}
 		ar.auth.Password = pw
 	}
-	cfg := &tls.Config{ServerName: a.Host, MinVersion: tls.VersionTLS12, InsecureSkipVerify: a.InsecureSkipVerify}
-	if a.CAFile != "" {
-		pool, err := loadCAFile(a.CAFile)
-		if err != nil {
-			return err
-		}
-		cfg.RootCAs = pool
+	cfg, err := tlsconf.Client(tlsconf.Options{ServerName: a.Host, CAFile: a.CAFile, InsecureSkipVerify: a.InsecureSkipVerify})
+	if err != nil {
+		return err
 	}
 	ar.tlsCfg = cfg
 	return nil
