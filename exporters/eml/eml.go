@@ -85,8 +85,8 @@ import (
 	"time"
 
 	"github.com/popmigrate/popmigrate/exporters"
-	"github.com/popmigrate/popmigrate/exporters/internal/mailhdr"
 	"github.com/popmigrate/popmigrate/exporters/internal/durable"
+	"github.com/popmigrate/popmigrate/exporters/internal/mailhdr"
 )
 
 // Ext ends the name of every message file the exporter writes.
@@ -882,4 +882,3 @@ func fitsName(t time.Time) bool {
 	y := t.UTC().Year()
 	return 0 <= y && y <= 9999
 }
-
