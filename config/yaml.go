@@ -8,7 +8,7 @@ import (
 	"regexp"
 	"strings"
 
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 )
 
 // maxYAMLSize bounds a YAML config. The whole file is parsed into memory
@@ -294,6 +294,7 @@ func (w *yamlWalker) pairs(m *yaml.Node, known []string, what string, f func(key
 		}
 		key := k.Value
 		if key == "<<" {
+			//lint:ignore ST1005 the message ends with the YAML key to write, defaults:
 			return fmt.Errorf("%s:%d: merge keys (<<) are not supported; put shared values under defaults:", w.name, k.Line)
 		}
 		if !isKnown(key) {
@@ -358,6 +359,7 @@ func (w *yamlWalker) list(v *yaml.Node, where string) ([]string, error) {
 func (w *yamlWalker) spend(n *yaml.Node) error {
 	w.budget -= 16 + len(n.Value)
 	if w.budget < 0 {
+		//lint:ignore ST1005 the message ends with the YAML key to write, defaults:
 		return fmt.Errorf("%s:%d: too much is repeated through aliases (*NAME); write the values out, or put shared values under defaults:", w.name, n.Line)
 	}
 	return nil
