@@ -167,6 +167,9 @@ func (j *Journal) Commit(ctx context.Context, b *Batch) error {
 	if b == nil || len(b.ops) == 0 {
 		return nil
 	}
+	if err := j.writable("commit batch of %d", len(b.ops)); err != nil {
+		return err
+	}
 	for i := range b.ops {
 		if err := checkOp(&b.ops[i]); err != nil {
 			return fmt.Errorf("journal: commit batch of %d: %w", len(b.ops), err)
@@ -224,6 +227,9 @@ func (j *Journal) MarkVerified(ctx context.Context, account, uidl, destID string
 func (j *Journal) MarkDeleted(ctx context.Context, account string, uidls []string) error {
 	if len(uidls) == 0 {
 		return nil
+	}
+	if err := j.writable("mark deleted in account %q", account); err != nil {
+		return err
 	}
 	tx, err := j.w.BeginTx(ctx, nil)
 	if err != nil {

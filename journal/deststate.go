@@ -51,6 +51,9 @@ func (j *Journal) SaveDestState(ctx context.Context, account, destID, state stri
 	if err := checkDestState(account, destID, state); err != nil {
 		return fmt.Errorf("journal: save destination state: %w", err)
 	}
+	if err := j.writable("save destination state"); err != nil {
+		return err
+	}
 	if _, err := j.st.destStateUpsert.ExecContext(ctx, account, destID, state, toNanos(j.now())); err != nil {
 		return fmt.Errorf("journal: save destination state: account %q, destination %q: %w", account, destID, err)
 	}

@@ -63,18 +63,31 @@ var (
 	// Verified) for a destination that holds no recorded delivery of the
 	// message.
 	ErrNotDelivered = errors.New("journal: no recorded delivery to destination")
+	// ErrReadOnly is wrapped by the error of every write method of a
+	// journal opened with OpenReadOnly. Nothing of the write is recorded.
+	ErrReadOnly = errors.New("journal: opened read-only")
 )
 
 // SchemaError is returned by Open for a journal written by a newer popmigrate
-// whose schema this one does not know. The journal is left as it was.
+// whose schema this one does not know, and by OpenReadOnly for a journal
+// whose schema is not exactly SchemaVersion (newer, older, or none at all).
+// The journal is left as it was.
 type SchemaError struct {
 	Path    string // the journal file
-	Version int    // the journal's schema version
+	Version int    // the journal's schema version (0: no journal schema)
 	Known   int    // the newest version this popmigrate knows (SchemaVersion)
 }
 
 func (e *SchemaError) Error() string {
-	return fmt.Sprintf("journal: %s: schema version %d is newer than this popmigrate supports (%d); use a newer popmigrate",
+	switch {
+	case e.Version > e.Known:
+		return fmt.Sprintf("journal: %s: schema version %d is newer than this popmigrate supports (%d); use a newer popmigrate",
+			e.Path, e.Version, e.Known)
+	case e.Version == 0:
+		return fmt.Sprintf("journal: %s: holds no popmigrate journal (schema version 0)", e.Path)
+	}
+	return fmt.Sprintf("journal: %s: schema version %d is older than this popmigrate reads (%d); "+
+		"run a command that writes the journal (popmigrate run, verify or purge) once to upgrade it",
 		e.Path, e.Version, e.Known)
 }
 
@@ -90,8 +103,9 @@ type dialect interface {
 	setSchemaVersion(ctx context.Context, tx *sql.Tx, v int) error
 }
 
-// Journal is an open checkpoint store. Create it with Open and Close it when
-// done. Its methods may be called from many goroutines at once.
+// Journal is an open checkpoint store. Create it with Open (or, to only read
+// it, OpenReadOnly) and Close it when done. Its methods may be called from
+// many goroutines at once.
 type Journal struct {
 	path string
 	d    dialect
@@ -99,6 +113,10 @@ type Journal struct {
 	r    *sql.DB // reads
 	st   stmts
 	now  func() time.Time // the clock; tests replace it
+
+	// readOnly: opened by OpenReadOnly. w is then the read-only pool r,
+	// and every write method fails with ErrReadOnly before touching it.
+	readOnly bool
 
 	closeOnce sync.Once
 	closeErr  error
@@ -124,6 +142,68 @@ func Open(ctx context.Context, path string) (*Journal, error) {
 	return j, nil
 }
 
+// OpenReadOnly opens the existing journal at path for reading only, for
+// commands that report what it holds. It never creates the file, never
+// migrates its schema and never writes to it: SQLite opens the file
+// read-only, so its bytes and its modification time stay as they were
+// (SQLite may create its -wal and -shm companions beside it, as every
+// reader of a WAL database does). Reads see the last committed state, also
+// while another process writes the journal.
+//
+// A missing file is an error wrapping fs.ErrNotExist. A journal whose
+// schema version is not SchemaVersion is refused with a *SchemaError: a
+// newer one needs a newer popmigrate, an older one a command that opens it
+// with Open first (which upgrades it). Every write method of the returned
+// Journal fails with an error wrapping ErrReadOnly and changes nothing.
+// ctx bounds the opening only.
+func OpenReadOnly(ctx context.Context, path string) (*Journal, error) {
+	r, err := openSQLiteReadOnly(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	j := &Journal{path: path, d: sqliteDialect{}, w: r, r: r, now: time.Now, readOnly: true}
+	if err := j.checkSchema(ctx); err != nil {
+		j.closeDBs()
+		return nil, err
+	}
+	// The write statements are prepared all the same, on the read-only
+	// pool: a write that got past the readOnly checks would still fail
+	// in SQLite, never in a nil statement.
+	if err := j.st.prepare(ctx, j); err != nil {
+		j.closeDBs()
+		return nil, fmt.Errorf("journal: %s: %w", path, err)
+	}
+	return j, nil
+}
+
+// checkSchema refuses a journal whose schema version is not SchemaVersion,
+// reading it in a read-only transaction.
+func (j *Journal) checkSchema(ctx context.Context) error {
+	tx, err := j.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return fmt.Errorf("journal: %s: %w", j.path, err)
+	}
+	defer tx.Rollback() // read only: nothing to keep
+	v, err := j.d.schemaVersion(ctx, tx)
+	if err != nil {
+		return fmt.Errorf("journal: %s: read schema version: %w", j.path, err)
+	}
+	if v != SchemaVersion {
+		return &SchemaError{Path: j.path, Version: v, Known: SchemaVersion}
+	}
+	return nil
+}
+
+// writable returns nil, or for a journal opened with OpenReadOnly an error
+// wrapping ErrReadOnly that names the file and the operation, op formatted
+// with args as by fmt.Sprintf.
+func (j *Journal) writable(op string, args ...any) error {
+	if j.readOnly {
+		return fmt.Errorf("journal: %s: %s: %w", j.path, fmt.Sprintf(op, args...), ErrReadOnly)
+	}
+	return nil
+}
+
 // Path returns the path the journal was opened with.
 func (j *Journal) Path() string { return j.path }
 
@@ -144,6 +224,9 @@ func (j *Journal) Close() error {
 
 func (j *Journal) closeDBs() error {
 	err := j.r.Close()
+	if j.w == j.r {
+		return err
+	}
 	if werr := j.w.Close(); err == nil {
 		err = werr
 	}
@@ -157,6 +240,9 @@ func (j *Journal) q(query string) string { return j.d.rebind(query) }
 // invocation for the record; the caller must have removed every secret from
 // it.
 func (j *Journal) StartRun(ctx context.Context, args string) (int64, error) {
+	if err := j.writable("start run"); err != nil {
+		return 0, err
+	}
 	var id int64
 	err := j.w.QueryRowContext(ctx, j.q(`INSERT INTO runs (started_at, args) VALUES (?, ?) RETURNING id`),
 		toNanos(j.now()), args).Scan(&id)
@@ -170,6 +256,9 @@ func (j *Journal) StartRun(ctx context.Context, args string) (int64, error) {
 // document (nil for none). An invalid JSON summary or an unknown id is an
 // error and records nothing.
 func (j *Journal) FinishRun(ctx context.Context, id int64, exitCode int, summary []byte) error {
+	if err := j.writable("finish run"); err != nil {
+		return err
+	}
 	var sum any // NULL
 	if summary != nil {
 		if !json.Valid(summary) {

@@ -111,6 +111,9 @@ func (j *Journal) AcquireLease(ctx context.Context, account string, h Holder, tt
 	if ttl <= 0 {
 		ttl = DefaultLeaseTTL
 	}
+	if err := j.writable("acquire lease"); err != nil {
+		return nil, err
+	}
 	tx, err := j.w.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, fmt.Errorf("journal: acquire lease of account %q: %w", account, err)
@@ -151,6 +154,9 @@ ON CONFLICT (account) DO UPDATE SET holder = excluded.holder, pid = excluded.pid
 // wrapping ErrLeaseLost when l is no longer held (another process took the
 // account over, or l was released).
 func (j *Journal) RenewLease(ctx context.Context, l *Lease) error {
+	if err := j.writable("renew lease"); err != nil {
+		return err
+	}
 	res, err := j.w.ExecContext(ctx, j.q(sqlRenewLease), renewArgs(l, j.now())...)
 	if err := leaseChanged(res, err); err != nil {
 		return fmt.Errorf("journal: renew lease of account %q (epoch %d): %w", l.Account, l.Epoch, err)
@@ -161,6 +167,9 @@ func (j *Journal) RenewLease(ctx context.Context, l *Lease) error {
 // ReleaseLease gives l up: the account may be taken at once by another
 // process. Releasing a lease that is no longer held is not an error.
 func (j *Journal) ReleaseLease(ctx context.Context, l *Lease) error {
+	if err := j.writable("release lease"); err != nil {
+		return err
+	}
 	_, err := j.w.ExecContext(ctx, j.q(`UPDATE leases SET holder = '', expires_at = 0, heartbeat_at = ?
 WHERE account = ? AND holder = ? AND epoch = ?`), toNanos(j.now()), l.Account, l.Holder.ID, l.Epoch)
 	if err != nil {

@@ -50,6 +50,9 @@ func (j *Journal) RecordListing(ctx context.Context, account, source string, msg
 		bytes += m.Size
 	}
 
+	if err := j.writable("record listing of account %q", account); err != nil {
+		return err
+	}
 	now := toNanos(j.now())
 	tx, err := j.w.BeginTx(ctx, nil)
 	if err != nil {
@@ -105,6 +108,9 @@ func hasPassword(source string) bool {
 func (j *Journal) SetAccountError(ctx context.Context, account, errText string) error {
 	if account == "" {
 		return fmt.Errorf("journal: set account error: empty account")
+	}
+	if err := j.writable("set account error"); err != nil {
+		return err
 	}
 	var text any // NULL clears
 	if errText != "" {

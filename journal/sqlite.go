@@ -114,10 +114,62 @@ func sqliteDSN(path string, write bool) string {
 	} else {
 		q.Set("_query_only", "1")
 	}
-	// A SQLite URI ends its path at '?' or '#' and decodes %HH, so those three
-	// are escaped; everything else in a file name is taken literally.
-	p := strings.NewReplacer("%", "%25", "?", "%3F", "#", "%23").Replace(filepath.ToSlash(path))
-	return "file:" + p + "?" + q.Encode()
+	return "file:" + sqliteURIPath(path) + "?" + q.Encode()
+}
+
+// sqliteReadOnlyDSN returns the go-sqlite3 DSN for reading the existing
+// database file at path (absolute) and nothing else: mode=ro opens the file
+// read-only (SQLite neither creates nor writes it) and query_only refuses
+// any write statement besides. No journal_mode is set: that PRAGMA may
+// write, and the file is already in WAL mode if a writer ever opened it.
+// SQLite may create the -wal and -shm files beside the database, as any
+// reader of a WAL database does (they belong to SQLite's locking, not to
+// the journal's data, and take the database file's mode).
+func sqliteReadOnlyDSN(path string) string {
+	q := url.Values{}
+	q.Set("mode", "ro")
+	q.Set("_query_only", "1")
+	q.Set("_busy_timeout", fmt.Sprint(sqliteBusyTimeoutMS))
+	return "file:" + sqliteURIPath(path) + "?" + q.Encode()
+}
+
+// sqliteURIPath escapes path for a SQLite URI: a SQLite URI ends its path
+// at '?' or '#' and decodes %HH, so those three are escaped; everything
+// else in a file name is taken literally.
+func sqliteURIPath(path string) string {
+	return strings.NewReplacer("%", "%25", "?", "%3F", "#", "%23").Replace(filepath.ToSlash(path))
+}
+
+// openSQLiteReadOnly opens the existing journal at path for reading: one
+// pool of read-only connections (see sqliteReadOnlyDSN). A missing path is
+// an error wrapping fs.ErrNotExist, never created; a path that is not a
+// regular file is refused.
+func openSQLiteReadOnly(ctx context.Context, path string) (*sql.DB, error) {
+	if path == "" {
+		return nil, errors.New("journal: empty path")
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("journal: %s: %w", path, err)
+	}
+	fi, err := os.Stat(abs)
+	if err != nil {
+		return nil, fmt.Errorf("journal: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("journal: %s: not a regular file", path)
+	}
+	r, err := sql.Open(sqliteDriver, sqliteReadOnlyDSN(abs))
+	if err != nil {
+		return nil, fmt.Errorf("journal: %s: %w", path, err)
+	}
+	r.SetMaxOpenConns(sqliteReadConns)
+	r.SetMaxIdleConns(sqliteReadConns)
+	if err := r.PingContext(ctx); err != nil {
+		r.Close()
+		return nil, fmt.Errorf("journal: %s: %w", path, err)
+	}
+	return r, nil
 }
 
 // openSQLite opens the journal at path: the file is created 0600 if missing,
