@@ -67,8 +67,8 @@ func checkRun(ctx context.Context, opts *checkOptions) error {
 		}
 	}
 	res := pipeline.Check(ctx, accounts, &pipeline.Options{Jobs: opts.Jobs, PerHost: opts.PerHost, Timeout: opts.Timeout})
-	if ctx.Err() != nil {
-		return &exitError{code: exitInterrupted, err: ctx.Err()}
+	if err := ctx.Err(); err != nil {
+		return outcome{Interrupted: true}.err(outcomeText{Interrupted: err.Error()})
 	}
 	failed := 0
 	for _, r := range res {
@@ -100,10 +100,7 @@ func checkRun(ctx context.Context, opts *checkOptions) error {
 			}
 		}
 	}
-	if failed > 0 {
-		return &exitError{code: exitFailed, err: fmt.Errorf("%d of %d accounts failed the check", failed, len(res))}
-	}
-	return nil
+	return outcome{Failed: failed > 0}.err(outcomeText{Failed: fmt.Sprintf("%d of %d accounts failed the check", failed, len(res))})
 }
 
 func yesNo(b bool) string {

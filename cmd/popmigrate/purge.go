@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -132,19 +131,9 @@ func purgeRun(ctx context.Context, opts *purgeOptions) error {
 	}
 	reps, purgeErr := pipeline.Purge(ctx, j, accounts, po, &pipeline.PurgeOptions{DryRun: opts.DryRun, KeepDays: opts.KeepDays, DeleteSuspect: opts.DeleteSuspect})
 
-	failed := 0
-	for _, r := range reps {
-		if r.Error != "" {
-			failed++
-		}
-	}
-	code := exitOK
-	switch {
-	case ctx.Err() != nil:
-		code = exitInterrupted
-	case purgeErr != nil || failed > 0:
-		code = exitFailed
-	}
+	o := purgeOutcome(reps)
+	o.Interrupted = ctx.Err() != nil
+	o.Err = purgeErr
 	if opts.JSON {
 		if err := writeJSON(opts.io.Out, purgeJSON{DryRun: opts.DryRun, Accounts: reps}); err != nil {
 			return err
@@ -153,20 +142,31 @@ func purgeRun(ctx context.Context, opts *purgeOptions) error {
 		printPurgeReport(opts.io.Out, reps, opts.DryRun)
 	}
 	if !opts.DryRun {
-		if err := j.FinishRun(context.WithoutCancel(ctx), runID, code, mustJSON(reps)); err != nil && purgeErr == nil {
-			purgeErr = err
-			code = max(code, exitFailed)
+		if err := j.FinishRun(context.WithoutCancel(ctx), runID, o.code(), mustJSON(reps)); err != nil && o.Err == nil {
+			o.Err = err
 		}
 	}
-	switch {
-	case code == exitInterrupted:
-		return &exitError{code: code, err: errors.New("interrupted; deletions the servers confirmed are recorded, the rest were not made; run the same command again")}
-	case purgeErr != nil:
-		return &exitError{code: exitFailed, err: purgeErr}
-	case failed > 0:
-		return &exitError{code: exitFailed, err: fmt.Errorf("%d of %d accounts failed (see the report); nothing of them was recorded as deleted", failed, len(reps))}
+	return o.err(outcomeText{
+		Interrupted: "interrupted; deletions the servers confirmed are recorded, the rest were not made; run the same command again",
+		Failed:      fmt.Sprintf("%d of %d accounts failed (see the report); nothing of them was recorded as deleted", purgeFailed(reps), len(reps)),
+	})
+}
+
+// purgeOutcome is the outcome of purge's reports: failed when some account
+// failed.
+func purgeOutcome(reps []*pipeline.PurgeReport) outcome {
+	return outcome{Failed: purgeFailed(reps) > 0}
+}
+
+// purgeFailed counts the accounts purge failed.
+func purgeFailed(reps []*pipeline.PurgeReport) int {
+	n := 0
+	for _, r := range reps {
+		if r.Error != "" {
+			n++
+		}
 	}
-	return nil
+	return n
 }
 
 // printPurgeReport writes the human report: per account one line, then

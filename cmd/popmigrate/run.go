@@ -326,7 +326,7 @@ func runRun(ctx context.Context, opts *runOptions) error {
 	j, err := journal.Open(ctx, opts.Journal)
 	if err != nil {
 		if ctx.Err() != nil {
-			return &exitError{code: exitInterrupted, err: errors.New("interrupted before anything was done")}
+			return outcome{Interrupted: true}.err(outcomeText{Interrupted: "interrupted before anything was done"})
 		}
 		return &exitError{code: exitUsage, err: err}
 	}
@@ -377,13 +377,6 @@ func runRun(ctx context.Context, opts *runOptions) error {
 		f.Close()
 	}
 
-	code := exitOK
-	if rep.Totals.AccountsFailed > 0 {
-		code = exitFailed
-	}
-	if runErr != nil {
-		code = exitFailed
-	}
 	// The verify phase reads back every stored copy and compares the
 	// counts with a fresh listing of the server; only then may --delete
 	// touch the source.
@@ -391,28 +384,11 @@ func runRun(ctx context.Context, opts *runOptions) error {
 		vo := &pipeline.VerifyOptions{Options: *po, AgainstSource: true}
 		vo.Progress = nil
 		rep.Verify, runErr = pipeline.Verify(ctx, j, sessionOK(accounts, rep), vo)
-		for _, v := range rep.Verify {
-			if mismatches(v) > 0 {
-				code = exitMismatch
-			} else if (v.Problems() > 0 || v.Error != "") && code == exitOK {
-				code = exitFailed
-			}
-		}
 	}
 	if opts.Delete && runErr == nil && ctx.Err() == nil {
 		rep.Purge, runErr = pipeline.Purge(ctx, j, verifiedAccounts(accounts, rep), po, &pipeline.PurgeOptions{DryRun: opts.DryRun, KeepDays: opts.KeepDays, DeleteSuspect: opts.DeleteSuspect})
-		for _, p := range rep.Purge {
-			if p.Error != "" && code == exitOK {
-				code = exitFailed
-			}
-		}
 	}
-	if runErr != nil && ctx.Err() == nil && code == exitOK {
-		code = exitFailed
-	}
-	if ctx.Err() != nil {
-		code = exitInterrupted
-	}
+	o := runOutcome(rep, runErr, ctx.Err() != nil)
 	if opts.JSON {
 		if err := writeJSON(opts.io.Out, rep); err != nil {
 			return err
@@ -434,20 +410,36 @@ func runRun(ctx context.Context, opts *runOptions) error {
 			}
 		}
 	}
-	if err := j.FinishRun(context.WithoutCancel(ctx), runID, code, mustJSON(rep)); err != nil && runErr == nil {
-		runErr = err
+	if err := j.FinishRun(context.WithoutCancel(ctx), runID, o.code(), mustJSON(rep)); err != nil && o.Err == nil {
+		o.Err = err
 	}
-	switch {
-	case code == exitInterrupted:
-		return &exitError{code: code, err: errors.New("interrupted; what was stored is recorded; run the same command again to resume")}
-	case runErr != nil:
-		return &exitError{code: exitFailed, err: runErr}
-	case code == exitMismatch:
-		return &exitError{code: code, err: errors.New("verification found stored copies that do not match the journal (see the report); nothing was deleted from them")}
-	case code != exitOK:
-		return &exitError{code: code, err: fmt.Errorf("%d of %d accounts not whole (see the report)", rep.Totals.AccountsFailed, rep.Totals.Accounts)}
+	return o.err(outcomeText{
+		Interrupted: "interrupted; what was stored is recorded; run the same command again to resume",
+		Mismatch:    "verification found stored copies that do not match the journal (see the report); nothing was deleted from them",
+		Failed:      fmt.Sprintf("%d of %d accounts not whole (see the report)", rep.Totals.AccountsFailed, rep.Totals.Accounts),
+	})
+}
+
+// runOutcome is the outcome of a run whose report is rep and whose last
+// phase (run, verify or purge) ended with err. An account not whole, an
+// account whose verification has a problem or an error, and an account
+// purge failed make it failed; a verified copy that contradicts the journal
+// makes it a mismatch; err is the run's own error.
+func runOutcome(rep *pipeline.Report, err error, interrupted bool) outcome {
+	o := outcome{Interrupted: interrupted, Err: err, Failed: rep.Totals.AccountsFailed > 0}
+	for _, v := range rep.Verify {
+		if mismatches(v) > 0 {
+			o.Mismatch = true
+		} else if v.Problems() > 0 || v.Error != "" {
+			o.Failed = true
+		}
 	}
-	return nil
+	for _, p := range rep.Purge {
+		if p.Error != "" {
+			o.Failed = true
+		}
+	}
+	return o
 }
 
 // mismatches counts the findings of a verification that contradict the

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -145,28 +144,24 @@ func verifyRun(ctx context.Context, opts *verifyOptions) error {
 		AgainstSource: opts.AgainstSource,
 	}
 	results, verr := pipeline.Verify(ctx, j, accounts, vo)
-	code := exitOK
-	if verr == nil {
-		code = verifyCode(results)
+	var o outcome
+	switch {
+	case verr == nil:
+		o = verifyOutcome(results)
 		if err := printVerify(opts, results); err != nil {
 			return err
 		}
-	} else if ctx.Err() != nil {
-		code = exitInterrupted
-	} else {
-		code = exitFailed
+	case ctx.Err() != nil:
+		o.Interrupted = true
+	default:
+		o.Err = verr
 	}
-	if err := j.FinishRun(context.WithoutCancel(ctx), runID, code, mustJSON(summarize(results))); err != nil && verr == nil {
-		verr = err
-		code = max(code, exitFailed)
+	if err := j.FinishRun(context.WithoutCancel(ctx), runID, o.code(), mustJSON(summarize(results))); err != nil && verr == nil {
+		o.Err = err
 	}
-	switch {
-	case code == exitInterrupted:
-		return &exitError{code: code, err: errors.New("interrupted; the copies checked so far that matched are recorded as verified")}
-	case verr != nil:
-		return &exitError{code: exitFailed, err: verr}
-	}
-	return verifyExit(code, results)
+	t := verifyText(results)
+	t.Interrupted = "interrupted; the copies checked so far that matched are recorded as verified"
+	return o.err(t)
 }
 
 // verifyManifestRun is `verify --manifest FILE --to DEST`.
@@ -198,7 +193,7 @@ func verifyManifestRun(ctx context.Context, opts *verifyOptions) error {
 	res, err := pipeline.VerifyManifest(ctx, f, opts.To[0], a, vo)
 	if err != nil {
 		if ctx.Err() != nil {
-			return &exitError{code: exitInterrupted, err: errors.New("interrupted")}
+			return outcome{Interrupted: true}.err(outcomeText{Interrupted: "interrupted"})
 		}
 		return usageError("%w", err)
 	}
@@ -206,33 +201,31 @@ func verifyManifestRun(ctx context.Context, opts *verifyOptions) error {
 	if err := printVerify(opts, results); err != nil {
 		return err
 	}
-	return verifyExit(verifyCode(results), results)
+	return verifyOutcome(results).err(verifyText(results))
 }
 
-// verifyCode returns the exit code of verify's results: 3 for any problem,
-// else 1 for an account not verified completely, else 0.
-func verifyCode(results []*verify.Result) int {
-	code := exitOK
+// verifyOutcome is the outcome of verify's results: a mismatch for any
+// finding that is a problem, failed for an account not verified completely.
+func verifyOutcome(results []*verify.Result) outcome {
+	var o outcome
 	for _, r := range results {
 		if r.Problems() > 0 {
-			return exitMismatch
+			o.Mismatch = true
 		}
 		if r.Error != "" {
-			code = exitFailed
+			o.Failed = true
 		}
 	}
-	return code
+	return o
 }
 
-func verifyExit(code int, results []*verify.Result) error {
-	s := summarize(results)
-	switch code {
-	case exitMismatch:
-		return &exitError{code: code, err: fmt.Errorf("verification found %d problems (see the report)", s.Problems)}
-	case exitFailed:
-		return &exitError{code: code, err: errors.New("some accounts could not be verified completely (see the report)")}
+// verifyText is what verify says on stderr about results that are not
+// whole.
+func verifyText(results []*verify.Result) outcomeText {
+	return outcomeText{
+		Mismatch: fmt.Sprintf("verification found %d problems (see the report)", summarize(results).Problems),
+		Failed:   "some accounts could not be verified completely (see the report)",
 	}
-	return nil
 }
 
 func summarize(results []*verify.Result) verifyJSON {
