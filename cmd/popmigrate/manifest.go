@@ -36,6 +36,9 @@ root hash over every message line, so that a change to any line is detected.
 popmigrate verify --manifest FILE --to DEST checks the manifest and the
 archive against each other, years later, without the journal.
 
+Manifest only reads the journal: it opens it read-only, and refuses one an
+older popmigrate wrote until a run, verify or purge has upgraded it.
+
 The file is written beside its final name, fsynced, then renamed (mode 0600):
 a manifest is never left half written. --out - writes to standard output.
 
@@ -67,7 +70,7 @@ func manifestRun(ctx context.Context, opts *manifestOptions) error {
 	if _, err := os.Stat(opts.Journal); err != nil {
 		return usageError("journal %s: %v (give --journal FILE of the run that stored the messages)", opts.Journal, err)
 	}
-	j, err := journal.Open(ctx, opts.Journal)
+	j, err := journal.OpenReadOnly(ctx, opts.Journal)
 	if err != nil {
 		return usageError("%w", err)
 	}

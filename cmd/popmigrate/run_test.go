@@ -222,9 +222,13 @@ func TestRunJSONReport(t *testing.T) {
 		user := strings.TrimSuffix(s.Account, "@127.0.0.1")
 		onDisk := len(maildirFiles(t, filepath.Join(f.out, user)))
 		want := len(f.boxes[user].uids)
-		// run verifies what it stored (the default verify phase).
+		// run verifies what it stored (the default verify phase). A
+		// verified message counts as stored too.
 		if s.Verified != want || j.Verified != want || onDisk != want || s.ServerCount != want || s.Failed != 0 {
 			t.Errorf("%s: status %+v, journal %+v, %d on disk; want %d verified", s.Account, s, j, onDisk, want)
+		}
+		if s.Stored != want || s.Listed != 0 || s.Deleted != 0 {
+			t.Errorf("%s: status %+v; want %d stored (verified or not), none listed or deleted", s.Account, s, want)
 		}
 		if s.Source != j.Source || s.Source != f.source(user) || s.ServerBytes != j.ServerBytes || s.LastError != "" {
 			t.Errorf("%s: status %+v disagrees with journal %+v", s.Account, s, j)
@@ -239,8 +243,8 @@ func TestRunJSONReport(t *testing.T) {
 	r.wantCode(t, exitOK)
 	for i, u := range users {
 		row := tableRow(t, r.stdout, f.account(u))
-		if len(row) < 5 || row[4] != fmt.Sprint(counts[i]) {
-			t.Errorf("status row %q, want %d verified", row, counts[i])
+		if len(row) < 5 || row[3] != fmt.Sprint(counts[i]) || row[4] != fmt.Sprint(counts[i]) {
+			t.Errorf("status row %q, want %d stored and %d verified", row, counts[i], counts[i])
 		}
 	}
 }

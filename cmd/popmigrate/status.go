@@ -24,8 +24,21 @@ func newStatusCmd(io *iostreams, runF func(context.Context, *statusOptions) erro
 		Use:   "status",
 		Short: "Show what the journal holds, per account",
 		Long: `Status reads the journal and prints, per account, how many messages the
-server listed at the last run and how many are stored, verified, deleted or
-failed, with the last error. It contacts no server.`,
+server listed at the last run and where the journal's messages stand, with the
+last error. It contacts no server and never writes the journal: it opens it
+read-only, and refuses one an older popmigrate wrote until a run, verify or
+purge has upgraded it.
+
+  ON SERVER  messages the server listed at the last run
+  LISTED     listed, not stored yet
+  STORED     stored in every destination, verified or not (still on the server)
+  VERIFIED   of those stored, the ones a verification read back intact
+  DELETED    deleted from the server by purge (or run --delete)
+  FAILED     failed (see the errors below the table)
+  SUSPECT    RETR delivered a size LIST does not explain; kept on the server
+
+LISTED, STORED, DELETED and FAILED add up to every message of the account;
+VERIFIED is part of STORED. --json prints the same counts.`,
 		Example: `  popmigrate status --journal /var/lib/popmigrate/run.db
   popmigrate status --json | jq '.[] | select(.failed > 0)'`,
 		Args: cobra.NoArgs,
@@ -41,18 +54,19 @@ failed, with the last error. It contacts no server.`,
 	return cmd
 }
 
-// statusJSON is one account in `status --json`.
+// statusJSON is one account in `status --json`. Listed, Stored, Deleted
+// and Failed add up to the account's messages; Verified is part of Stored.
 type statusJSON struct {
 	Account     string                   `json:"account"`
-	Source      string                   `json:"source"`
-	ServerCount int                      `json:"server_messages"`
+	Source      string                   `json:"source"`          // the server, without password
+	ServerCount int                      `json:"server_messages"` // listed by the server at the last run
 	ServerBytes int64                    `json:"server_bytes"`
-	Listed      int                      `json:"listed"`
-	Stored      int                      `json:"stored"`
-	Verified    int                      `json:"verified"`
-	Deleted     int                      `json:"deleted"`
+	Listed      int                      `json:"listed"`   // listed, not stored yet
+	Stored      int                      `json:"stored"`   // stored in every destination, verified or not, not deleted
+	Verified    int                      `json:"verified"` // of Stored, those a verification read back intact
+	Deleted     int                      `json:"deleted"`  // deleted from the server
 	Failed      int                      `json:"failed"`
-	Suspect     int                      `json:"suspect"`
+	Suspect     int                      `json:"suspect"` // suspect, whatever their state
 	LastError   string                   `json:"last_error,omitempty"`
 	LastRun     *time.Time               `json:"last_run,omitempty"`
 	Failures    []journal.MessageFailure `json:"failures,omitempty"`
@@ -63,7 +77,7 @@ func statusRun(ctx context.Context, opts *statusOptions) error {
 	if _, err := os.Stat(opts.Journal); err != nil {
 		return usageError("journal %s: %v (give --journal FILE of an earlier run)", opts.Journal, err)
 	}
-	j, err := journal.Open(ctx, opts.Journal)
+	j, err := journal.OpenReadOnly(ctx, opts.Journal)
 	if err != nil {
 		return usageError("%w", err)
 	}
@@ -76,7 +90,9 @@ func statusRun(ctx context.Context, opts *statusOptions) error {
 	for _, s := range st {
 		sj := statusJSON{
 			Account: s.Account, Source: s.Source, ServerCount: s.ServerCount, ServerBytes: s.ServerBytes,
-			Listed: s.Listed, Stored: s.Stored, Verified: s.Verified, Deleted: s.Deleted, Failed: s.Failed,
+			// The journal counts each state apart; a verified message
+			// is stored all the same.
+			Listed: s.Listed, Stored: s.Stored + s.Verified, Verified: s.Verified, Deleted: s.Deleted, Failed: s.Failed,
 			LastError: s.LastError, Failures: s.Failures, Suspect: s.Suspect, Suspects: s.Suspects,
 		}
 		if !s.LastRun.IsZero() {
