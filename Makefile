@@ -2,10 +2,18 @@
 GO       ?= go
 BIN      := bin
 PKGS     := ./...
-# Packages with concurrency run under the race detector in `make test`.
+# Packages with concurrency run under the race detector in `make test`;
+# PLAIN_PKGS, every other package of the module, run without it. Each
+# package runs once.
 RACE_PKGS := ./pop3/... ./pipeline/... ./journal/... ./exporters/... ./cmd/... ./e2e/...
+PLAIN_PKGS = $(filter-out $(shell $(GO) list $(RACE_PKGS)),$(shell $(GO) list $(PKGS)))
 
-.PHONY: all build test test-unit test-race fuzz demo bench soak lint fmt clean deps
+# make lint runs this staticcheck (honnef.co/go/tools), installing it into
+# $(go env GOPATH)/bin when that one is missing or another version.
+STATICCHECK_VERSION ?= v0.8.2
+STATICCHECK = $(firstword $(subst :, ,$(shell $(GO) env GOPATH)))/bin/staticcheck
+
+.PHONY: all build test test-unit test-race fuzz demo bench soak lint staticcheck fmt clean deps
 
 # FUZZTIME is how long make test runs each fuzz target; make soak runs
 # them for SOAK_FUZZTIME.
@@ -26,8 +34,8 @@ test: deps
 	$(GO) vet $(PKGS)
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
-	$(GO) test -count=1 -timeout 15m $(PKGS)
 	$(GO) test -count=1 -race -timeout 15m $(RACE_PKGS)
+	$(GO) test -count=1 -timeout 15m $(PLAIN_PKGS)
 	bash scripts/fuzz.sh $(FUZZTIME)
 
 # fuzz runs every fuzz target of the module for FUZZTIME each.
@@ -48,9 +56,20 @@ soak: deps
 	$(GO) test -count=1 -run 'Soak' -v -timeout 60m ./pipeline/... -args -soak
 	bash scripts/fuzz.sh $(SOAK_FUZZTIME)
 
-lint:
+lint: staticcheck
 	$(GO) vet $(PKGS)
 	@test -z "$$(gofmt -l .)" || (gofmt -l .; exit 1)
+	$(STATICCHECK) $(PKGS)
+
+# staticcheck installs STATICCHECK_VERSION at $(STATICCHECK) unless it is
+# there already; it fails loudly when it cannot.
+staticcheck:
+	@v='$(STATICCHECK_VERSION)'; \
+	if ! "$(STATICCHECK)" -version 2>/dev/null | grep -qF "($${v#v})"; then \
+	  echo "installing staticcheck $$v into $(dir $(STATICCHECK))"; \
+	  GOBIN='$(dir $(STATICCHECK))' $(GO) install honnef.co/go/tools/cmd/staticcheck@$$v || \
+	    { echo "make lint: cannot install staticcheck $$v (go install honnef.co/go/tools/cmd/staticcheck@$$v failed)" >&2; exit 1; }; \
+	fi
 
 fmt:
 	gofmt -w .
