@@ -55,7 +55,19 @@ func (ar *accountRun) download(ctx context.Context, c *pop3.Client, plan []plann
 			return gctx.Err()
 		}
 	}
-	var inBody *planned // the message whose body broke the session, already recorded
+	// broke handles the message the session broke on (see brokeOn); done
+	// keeps it from being handled twice (the body's error comes back
+	// from RetrAll too).
+	var done *planned
+	broke := func(p *planned, err error) {
+		if p == nil || p == done || ctx.Err() != nil {
+			return
+		}
+		done = p
+		if ar.brokeOn(p, ids, err) {
+			send(fetched{p: p, err: err})
+		}
+	}
 	rerr := c.RetrAll(gctx, ids, ar.r.opts.Window, func(id int, body *pop3.Body, err error) error {
 		p, ok := byID[id]
 		if !ok {
@@ -72,19 +84,15 @@ func (ar *accountRun) download(ctx context.Context, c *pop3.Client, plan []plann
 				send(fetched{p: p, err: err})
 				return errTooLarge
 			}
-			// The session broke inside this message (a timeout, a
-			// drop, a reply out of sync): it is recorded as failed,
-			// so the next session asks for it after the rest.
-			if ctx.Err() == nil {
-				inBody = p
-				send(fetched{p: p, err: err})
-			}
+			broke(p, err) // a timeout, a drop, a reply out of sync
 			return err
 		}
 		return send(fetched{p: p, body: sp, wire: body.WireBytes()})
 	})
-	if p := blamed(rerr, byID, ids); p != nil && p != inBody && ctx.Err() == nil {
-		send(fetched{p: p, err: fmt.Errorf("retr %d (uidl %q): %w", p.id, p.uidl, rerr)})
+	var re *pop3.RetrError
+	if errors.As(rerr, &re) && byID[re.ID] != nil {
+		p := byID[re.ID]
+		broke(p, fmt.Errorf("retr %d (uidl %q): %w", p.id, p.uidl, rerr))
 	}
 	close(ch)
 	werr := g.Wait()
@@ -101,27 +109,23 @@ func (ar *accountRun) download(ctx context.Context, c *pop3.Client, plan []plann
 	return rerr
 }
 
-// blamed returns the message a RetrAll error is the fault of, or nil. A
-// message is blamed when the server timed out while its answer was due,
-// when anything of its answer had arrived (the session broke inside it),
-// or when it was the first asked for in the session (a server that drops
-// the connection at the RETR of one message, every time). A drop between
-// two messages of a session that was moving is nobody's fault: the next
-// session goes on from there. Failures inside a body are blamed by the
-// RetrAll callback itself.
-func blamed(err error, byID map[int]*planned, ids []int) *planned {
-	var re *pop3.RetrError
-	if !errors.As(err, &re) {
-		return nil
-	}
-	p := byID[re.ID]
-	if p == nil {
-		return nil
-	}
-	if re.Started || errors.Is(re.Err, pop3.ErrTimeout) || (len(ids) > 0 && ids[0] == re.ID) {
-		return p
-	}
-	return nil
+// brokeOn records that the session broke while p's answer was due or
+// arriving (err says how), and reports whether that counts as one of p's
+// attempts, to be journaled as its failure. Either way p is asked for
+// after the rest of the plan in the next sessions of this run, so a
+// message that stalls or breaks the session never keeps the ones after it
+// from being fetched.
+//
+// A reply out of sync with the commands (a body the server did not
+// dot-stuff) is the message's own: it always counts. A timeout or a
+// dropped connection counts only when p was the first message asked for
+// in the session: a server that drops or stalls after so many bytes or
+// seconds, whatever the message, breaks every session somewhere, and its
+// sessions move the mailbox on; a message that breaks the session by
+// itself breaks it also when it comes first.
+func (ar *accountRun) brokeOn(p *planned, ids []int, err error) bool {
+	ar.broke[p.uidl] = true
+	return errors.Is(err, pop3.ErrOutOfSync) || (len(ids) > 0 && ids[0] == p.id)
 }
 
 // writer Puts each fetched message into the destinations that lack it and

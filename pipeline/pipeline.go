@@ -64,13 +64,13 @@ type Options struct {
 	// bytes keep coming is not timed out). Default 60s.
 	Timeout time.Duration
 	// MessageAttempts bounds the attempts at one message, counted in the
-	// journal across sessions and runs: a RETR answered -ERR, a session
-	// that timed out or broke inside the message (or before its first
-	// byte when it was the first asked for), a reply out of sync with the
-	// commands, a destination that refused it. A message that failed is
-	// fetched after the rest of the plan; once it has failed
-	// MessageAttempts times it is reported failed and not asked for again
-	// unless RetryFailed is set. Default 3.
+	// journal across sessions and runs: a RETR answered -ERR, a reply out
+	// of sync with the commands, a destination that refused it, and a
+	// session that timed out or dropped while the message's answer was
+	// due when it was the first message asked for in the session. A
+	// message that failed or broke a session is fetched after the rest of
+	// the plan; once it has failed MessageAttempts times it is reported
+	// failed and not asked for again unless RetryFailed is set. Default 3.
 	MessageAttempts int
 	// RetryFailed asks again for messages that used up MessageAttempts.
 	RetryFailed bool

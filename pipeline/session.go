@@ -43,6 +43,9 @@ type accountRun struct {
 	// lease is the account's lease; the writer's commits are fenced by it.
 	// Nil for verify, which takes none.
 	lease *journal.Lease
+	// broke holds the UIDLs of the messages a session of this run broke
+	// on: later sessions ask for them after the rest (see brokeOn).
+	broke map[string]bool
 	// failedNow counts the failures this run recorded per UIDL: with
 	// RetryFailed, a message gets MessageAttempts more attempts in this
 	// run, and no more.
@@ -58,7 +61,7 @@ type accountRun struct {
 // report.
 func (r *runner) account(ctx context.Context, a *config.Account) (*AccountReport, error) {
 	rep := &AccountReport{Account: a.Name, Source: a.SourceURL()}
-	ar := &accountRun{r: r, a: a, rep: rep, storedNow: map[string]bool{}, skip: map[string]bool{}, failedNow: map[string]int{}}
+	ar := &accountRun{r: r, a: a, rep: rep, storedNow: map[string]bool{}, skip: map[string]bool{}, failedNow: map[string]int{}, broke: map[string]bool{}}
 	defer rep.finish()
 	lctx, lease, err := r.takeLease(ctx, a.Name)
 	if err != nil {
@@ -470,9 +473,10 @@ type planned struct {
 
 // plan returns the listed messages some destination does not hold yet,
 // according to the journal: first those no attempt has failed on, in
-// listing order, then those that failed before, fewest failures first, so
-// that a message that stalls or breaks the session never keeps the ones
-// after it from being fetched. A message that has failed
+// listing order, then those that failed before or that a session of this
+// run broke on (see brokeOn), fewest failures first, so that a message
+// that stalls or breaks the session never keeps the ones after it from
+// being fetched. A message that has failed
 // Options.MessageAttempts times is left out (unless RetryFailed) and
 // reported failed with its last error.
 func (ar *accountRun) plan(ctx context.Context, listing []listedMsg) ([]planned, error) {
@@ -508,12 +512,13 @@ func (ar *accountRun) plan(ctx context.Context, listing []listedMsg) ([]planned,
 			continue
 		}
 		p := planned{listedMsg: m, missing: missing}
-		if row, failed := attempts[m.uidl]; failed {
-			if (row.Attempts >= o.MessageAttempts && !o.RetryFailed) || ar.failedNow[m.uidl] >= o.MessageAttempts {
-				ar.rep.fail(m.uidl, m.id, fmt.Errorf("gave up after %d attempts (the limit is %d; run with --retry-failed to try again): %s",
-					row.Attempts, o.MessageAttempts, row.Error))
-				continue
-			}
+		row, failed := attempts[m.uidl]
+		if failed && ((row.Attempts >= o.MessageAttempts && !o.RetryFailed) || ar.failedNow[m.uidl] >= o.MessageAttempts) {
+			ar.rep.fail(m.uidl, m.id, fmt.Errorf("gave up after %d attempts (the limit is %d; run with --retry-failed to try again): %s",
+				row.Attempts, o.MessageAttempts, row.Error))
+			continue
+		}
+		if failed || ar.broke[m.uidl] {
 			p.attempts = row.Attempts
 			retry = append(retry, p)
 		} else {

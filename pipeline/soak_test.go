@@ -105,11 +105,39 @@ func TestSoak(t *testing.T) {
 // soakChildConfig is what a soak child runs: the accounts, exactly as the
 // parent verifies and purges them, and where things go.
 type soakChildConfig struct {
-	Journal  string            `json:"journal"`
-	SpoolDir string            `json:"spool_dir"`
-	Report   string            `json:"report"` // where the child writes its pipeline.Report
-	Point    string            `json:"point"`  // "afterPut:N", "afterSync:N", "afterCommit:N" or "" (no kill)
-	Accounts []*config.Account `json:"accounts"`
+	Journal  string        `json:"journal"`
+	SpoolDir string        `json:"spool_dir"`
+	Report   string        `json:"report"` // where the child writes its pipeline.Report
+	Point    string        `json:"point"`  // "afterPut:N", "afterSync:N", "afterCommit:N" or "" (no kill)
+	Accounts []soakAccount `json:"accounts"`
+}
+
+// soakAccount is an account as the child config carries it: a
+// config.Secret marshals as its description only (it never prints its
+// value), so the account travels as the flags that make it.
+type soakAccount struct {
+	Source, Name, PasswordFile, CAFile string
+	To                                 []string
+}
+
+func toSoakAccounts(as []*config.Account) []soakAccount {
+	out := make([]soakAccount, len(as))
+	for i, a := range as {
+		out[i] = soakAccount{Source: a.SourceURL(), Name: a.Name, PasswordFile: a.Password.File, CAFile: a.CAFile, To: a.To}
+	}
+	return out
+}
+
+func fromSoakAccounts(t *testing.T, as []soakAccount) []*config.Account {
+	out := make([]*config.Account, len(as))
+	for i, sa := range as {
+		a, err := config.FromFlags(sa.Source, sa.Name, config.Defaults{To: sa.To, Password: config.Secret{File: sa.PasswordFile}, CAFile: sa.CAFile})
+		if err != nil {
+			t.Fatalf("soak child account %s: %v", sa.Name, err)
+		}
+		out[i] = a
+	}
+	return out
 }
 
 // soakChild is the child of a soak round: one pipeline.Run of every
@@ -171,7 +199,7 @@ func soakChild(t *testing.T, cfgPath string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rep, err := pipeline.Run(ctx, j, c.Accounts, o)
+	rep, err := pipeline.Run(ctx, j, fromSoakAccounts(t, c.Accounts), o)
 	if cerr := j.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("close the journal: %w", cerr)
 	}
@@ -541,7 +569,7 @@ func (s *soakTest) runChild(point string, k parentKill) soakRun {
 		SpoolDir: filepath.Join(dir, "spool"),
 		Report:   filepath.Join(dir, "report.json"),
 		Point:    point,
-		Accounts: s.accounts,
+		Accounts: toSoakAccounts(s.accounts),
 	}
 	cfgPath := filepath.Join(dir, "child.json")
 	raw, err := json.Marshal(c)
@@ -788,8 +816,10 @@ func (s *soakTest) checkBox(where string, b *soakBox, whole bool, res *verify.Re
 	}
 
 	// verify read every recorded copy back and found it; the only
-	// findings allowed are a killed run's copies (extra), and a
-	// destination the account's runs have not created yet.
+	// findings allowed are a killed run's copies (extra), a destination
+	// the account's runs have not created yet, and the note on messages
+	// stored under a LIST size skewed past what line ends explain
+	// (suspect: purge must keep them, see deletable).
 	if res.Error != "" {
 		t.Errorf("%s: verify could not complete: %s", where, res.Error)
 	}
@@ -797,6 +827,7 @@ func (s *soakTest) checkBox(where string, b *soakBox, whole bool, res *verify.Re
 		switch {
 		case f.Kind == verify.Extra && b.dirty:
 		case f.Kind == verify.Unreadable && b.disk[f.DestID] == nil && copies[f.DestID] == 0:
+		case f.Kind == verify.Suspect:
 		default:
 			t.Errorf("%s: verify: %s (%s)", where, f.String(), f.Detail)
 		}

@@ -93,6 +93,9 @@ func TestManifestFormat(t *testing.T) {
 		s := sha256.Sum256([]byte(line))
 		root.Write(s[:])
 	}
+	if !slices.IsSorted(uidls) {
+		t.Errorf("message lines in UIDL order %v, want sorted by UIDL", uidls)
+	}
 	var sum map[string]any
 	if err := json.Unmarshal([]byte(lines[3]), &sum); err != nil {
 		t.Fatal(err)
