@@ -27,7 +27,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"io"
 	"time"
 )
@@ -119,9 +118,6 @@ type Opener interface {
 	// The caller closes the reader.
 	Open(ctx context.Context, ref string) (io.ReadCloser, error)
 }
-
-// ErrNotFound is returned by Opener.Open when ref names no stored message.
-var ErrNotFound = errors.New("exporters: message not found")
 
 // MessageKey returns the stable key of the message with uidl in account:
 // the first 32 hex digits of sha256(account NUL uidl). It is safe to use as

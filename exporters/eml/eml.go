@@ -66,7 +66,7 @@
 // removal of temporary files) and opens every file read-only, so that an
 // archive on read-only media can be checked and checking never changes
 // what it checks. Has, Open and List work as in write mode; Put and Sync
-// fail with ErrReadOnly.
+// fail with exporters.ErrReadOnly.
 package eml
 
 import (
@@ -118,22 +118,17 @@ const (
 	dateLen        = len(DateLayout)
 )
 
-var (
-	// ErrClosed is returned by every method called after Close.
-	ErrClosed = errors.New("eml: exporter closed")
-	// ErrInvalidKey is returned for a message key that cannot be part of a
-	// file name (empty, longer than MaxKeyLen, or with characters other
-	// than ASCII letters, digits, '-' and '_').
-	ErrInvalidKey = errors.New("eml: invalid message key")
-	// ErrInvalidRef is returned by Open for a reference that is not
-	// "<account-dir>/<file name>" as this exporter makes them.
-	ErrInvalidRef = errors.New("eml: invalid reference")
-	// ErrShortBody is returned by Put when the body ends before Size bytes.
-	ErrShortBody = errors.New("eml: body shorter than its size")
-	// ErrReadOnly is returned by Put and Sync of an Exporter opened with
-	// Options.ReadOnly.
-	ErrReadOnly = errors.New("eml: exporter is read-only")
-)
+// ErrInvalidRef is returned by Open for a reference that is not
+// "<account-dir>/<file name>" as this exporter makes them.
+//
+// The errors every destination shares are in package exporters: every
+// method called after Close wraps exporters.ErrClosed; Put and Has wrap
+// exporters.ErrInvalidKey for a message key that cannot be part of a file
+// name (empty, longer than MaxKeyLen, or with characters other than ASCII
+// letters, digits, '-' and '_'); Put wraps exporters.ErrShortBody when the
+// body ends before Size bytes; Put and Sync of an Exporter opened with
+// Options.ReadOnly wrap exporters.ErrReadOnly.
+var ErrInvalidRef = errors.New("eml: invalid reference")
 
 // Options tunes an Exporter. A nil *Options means the defaults.
 type Options struct {
@@ -190,7 +185,7 @@ var (
 // reading only: a missing root is an error naming its path and wrapping
 // fs.ErrNotExist, nothing is created, probed or removed (stale temporary
 // files included), and every file is opened read-only. Put and Sync then
-// fail with ErrReadOnly.
+// fail with exporters.ErrReadOnly.
 //
 // The caller closes the Exporter.
 func New(root string, opts *Options) (*Exporter, error) {
@@ -216,7 +211,7 @@ func New(root string, opts *Options) (*Exporter, error) {
 		id:       "eml:" + abs,
 		readOnly: readOnly,
 		root:     r,
-		w:        &durable.Writer{Root: r, ErrShortBody: ErrShortBody},
+		w:        &durable.Writer{Root: r},
 		accounts: map[string]map[string]string{},
 		dirty:    map[string]bool{},
 		inflight: map[string]chan struct{}{},
@@ -269,13 +264,13 @@ func (e *Exporter) Properties() exporters.Properties {
 // of the copy and before the rename; on any error, cancellation included,
 // it removes its temporary file and no message file appears. Puts of the
 // same key from several goroutines at once leave one copy. A read-only
-// Exporter fails with ErrReadOnly and writes nothing.
+// Exporter fails with exporters.ErrReadOnly and writes nothing.
 func (e *Exporter) Put(ctx context.Context, msg *exporters.Message) (exporters.Delivery, error) {
 	if msg == nil || msg.Body == nil {
 		return exporters.Delivery{}, fmt.Errorf("eml: put into %s: nil message or body", e.dir)
 	}
 	if e.readOnly {
-		return exporters.Delivery{}, fmt.Errorf("eml: put %s (account %q) into %s: %w", msg.Key, msg.Account, e.dir, ErrReadOnly)
+		return exporters.Delivery{}, fmt.Errorf("eml: put %s (account %q) into %s: %w", msg.Key, msg.Account, e.dir, exporters.ErrReadOnly)
 	}
 	if err := checkKey(msg.Key); err != nil {
 		return exporters.Delivery{}, fmt.Errorf("eml: put into %s: %w", e.dir, err)
@@ -544,10 +539,10 @@ func (e *Exporter) loadAll() error {
 // an account folder was created) are fsynced. A crash before Sync leaves
 // only temporary files, which the next run writes again. On error the
 // folders not synced are tried again by the next Sync. A read-only
-// Exporter fails with ErrReadOnly.
+// Exporter fails with exporters.ErrReadOnly.
 func (e *Exporter) Sync(ctx context.Context) error {
 	if e.readOnly {
-		return fmt.Errorf("eml: sync %s: %w", e.dir, ErrReadOnly)
+		return fmt.Errorf("eml: sync %s: %w", e.dir, exporters.ErrReadOnly)
 	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("eml: sync %s: %w", e.dir, err)
@@ -728,7 +723,7 @@ func (e *Exporter) begin() error {
 	e.mu.Unlock()
 	if closed {
 		e.ops.RUnlock()
-		return ErrClosed
+		return exporters.ErrClosed
 	}
 	return nil
 }
@@ -799,10 +794,10 @@ func accountByte(c byte) bool {
 }
 
 // checkKey returns nil if key can be part of a file name, or an error
-// wrapping ErrInvalidKey.
+// wrapping exporters.ErrInvalidKey.
 func checkKey(key string) error {
 	if !validKey(key) {
-		return fmt.Errorf("%w: %q", ErrInvalidKey, key)
+		return fmt.Errorf("%w: %q", exporters.ErrInvalidKey, key)
 	}
 	return nil
 }

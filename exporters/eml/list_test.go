@@ -88,7 +88,7 @@ func TestListAfterCloseAndCancel(t *testing.T) {
 		t.Errorf("List with a cancelled context: %v, want context.Canceled", err)
 	}
 	e.Close()
-	if _, err := e.List(t.Context(), "a"); !errors.Is(err, ErrClosed) {
-		t.Errorf("List after Close: %v, want ErrClosed", err)
+	if _, err := e.List(t.Context(), "a"); !errors.Is(err, exporters.ErrClosed) {
+		t.Errorf("List after Close: %v, want exporters.ErrClosed", err)
 	}
 }

@@ -110,18 +110,18 @@ func (a *archive) checkReads(t *testing.T, e *Exporter) {
 }
 
 // checkNoWrites checks that Put and Sync of the read-only e fail with
-// ErrReadOnly, naming the folder, for an account it has a folder for and
-// for a new one.
+// exporters.ErrReadOnly, naming the folder, for an account it has a folder
+// for and for a new one.
 func checkNoWrites(t *testing.T, e *Exporter) {
 	t.Helper()
 	for _, acct := range []string{alice, "carol"} {
 		_, err := e.Put(t.Context(), msgFor(acct, "new", "Subject: n\n\nn\n"))
-		if !errors.Is(err, ErrReadOnly) || !strings.Contains(err.Error(), e.Dir()) {
-			t.Errorf("Put for %s = %v, want ErrReadOnly naming %s", acct, err, e.Dir())
+		if !errors.Is(err, exporters.ErrReadOnly) || !strings.Contains(err.Error(), e.Dir()) {
+			t.Errorf("Put for %s = %v, want exporters.ErrReadOnly naming %s", acct, err, e.Dir())
 		}
 	}
-	if err := e.Sync(t.Context()); !errors.Is(err, ErrReadOnly) || !strings.Contains(err.Error(), e.Dir()) {
-		t.Errorf("Sync = %v, want ErrReadOnly naming %s", err, e.Dir())
+	if err := e.Sync(t.Context()); !errors.Is(err, exporters.ErrReadOnly) || !strings.Contains(err.Error(), e.Dir()) {
+		t.Errorf("Sync = %v, want exporters.ErrReadOnly naming %s", err, e.Dir())
 	}
 }
 

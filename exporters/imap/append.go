@@ -26,7 +26,7 @@ import (
 // Put blocks while a Sync waits for the Puts in flight.
 func (e *Exporter) Put(ctx context.Context, msg *exporters.Message) (exporters.Delivery, error) {
 	if e.opts.ReadOnly {
-		return exporters.Delivery{}, fmt.Errorf("imap: %s: put: %w", e.id, ErrReadOnly)
+		return exporters.Delivery{}, fmt.Errorf("imap: %s: put: %w", e.id, exporters.ErrReadOnly)
 	}
 	if msg == nil || msg.Body == nil {
 		return exporters.Delivery{}, fmt.Errorf("imap: %s: put of a nil message or body", e.id)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 
+	"github.com/popmigrate/popmigrate/exporters"
 	"github.com/popmigrate/popmigrate/exporters/exportertest"
 )
 
@@ -354,8 +355,8 @@ func TestPutErrorsNameMessage(t *testing.T) {
 	msg := msgN(1)
 	msg.Body = &shortBody{bytes.NewReader(messageBytes(msg))}
 	_, err := e.Put(testCtx(t), msg)
-	if !errors.Is(err, ErrShortBody) || !strings.Contains(err.Error(), msg.Key) || !strings.Contains(err.Error(), e.Properties().ID) {
-		t.Errorf("Put of a short body: %v, want ErrShortBody naming the message and destination", err)
+	if !errors.Is(err, exporters.ErrShortBody) || !strings.Contains(err.Error(), msg.Key) || !strings.Contains(err.Error(), e.Properties().ID) {
+		t.Errorf("Put of a short body: %v, want exporters.ErrShortBody naming the message and destination", err)
 	}
 	if n := len(srv.messages(t, "Names")); n != 0 {
 		t.Errorf("%d messages after a failed Put", n)

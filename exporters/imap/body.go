@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"net/mail"
@@ -27,9 +26,6 @@ const (
 	maxMessageID = 512
 )
 
-// ErrShortBody is wrapped by Put when a body ends before its Size.
-var ErrShortBody = errors.New("imap: body shorter than its size")
-
 var chunkPool = sync.Pool{New: func() any { b := make([]byte, chunkSize); return &b }}
 
 // scan is what the first pass over a body learns.
@@ -42,7 +38,7 @@ type scan struct {
 
 // readChunks calls f with successive chunks of body, exactly body.Size()
 // bytes in all, checking ctx before each. A body that ends early fails
-// with ErrShortBody; a read error is wrapped.
+// with exporters.ErrShortBody; a read error is wrapped.
 func readChunks(ctx context.Context, body exporters.Body, f func([]byte) error) error {
 	bp := chunkPool.Get().(*[]byte)
 	defer chunkPool.Put(bp)
@@ -68,7 +64,7 @@ func readChunks(ctx context.Context, body exporters.Body, f func([]byte) error) 
 		case n == want:
 			// A full read may come with io.EOF at the end: fine.
 		case rerr == io.EOF || rerr == nil && n < want:
-			return fmt.Errorf("%w: %d of %d bytes", ErrShortBody, off, size)
+			return fmt.Errorf("%w: %d of %d bytes", exporters.ErrShortBody, off, size)
 		}
 		if rerr != nil && rerr != io.EOF {
 			return fmt.Errorf("read body at offset %d: %w", off, rerr)

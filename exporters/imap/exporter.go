@@ -45,12 +45,12 @@ const (
 	DefaultFolder  = "INBOX"
 )
 
+// The errors of this package. The errors every destination shares are in
+// package exporters: every method called after Close wraps
+// exporters.ErrClosed; Put, Sync and Resume of an Exporter opened with
+// Options.ReadOnly wrap exporters.ErrReadOnly; Put wraps
+// exporters.ErrShortBody when a body ends before its Size.
 var (
-	// ErrClosed is returned by every method called after Close.
-	ErrClosed = errors.New("imap: exporter closed")
-	// ErrReadOnly is wrapped by Put, Sync and Resume of an Exporter
-	// opened with Options.ReadOnly.
-	ErrReadOnly = errors.New("imap: exporter is read-only")
 	// ErrTimeout is wrapped when a command made no progress within
 	// Options.Timeout.
 	ErrTimeout = errors.New("imap: timeout")
@@ -114,8 +114,8 @@ type Options struct {
 	QuarantineDir string
 	// ReadOnly opens the folder for reading back only (verify): a missing
 	// folder is an error wrapping exporters.ErrNotFound instead of being
-	// created, and Put, Sync and Resume return ErrReadOnly. Reads never
-	// change a message (BODY.PEEK).
+	// created, and Put, Sync and Resume return exporters.ErrReadOnly.
+	// Reads never change a message (BODY.PEEK).
 	ReadOnly bool
 	// Timeout bounds each command, counted from its last progress (bytes
 	// moving); 0 means DefaultTimeout.
@@ -359,7 +359,7 @@ func (e *Exporter) Close() error {
 	e.mu.Lock()
 	for _, c := range busy {
 		if _, ok := e.conns[c]; ok {
-			c.kill(ErrClosed) // in use: its user sees the failure and discards it
+			c.kill(exporters.ErrClosed) // in use: its user sees the failure and discards it
 		}
 	}
 	e.mu.Unlock()

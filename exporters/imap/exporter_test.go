@@ -76,16 +76,16 @@ func TestClosed(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := testCtx(t)
-	if _, err := e.Put(c, msgN(2)); !errors.Is(err, ErrClosed) {
+	if _, err := e.Put(c, msgN(2)); !errors.Is(err, exporters.ErrClosed) {
 		t.Errorf("Put after Close: %v", err)
 	}
-	if err := e.Sync(c); !errors.Is(err, ErrClosed) {
+	if err := e.Sync(c); !errors.Is(err, exporters.ErrClosed) {
 		t.Errorf("Sync after Close: %v", err)
 	}
-	if _, err := e.Open(c, ref); !errors.Is(err, ErrClosed) {
+	if _, err := e.Open(c, ref); !errors.Is(err, exporters.ErrClosed) {
 		t.Errorf("Open after Close: %v", err)
 	}
-	if err := e.Resume(c, "", nil); !errors.Is(err, ErrClosed) {
+	if err := e.Resume(c, "", nil); !errors.Is(err, exporters.ErrClosed) {
 		t.Errorf("Resume after Close: %v", err)
 	}
 }
@@ -125,14 +125,14 @@ func TestReadOnly(t *testing.T) {
 	if got := mustOpen(t, r, ref); !bytes.Equal(got, messageBytes(msgN(1))) {
 		t.Errorf("read-only Open read %q", got)
 	}
-	if _, err := r.Put(testCtx(t), msgN(2)); !errors.Is(err, ErrReadOnly) {
-		t.Errorf("read-only Put: %v, want ErrReadOnly", err)
+	if _, err := r.Put(testCtx(t), msgN(2)); !errors.Is(err, exporters.ErrReadOnly) {
+		t.Errorf("read-only Put: %v, want exporters.ErrReadOnly", err)
 	}
-	if err := r.Sync(testCtx(t)); !errors.Is(err, ErrReadOnly) {
-		t.Errorf("read-only Sync: %v, want ErrReadOnly", err)
+	if err := r.Sync(testCtx(t)); !errors.Is(err, exporters.ErrReadOnly) {
+		t.Errorf("read-only Sync: %v, want exporters.ErrReadOnly", err)
 	}
-	if err := r.Resume(testCtx(t), "", nil); !errors.Is(err, ErrReadOnly) {
-		t.Errorf("read-only Resume: %v, want ErrReadOnly", err)
+	if err := r.Resume(testCtx(t), "", nil); !errors.Is(err, exporters.ErrReadOnly) {
+		t.Errorf("read-only Resume: %v, want exporters.ErrReadOnly", err)
 	}
 	if r.Properties() != w.Properties() {
 		t.Errorf("read-only Properties %+v, writer's %+v", r.Properties(), w.Properties())

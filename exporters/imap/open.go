@@ -33,7 +33,7 @@ func (e *Exporter) Open(ctx context.Context, ref string) (io.ReadCloser, error) 
 	closed := e.closed
 	e.mu.Unlock()
 	if closed {
-		return nil, wrap(ErrClosed)
+		return nil, wrap(exporters.ErrClosed)
 	}
 	if uidValidity != e.uidValidity {
 		return nil, wrap(fmt.Errorf("%w (the folder's UIDVALIDITY is now %d)", exporters.ErrNotFound, e.uidValidity))

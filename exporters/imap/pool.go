@@ -3,6 +3,8 @@ package imap
 import (
 	"context"
 	"fmt"
+
+	"github.com/popmigrate/popmigrate/exporters"
 )
 
 // acquire returns a connection for the caller's exclusive use, opening one
@@ -41,13 +43,13 @@ func (e *Exporter) acquire(ctx context.Context) (*conn, error) {
 			if closed {
 				c.close()
 				<-e.slots
-				return nil, ErrClosed
+				return nil, exporters.ErrClosed
 			}
 			return c, nil
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		case <-e.closing:
-			return nil, ErrClosed
+			return nil, exporters.ErrClosed
 		}
 	}
 }
@@ -115,7 +117,7 @@ func (e *Exporter) enter(ctx context.Context) error {
 	}
 	defer e.mu.Unlock()
 	if e.closed {
-		return ErrClosed
+		return exporters.ErrClosed
 	}
 	e.started = true
 	e.inflight++

@@ -82,7 +82,7 @@ func openQuarantine(dir string) (*quarantine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open quarantine folder: %w", err)
 	}
-	q := &quarantine{w: &durable.Writer{Root: root, ErrShortBody: ErrShortBody}}
+	q := &quarantine{w: &durable.Writer{Root: root}}
 	// Temporary files of a crash a day ago are garbage; best effort.
 	q.w.RemoveStale(".", time.Now().Add(-24*time.Hour))
 	return q, nil

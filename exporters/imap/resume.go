@@ -8,6 +8,8 @@ import (
 	"slices"
 
 	"github.com/emersion/go-imap/v2"
+
+	"github.com/popmigrate/popmigrate/exporters"
 )
 
 // state is the journal state of the Exporter (see the package
@@ -89,7 +91,7 @@ func (e *Exporter) stateLocked(intent bool) state {
 func (e *Exporter) Sync(ctx context.Context) error {
 	wrap := func(err error) error { return fmt.Errorf("imap: %s: sync: %w", e.id, err) }
 	if e.opts.ReadOnly {
-		return wrap(ErrReadOnly)
+		return wrap(exporters.ErrReadOnly)
 	}
 	if err := ctx.Err(); err != nil {
 		return wrap(err)
@@ -103,7 +105,7 @@ func (e *Exporter) Sync(ctx context.Context) error {
 	e.mu.Lock()
 	if e.closed {
 		e.mu.Unlock()
-		return wrap(ErrClosed)
+		return wrap(exporters.ErrClosed)
 	}
 	gate := make(chan struct{})
 	e.gate, e.syncErr = gate, nil
@@ -156,13 +158,13 @@ func (e *Exporter) CommitState() string {
 func (e *Exporter) Resume(ctx context.Context, st string, save func(ctx context.Context, state string) error) error {
 	wrap := func(err error) error { return fmt.Errorf("imap: %s: resume: %w", e.id, err) }
 	if e.opts.ReadOnly {
-		return wrap(ErrReadOnly)
+		return wrap(exporters.ErrReadOnly)
 	}
 	e.mu.Lock()
 	switch {
 	case e.closed:
 		e.mu.Unlock()
-		return wrap(ErrClosed)
+		return wrap(exporters.ErrClosed)
 	case e.started:
 		e.mu.Unlock()
 		return wrap(errors.New("called after Put"))

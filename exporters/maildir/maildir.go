@@ -35,7 +35,7 @@
 // clean-up of tmp/) and opens every file read-only, so that an archive on
 // read-only media can be checked and checking never changes what it
 // checks. Has, Open and List work as in write mode; Put and Sync fail with
-// ErrReadOnly.
+// exporters.ErrReadOnly.
 package maildir
 
 import (
@@ -69,22 +69,17 @@ const MaxKeyLen = exporters.MaxKeyLen
 // readDirN is the number of directory entries read per call.
 const readDirN = 1024
 
-var (
-	// ErrClosed is returned by every method called after Close.
-	ErrClosed = errors.New("maildir: exporter closed")
-	// ErrInvalidKey is returned for a message key that cannot be a file
-	// name (empty, too long, or with characters other than ASCII letters,
-	// digits, '-' and '_').
-	ErrInvalidKey = errors.New("maildir: invalid message key")
-	// ErrInvalidRef is returned by Open for a reference that is not
-	// "new/<name>" or "cur/<name>" of a message this exporter writes.
-	ErrInvalidRef = errors.New("maildir: invalid reference")
-	// ErrShortBody is returned by Put when the body ends before Size bytes.
-	ErrShortBody = errors.New("maildir: body shorter than its size")
-	// ErrReadOnly is returned by Put and Sync of an Exporter opened with
-	// Options.ReadOnly.
-	ErrReadOnly = errors.New("maildir: exporter is read-only")
-)
+// ErrInvalidRef is returned by Open for a reference that is not
+// "new/<name>" or "cur/<name>" of a message this exporter writes.
+//
+// The errors every destination shares are in package exporters: every
+// method called after Close wraps exporters.ErrClosed; Put and Has wrap
+// exporters.ErrInvalidKey for a message key that cannot be a file name
+// (empty, too long, or with characters other than ASCII letters, digits,
+// '-' and '_'); Put wraps exporters.ErrShortBody when the body ends
+// before Size bytes; Put and Sync of an Exporter opened with
+// Options.ReadOnly wrap exporters.ErrReadOnly.
+var ErrInvalidRef = errors.New("maildir: invalid reference")
 
 // Options tunes an Exporter. A nil *Options means the defaults.
 type Options struct {
@@ -143,7 +138,8 @@ var (
 // only: dir, new/ and cur/ must exist and be folders (a missing one is an
 // error naming its path and wrapping fs.ErrNotExist; tmp/ is not needed,
 // as nothing reads it), nothing is created, probed or cleaned up, and
-// every file is opened read-only. Put and Sync then fail with ErrReadOnly.
+// every file is opened read-only. Put and Sync then fail with
+// exporters.ErrReadOnly.
 //
 // The caller closes the Exporter.
 func New(dir string, opts *Options) (*Exporter, error) {
@@ -169,7 +165,7 @@ func New(dir string, opts *Options) (*Exporter, error) {
 		id:        "maildir:" + abs,
 		readOnly:  readOnly,
 		root:      root,
-		w:         &durable.Writer{Root: root, ErrShortBody: ErrShortBody},
+		w:         &durable.Writer{Root: root},
 		renamedAt: map[string]uint64{},
 	}
 	if opts != nil && opts.ID != "" {
@@ -282,13 +278,13 @@ func (e *Exporter) Properties() exporters.Properties {
 // copy and before the rename; on any error, cancellation included, it
 // removes its tmp file and nothing appears in new/. Puts of the same key
 // from several goroutines at once leave one copy. A read-only Exporter
-// fails with ErrReadOnly and writes nothing.
+// fails with exporters.ErrReadOnly and writes nothing.
 func (e *Exporter) Put(ctx context.Context, msg *exporters.Message) (exporters.Delivery, error) {
 	if msg == nil || msg.Body == nil {
 		return exporters.Delivery{}, errors.New("maildir: put: nil message or body")
 	}
 	if e.readOnly {
-		return exporters.Delivery{}, fmt.Errorf("maildir: put %s into %s: %w", msg.Key, e.dir, ErrReadOnly)
+		return exporters.Delivery{}, fmt.Errorf("maildir: put %s into %s: %w", msg.Key, e.dir, exporters.ErrReadOnly)
 	}
 	name, err := fileName(msg.Key)
 	if err != nil {
@@ -355,10 +351,10 @@ func (e *Exporter) write(ctx context.Context, name string, msg *exporters.Messag
 // a crash before Sync leaves only files in tmp/, which the next run
 // writes again and New removes once they are StaleTmpAge old. Messages
 // that a reader moved to cur/ are the reader's to make durable. A
-// read-only Exporter fails with ErrReadOnly.
+// read-only Exporter fails with exporters.ErrReadOnly.
 func (e *Exporter) Sync(ctx context.Context) error {
 	if e.readOnly {
-		return fmt.Errorf("maildir: sync %s: %w", e.dir, ErrReadOnly)
+		return fmt.Errorf("maildir: sync %s: %w", e.dir, exporters.ErrReadOnly)
 	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("maildir: sync %s: %w", e.dir, err)
@@ -526,7 +522,7 @@ func (e *Exporter) begin() error {
 	e.mu.Unlock()
 	if closed {
 		e.ops.RUnlock()
-		return ErrClosed
+		return exporters.ErrClosed
 	}
 	return nil
 }
@@ -642,10 +638,10 @@ func splitInfo(name string) (base, info string) {
 }
 
 // fileName returns the base name of the message file for key, or
-// ErrInvalidKey.
+// exporters.ErrInvalidKey.
 func fileName(key string) (string, error) {
 	if !exporters.ValidKey(key) {
-		return "", fmt.Errorf("%w: %q", ErrInvalidKey, key)
+		return "", fmt.Errorf("%w: %q", exporters.ErrInvalidKey, key)
 	}
 	return key + Suffix, nil
 }

@@ -230,11 +230,11 @@ func TestInvalidKey(t *testing.T) {
 	for _, key := range []string{"", "../../x", "a/b", "x:2,S", ".hidden", "a.b", "x\x00", "ü", strings.Repeat("a", MaxKeyLen+1)} {
 		m := msg("uidl", "body\n")
 		m.Key = key
-		if _, err := e.Put(t.Context(), m); !errors.Is(err, ErrInvalidKey) {
-			t.Errorf("Put with key %q: err = %v, want ErrInvalidKey", key, err)
+		if _, err := e.Put(t.Context(), m); !errors.Is(err, exporters.ErrInvalidKey) {
+			t.Errorf("Put with key %q: err = %v, want exporters.ErrInvalidKey", key, err)
 		}
-		if _, _, err := e.Has(t.Context(), key); !errors.Is(err, ErrInvalidKey) {
-			t.Errorf("Has(%q): err = %v, want ErrInvalidKey", key, err)
+		if _, _, err := e.Has(t.Context(), key); !errors.Is(err, exporters.ErrInvalidKey) {
+			t.Errorf("Has(%q): err = %v, want exporters.ErrInvalidKey", key, err)
 		}
 	}
 	if got := files(t, dir); len(got) != 0 {
@@ -632,16 +632,16 @@ func TestClosed(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := t.Context()
-	if _, err := e.Put(ctx, msg("closed2", "x\n")); !errors.Is(err, ErrClosed) {
+	if _, err := e.Put(ctx, msg("closed2", "x\n")); !errors.Is(err, exporters.ErrClosed) {
 		t.Errorf("Put: %v", err)
 	}
-	if _, _, err := e.Has(ctx, exporters.MessageKey("a", "b")); !errors.Is(err, ErrClosed) {
+	if _, _, err := e.Has(ctx, exporters.MessageKey("a", "b")); !errors.Is(err, exporters.ErrClosed) {
 		t.Errorf("Has: %v", err)
 	}
-	if _, err := e.Open(ctx, ref); !errors.Is(err, ErrClosed) {
+	if _, err := e.Open(ctx, ref); !errors.Is(err, exporters.ErrClosed) {
 		t.Errorf("Open: %v", err)
 	}
-	if err := e.Sync(ctx); !errors.Is(err, ErrClosed) {
+	if err := e.Sync(ctx); !errors.Is(err, exporters.ErrClosed) {
 		t.Errorf("Sync: %v", err)
 	}
 }
@@ -652,9 +652,9 @@ func TestPutErrorNamesMessage(t *testing.T) {
 	m := msg("named", "body\n")
 	m.Body = &lyingBody{}
 	_, err := e.Put(t.Context(), m)
-	if err == nil || !errors.Is(err, ErrShortBody) || !strings.Contains(err.Error(), m.Key) ||
+	if err == nil || !errors.Is(err, exporters.ErrShortBody) || !strings.Contains(err.Error(), m.Key) ||
 		!strings.HasPrefix(err.Error(), "maildir: ") || !strings.Contains(err.Error(), dir) {
-		t.Errorf("err = %v, want maildir: ... %s ... %s ... ErrShortBody", err, m.Key, dir)
+		t.Errorf("err = %v, want maildir: ... %s ... %s ... exporters.ErrShortBody", err, m.Key, dir)
 	}
 }
 

@@ -102,15 +102,15 @@ func (a *archive) checkReads(t *testing.T, e *Exporter) {
 }
 
 // checkNoWrites checks that Put and Sync of the read-only e fail with
-// ErrReadOnly, naming the folder.
+// exporters.ErrReadOnly, naming the folder.
 func checkNoWrites(t *testing.T, e *Exporter) {
 	t.Helper()
 	_, err := e.Put(t.Context(), msg("new-message", "Subject: n\n\nn\n"))
-	if !errors.Is(err, ErrReadOnly) || !strings.Contains(err.Error(), e.Dir()) {
-		t.Errorf("Put = %v, want ErrReadOnly naming %s", err, e.Dir())
+	if !errors.Is(err, exporters.ErrReadOnly) || !strings.Contains(err.Error(), e.Dir()) {
+		t.Errorf("Put = %v, want exporters.ErrReadOnly naming %s", err, e.Dir())
 	}
-	if err := e.Sync(t.Context()); !errors.Is(err, ErrReadOnly) || !strings.Contains(err.Error(), e.Dir()) {
-		t.Errorf("Sync = %v, want ErrReadOnly naming %s", err, e.Dir())
+	if err := e.Sync(t.Context()); !errors.Is(err, exporters.ErrReadOnly) || !strings.Contains(err.Error(), e.Dir()) {
+		t.Errorf("Sync = %v, want exporters.ErrReadOnly naming %s", err, e.Dir())
 	}
 }
 

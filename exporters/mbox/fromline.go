@@ -91,7 +91,7 @@ func readHead(body exporters.Body, buf []byte) ([]byte, error) {
 		head = append(head, buf[:n]...)
 		switch {
 		case err == io.EOF && int64(len(head)) < limit:
-			return nil, fmt.Errorf("%w: %d of %d bytes", ErrShortBody, len(head), size)
+			return nil, fmt.Errorf("%w: %d of %d bytes", exporters.ErrShortBody, len(head), size)
 		case err != nil && err != io.EOF:
 			return nil, fmt.Errorf("read body at offset %d: %w", len(head), err)
 		case n == 0:

@@ -44,7 +44,7 @@ func (e *Exporter) List(ctx context.Context, account string) ([]exporters.Listed
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.closed {
-		return nil, wrap(ErrClosed)
+		return nil, wrap(exporters.ErrClosed)
 	}
 	out := make([]exporters.Listed, 0, len(e.entries))
 	var err error

@@ -110,7 +110,7 @@
 // only. Has, Open and List work as in write mode, on the entries the index
 // held when New read it (List also reads the intent log, when there is
 // one, to tell a running writer's uncommitted tail from foreign mail);
-// Put, Sync and Resume fail with ErrReadOnly.
+// Put, Sync and Resume fail with exporters.ErrReadOnly.
 //
 // A reader takes no lock at all: a shared flock would fail against the
 // writer's exclusive one (and, taken first, would keep a run from
@@ -152,18 +152,18 @@ const (
 	readSize  = 32 << 10 // buffer of a reader returned by Open
 )
 
+// The errors of this package. The errors every destination shares are in
+// package exporters: every method called after Close wraps
+// exporters.ErrClosed; Put and Has wrap exporters.ErrInvalidKey for a
+// message key that is empty, longer than MaxKeyLen, or holds characters
+// other than ASCII letters, digits, '-' and '_'; Put wraps
+// exporters.ErrShortBody when the body ends before Size bytes; Put, Sync
+// and Resume of an Exporter opened with Options.ReadOnly wrap
+// exporters.ErrReadOnly.
 var (
-	// ErrClosed is returned by every method called after Close.
-	ErrClosed = errors.New("mbox: exporter closed")
-	// ErrInvalidKey is returned for a message key that is empty, longer
-	// than MaxKeyLen, or holds characters other than ASCII letters,
-	// digits, '-' and '_'.
-	ErrInvalidKey = errors.New("mbox: invalid message key")
 	// ErrInvalidRef is returned by Open for a reference that is not
 	// "<offset>+<length>".
 	ErrInvalidRef = errors.New("mbox: invalid reference")
-	// ErrShortBody is returned by Put when the body ends before Size bytes.
-	ErrShortBody = errors.New("mbox: body shorter than its size")
 	// ErrChecksum is returned by Put when the body's sha256 is not
 	// Message.SHA256.
 	ErrChecksum = errors.New("mbox: body does not match its sha256")
@@ -191,9 +191,6 @@ var (
 	// ErrCorruptIndex is returned when the index cannot be read, or does
 	// not match the mbox file.
 	ErrCorruptIndex = errors.New("mbox: corrupt index")
-	// ErrReadOnly is returned by Put, Sync and Resume of an Exporter
-	// opened with Options.ReadOnly.
-	ErrReadOnly = errors.New("mbox: exporter is read-only")
 )
 
 // Options tunes an Exporter. A nil *Options means the defaults.
@@ -277,7 +274,7 @@ var (
 // index whose last entry is in place, no symbolic link), but index entries
 // past the end of the file and a torn last line are dropped in memory
 // only: nothing on disk changes. Put, Sync and Resume then fail with
-// ErrReadOnly.
+// exporters.ErrReadOnly.
 //
 // The caller closes the Exporter.
 func New(path string, opts *Options) (*Exporter, error) {
@@ -533,10 +530,10 @@ func (e *Exporter) Properties() exporters.Properties {
 // usable returns why the Exporter cannot write, or nil. The caller holds mu.
 func (e *Exporter) usable() error {
 	if e.closed {
-		return ErrClosed
+		return exporters.ErrClosed
 	}
 	if e.readOnly {
-		return ErrReadOnly
+		return exporters.ErrReadOnly
 	}
 	return e.broken
 }
@@ -550,7 +547,7 @@ func (e *Exporter) usable() error {
 // msg.SHA256 when that is set) it cuts the file back to where the entry
 // began and records nothing: Has does not find the key. The entry may sit
 // in a buffer when Put returns: call Sync to make it durable. A read-only
-// Exporter fails with ErrReadOnly and writes nothing.
+// Exporter fails with exporters.ErrReadOnly and writes nothing.
 func (e *Exporter) Put(ctx context.Context, msg *exporters.Message) (exporters.Delivery, error) {
 	if msg == nil || msg.Body == nil {
 		return exporters.Delivery{}, fmt.Errorf("mbox: put into %s: nil message or body", e.path)
@@ -632,7 +629,7 @@ func (e *Exporter) write(ctx context.Context, msg *exporters.Message) (entry, er
 		}
 		switch {
 		case rerr == io.EOF && read < size:
-			return entry{}, fmt.Errorf("%w: %d of %d bytes", ErrShortBody, read, size)
+			return entry{}, fmt.Errorf("%w: %d of %d bytes", exporters.ErrShortBody, read, size)
 		case rerr != nil && rerr != io.EOF:
 			return entry{}, fmt.Errorf("read body at offset %d: %w", read, rerr)
 		case n == 0 && rerr == nil:
@@ -720,7 +717,7 @@ func (e *Exporter) rollback(start int64) error {
 // Sync writes every entry Put has buffered, fsyncs the mbox file, appends
 // their lines to the index and fsyncs it (and the folder, after New created
 // a file): every Put that returned nil is then durable and CommitState
-// covers it. A read-only Exporter fails with ErrReadOnly.
+// covers it. A read-only Exporter fails with exporters.ErrReadOnly.
 //
 // The caller records each CommitState in the journal before it calls Sync
 // again (the pipeline does): once the intent log has grown past 256 KiB,
@@ -840,7 +837,7 @@ func (e *Exporter) Has(ctx context.Context, key string) (exporters.Delivery, boo
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.closed {
-		return exporters.Delivery{}, false, fmt.Errorf("mbox: has %s in %s: %w", key, e.path, ErrClosed)
+		return exporters.Delivery{}, false, fmt.Errorf("mbox: has %s in %s: %w", key, e.path, exporters.ErrClosed)
 	}
 	i, ok := e.byKey[key]
 	if !ok {
@@ -868,7 +865,7 @@ func (e *Exporter) Open(ctx context.Context, ref string) (io.ReadCloser, error) 
 	e.mu.Lock()
 	if e.closed {
 		e.mu.Unlock()
-		return nil, wrap(ErrClosed)
+		return nil, wrap(exporters.ErrClosed)
 	}
 	i, ok := e.byOff[off]
 	if !ok || e.entries[i].n != n {
@@ -965,11 +962,11 @@ func parseRef(ref string) (off, n int64, err error) {
 	return off, n, nil
 }
 
-// checkKey returns an error wrapping ErrInvalidKey unless key is 1 to
+// checkKey returns an error wrapping exporters.ErrInvalidKey unless key is 1 to
 // MaxKeyLen ASCII letters, digits, '-' and '_'.
 func checkKey(key string) error {
 	if !exporters.ValidKey(key) {
-		return fmt.Errorf("%w: %q", ErrInvalidKey, key)
+		return fmt.Errorf("%w: %q", exporters.ErrInvalidKey, key)
 	}
 	return nil
 }

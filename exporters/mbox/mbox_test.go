@@ -616,11 +616,11 @@ func TestOpenRefs(t *testing.T) {
 	if got, err := io.ReadAll(rc); err != nil || !bytes.Equal(got, messageData(t, tornMessages(t)[0])) {
 		t.Errorf("read after Close = %q, %v", got, err)
 	}
-	if _, err := e.Open(c, ref); !errors.Is(err, ErrClosed) {
-		t.Errorf("Open after Close: err = %v, want ErrClosed", err)
+	if _, err := e.Open(c, ref); !errors.Is(err, exporters.ErrClosed) {
+		t.Errorf("Open after Close: err = %v, want exporters.ErrClosed", err)
 	}
-	if _, _, err := e.Has(c, "x"); !errors.Is(err, ErrClosed) {
-		t.Errorf("Has after Close: err = %v, want ErrClosed", err)
+	if _, _, err := e.Has(c, "x"); !errors.Is(err, exporters.ErrClosed) {
+		t.Errorf("Has after Close: err = %v, want exporters.ErrClosed", err)
 	}
 }
 

@@ -98,21 +98,21 @@ func (a *archive) checkReads(t *testing.T, e *Exporter, n int) {
 }
 
 // checkNoWrites checks that Put, Sync and Resume of the read-only e fail
-// with ErrReadOnly, naming the file.
+// with exporters.ErrReadOnly, naming the file.
 func checkNoWrites(t *testing.T, e *Exporter) {
 	t.Helper()
 	_, err := e.Put(t.Context(), exportertest.NewMessage("new", []byte("Subject: n\n\nn\n")))
-	if !errors.Is(err, ErrReadOnly) || !strings.Contains(err.Error(), e.Path()) {
-		t.Errorf("Put = %v, want ErrReadOnly naming %s", err, e.Path())
+	if !errors.Is(err, exporters.ErrReadOnly) || !strings.Contains(err.Error(), e.Path()) {
+		t.Errorf("Put = %v, want exporters.ErrReadOnly naming %s", err, e.Path())
 	}
-	if err := e.Sync(t.Context()); !errors.Is(err, ErrReadOnly) || !strings.Contains(err.Error(), e.Path()) {
-		t.Errorf("Sync = %v, want ErrReadOnly naming %s", err, e.Path())
+	if err := e.Sync(t.Context()); !errors.Is(err, exporters.ErrReadOnly) || !strings.Contains(err.Error(), e.Path()) {
+		t.Errorf("Sync = %v, want exporters.ErrReadOnly naming %s", err, e.Path())
 	}
 	for _, state := range []string{"", "0", "10"} {
 		saved := false
 		save := func(_ context.Context, _ string) error { saved = true; return nil }
-		if err := e.Resume(t.Context(), state, save); !errors.Is(err, ErrReadOnly) || saved {
-			t.Errorf("Resume(%q) = %v (saved %v), want ErrReadOnly and nothing saved", state, err, saved)
+		if err := e.Resume(t.Context(), state, save); !errors.Is(err, exporters.ErrReadOnly) || saved {
+			t.Errorf("Resume(%q) = %v (saved %v), want exporters.ErrReadOnly and nothing saved", state, err, saved)
 		}
 	}
 }

@@ -28,7 +28,7 @@ import (
 // When the file is shorter, messages the journal records as stored are
 // gone: Resume fails with an error wrapping ErrTruncated, changes nothing,
 // and every later Put and Sync fail. A read-only Exporter repairs nothing:
-// Resume fails with ErrReadOnly.
+// Resume fails with exporters.ErrReadOnly.
 //
 // After it cut a tail, Resume empties the intent log: no byte before the
 // committed offset is ever cut.

@@ -38,10 +38,6 @@ const (
 	readDirN    = 1024     // directory entries read per call
 )
 
-// ErrShortBody is wrapped by Write when a body ends before its Size and
-// the Writer has no ErrShortBody of its own.
-var ErrShortBody = errors.New("durable: body shorter than its size")
-
 // Writer writes files durably under one root folder. Its methods are safe
 // for use by several goroutines at once.
 type Writer struct {
@@ -49,8 +45,8 @@ type Writer struct {
 	// and closes it.
 	Root *os.Root
 	// ErrShortBody is wrapped in the error of a Write whose body ends
-	// before its Size, so that each exporter reports its own sentinel.
-	// Nil means this package's ErrShortBody.
+	// before its Size. Nil means exporters.ErrShortBody, the one every
+	// exporter reports.
 	ErrShortBody error
 }
 
@@ -179,7 +175,7 @@ func (w *Writer) copyBody(ctx context.Context, dst io.Writer, body exporters.Bod
 		case rerr == io.EOF && off < size:
 			short := w.ErrShortBody
 			if short == nil {
-				short = ErrShortBody
+				short = exporters.ErrShortBody
 			}
 			return fmt.Errorf("%w: %d of %d bytes", short, off, size)
 		case rerr != nil && rerr != io.EOF:

@@ -162,7 +162,7 @@ func TestWriteFailures(t *testing.T) {
 		}, nil, errRead},
 		{"short body", nil, func(context.CancelFunc) exporters.Body {
 			return shortBody{}
-		}, nil, ErrShortBody},
+		}, nil, exporters.ErrShortBody},
 		{"short body, own sentinel", nil, func(context.CancelFunc) exporters.Body {
 			return shortBody{}
 		}, errMine, errMine},
