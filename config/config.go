@@ -16,9 +16,10 @@ import (
 	"fmt"
 	"net"
 	"net/url"
-	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/popmigrate/popmigrate/internal/urlsafe"
 )
 
 // Security is how an account's connection is protected.
@@ -71,6 +72,9 @@ type Account struct {
 	ToPassword    Secret
 	ToOAuth2Token Secret
 
+	// places are where each of To writes (see Destinations.Describe).
+	places []string
+
 	// fileWarning, when set, is a warning about the file the account was
 	// loaded from (a CSV or YAML file that holds passwords and that others
 	// can read). Warnings reports it once for all accounts of that file.
@@ -108,14 +112,14 @@ type Source struct {
 // any password masked.
 func ParseSource(raw string) (Source, error) {
 	var s Source
-	shown := redactUserinfo(raw)
+	shown := urlsafe.RedactUserinfo(raw)
 	if shown != raw {
 		// Refused before parsing: a parse error would quote the password.
 		return s, fmt.Errorf("source %q: a password in the URL is not accepted; use --password-env, --password-file or --password-command", shown)
 	}
 	u, err := url.Parse(raw)
 	if err != nil {
-		return s, fmt.Errorf("source %q: %v (want pop3s://USER@HOST[:PORT])", raw, urlErr(err))
+		return s, fmt.Errorf("source %q: %v (want pop3s://USER@HOST[:PORT])", raw, urlsafe.Err(err))
 	}
 	switch strings.ToLower(u.Scheme) {
 	case "pop3s":
@@ -129,7 +133,7 @@ func ParseSource(raw string) (Source, error) {
 		return s, fmt.Errorf("source %q: no user (want pop3s://USER@HOST[:PORT])", raw)
 	}
 	if _, has := u.User.Password(); has {
-		return s, fmt.Errorf("source %q: a password in the URL is not accepted; use --password-env, --password-file or --password-command", redactURL(u))
+		return s, fmt.Errorf("source %q: a password in the URL is not accepted; use --password-env, --password-file or --password-command", urlsafe.RedactURL(u))
 	}
 	if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
 		return s, fmt.Errorf("source %q: unexpected path or query after the host", raw)
@@ -149,80 +153,10 @@ func ParseSource(raw string) (Source, error) {
 	if strings.IndexFunc(s.User, isControl) >= 0 {
 		return s, fmt.Errorf("source %q: the user contains a control character (a line break, a tab, a NUL)", raw)
 	}
-	if err := checkHost(s.Host); err != nil {
+	if err := urlsafe.CheckHost(s.Host); err != nil {
 		return s, fmt.Errorf("source %q: %v", raw, err)
 	}
 	return s, nil
-}
-
-func redactURL(u *url.URL) string {
-	c := *u
-	c.User = url.User(u.User.Username())
-	return c.String()
-}
-
-// redactUserinfo masks what may be a password in a URL-like string: in
-// "scheme://user:secret@host/path" (or "scheme:user:secret@host") the text
-// between the user's ':' and the last '@' of the authority becomes "xxxxx".
-// Anything else is returned unchanged, so redactUserinfo(s) != s says s
-// holds a password.
-func redactUserinfo(raw string) string {
-	start := 0
-	if i := strings.Index(raw, "://"); i >= 0 {
-		start = i + len("://")
-	} else if i := strings.IndexByte(raw, ':'); i >= 0 {
-		start = i + 1
-	}
-	rest := raw[start:]
-	end := strings.IndexAny(rest, "/?#")
-	if end < 0 {
-		end = len(rest)
-	}
-	at := strings.LastIndexByte(rest[:end], '@')
-	if at < 0 {
-		return raw
-	}
-	colon := strings.IndexByte(rest[:at], ':')
-	if colon < 0 {
-		return raw
-	}
-	return raw[:start+colon+1] + "xxxxx" + raw[start+at:]
-}
-
-// urlErr is the reason of a url.Parse error without the URL, which the
-// caller quotes itself.
-func urlErr(err error) error {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		return ue.Err
-	}
-	return err
-}
-
-// checkHost refuses a host that is not a host name (letters, digits, '.',
-// '-', '_', or non-ASCII for an international name) nor an IP address
-// (an IPv6 one possibly with a %zone): spaces, control characters and URL
-// punctuation would break the dial, the logs or the account's SourceURL.
-func checkHost(h string) error {
-	if h == "" {
-		return errors.New("no host")
-	}
-	bad := fmt.Errorf("host %q is not a host name or IP address", h)
-	if strings.Contains(h, ":") {
-		addr, _, _ := strings.Cut(h, "%")
-		if net.ParseIP(addr) == nil || strings.IndexFunc(h, isControl) >= 0 || strings.ContainsAny(h, " /@?#[]\\") {
-			return bad
-		}
-		return nil
-	}
-	for _, r := range h {
-		switch {
-		case r >= 0x80, 'a' <= r && r <= 'z', 'A' <= r && r <= 'Z', '0' <= r && r <= '9', r == '.', r == '-', r == '_':
-		default:
-			return bad
-		}
-	}
-	return nil
 }
 
 // ExpandTemplate replaces {user}, {host} and {account} in a destination
@@ -231,7 +165,7 @@ func checkHost(h string) error {
 // accounts can never silently share or escape a destination.
 func ExpandTemplate(spec string, a *Account) (string, error) {
 	vars := map[string]string{"user": a.User, "host": a.Host, "account": a.Name}
-	shown := redactUserinfo(spec)
+	shown := urlsafe.RedactUserinfo(spec)
 	var b strings.Builder
 	rest := spec
 	for {
@@ -259,126 +193,15 @@ func ExpandTemplate(spec string, a *Account) (string, error) {
 	return b.String(), nil
 }
 
-// Destination is a parsed destination spec.
-type Destination struct {
-	// Kind is "maildir", "mbox", "eml" or "imap".
-	Kind string
-	// Path is the file system path of a file destination, made absolute.
-	Path string
-
-	// The IMAP target: imaps://USER@HOST[:993]/FOLDER (implicit TLS) or
-	// imap://USER@HOST[:143]/FOLDER (STARTTLS required).
-	Security Security
-	Host     string
-	Port     int
-	User     string
-	Folder   string
-}
-
-// Addr returns "host:port" of an IMAP destination.
-func (d *Destination) Addr() string {
-	return net.JoinHostPort(d.Host, strconv.Itoa(d.Port))
-}
-
-// Kinds lists the destination kinds this build can write.
-var Kinds = []string{"maildir:PATH", "mbox:FILE", "eml:DIR", "imaps://USER@HOST/FOLDER", "imap://USER@HOST/FOLDER"}
-
-// ParseDestination parses an expanded destination spec such as
-// "maildir:/srv/mail/alice", "mbox:./alice.mbox", "eml:/archive" or
-// "imaps://alice@imap.example.org/INBOX/Imported". An IMAP spec carries no
-// password: that comes from the account's target secret.
-func ParseDestination(spec string) (Destination, error) {
-	kinds := strings.Join(Kinds, ", ")
-	shown := redactUserinfo(spec)
-	kind, rest, ok := strings.Cut(spec, ":")
-	if !ok || rest == "" {
-		return Destination{}, fmt.Errorf("destination %q: want one of %s", shown, kinds)
-	}
-	switch kind {
-	case "maildir", "mbox", "eml":
-		if strings.ContainsRune(rest, 0) {
-			return Destination{}, fmt.Errorf("destination %q: the path contains a NUL", spec)
-		}
-		p, err := filepath.Abs(rest)
-		if err != nil {
-			return Destination{}, fmt.Errorf("destination %q: %v", spec, err)
-		}
-		return Destination{Kind: kind, Path: p}, nil
-	case "imap", "imaps":
-		return parseIMAP(spec)
-	}
-	return Destination{}, fmt.Errorf("destination %q: unknown kind %q (want one of %s)", shown, kind, kinds)
-}
-
-func parseIMAP(spec string) (Destination, error) {
-	d := Destination{Kind: "imap"}
-	if shown := redactUserinfo(spec); shown != spec {
-		// Refused before parsing: a parse error would quote the password.
-		return d, fmt.Errorf("destination %q: a password in the URL is not accepted; use --to-password-env, --to-password-file or --to-password-command", shown)
-	}
-	u, err := url.Parse(spec)
-	if err != nil {
-		return d, fmt.Errorf("destination %q: %v", spec, urlErr(err))
-	}
-	if u.Scheme == "imaps" {
-		d.Security, d.Port = SecurityTLS, 993
-	} else {
-		d.Security, d.Port = SecuritySTLS, 143
-	}
-	if u.User == nil || u.User.Username() == "" {
-		return d, fmt.Errorf("destination %q: no user (want imaps://USER@HOST/FOLDER)", spec)
-	}
-	if _, has := u.User.Password(); has {
-		return d, fmt.Errorf("destination %q: a password in the URL is not accepted; use --to-password-env, --to-password-file or --to-password-command", redactURL(u))
-	}
-	d.User, d.Host = u.User.Username(), u.Hostname()
-	if d.Host == "" {
-		return d, fmt.Errorf("destination %q: no host", spec)
-	}
-	if err := checkHost(d.Host); err != nil {
-		return d, fmt.Errorf("destination %q: %v", spec, err)
-	}
-	if strings.IndexFunc(d.User, isControl) >= 0 {
-		return d, fmt.Errorf("destination %q: the user contains a control character (a line break, a tab, a NUL)", spec)
-	}
-	if p := u.Port(); p != "" {
-		n, err := strconv.Atoi(p)
-		if err != nil || n < 1 || n > 65535 {
-			return d, fmt.Errorf("destination %q: bad port %q", spec, p)
-		}
-		d.Port = n
-	}
-	if u.RawQuery != "" || u.Fragment != "" {
-		return d, fmt.Errorf("destination %q: unexpected query or fragment", spec)
-	}
-	d.Folder = strings.TrimPrefix(u.Path, "/")
-	if d.Folder == "" {
-		d.Folder = "INBOX"
-	}
-	if strings.ContainsAny(d.Folder, "\r\n\x00") {
-		return d, fmt.Errorf("destination %q: folder contains a line break or NUL", spec)
-	}
-	return d, nil
-}
-
-// ID returns the destination id recorded in the journal: "KIND:PATH" for
-// file destinations, "imap://USER@HOST:PORT/FOLDER" for IMAP (no secret).
-// The run, verify and purge all name a destination by it.
-func (d *Destination) ID() string {
-	if d.Kind == "imap" {
-		u := url.URL{Scheme: "imap", User: url.User(d.User), Host: d.Addr(), Path: "/" + d.Folder}
-		return u.String()
-	}
-	return d.Kind + ":" + d.Path
-}
-
-// key identifies where a destination writes, for detecting two accounts
-// writing to the same place.
-func (d *Destination) key() string {
-	if d.Kind == "imap" {
-		return "imap:" + strings.ToLower(d.User+"@"+d.Addr()) + "/" + d.Folder
-	}
-	return d.Kind + ":" + d.Path
+// Destinations knows the destination kinds: the registry of package
+// exporters/location implements it. config knows no kind's syntax; it asks
+// Describe for each expanded destination spec of an account.
+type Destinations interface {
+	// Describe checks spec and returns its destination id, where it
+	// writes (two accounts may not share a non-empty place) and whether
+	// it logs in (the account then needs a destination password or
+	// token).
+	Describe(spec string) (id, place string, login bool, err error)
 }
 
 // Defaults are values that apply to every account that does not set its own:
@@ -393,6 +216,9 @@ type Defaults struct {
 	CAFile             string
 	InsecureSkipVerify bool
 	InsecurePlaintext  bool
+	// Destinations checks destination specs. Nil accepts any spec
+	// unchecked, each its own place: callers that run anything give it.
+	Destinations Destinations
 	// DestinationOptional accepts accounts without a destination, for
 	// commands that only talk to the server (check).
 	DestinationOptional bool
@@ -441,7 +267,7 @@ func (in *accountInput) build(d Defaults) (*Account, error) {
 		if strings.HasPrefix(a.Host, "[") && strings.HasSuffix(a.Host, "]") {
 			a.Host = a.Host[1 : len(a.Host)-1]
 		}
-		if err := checkHost(a.Host); err != nil {
+		if err := urlsafe.CheckHost(a.Host); err != nil {
 			return nil, fmt.Errorf("%s: %v", in.origin, err)
 		}
 		a.Security = SecurityTLS
@@ -525,14 +351,19 @@ func (in *accountInput) build(d Defaults) (*Account, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: account %s: %w", in.origin, a.Name, err)
 		}
-		dest, err := ParseDestination(exp)
-		if err != nil {
-			return nil, fmt.Errorf("%s: account %s: %w", in.origin, a.Name, err)
-		}
-		if dest.Kind == "imap" && a.ToPassword.IsZero() && a.ToOAuth2Token.IsZero() {
-			return nil, fmt.Errorf("%s: account %s: destination %s has no password: give to_password_env, to_password_file or to_password_command (flags: --to-password-env, --to-password-file, --to-password-command)", in.origin, a.Name, exp)
+		place := exp
+		if d.Destinations != nil {
+			_, p, login, err := d.Destinations.Describe(exp)
+			if err != nil {
+				return nil, fmt.Errorf("%s: account %s: %w", in.origin, a.Name, err)
+			}
+			if login && a.ToPassword.IsZero() && a.ToOAuth2Token.IsZero() {
+				return nil, fmt.Errorf("%s: account %s: destination %s has no password: give to_password_env, to_password_file or to_password_command (flags: --to-password-env, --to-password-file, --to-password-command)", in.origin, a.Name, exp)
+			}
+			place = p
 		}
 		a.To = append(a.To, exp)
+		a.places = append(a.places, place)
 	}
 	return a, nil
 }
@@ -548,9 +379,9 @@ func splitList(s string) []string {
 }
 
 // Validate checks a whole run's accounts: at least one account, unique
-// names, and no two accounts writing to the same file destination (their
-// messages would mix, and each account's resume logic assumes it owns its
-// destination).
+// names, and no two accounts writing to the same place (their messages
+// would mix, and each account's resume logic assumes it owns its
+// destination), as the Destinations of their Defaults described it.
 func Validate(accounts []*Account) error {
 	if len(accounts) == 0 {
 		return errors.New("no accounts: give --source, --accounts FILE.csv or --config FILE.yaml")
@@ -562,21 +393,20 @@ func Validate(accounts []*Account) error {
 			return fmt.Errorf("%s: account %s is already defined at %s; give one of them a distinct name", a.Origin, a.Name, prev)
 		}
 		names[a.Name] = a.Origin
-		for _, spec := range a.To {
-			d, err := ParseDestination(spec)
-			if err != nil {
-				return fmt.Errorf("%s: account %s: %w", a.Origin, a.Name, err)
+		for i, spec := range a.To {
+			place := spec
+			if len(a.places) == len(a.To) {
+				place = a.places[i]
 			}
-			if d.Kind == "eml" {
-				// An eml tree keeps one folder per account: sharing
-				// the root is the normal case.
+			if place == "" {
+				// A destination shared by design (an eml tree keeps
+				// one folder per account).
 				continue
 			}
-			key := d.key()
-			if other, dup := dests[key]; dup {
+			if other, dup := dests[place]; dup {
 				return fmt.Errorf("%s: account %s writes to %s, which account %s also writes to; use a template such as maildir:/srv/mail/{user}", a.Origin, a.Name, spec, other)
 			}
-			dests[key] = a.Name
+			dests[place] = a.Name
 		}
 	}
 	return nil

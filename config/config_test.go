@@ -2,13 +2,17 @@ package config
 
 import (
 	"context"
+	"github.com/popmigrate/popmigrate/exporters/all"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 )
 
-var defaults = Defaults{Password: Secret{Env: "POP_PW"}, To: []string{"maildir:/srv/mail/{user}"}}
+// testDests are the destination kinds of this build.
+var testDests = all.Registry()
+
+var defaults = Defaults{Destinations: testDests, Password: Secret{Env: "POP_PW"}, To: []string{"maildir:/srv/mail/{user}"}}
 
 func TestParseSource(t *testing.T) {
 	cases := []struct {
@@ -76,10 +80,10 @@ func TestFromFlags(t *testing.T) {
 	if a.SourceURL() != "pop3s://alice@mail.example.org:1995" {
 		t.Errorf("SourceURL = %q", a.SourceURL())
 	}
-	if _, err := FromFlags("pop3s://alice@h", "", Defaults{To: defaults.To}); err == nil || !strings.Contains(err.Error(), "no password") {
+	if _, err := FromFlags("pop3s://alice@h", "", Defaults{Destinations: testDests, To: defaults.To}); err == nil || !strings.Contains(err.Error(), "no password") {
 		t.Errorf("no password: err = %v", err)
 	}
-	if _, err := FromFlags("pop3s://alice@h", "", Defaults{Password: defaults.Password}); err == nil || !strings.Contains(err.Error(), "no destination") {
+	if _, err := FromFlags("pop3s://alice@h", "", Defaults{Destinations: testDests, Password: defaults.Password}); err == nil || !strings.Contains(err.Error(), "no destination") {
 		t.Errorf("no destination: err = %v", err)
 	}
 	d := defaults
@@ -158,7 +162,7 @@ accounts:
     password_env: BOB_PW
     to: [maildir:/srv/bob]
 `
-	as, err := LoadYAML(strings.NewReader(y), "c.yaml", Defaults{})
+	as, err := LoadYAML(strings.NewReader(y), "c.yaml", Defaults{Destinations: testDests})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,8 +190,8 @@ func TestValidate(t *testing.T) {
 	if err := Validate([]*Account{a1, a2}); err == nil || !strings.Contains(err.Error(), "already defined") {
 		t.Errorf("duplicate names: %v", err)
 	}
-	b, _ := FromFlags("pop3s://bob@h", "", Defaults{Password: defaults.Password, To: []string{"maildir:/srv/shared"}})
-	c, _ := FromFlags("pop3s://carol@h", "", Defaults{Password: defaults.Password, To: []string{"maildir:/srv/shared/"}})
+	b, _ := FromFlags("pop3s://bob@h", "", Defaults{Destinations: testDests, Password: defaults.Password, To: []string{"maildir:/srv/shared"}})
+	c, _ := FromFlags("pop3s://carol@h", "", Defaults{Destinations: testDests, Password: defaults.Password, To: []string{"maildir:/srv/shared/"}})
 	if err := Validate([]*Account{b, c}); err == nil || !strings.Contains(err.Error(), "also writes to") {
 		t.Errorf("shared destination: %v", err)
 	}
@@ -238,38 +242,6 @@ func TestSecretResolve(t *testing.T) {
 	}
 }
 
-func TestParseDestination(t *testing.T) {
-	d, err := ParseDestination("imaps://alice@example.org@imap.example.org/INBOX/Imported")
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := Destination{Kind: "imap", Security: SecurityTLS, Host: "imap.example.org", Port: 993, User: "alice@example.org", Folder: "INBOX/Imported"}
-	if d != want {
-		t.Fatalf("got %+v, want %+v", d, want)
-	}
-	d, err = ParseDestination("imap://bob@h:1143")
-	if err != nil || d.Security != SecuritySTLS || d.Port != 1143 || d.Folder != "INBOX" {
-		t.Fatalf("imap:// = %+v, %v", d, err)
-	}
-	for _, k := range []string{"mbox:/a/b.mbox", "eml:/archive", "maildir:/m"} {
-		if d, err := ParseDestination(k); err != nil || d.Path == "" {
-			t.Errorf("%s: %+v, %v", k, d, err)
-		}
-	}
-	for _, bad := range []struct{ spec, want string }{
-		{"imaps://h/INBOX", "no user"},
-		{"imaps://a:pw@h/INBOX", "password in the URL"},
-		{"imaps://a@h:0/INBOX", "bad port"},
-		{"imaps://a@h/INBOX?x=1", "unexpected query"},
-		{"ftp:/x", "unknown kind"},
-		{"maildir", "want one of"},
-	} {
-		if _, err := ParseDestination(bad.spec); err == nil || !strings.Contains(err.Error(), bad.want) {
-			t.Errorf("ParseDestination(%q) error = %v, want %q", bad.spec, err, bad.want)
-		}
-	}
-}
-
 func TestIMAPDestinationNeedsTargetSecret(t *testing.T) {
 	csv := "source,password_env,to,to_password_env\npop3s://a@h,PW,imaps://{user}@new/INBOX,\n"
 	if _, err := LoadCSV(strings.NewReader(csv), "a.csv", defaults); err == nil || !strings.Contains(err.Error(), "has no password") {
@@ -283,7 +255,7 @@ func TestIMAPDestinationNeedsTargetSecret(t *testing.T) {
 }
 
 func TestValidateSharedEMLRootIsAllowed(t *testing.T) {
-	d := Defaults{Password: defaults.Password, To: []string{"eml:/archive"}}
+	d := Defaults{Destinations: testDests, Password: defaults.Password, To: []string{"eml:/archive"}}
 	a, _ := FromFlags("pop3s://alice@h", "", d)
 	b, _ := FromFlags("pop3s://bob@h", "", d)
 	if err := Validate([]*Account{a, b}); err != nil {

@@ -170,7 +170,7 @@ func TestCSVErrorsNeverShowAPasswordCell(t *testing.T) {
 	} {
 		// No defaults: a row that is otherwise fine fails for its
 		// missing destination.
-		_, err := LoadCSV(strings.NewReader(csv), "a.csv", Defaults{})
+		_, err := LoadCSV(strings.NewReader(csv), "a.csv", Defaults{Destinations: testDests})
 		if err == nil {
 			t.Errorf("LoadCSV(%q) accepted", csv)
 			continue

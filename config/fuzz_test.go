@@ -3,6 +3,7 @@ package config
 import (
 	"bytes"
 	"encoding/csv"
+	"github.com/popmigrate/popmigrate/internal/urlsafe"
 	"strings"
 	"testing"
 
@@ -22,7 +23,7 @@ import (
 // file and never shows plantedSecret when every occurrence of it in the
 // input is in a password field.
 
-var fuzzDefaults = Defaults{Password: Secret{Env: "POP_PW"}, To: []string{"eml:/archive"}}
+var fuzzDefaults = Defaults{Destinations: testDests, Password: Secret{Env: "POP_PW"}, To: []string{"eml:/archive"}}
 
 func FuzzLoadCSV(f *testing.F) {
 	f.Add([]byte("source,password,to\npop3s://alice@h," + plantedSecret + ",maildir:/m/{user}\n"))
@@ -196,7 +197,7 @@ func checkFuzzAccounts(t *testing.T, as []*Account, originPrefix string) {
 		if a.User == "" || strings.ContainsAny(a.User, "\r\n\x00") {
 			t.Errorf("%s: user %q", a.Origin, a.User)
 		}
-		if err := checkHost(a.Host); err != nil {
+		if err := urlsafe.CheckHost(a.Host); err != nil {
 			t.Errorf("%s: %v", a.Origin, err)
 		}
 		if a.Port < 1 || a.Port > 65535 {
@@ -226,12 +227,12 @@ func checkFuzzAccounts(t *testing.T, as []*Account, originPrefix string) {
 			t.Errorf("%s: no destination", a.Origin)
 		}
 		for _, spec := range a.To {
-			d, err := ParseDestination(spec)
+			_, _, login, err := testDests.Describe(spec)
 			if err != nil {
 				t.Errorf("%s: destination: %v", a.Origin, err)
 				continue
 			}
-			if d.Kind == "imap" && a.ToPassword.IsZero() && a.ToOAuth2Token.IsZero() {
+			if login && a.ToPassword.IsZero() && a.ToOAuth2Token.IsZero() {
 				t.Errorf("%s: IMAP destination without a password", a.Origin)
 			}
 		}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/popmigrate/popmigrate/internal/urlsafe"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -144,9 +145,9 @@ func TestURLPasswordIsMaskedInEveryError(t *testing.T) {
 		func() error { _, err := ParseSource("pop3s://alice:" + pw + "@h:bad/x"); return err },
 		func() error { _, err := ParseSource("imap://alice:" + pw + "@h"); return err },
 		func() error { _, err := ParseSource("pop3s:alice:" + pw + "@h"); return err },
-		func() error { _, err := ParseDestination("imaps://alice:" + pw + "@h/INBOX"); return err },
-		func() error { _, err := ParseDestination("imap://alice:" + pw + "@h:x/INBOX"); return err },
-		func() error { _, err := ParseDestination("ftp://alice:" + pw + "@h/INBOX"); return err },
+		func() error { _, err := testDests.Parse("imaps://alice:" + pw + "@h/INBOX"); return err },
+		func() error { _, err := testDests.Parse("imap://alice:" + pw + "@h:x/INBOX"); return err },
+		func() error { _, err := testDests.Parse("ftp://alice:" + pw + "@h/INBOX"); return err },
 		func() error { _, err := ExpandTemplate("imaps://{user}:"+pw+"@h/{nope}", a); return err },
 		func() error { _, err := ExpandTemplate("imaps://{user}:"+pw+"@h/{user", a); return err },
 		func() error {
@@ -167,12 +168,12 @@ func TestURLPasswordIsMaskedInEveryError(t *testing.T) {
 			t.Errorf("error shows the password: %v", err)
 		}
 	}
-	if got := redactUserinfo("imaps://a:b:c@d@h:1/x@y"); got != "imaps://a:xxxxx@h:1/x@y" {
-		t.Errorf("redactUserinfo = %q", got)
+	if got := urlsafe.RedactUserinfo("imaps://a:b:c@d@h:1/x@y"); got != "imaps://a:xxxxx@h:1/x@y" {
+		t.Errorf("RedactUserinfo = %q", got)
 	}
 	for _, s := range []string{"maildir:/srv/a:b@c", "pop3s://alice@h", "eml:/x", "imaps://a@h/F:o@o"} {
-		if got := redactUserinfo(s); got != s {
-			t.Errorf("redactUserinfo(%q) = %q, want it unchanged", s, got)
+		if got := urlsafe.RedactUserinfo(s); got != s {
+			t.Errorf("urlsafe.RedactUserinfo(%q) = %q, want it unchanged", s, got)
 		}
 	}
 }

@@ -35,7 +35,7 @@ func TestWarnsWhenPasswordFileIsReadableByOthers(t *testing.T) {
 	group := writeMode(t, dir, "token", "x\n", 0o640)
 	private := writeMode(t, dir, "private", "x\n", 0o600)
 	imap := writeMode(t, dir, "imap pw", "x\n", 0o604)
-	d := Defaults{Password: Secret{File: open}, To: []string{"maildir:/srv/{user}"}}
+	d := Defaults{Destinations: testDests, Password: Secret{File: open}, To: []string{"maildir:/srv/{user}"}}
 	csv := "source,oauth2_token_file,password_file,to_password_file,to\n" +
 		"pop3s://a@h,,,,\n" +
 		"pop3s://b@h,,,,\n" +

@@ -76,7 +76,7 @@ accounts:
   - source: &carol pop3s://carol@h
     name: *carol
 `
-	as, err := LoadYAML(strings.NewReader(y), "c.yaml", Defaults{})
+	as, err := LoadYAML(strings.NewReader(y), "c.yaml", Defaults{Destinations: testDests})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +84,7 @@ accounts:
 		t.Fatalf("got %+v", as)
 	}
 	// The same account twice through an alias is a duplicate.
-	_, err = LoadYAML(strings.NewReader(y+"  - *alice\n"), "c.yaml", Defaults{})
+	_, err = LoadYAML(strings.NewReader(y+"  - *alice\n"), "c.yaml", Defaults{Destinations: testDests})
 	if err == nil || !strings.Contains(err.Error(), "c.yaml:13: account alice@h is already defined at c.yaml:6") {
 		t.Fatalf("alias of an account: %v", err)
 	}
@@ -121,7 +121,7 @@ func TestYAMLAliasBombIsBounded(t *testing.T) {
 			var before, after runtime.MemStats
 			runtime.GC()
 			runtime.ReadMemStats(&before)
-			_, err := LoadYAML(strings.NewReader(c.yaml), "c.yaml", Defaults{})
+			_, err := LoadYAML(strings.NewReader(c.yaml), "c.yaml", Defaults{Destinations: testDests})
 			runtime.ReadMemStats(&after)
 			if err == nil || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("error = %v, want %q", err, c.want)
@@ -164,7 +164,7 @@ func TestYAMLErrorsNeverShowAPassword(t *testing.T) {
 		"accounts:\n  - source: pop3s://a@h\n    to_password: " + s + "\n    to: [imaps://a@h/INBOX, imaps://a@h/INBOX]\n",
 		"accounts:\n  - source: pop3s://a@h\n    password: " + s + "\n---\n" + s + "\n",
 	} {
-		_, err := LoadYAML(strings.NewReader(y), "c.yaml", Defaults{})
+		_, err := LoadYAML(strings.NewReader(y), "c.yaml", Defaults{Destinations: testDests})
 		if err == nil {
 			t.Errorf("LoadYAML(%q) accepted", y)
 			continue
@@ -192,7 +192,7 @@ accounts:
     password_file: /run/b
     to: [maildir:/b]
 `
-	as, err := LoadYAML(strings.NewReader(y), "c.yaml", Defaults{})
+	as, err := LoadYAML(strings.NewReader(y), "c.yaml", Defaults{Destinations: testDests})
 	if err != nil {
 		t.Fatal(err)
 	}

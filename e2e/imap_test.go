@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/popmigrate/popmigrate/exporters/all"
 	"io/fs"
 	"maps"
 	"os"
@@ -18,7 +19,6 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
 
-	"github.com/popmigrate/popmigrate/config"
 	"github.com/popmigrate/popmigrate/exporters"
 	"github.com/popmigrate/popmigrate/exporters/eml"
 	"github.com/popmigrate/popmigrate/exporters/mbox"
@@ -191,7 +191,7 @@ func fileSum(t *testing.T, path string) string {
 // destID returns the journal's id of the destination spec.
 func destID(t *testing.T, spec string) string {
 	t.Helper()
-	d, err := config.ParseDestination(spec)
+	d, err := all.Registry().Parse(spec)
 	if err != nil {
 		t.Fatal(err)
 	}

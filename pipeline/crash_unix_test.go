@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/popmigrate/popmigrate/exporters/all"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -95,6 +96,7 @@ func crashHelper() int {
 		return 2
 	}
 	o := &pipeline.Options{
+		Destinations:  all.Registry(),
 		Window:        8,
 		BatchSize:     crashBatch,
 		BatchInterval: time.Second,

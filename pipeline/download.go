@@ -246,15 +246,15 @@ func (ar *accountRun) writer(ctx context.Context, ch <-chan fetched) error {
 }
 
 // putWorkers is how many messages the writer Puts at once: one, unless a
-// destination works faster with several requests in flight (IMAP, one
-// APPEND per connection). Every exporter is safe for concurrent Puts; with
+// destination works faster with several requests in flight
+// (exporters.Concurrent: IMAP, one APPEND per connection). Every exporter is safe for concurrent Puts; with
 // more than one worker, an mbox beside an IMAP destination may hold
 // neighbouring messages in a slightly different order than the server.
 func (ar *accountRun) putWorkers() int {
 	n := 1
 	for _, d := range ar.dests {
-		if d.Properties().Kind == "imap" {
-			n = max(n, ar.r.opts.IMAP.Conns)
+		if c, ok := d.(exporters.Concurrent); ok {
+			n = max(n, c.PutConcurrency())
 		}
 	}
 	return n

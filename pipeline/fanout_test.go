@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/popmigrate/popmigrate/exporters/all"
 	"io/fs"
 	"maps"
 	"os"
@@ -56,7 +57,7 @@ func (d fanDests) ids(t testing.TB) []string {
 	t.Helper()
 	var ids []string
 	for _, s := range d.specs() {
-		pd, err := config.ParseDestination(s)
+		pd, err := all.Registry().Parse(s)
 		if err != nil {
 			t.Fatal(err)
 		}

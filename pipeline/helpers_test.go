@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"github.com/popmigrate/popmigrate/exporters/all"
 	"io/fs"
 	"net"
 	"os"
@@ -184,6 +185,7 @@ func (e *env) accountWithPassword(user, password string) *config.Account {
 // timeouts. Callers change what they need.
 func testOptions() *pipeline.Options {
 	return &pipeline.Options{
+		Destinations:  all.Registry(),
 		Backoff:       10 * time.Millisecond,
 		MaxBackoff:    40 * time.Millisecond,
 		Timeout:       20 * time.Second,

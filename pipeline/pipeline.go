@@ -30,6 +30,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/popmigrate/popmigrate/config"
+	"github.com/popmigrate/popmigrate/exporters/location"
 	"github.com/popmigrate/popmigrate/journal"
 	"github.com/popmigrate/popmigrate/verify"
 )
@@ -69,10 +70,12 @@ type Options struct {
 	// session that timed out or dropped while the message's answer was
 	// due when it was the first message asked for in the session. A
 	// message that failed or broke a session is fetched after the rest of
-	// the plan; once it has failed MessageAttempts times it is reported
-	// failed and not asked for again unless RetryFailed is set. Default 3.
+	// the plan; once it has failed MessageAttempts times in all it is
+	// reported failed, and each later run tries it once more, last (a
+	// server's trouble may have passed). Default 3.
 	MessageAttempts int
-	// RetryFailed asks again for messages that used up MessageAttempts.
+	// RetryFailed gives messages that used up MessageAttempts as many
+	// attempts again in this run.
 	RetryFailed bool
 	// Holder is this process's identity for account leases. The zero
 	// value means journal.NewHolder().
@@ -93,6 +96,9 @@ type Options struct {
 	// redacted).
 	Debug func(account string) *os.File
 
+	// Destinations is the registry of destination kinds (exporters/all
+	// has every kind of this build). It is required to open destinations.
+	Destinations *location.Registry
 	// IMAP tunes IMAP destinations.
 	IMAP IMAPOptions
 

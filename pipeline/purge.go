@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/popmigrate/popmigrate/config"
+	"github.com/popmigrate/popmigrate/exporters/location"
 	"github.com/popmigrate/popmigrate/journal"
 	"github.com/popmigrate/popmigrate/pop3"
 )
@@ -203,7 +204,7 @@ func (r *runner) purge(ctx context.Context, a *config.Account, po *PurgeOptions)
 // purgeAccount runs purge sessions for a until one ends, retrying those
 // that failed with a retryable error before any DELE was sent.
 func (r *runner) purgeAccount(ctx context.Context, a *config.Account, po *PurgeOptions, rep *PurgeReport) error {
-	ids, err := destinationIDs(a)
+	ids, err := destinationIDs(a, r.opts.Destinations)
 	if err != nil {
 		return err
 	}
@@ -246,17 +247,20 @@ func (r *runner) purgeAccount(ctx context.Context, a *config.Account, po *PurgeO
 // exporters report in Properties().ID when the pipeline opens them
 // ("maildir:" + absolute path, and so on), computed without opening
 // anything. It refuses an account without destinations.
-func destinationIDs(a *config.Account) ([]string, error) {
+func destinationIDs(a *config.Account, reg *location.Registry) ([]string, error) {
 	if len(a.To) == 0 {
 		return nil, errors.New("no destination configured: purge deletes only what every destination of the account holds verified, so give the account's destinations (--to)")
 	}
+	if reg == nil {
+		return nil, location.ErrNoRegistry
+	}
 	ids := make([]string, 0, len(a.To))
 	for _, spec := range a.To {
-		d, err := config.ParseDestination(spec)
+		l, err := reg.Parse(spec)
 		if err != nil {
 			return nil, err
 		}
-		ids = append(ids, d.ID())
+		ids = append(ids, l.ID())
 	}
 	return ids, nil
 }

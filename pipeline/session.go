@@ -17,9 +17,7 @@ import (
 
 	"github.com/popmigrate/popmigrate/config"
 	"github.com/popmigrate/popmigrate/exporters"
-	"github.com/popmigrate/popmigrate/exporters/eml"
-	"github.com/popmigrate/popmigrate/exporters/maildir"
-	"github.com/popmigrate/popmigrate/exporters/mbox"
+	"github.com/popmigrate/popmigrate/exporters/location"
 	"github.com/popmigrate/popmigrate/internal/tlsconf"
 	"github.com/popmigrate/popmigrate/journal"
 	"github.com/popmigrate/popmigrate/pop3"
@@ -46,10 +44,10 @@ type accountRun struct {
 	// broke holds the UIDLs of the messages a session of this run broke
 	// on: later sessions ask for them after the rest (see brokeOn).
 	broke map[string]bool
-	// failedNow counts the failures this run recorded per UIDL: with
-	// RetryFailed, a message gets MessageAttempts more attempts in this
-	// run, and no more.
-	failedNow map[string]int
+	// failedNow counts the failures this run recorded per UIDL, and
+	// startAttempts the failures the journal held before the run: see
+	// allowed.
+	failedNow, startAttempts map[string]int
 	// progress counts the messages whose outcome (stored or failed) a
 	// session committed: a session that moved any message on is not
 	// counted against Attempts.
@@ -61,7 +59,7 @@ type accountRun struct {
 // report.
 func (r *runner) account(ctx context.Context, a *config.Account) (*AccountReport, error) {
 	rep := &AccountReport{Account: a.Name, Source: a.SourceURL()}
-	ar := &accountRun{r: r, a: a, rep: rep, storedNow: map[string]bool{}, skip: map[string]bool{}, failedNow: map[string]int{}, broke: map[string]bool{}}
+	ar := &accountRun{r: r, a: a, rep: rep, storedNow: map[string]bool{}, skip: map[string]bool{}, failedNow: map[string]int{}, startAttempts: map[string]int{}, broke: map[string]bool{}}
 	defer rep.finish()
 	lctx, lease, err := r.takeLease(ctx, a.Name)
 	if err != nil {
@@ -178,36 +176,57 @@ func (ar *accountRun) prepareSession(ctx context.Context) error {
 }
 
 // openDestination opens the exporter for an expanded destination spec of
-// account a. Every exporter gets the destination id from config, so the
-// run, verify and purge agree on it.
+// account a, through the registry of destination kinds (Options.
+// Destinations). Every exporter gets the destination id its spec
+// describes, so the run, verify and purge agree on it.
 //
 // With readOnly (verify), every kind is opened for reading only: nothing is
 // created (a missing destination is an error), probed, cleaned up, locked
 // or rewritten, and an IMAP folder is read with BODY.PEEK and never
 // created.
 func openDestination(ctx context.Context, spec string, a *config.Account, o *Options, readOnly bool) (exporters.Exporter, error) {
-	d, err := config.ParseDestination(spec)
-	if err != nil {
-		return nil, err
+	if o.Destinations == nil {
+		return nil, location.ErrNoRegistry
 	}
-	id := d.ID()
-	var e exporters.Exporter
-	switch d.Kind {
-	case "maildir":
-		e, err = maildir.New(d.Path, &maildir.Options{ID: id, ReadOnly: readOnly})
-	case "eml":
-		e, err = eml.New(d.Path, &eml.Options{ID: id, ReadOnly: readOnly})
-	case "mbox":
-		e, err = mbox.New(d.Path, &mbox.Options{ID: id, ReadOnly: readOnly})
-	case "imap":
-		e, err = openIMAP(ctx, &d, id, a, o, readOnly)
-	default:
-		return nil, fmt.Errorf("destination %s: kind %q is not supported", spec, d.Kind)
+	return o.Destinations.Open(ctx, spec, destinationEnv(a, o, readOnly))
+}
+
+// destinationEnv is what a destination of account a may use beside its
+// spec: the run's settings and the account's destination credentials (an
+// OAuth2 token when it has one, else its password), CA file and TLS
+// choice.
+func destinationEnv(a *config.Account, o *Options, readOnly bool) location.Env {
+	env := location.Env{
+		ReadOnly:           readOnly,
+		CAFile:             o.IMAP.CAFile,
+		InsecureSkipVerify: a.InsecureSkipVerify,
+		Timeout:            o.Timeout,
+		Flags:              o.IMAP.Flags,
+		DateFrom:           o.IMAP.DateFrom,
+		Conns:              o.IMAP.Conns,
+		QuarantineDir:      o.IMAP.QuarantineDir,
 	}
-	if err != nil {
-		return nil, fmt.Errorf("destination %s: %w", id, err)
+	if env.CAFile == "" {
+		env.CAFile = a.CAFile
 	}
-	return e, nil
+	if s := a.ToOAuth2Token; !s.IsZero() {
+		env.OAuth2Token = func(ctx context.Context) (string, error) {
+			tok, err := s.Resolve(ctx)
+			if err != nil {
+				return "", fmt.Errorf("oauth2 token (%s): %w", s, err)
+			}
+			return tok, nil
+		}
+	} else if s := a.ToPassword; !s.IsZero() {
+		env.Password = func(ctx context.Context) (string, error) {
+			pw, err := s.Resolve(ctx)
+			if err != nil {
+				return "", fmt.Errorf("password (%s): %w", s, err)
+			}
+			return pw, nil
+		}
+	}
+	return env
 }
 
 func (ar *accountRun) closeDests() {
@@ -234,8 +253,8 @@ func (ar *accountRun) sessions(ctx context.Context) error {
 		// server that drops the connection every few megabytes still
 		// gets its mailbox moved, and one that always breaks on the same
 		// message gets the rest moved first. The messages bound how often
-		// this can reset the attempts: each is stored once, or fails
-		// MessageAttempts times and is no longer asked for.
+		// this can reset the attempts: each is stored once, or uses up
+		// the attempts it has in this run (see allowed).
 		if ar.progress > before && retryable(err) && !errors.Is(err, errTooLarge) {
 			attempt = 0
 		}
@@ -476,9 +495,8 @@ type planned struct {
 // listing order, then those that failed before or that a session of this
 // run broke on (see brokeOn), fewest failures first, so that a message
 // that stalls or breaks the session never keeps the ones after it from
-// being fetched. A message that has failed
-// Options.MessageAttempts times is left out (unless RetryFailed) and
-// reported failed with its last error.
+// being fetched. A message that used up its attempts for this run (see
+// allowed) is left out and reported failed with its last error.
 func (ar *accountRun) plan(ctx context.Context, listing []listedMsg) ([]planned, error) {
 	have, err := ar.r.j.Deliveries(ctx, ar.a.Name)
 	if err != nil {
@@ -513,9 +531,9 @@ func (ar *accountRun) plan(ctx context.Context, listing []listedMsg) ([]planned,
 		}
 		p := planned{listedMsg: m, missing: missing}
 		row, failed := attempts[m.uidl]
-		if failed && ((row.Attempts >= o.MessageAttempts && !o.RetryFailed) || ar.failedNow[m.uidl] >= o.MessageAttempts) {
-			ar.rep.fail(m.uidl, m.id, fmt.Errorf("gave up after %d attempts (the limit is %d; run with --retry-failed to try again): %s",
-				row.Attempts, o.MessageAttempts, row.Error))
+		if failed && ar.failedNow[m.uidl] >= ar.allowed(m.uidl, row.Attempts) {
+			ar.rep.fail(m.uidl, m.id, fmt.Errorf("gave up for this run after %d attempts in all (the limit is %d; later runs try it once more each, --retry-failed %d times): %s",
+				row.Attempts, o.MessageAttempts, o.MessageAttempts, row.Error))
 			continue
 		}
 		if failed || ar.broke[m.uidl] {
@@ -530,6 +548,25 @@ func (ar *accountRun) plan(ctx context.Context, listing []listedMsg) ([]planned,
 	out = append(out, retry...)
 	ar.r.opts.Progress.AccountStart(ar.a.Name, len(out), bytes)
 	return out, nil
+}
+
+// allowed returns how many attempts message uidl gets in this run:
+// what is left of Options.MessageAttempts after the attempts the journal
+// held when the run first planned it, and at least one, so that a
+// message that failed in earlier runs is still tried once more in each
+// run, after the rest (a server's trouble may have passed); with
+// RetryFailed, MessageAttempts again.
+func (ar *accountRun) allowed(uidl string, attempts int) int {
+	o := &ar.r.opts
+	start, seen := ar.startAttempts[uidl]
+	if !seen {
+		start = attempts - ar.failedNow[uidl]
+		ar.startAttempts[uidl] = start
+	}
+	if o.RetryFailed {
+		return o.MessageAttempts
+	}
+	return max(1, o.MessageAttempts-start)
 }
 
 // connect dials the account's server and logs in.

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/popmigrate/popmigrate/exporters/all"
 	"io/fs"
 	"maps"
 	"math/rand/v2"
@@ -156,6 +157,7 @@ func soakChild(t *testing.T, cfgPath string) {
 		t.Fatalf("soak child config %s: %v", cfgPath, err)
 	}
 	o := &pipeline.Options{
+		Destinations:   all.Registry(),
 		Jobs:           8,
 		PerHost:        8,
 		Window:         16,
@@ -725,7 +727,7 @@ func (s *soakTest) check(label string, run soakRun, againstSource bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	res, err := pipeline.Verify(ctx, s.e.j, s.accounts, &pipeline.VerifyOptions{
-		Options:       pipeline.Options{Jobs: 8, PerHost: 8, Timeout: 15 * time.Second},
+		Options:       pipeline.Options{Jobs: 8, PerHost: 8, Timeout: 15 * time.Second, Destinations: all.Registry()},
 		AgainstSource: againstSource,
 	})
 	if err != nil {

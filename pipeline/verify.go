@@ -10,6 +10,7 @@ import (
 
 	"github.com/popmigrate/popmigrate/config"
 	"github.com/popmigrate/popmigrate/exporters"
+	"github.com/popmigrate/popmigrate/exporters/location"
 	"github.com/popmigrate/popmigrate/journal"
 	"github.com/popmigrate/popmigrate/verify"
 )
@@ -94,7 +95,7 @@ func (r *runner) verifyAccount(ctx context.Context, a *config.Account, againstSo
 	for _, spec := range a.To {
 		e, err := openDestination(ctx, spec, a, &r.opts, true)
 		if err != nil {
-			failed = append(failed, verify.Finding{Kind: verify.Unreadable, DestID: specID(spec),
+			failed = append(failed, verify.Finding{Kind: verify.Unreadable, DestID: specID(spec, r.opts.Destinations),
 				Detail: fmt.Sprintf("cannot open the destination: %v", err)})
 			continue
 		}
@@ -185,13 +186,16 @@ func (ar *accountRun) serverUIDLs(ctx context.Context) ([]string, error) {
 }
 
 // specID returns the destination id the exporter for spec records in the
-// journal (config.Destination.ID), or spec itself when spec does not parse.
-func specID(spec string) string {
-	d, err := config.ParseDestination(spec)
+// journal, or spec itself when spec does not parse.
+func specID(spec string, reg *location.Registry) string {
+	if reg == nil {
+		return spec
+	}
+	l, err := reg.Parse(spec)
 	if err != nil {
 		return spec
 	}
-	return d.ID()
+	return l.ID()
 }
 
 // VerifyManifest opens the destination spec ("maildir:/srv/archive/alice")

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/popmigrate/popmigrate/exporters/all"
 	"os"
 	"path/filepath"
 	"strings"
@@ -35,6 +36,9 @@ func runVerify(t *testing.T, e *env, accounts []*config.Account, o *pipeline.Ver
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
+	if o == nil {
+		o = &pipeline.VerifyOptions{Options: pipeline.Options{Destinations: all.Registry()}}
+	}
 	res, err := pipeline.Verify(ctx, e.j, accounts, o)
 	if err != nil {
 		t.Fatalf("Verify: %v", err)
@@ -212,7 +216,7 @@ func verifyAllMatch(t *testing.T, e *env, a *config.Account, n int) {
 	manifest := manifestOf(t, e, a.Name)
 	for _, spec := range a.To {
 		ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
-		res, err := pipeline.VerifyManifest(ctx, bytes.NewReader(manifest), spec, a, nil)
+		res, err := pipeline.VerifyManifest(ctx, bytes.NewReader(manifest), spec, a, &pipeline.VerifyOptions{Options: pipeline.Options{Destinations: all.Registry()}})
 		cancel()
 		if err != nil {
 			t.Errorf("VerifyManifest %s: %v", spec, err)

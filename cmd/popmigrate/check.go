@@ -66,7 +66,7 @@ func checkRun(ctx context.Context, opts *checkOptions) error {
 			fmt.Fprintf(opts.io.Err, "popmigrate: WARNING: account %s: connecting WITHOUT TLS (--insecure-plaintext)\n", a.Name)
 		}
 	}
-	res := pipeline.Check(ctx, accounts, &pipeline.Options{Jobs: opts.Jobs, PerHost: opts.PerHost, Timeout: opts.Timeout})
+	res := pipeline.Check(ctx, accounts, &pipeline.Options{Jobs: opts.Jobs, PerHost: opts.PerHost, Timeout: opts.Timeout, Destinations: destinations()})
 	if err := ctx.Err(); err != nil {
 		return outcome{Interrupted: true}.err(outcomeText{Interrupted: err.Error()})
 	}

@@ -211,7 +211,7 @@ func TestUsageErrors(t *testing.T) {
 		{"unknown destination kind", []string{"run", "--source", "pop3s://a@b", "--password-env", "PW", "--to", "s3:bucket/x"},
 			[]string{`unknown kind "s3"`, "maildir"}},
 		{"destination without kind", []string{"run", "--source", "pop3s://a@b", "--password-env", "PW", "--to", "/srv/mail"},
-			[]string{`"/srv/mail"`, "maildir:PATH"}},
+			[]string{`"/srv/mail"`, "maildir:DIR"}},
 		{"bad scheme", []string{"run", "--source", "imap://a@b", "--password-env", "PW", "--to", to},
 			[]string{"scheme must be pop3s://"}},
 		{"no password", []string{"run", "--source", "pop3s://a@b", "--to", to}, []string{"no password"}},

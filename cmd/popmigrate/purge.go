@@ -126,7 +126,8 @@ func purgeRun(ctx context.Context, opts *purgeOptions) error {
 		level = slog.LevelInfo
 	}
 	po := &pipeline.Options{
-		Jobs: opts.Jobs, PerHost: opts.PerHost, Timeout: opts.Timeout, Attempts: opts.Attempts, WaitForLease: opts.Wait,
+		Destinations: destinations(),
+		Jobs:         opts.Jobs, PerHost: opts.PerHost, Timeout: opts.Timeout, Attempts: opts.Attempts, WaitForLease: opts.Wait,
 		Logger: slog.New(slog.NewTextHandler(opts.io.Err, &slog.HandlerOptions{Level: level})),
 	}
 	reps, purgeErr := pipeline.Purge(ctx, j, accounts, po, &pipeline.PurgeOptions{DryRun: opts.DryRun, KeepDays: opts.KeepDays, DeleteSuspect: opts.DeleteSuspect})

@@ -99,12 +99,7 @@ FILE.yaml. Passwords come from --password-env, --password-file or
 --password-command, never from a plain argument.
 
 Destinations (--to, repeatable, templates {user} {host} {account}):
-  maildir:DIR                 a Maildir (cur/ new/ tmp/), created if missing
-  mbox:FILE                   an mboxrd file, with an index FILE.pmidx
-  eml:DIR                     one .eml file per message under DIR/ACCOUNT/
-  imaps://USER@HOST/FOLDER    an IMAP folder over TLS (imap:// for STARTTLS);
-                              password from --to-password-env/-file/-command
-
+` + destinations().Help() + `
 ` + exitCodesHelp,
 		Example: `  # one account, password from the environment
   export POP_PASSWORD=...
@@ -135,7 +130,7 @@ Destinations (--to, repeatable, templates {user} {host} {account}):
 	f.DurationVar(&opts.BatchInterval, "batch-interval", time.Second, "longest wait before a group commit")
 	f.DurationVar(&opts.Timeout, "timeout", 60*time.Second, "POP3 idle timeout per command")
 	f.IntVar(&opts.Attempts, "attempts", 5, "sessions tried per account on temporary errors ([IN-USE], [SYS/TEMP], network)")
-	f.IntVar(&opts.MessageAttempts, "message-attempts", 3, "attempts at one message, counted across sessions and runs, before it is reported failed and no longer asked for")
+	f.IntVar(&opts.MessageAttempts, "message-attempts", 3, "attempts at one message, counted across sessions and runs, before it is reported failed; later runs try it once more each")
 	f.BoolVar(&opts.RetryFailed, "retry-failed", false, "give messages that used up --message-attempts as many attempts again in this run")
 	f.BoolVar(&opts.Wait, "wait", false, "wait for accounts another popmigrate is working on (with this journal) instead of failing them")
 	f.StringVar(&opts.SpoolDir, "spool-dir", "", "where messages over 4 MiB are spooled (default the system temp dir)")
@@ -192,6 +187,7 @@ type accountNeeds struct {
 
 func loadAccounts(opts *accountFlags, needs accountNeeds) ([]*config.Account, error) {
 	d := config.Defaults{
+		Destinations:        destinations(),
 		DestinationOptional: !needs.Destination,
 		PasswordOptional:    !needs.Password,
 		To:                  opts.To,
@@ -343,7 +339,8 @@ func runRun(ctx context.Context, opts *runOptions) error {
 	logger := slog.New(slog.NewTextHandler(opts.io.Err, &slog.HandlerOptions{Level: level}))
 	prog := newProgress(opts.io, !opts.NoProgress && opts.io.ErrIsTerminal, len(accounts), opts.Verbose || !opts.io.ErrIsTerminal)
 	po := &pipeline.Options{
-		Jobs: opts.Jobs, PerHost: opts.PerHost, Window: opts.Window,
+		Destinations: destinations(),
+		Jobs:         opts.Jobs, PerHost: opts.PerHost, Window: opts.Window,
 		BatchSize: opts.BatchSize, BatchInterval: opts.BatchInterval,
 		Timeout: opts.Timeout, Attempts: opts.Attempts, SpoolDir: opts.SpoolDir,
 		MessageAttempts: opts.MessageAttempts, RetryFailed: opts.RetryFailed, WaitForLease: opts.Wait,

@@ -138,7 +138,8 @@ func verifyRun(ctx context.Context, opts *verifyOptions) error {
 	}
 	vo := &pipeline.VerifyOptions{
 		Options: pipeline.Options{
-			Jobs: opts.Jobs, PerHost: opts.PerHost, Timeout: opts.Timeout,
+			Destinations: destinations(),
+			Jobs:         opts.Jobs, PerHost: opts.PerHost, Timeout: opts.Timeout,
 			Logger: slog.New(slog.NewTextHandler(opts.io.Err, &slog.HandlerOptions{Level: level})),
 		},
 		AgainstSource: opts.AgainstSource,
@@ -189,7 +190,7 @@ func verifyManifestRun(ctx context.Context, opts *verifyOptions) error {
 		InsecureSkipVerify: opts.InsecureSkipVerify,
 	}
 	printConfigWarnings(opts.io.Err, []*config.Account{a})
-	vo := &pipeline.VerifyOptions{Options: pipeline.Options{Timeout: opts.Timeout}}
+	vo := &pipeline.VerifyOptions{Options: pipeline.Options{Timeout: opts.Timeout, Destinations: destinations()}}
 	res, err := pipeline.VerifyManifest(ctx, f, opts.To[0], a, vo)
 	if err != nil {
 		if ctx.Err() != nil {

@@ -1,0 +1,166 @@
+package imap
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+
+	goimap "github.com/emersion/go-imap/v2"
+
+	"github.com/popmigrate/popmigrate/exporters"
+	"github.com/popmigrate/popmigrate/exporters/location"
+	"github.com/popmigrate/popmigrate/internal/tlsconf"
+	"github.com/popmigrate/popmigrate/internal/urlsafe"
+)
+
+// Spec is a parsed IMAP destination: imaps://USER@HOST[:993]/FOLDER
+// (implicit TLS) or imap://USER@HOST[:143]/FOLDER (STARTTLS required). It
+// carries no password: that comes from the account's destination secret.
+type Spec struct {
+	Security string // SecurityTLS or SecurityStartTLS
+	Host     string
+	Port     int
+	User     string
+	Folder   string // "INBOX" when the spec names none
+}
+
+// Addr returns "host:port".
+func (s Spec) Addr() string { return net.JoinHostPort(s.Host, strconv.Itoa(s.Port)) }
+
+// ID returns "imap://USER@HOST:PORT/FOLDER": the destination id in the
+// journal, whatever the security.
+func (s Spec) ID() string {
+	u := url.URL{Scheme: "imap", User: url.User(s.User), Host: s.Addr(), Path: "/" + s.Folder}
+	return u.String()
+}
+
+// Place names the folder of one user on one server.
+func (s Spec) Place() string {
+	return "imap:" + strings.ToLower(s.User+"@"+s.Addr()) + "/" + s.Folder
+}
+
+// Login returns true: an IMAP destination needs credentials.
+func (Spec) Login() bool { return true }
+
+// Factory is the IMAP destination kind for the registry (package
+// exporters/all).
+func Factory() location.Factory {
+	return location.Factory{
+		Kind:    "imap",
+		Schemes: []string{"imaps", "imap"},
+		Usage:   "imaps://USER@HOST/FOLDER",
+		Help:    "an IMAP folder over TLS (imap:// for STARTTLS); password from --to-password-env/-file/-command",
+		Parse:   func(spec string) (location.Spec, error) { return ParseSpec(spec) },
+		Open:    open,
+	}
+}
+
+// ParseSpec parses an IMAP destination spec. Its errors never repeat a
+// password: a spec with one is refused before it is parsed.
+func ParseSpec(spec string) (Spec, error) {
+	s := Spec{}
+	if shown := urlsafe.RedactUserinfo(spec); shown != spec {
+		// Refused before parsing: a parse error would quote the password.
+		return s, fmt.Errorf("destination %q: a password in the URL is not accepted; use --to-password-env, --to-password-file or --to-password-command", shown)
+	}
+	u, err := url.Parse(spec)
+	if err != nil {
+		return s, fmt.Errorf("destination %q: %v", spec, urlsafe.Err(err))
+	}
+	if u.Scheme == "imaps" {
+		s.Security, s.Port = SecurityTLS, 993
+	} else {
+		s.Security, s.Port = SecurityStartTLS, 143
+	}
+	if u.User == nil || u.User.Username() == "" {
+		return s, fmt.Errorf("destination %q: no user (want imaps://USER@HOST/FOLDER)", spec)
+	}
+	if _, has := u.User.Password(); has {
+		return s, fmt.Errorf("destination %q: a password in the URL is not accepted; use --to-password-env, --to-password-file or --to-password-command", urlsafe.RedactURL(u))
+	}
+	s.User, s.Host = u.User.Username(), u.Hostname()
+	if s.Host == "" {
+		return s, fmt.Errorf("destination %q: no host", spec)
+	}
+	if err := urlsafe.CheckHost(s.Host); err != nil {
+		return s, fmt.Errorf("destination %q: %v", spec, err)
+	}
+	if strings.IndexFunc(s.User, urlsafe.IsControl) >= 0 {
+		return s, fmt.Errorf("destination %q: the user contains a control character (a line break, a tab, a NUL)", spec)
+	}
+	if p := u.Port(); p != "" {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 1 || n > 65535 {
+			return s, fmt.Errorf("destination %q: bad port %q", spec, p)
+		}
+		s.Port = n
+	}
+	if u.RawQuery != "" || u.Fragment != "" {
+		return s, fmt.Errorf("destination %q: unexpected query or fragment", spec)
+	}
+	s.Folder = strings.TrimPrefix(u.Path, "/")
+	if s.Folder == "" {
+		s.Folder = "INBOX"
+	}
+	if strings.ContainsAny(s.Folder, "\r\n\x00") {
+		return s, fmt.Errorf("destination %q: folder contains a line break or NUL", spec)
+	}
+	return s, nil
+}
+
+// open connects to the destination with the account's credentials: an
+// OAuth2 token when the account has one, else its password; TLS (or
+// STARTTLS, required) verified against env's CA file, else the system
+// roots.
+func open(ctx context.Context, ls location.Spec, id string, env location.Env) (exporters.Exporter, error) {
+	s := ls.(Spec)
+	o := &Options{
+		ReadOnly:      env.ReadOnly,
+		ID:            id,
+		Addr:          s.Addr(),
+		Security:      s.Security,
+		Username:      s.User,
+		Folder:        s.Folder,
+		DateFrom:      env.DateFrom,
+		Conns:         env.Conns,
+		QuarantineDir: env.QuarantineDir,
+		Timeout:       env.Timeout,
+	}
+	if env.Flags != nil {
+		o.Flags = make([]goimap.Flag, 0, len(env.Flags))
+		for _, f := range env.Flags {
+			o.Flags = append(o.Flags, goimap.Flag(f))
+		}
+	}
+	switch {
+	case env.OAuth2Token != nil:
+		tok, err := env.OAuth2Token(ctx)
+		if err != nil {
+			return nil, err
+		}
+		o.OAuth2Token = tok
+	case env.Password != nil:
+		pw, err := env.Password(ctx)
+		if err != nil {
+			return nil, err
+		}
+		o.Password = pw
+	default:
+		return nil, errors.New("no password or token for the IMAP destination")
+	}
+	cfg, err := tlsconf.Client(tlsconf.Options{ServerName: s.Host, CAFile: env.CAFile, InsecureSkipVerify: env.InsecureSkipVerify})
+	if err != nil {
+		return nil, err
+	}
+	o.TLSConfig = cfg
+	return New(ctx, o)
+}
+
+var _ exporters.Concurrent = (*Exporter)(nil)
+
+// PutConcurrency returns the number of connections: one APPEND each.
+func (e *Exporter) PutConcurrency() int { return cap(e.slots) }
