@@ -144,13 +144,13 @@ func ParseSource(raw string) (Source, error) {
 		return s, fmt.Errorf("source %q: no host", raw)
 	}
 	if p := u.Port(); p != "" {
-		n, err := strconv.Atoi(p)
-		if err != nil || n < 1 || n > 65535 {
-			return s, fmt.Errorf("source %q: bad port %q", raw, p)
+		n, err := urlsafe.Port(p)
+		if err != nil {
+			return s, fmt.Errorf("source %q: %v", raw, err)
 		}
 		s.Port = n
 	}
-	if strings.IndexFunc(s.User, isControl) >= 0 {
+	if strings.IndexFunc(s.User, urlsafe.IsControl) >= 0 {
 		return s, fmt.Errorf("source %q: the user contains a control character (a line break, a tab, a NUL)", raw)
 	}
 	if err := urlsafe.CheckHost(s.Host); err != nil {
@@ -291,10 +291,10 @@ func (in *accountInput) build(d Defaults) (*Account, error) {
 			a.Port = n
 		}
 	}
-	if strings.IndexFunc(a.User, isControl) >= 0 {
+	if strings.IndexFunc(a.User, urlsafe.IsControl) >= 0 {
 		return nil, fmt.Errorf("%s: user %q contains a control character (a line break, a tab, a NUL)", in.origin, a.User)
 	}
-	if strings.IndexFunc(a.Name, isControl) >= 0 {
+	if strings.IndexFunc(a.Name, urlsafe.IsControl) >= 0 {
 		return nil, fmt.Errorf("%s: name %q contains a control character (a line break, a tab, a NUL)", in.origin, a.Name)
 	}
 	plaintext := d.InsecurePlaintext
@@ -367,8 +367,6 @@ func (in *accountInput) build(d Defaults) (*Account, error) {
 	}
 	return a, nil
 }
-
-func isControl(r rune) bool { return r < ' ' || r == 0x7f }
 
 func splitList(s string) []string {
 	f := strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' || r == ';' })

@@ -191,7 +191,7 @@ func checkFuzzAccounts(t *testing.T, as []*Account, originPrefix string) {
 		if !strings.HasPrefix(a.Origin, originPrefix) {
 			t.Errorf("origin %q", a.Origin)
 		}
-		if a.Name == "" || strings.IndexFunc(a.Name, isControl) >= 0 {
+		if a.Name == "" || strings.IndexFunc(a.Name, urlsafe.IsControl) >= 0 {
 			t.Errorf("%s: name %q", a.Origin, a.Name)
 		}
 		if a.User == "" || strings.ContainsAny(a.User, "\r\n\x00") {

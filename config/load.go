@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"github.com/popmigrate/popmigrate/internal/urlsafe"
 	"io"
 	"strings"
 )
@@ -82,7 +83,7 @@ func editDistance(a, b string) int {
 // line really is a header, not a password file given as --accounts) and
 // looks like a name: short, one line, no control characters.
 func showableName(s string, besideKnown bool) bool {
-	return besideKnown && len(s) <= 64 && strings.IndexFunc(s, isControl) < 0
+	return besideKnown && len(s) <= 64 && strings.IndexFunc(s, urlsafe.IsControl) < 0
 }
 
 // unknownName describes an unknown column or key for an error: quoted

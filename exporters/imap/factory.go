@@ -93,9 +93,9 @@ func ParseSpec(spec string) (Spec, error) {
 		return s, fmt.Errorf("destination %q: the user contains a control character (a line break, a tab, a NUL)", spec)
 	}
 	if p := u.Port(); p != "" {
-		n, err := strconv.Atoi(p)
-		if err != nil || n < 1 || n > 65535 {
-			return s, fmt.Errorf("destination %q: bad port %q", spec, p)
+		n, err := urlsafe.Port(p)
+		if err != nil {
+			return s, fmt.Errorf("destination %q: %v", spec, err)
 		}
 		s.Port = n
 	}

@@ -8,8 +8,18 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"strconv"
 	"strings"
 )
+
+// Port parses the port of a URL, 1 to 65535.
+func Port(p string) (int, error) {
+	n, err := strconv.Atoi(p)
+	if err != nil || n < 1 || n > 65535 {
+		return 0, fmt.Errorf("bad port %q", p)
+	}
+	return n, nil
+}
 
 // IsControl reports whether r is an ASCII control character.
 func IsControl(r rune) bool { return r < ' ' || r == 0x7f }
