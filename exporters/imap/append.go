@@ -11,6 +11,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 
 	"github.com/popmigrate/popmigrate/exporters"
+	"github.com/popmigrate/popmigrate/exporters/internal/mailhdr"
 )
 
 // Put uploads msg into the folder and returns its Ref, "UIDVALIDITY/UID".
@@ -75,11 +76,12 @@ func (e *Exporter) put(ctx context.Context, msg *exporters.Message) (string, err
 	if err != nil {
 		return "", err
 	}
+	h := mailhdr.Read(sc.header)
 	p := &prepared{
 		scan:  sc,
 		sha:   sc.sha,
-		date:  internalDate(e.opts.DateFrom, sc.header, msg.Received),
-		msgID: messageID(sc.header),
+		date:  internalDate(e.opts.DateFrom, h, msg.Received),
+		msgID: messageID(h),
 	}
 	if ref, ok := e.claimFound(p.sha); ok {
 		return ref, nil

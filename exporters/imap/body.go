@@ -7,21 +7,19 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
-	"net/mail"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/popmigrate/popmigrate/exporters"
+	"github.com/popmigrate/popmigrate/exporters/internal/mailhdr"
 )
 
 const (
 	// chunkSize is the number of body bytes read per ReadAt.
 	chunkSize = 64 << 10
 	// maxHeaderScan bounds the bytes of the header section that Put keeps
-	// to find the dates and the Message-ID: a header section larger than
-	// that is unusual, and its first part holds the newest Received lines.
-	maxHeaderScan = 256 << 10
+	// to find the dates and the Message-ID: as many as mailhdr reads.
+	maxHeaderScan = mailhdr.MaxHeader
 	// maxMessageID bounds the Message-ID used in a search.
 	maxMessageID = 512
 )
@@ -191,98 +189,22 @@ func (cr *canonicalReader) Read(p []byte) (int, error) {
 	return 0, cr.err
 }
 
-// headerFields returns the unfolded values of the fields called name
-// (case-insensitive) in a header section, in order. It is lenient: lines
-// end in LF or CRLF, and a line that is neither a field nor a continuation
-// is skipped.
-func headerFields(header []byte, name string) []string {
-	var values []string
-	var cur *strings.Builder
-	for line := range bytes.Lines(header) {
-		line = bytes.TrimRight(line, "\r\n")
-		if len(line) > 0 && (line[0] == ' ' || line[0] == '\t') {
-			if cur != nil {
-				if cur.Len() > 0 {
-					cur.WriteByte(' ')
-				}
-				cur.Write(bytes.TrimSpace(line))
-			}
-			continue
-		}
-		if cur != nil {
-			values = append(values, cur.String())
-			cur = nil
-		}
-		colon := bytes.IndexByte(line, ':')
-		if colon <= 0 || !strings.EqualFold(string(bytes.TrimRight(line[:colon], " \t")), name) {
-			continue
-		}
-		cur = &strings.Builder{}
-		cur.Write(bytes.TrimSpace(line[colon+1:]))
-	}
-	if cur != nil {
-		values = append(values, cur.String())
-	}
-	return values
-}
-
-// plausible reports whether a date from a header can be an INTERNALDATE: a
-// date before 1980 or more than a day after the download is a broken clock
-// or a forged header, not when the message arrived.
-func plausible(t, downloaded time.Time) bool {
-	return t.Year() >= 1980 && !t.After(downloaded.Add(24*time.Hour))
-}
-
-// parseDate parses an RFC 5322 date. net/mail is lenient already: it
-// accepts obsolete zone names and ignores comments and trailing text
-// after the zone.
-func parseDate(s string) (time.Time, bool) {
-	t, err := mail.ParseDate(strings.TrimSpace(s))
-	return t, err == nil
-}
-
-// internalDate picks the INTERNALDATE of a message per policy: "received"
-// takes the newest date among the Received fields, then the Date field,
-// then the download time; "date" takes the Date field, then the download
-// time; "download" takes the download time.
-func internalDate(policy string, header []byte, downloaded time.Time) time.Time {
+// internalDate picks the INTERNALDATE of a message per policy
+// (DateFromReceived, DateFromDate or DateFromDownload): mailhdr's date of
+// its header h, the date every destination gives the message (the
+// mbox From_ line, the .eml file name), with downloaded (or now, when it
+// is zero) as the fallback. It is in UTC.
+func internalDate(policy string, h mailhdr.Header, downloaded time.Time) time.Time {
 	if downloaded.IsZero() {
 		downloaded = time.Now()
 	}
-	if policy == DateFromReceived {
-		var newest time.Time
-		for _, v := range headerFields(header, "Received") {
-			// RFC 5322 3.6.7: the date follows the last ';'.
-			i := strings.LastIndexByte(v, ';')
-			if i < 0 {
-				continue
-			}
-			if t, ok := parseDate(v[i+1:]); ok && plausible(t, downloaded) && t.After(newest) {
-				newest = t
-			}
-		}
-		if !newest.IsZero() {
-			return newest
-		}
-	}
-	if policy == DateFromReceived || policy == DateFromDate {
-		for _, v := range headerFields(header, "Date") {
-			if t, ok := parseDate(v); ok && plausible(t, downloaded) {
-				return t
-			}
-		}
-	}
-	return downloaded
+	return h.Date(mailhdr.Policy(policy), downloaded)
 }
 
 // messageID returns the message's Message-ID for a SEARCH HEADER, or ""
 // when it has none usable (absent, too long, not printable ASCII).
-func messageID(header []byte) string {
-	ids := headerFields(header, "Message-ID")
-	if len(ids) == 0 {
-		return ""
-	}
-	id := ids[0]
+func messageID(h mailhdr.Header) string {
+	id := h.Get("Message-ID")
 	if id == "" || len(id) > maxMessageID {
 		return ""
 	}

@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/popmigrate/popmigrate/exporters/internal/mailhdr"
 )
 
 func TestInternalDateParsing(t *testing.T) {
@@ -26,7 +28,7 @@ func TestInternalDateParsing(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := internalDate(DateFromReceived, []byte(tt.header), dl); !got.Equal(tt.want) {
+			if got := internalDate(DateFromReceived, mailhdr.Read([]byte(tt.header)), dl); !got.Equal(tt.want) {
 				t.Errorf("%v, want %v", got, tt.want)
 			}
 		})
@@ -42,7 +44,7 @@ func TestMessageID(t *testing.T) {
 		"Message-ID: " + strings.Repeat("x", 600) + "\n": "",
 	}
 	for header, want := range tests {
-		if got := messageID([]byte(header)); got != want {
+		if got := messageID(mailhdr.Read([]byte(header))); got != want {
 			t.Errorf("messageID(%q) = %q, want %q", header, got, want)
 		}
 	}

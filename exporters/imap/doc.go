@@ -8,7 +8,8 @@
 // that was put. Each message gets the flags of Options.Flags (\Seen by
 // default) and an INTERNALDATE per Options.DateFrom (by default the newest
 // Received: date, so that the new mailbox sorts by arrival as the old one
-// did). A message IMAP cannot carry (NUL bytes: RFC 3501 literals are
+// did), read by the header reader every destination shares: the mbox
+// From_ line and the .eml file name carry the same date. A message IMAP cannot carry (NUL bytes: RFC 3501 literals are
 // CHAR8) or that the server rejects (NO or BAD to APPEND, too large) fails
 // with a *RejectedError, or a *QuarantinedError when Options.QuarantineDir
 // keeps a copy; the run goes on.

@@ -13,6 +13,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 
 	"github.com/popmigrate/popmigrate/exporters"
+	"github.com/popmigrate/popmigrate/exporters/internal/mailhdr"
 )
 
 // Security modes of Options.Security.
@@ -27,15 +28,16 @@ const (
 	SecurityPlain = "plain"
 )
 
-// INTERNALDATE policies of Options.DateFrom.
+// INTERNALDATE policies of Options.DateFrom: mailhdr's date policies, the
+// ones the mbox From_ line and the .eml file name follow too.
 const (
 	// DateFromReceived takes the newest date among the Received: fields,
 	// then the Date: field, then the download time.
-	DateFromReceived = "received"
+	DateFromReceived = string(mailhdr.FromReceived)
 	// DateFromDate takes the Date: field, then the download time.
-	DateFromDate = "date"
+	DateFromDate = string(mailhdr.FromDate)
 	// DateFromDownload takes the time popmigrate downloaded the message.
-	DateFromDownload = "download"
+	DateFromDownload = string(mailhdr.FromDownload)
 )
 
 // Defaults of Options.
