@@ -20,8 +20,9 @@ import (
 // Resume a message found in the folder is returned instead of appended
 // again.
 //
-// A message that cannot be stored fails with a *RejectedError, or a
-// *QuarantinedError when Options.QuarantineDir is set; other failures
+// A message that cannot be stored fails with an *exporters.RejectedError
+// wrapping a *RejectedError, or a *QuarantinedError wrapping those when
+// Options.QuarantineDir is set; other failures
 // (network, authentication, a folder that changed UIDVALIDITY) are
 // errors of the destination. A connection that fails is replaced once.
 // Put blocks while a Sync waits for the Puts in flight.
@@ -45,7 +46,7 @@ func (e *Exporter) Put(ctx context.Context, msg *exporters.Message) (exporters.D
 	case err == nil:
 		return exporters.Delivery{Ref: ref}, nil
 	case IsRejected(err):
-		return exporters.Delivery{}, err // the *RejectedError or *QuarantinedError itself
+		return exporters.Delivery{}, err // the *exporters.RejectedError or *QuarantinedError itself
 	default:
 		return exporters.Delivery{}, fmt.Errorf("imap: %s: put %s (uidl %q): %w", e.id, msg.Key, msg.UIDL, err)
 	}
@@ -242,11 +243,15 @@ func (p progressWriter) Write(b []byte) (int, error) {
 	return n, err
 }
 
+// reject returns the error of a Put of msg that rej refuses: an
+// *exporters.RejectedError wrapping rej, kept in the quarantine folder
+// when there is one.
 func (e *Exporter) reject(ctx context.Context, msg *exporters.Message, rej *RejectedError) error {
+	err := rej.shared()
 	if e.quar == nil {
-		return rej
+		return err
 	}
-	return e.quar.keep(ctx, msg, rej)
+	return e.quar.Keep(ctx, msg, err)
 }
 
 func (e *Exporter) ref(uid imap.UID) string {

@@ -74,7 +74,7 @@ func TestRejected(t *testing.T) {
 	if !errors.As(err, &qe) {
 		t.Fatalf("Put of a message the server rejects: %v, want a *QuarantinedError", err)
 	}
-	if qe.ServerResponse != "NO [PARSE] Broken message" || qe.Path != filepath.Join(qdir, bad.Key+".eml") {
+	if qe.Reason != "NO [PARSE] Broken message" || qe.Path != filepath.Join(qdir, bad.Key+".eml") {
 		t.Errorf("QuarantinedError = %+v", qe)
 	}
 	checkQuarantined(t, qe.Path, messageBytes(bad))
@@ -84,7 +84,7 @@ func TestRejected(t *testing.T) {
 
 	nul := exportertest.NewMessage("nul", []byte("Subject: x\n\na\x00b\n"))
 	_, err = e.Put(c, nul)
-	if !errors.As(err, &qe) || !strings.Contains(qe.ServerResponse, "NUL") {
+	if !errors.As(err, &qe) || !strings.Contains(qe.Reason, "NUL") {
 		t.Fatalf("Put of a message with NUL: %v, want a *QuarantinedError about NUL", err)
 	}
 	checkQuarantined(t, qe.Path, messageBytes(nul))

@@ -11,8 +11,10 @@
 // did), read by the header reader every destination shares: the mbox
 // From_ line and the .eml file name carry the same date. A message IMAP cannot carry (NUL bytes: RFC 3501 literals are
 // CHAR8) or that the server rejects (NO or BAD to APPEND, too large) fails
-// with a *RejectedError, or a *QuarantinedError when Options.QuarantineDir
-// keeps a copy; the run goes on.
+// with an *exporters.RejectedError (the refusal every destination reports;
+// it wraps a *RejectedError with the server's answer), or a
+// *QuarantinedError when Options.QuarantineDir keeps a copy; the run goes
+// on.
 //
 // # References
 //

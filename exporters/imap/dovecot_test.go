@@ -121,8 +121,8 @@ func dovecotRoundTrip(t *testing.T, srv *dovecottest.Server, o *Options) {
 				t.Errorf("%s: Put = %v, want a *QuarantinedError", s.Name, err)
 				continue
 			}
-			if s.Name == "empty" && !strings.Contains(qe.ServerResponse, "NO") {
-				t.Errorf("%s: server response %q, want Dovecot's NO", s.Name, qe.ServerResponse)
+			if s.Name == "empty" && !strings.Contains(qe.Reason, "NO") {
+				t.Errorf("%s: server response %q, want Dovecot's NO", s.Name, qe.Reason)
 			}
 			if got, err := os.ReadFile(qe.Path); err != nil || !bytes.Equal(got, s.Data) {
 				t.Errorf("%s: quarantined copy %q: %v", s.Name, got, err)

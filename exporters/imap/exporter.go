@@ -14,6 +14,7 @@ import (
 
 	"github.com/popmigrate/popmigrate/exporters"
 	"github.com/popmigrate/popmigrate/exporters/internal/mailhdr"
+	"github.com/popmigrate/popmigrate/exporters/quarantine"
 )
 
 // Security modes of Options.Security.
@@ -110,9 +111,11 @@ type Options struct {
 	// Conns is the number of connections that APPEND in parallel; 0 means
 	// DefaultConns.
 	Conns int
-	// QuarantineDir, when set, is the folder (created 0700) where a
-	// message the server rejects is kept as <key>.eml; Put then returns a
-	// *QuarantinedError. Empty means Put returns a *RejectedError.
+	// QuarantineDir, when set, is the folder (created 0700 by New) where
+	// a message the server rejects is kept as <key>.eml, as
+	// quarantine.Wrap keeps it; Put then returns a *QuarantinedError.
+	// Empty means Put returns an *exporters.RejectedError (wrapping a
+	// *RejectedError).
 	QuarantineDir string
 	// ReadOnly opens the folder for reading back only (verify): a missing
 	// folder is an error wrapping exporters.ErrNotFound instead of being
@@ -134,7 +137,7 @@ type Exporter struct {
 	mailbox   string // the folder's name on the server
 	tlsConfig *tls.Config
 	flags     []imap.Flag
-	quar      *quarantine // nil: no quarantine
+	quar      *quarantine.Folder // nil: no quarantine
 
 	idle      chan *conn    // connections ready for use
 	slots     chan struct{} // one token per open (or opening) connection
@@ -215,7 +218,7 @@ func New(ctx context.Context, opts *Options) (*Exporter, error) {
 		e.id = u.String()
 	}
 	if o.QuarantineDir != "" {
-		q, err := openQuarantine(o.QuarantineDir)
+		q, err := quarantine.Open(o.QuarantineDir)
 		if err != nil {
 			return nil, fmt.Errorf("imap: %s: %s: %w", e.id, o.QuarantineDir, err)
 		}
@@ -223,7 +226,7 @@ func New(ctx context.Context, opts *Options) (*Exporter, error) {
 	}
 	if err := e.start(ctx); err != nil {
 		if e.quar != nil {
-			e.quar.close()
+			e.quar.Close()
 		}
 		return nil, fmt.Errorf("imap: %s: %w", e.id, err)
 	}
@@ -366,7 +369,7 @@ func (e *Exporter) Close() error {
 	}
 	e.mu.Unlock()
 	if e.quar != nil {
-		if err := e.quar.close(); err != nil {
+		if err := e.quar.Close(); err != nil {
 			return fmt.Errorf("imap: %s: close quarantine folder: %w", e.id, err)
 		}
 	}
