@@ -517,7 +517,7 @@ func (s *soakTest) round(n int) {
 	s.check(label, run, false)
 	s.stats.rounds++
 	if n%soakPurgeEvery == 0 {
-		s.purge(label, 0.15)
+		s.purge(label, 0.15, false)
 	}
 	end := "completed"
 	switch {
@@ -551,7 +551,26 @@ func (s *soakTest) settle() {
 		s.t.Fatalf("final run: the child did not complete: %s", run.output)
 	}
 	s.check("final run", run, true)
-	s.purge("final purge", 0)
+	// The final purge keeps exactly the suspect messages (stored under a
+	// LIST size skewed past what line ends explain); one that accepts
+	// them deletes the rest.
+	s.purge("final purge", 0, false)
+	for _, b := range s.boxes {
+		suspect := map[string]bool{}
+		rows, err := s.e.j.Messages(context.Background(), b.user)
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		for _, r := range rows {
+			if r.Suspect != "" && b.onServer[r.UIDL] {
+				suspect[r.UIDL] = true
+			}
+		}
+		if !maps.Equal(b.onServer, suspect) {
+			s.t.Errorf("after the final purge the server holds %v of %s, want only the suspect %v", sortedKeys(b.onServer), b.user, sortedKeys(suspect))
+		}
+	}
+	s.purge("final purge of suspect messages", 0, true)
 	for _, b := range s.boxes {
 		if len(b.onServer) > 0 {
 			s.t.Errorf("after the final purge the server still holds %d messages of %s: %v", len(b.onServer), b.user, sortedKeys(b.onServer))
@@ -936,8 +955,9 @@ func (s *soakTest) mboxCommitted(b *soakBox, part []byte) [][]byte {
 // deletable returns the UIDLs of b that a purge may delete now: on the
 // server, keyed by their real UIDL, listed at the size the journal
 // recorded, verified in the journal with a verified copy in every
-// destination, and not suspect (a size skew past what line ends explain).
-func (s *soakTest) deletable(b *soakBox) map[string]bool {
+// destination, and not suspect (a size skew past what line ends explain)
+// unless deleteSuspect.
+func (s *soakTest) deletable(b *soakBox, deleteSuspect bool) map[string]bool {
 	ctx := context.Background()
 	rows, err := s.e.j.Messages(ctx, b.user)
 	if err != nil {
@@ -951,7 +971,7 @@ func (s *soakTest) deletable(b *soakBox) map[string]bool {
 	for _, r := range rows {
 		m := b.msgs[r.UIDL]
 		if m == nil || !b.onServer[r.UIDL] || r.State != journal.StateVerified || r.Kind != journal.KindUIDL || r.ListedSize != m.size ||
-			r.Suspect != "" {
+			(r.Suspect != "" && !deleteSuspect) {
 			continue
 		}
 		ok := true
@@ -973,7 +993,7 @@ func (s *soakTest) deletable(b *soakBox) map[string]bool {
 // dropped), that each of them is on disk in every destination, and that
 // the journal marks exactly those deleted. It must follow a check, which
 // verified and recorded the copies on disk.
-func (s *soakTest) purge(label string, drop float64) {
+func (s *soakTest) purge(label string, drop float64, deleteSuspect bool) {
 	t := s.t
 	t.Helper()
 	dropped := map[string]bool{}
@@ -985,13 +1005,13 @@ func (s *soakTest) purge(label string, drop float64) {
 			dropped[b.user] = true
 		}
 		s.e.srv.SetFaults(b.user, f)
-		want[b.user] = s.deletable(b)
+		want[b.user] = s.deletable(b, deleteSuspect)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	o := testOptions()
 	o.Jobs, o.PerHost = 8, 8
-	reps, err := pipeline.Purge(ctx, s.e.j, s.accounts, o, nil)
+	reps, err := pipeline.Purge(ctx, s.e.j, s.accounts, o, &pipeline.PurgeOptions{DeleteSuspect: deleteSuspect})
 	if err != nil {
 		t.Fatalf("%s: purge: %v", label, err)
 	}
