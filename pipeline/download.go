@@ -253,8 +253,17 @@ func (ar *accountRun) writer(ctx context.Context, ch <-chan fetched) error {
 func (ar *accountRun) putWorkers() int {
 	n := 1
 	for _, d := range ar.dests {
-		if c, ok := d.(exporters.Concurrent); ok {
-			n = max(n, c.PutConcurrency())
+		for d != nil {
+			if c, ok := d.(exporters.Concurrent); ok {
+				n = max(n, c.PutConcurrency())
+				break
+			}
+			// A decorator (the quarantine) answers for what it wraps.
+			u, ok := d.(interface{ Unwrap() exporters.Exporter })
+			if !ok {
+				break
+			}
+			d = u.Unwrap()
 		}
 	}
 	return n
@@ -387,4 +396,14 @@ const sizeSlack = 2
 func sizeSuspect(listed, received, canonical int64) bool {
 	lo, hi := min(canonical, received), max(canonical, received)
 	return listed < lo-sizeSlack || listed > hi+sizeSlack
+}
+
+// quarantined returns the path where a destination kept a message it
+// refused, if err says so.
+func quarantined(err error) (string, bool) {
+	var q *exporters.QuarantinedError
+	if errors.As(err, &q) {
+		return q.Path, true
+	}
+	return "", false
 }

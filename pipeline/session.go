@@ -18,6 +18,7 @@ import (
 	"github.com/popmigrate/popmigrate/config"
 	"github.com/popmigrate/popmigrate/exporters"
 	"github.com/popmigrate/popmigrate/exporters/location"
+	"github.com/popmigrate/popmigrate/exporters/quarantine"
 	"github.com/popmigrate/popmigrate/internal/tlsconf"
 	"github.com/popmigrate/popmigrate/journal"
 	"github.com/popmigrate/popmigrate/pop3"
@@ -188,7 +189,13 @@ func openDestination(ctx context.Context, spec string, a *config.Account, o *Opt
 	if o.Destinations == nil {
 		return nil, location.ErrNoRegistry
 	}
-	return o.Destinations.Open(ctx, spec, destinationEnv(a, o, readOnly))
+	e, err := o.Destinations.Open(ctx, spec, destinationEnv(a, o, readOnly))
+	if err != nil || readOnly || o.IMAP.QuarantineDir == "" {
+		return e, err
+	}
+	// A message a destination refuses for what it is (an IMAP server's
+	// NO, NUL bytes) is kept aside rather than lost, whatever the kind.
+	return quarantine.Wrap(e, o.IMAP.QuarantineDir), nil
 }
 
 // destinationEnv is what a destination of account a may use beside its
@@ -204,7 +211,6 @@ func destinationEnv(a *config.Account, o *Options, readOnly bool) location.Env {
 		Flags:              o.IMAP.Flags,
 		DateFrom:           o.IMAP.DateFrom,
 		Conns:              o.IMAP.Conns,
-		QuarantineDir:      o.IMAP.QuarantineDir,
 	}
 	if env.CAFile == "" {
 		env.CAFile = a.CAFile

@@ -119,16 +119,15 @@ func ParseSpec(spec string) (Spec, error) {
 func open(ctx context.Context, ls location.Spec, id string, env location.Env) (exporters.Exporter, error) {
 	s := ls.(Spec)
 	o := &Options{
-		ReadOnly:      env.ReadOnly,
-		ID:            id,
-		Addr:          s.Addr(),
-		Security:      s.Security,
-		Username:      s.User,
-		Folder:        s.Folder,
-		DateFrom:      env.DateFrom,
-		Conns:         env.Conns,
-		QuarantineDir: env.QuarantineDir,
-		Timeout:       env.Timeout,
+		ReadOnly: env.ReadOnly,
+		ID:       id,
+		Addr:     s.Addr(),
+		Security: s.Security,
+		Username: s.User,
+		Folder:   s.Folder,
+		DateFrom: env.DateFrom,
+		Conns:    env.Conns,
+		Timeout:  env.Timeout,
 	}
 	if env.Flags != nil {
 		o.Flags = make([]goimap.Flag, 0, len(env.Flags))

@@ -63,9 +63,6 @@ type Env struct {
 	// Conns is how many connections a networked kind opens; 0 means its
 	// default.
 	Conns int
-	// QuarantineDir is where a kind that can refuse a message keeps it
-	// instead, as an .eml file; "" means no quarantine.
-	QuarantineDir string
 }
 
 // Factory is one destination kind.
