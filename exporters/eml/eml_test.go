@@ -71,14 +71,17 @@ func files(t *testing.T, dir string) []string {
 	return out
 }
 
+// open is how the conformance suite opens an .eml tree.
+func open(_ testing.TB, dir string, readOnly bool) (exporters.Exporter, error) {
+	return New(dir, &Options{ReadOnly: readOnly})
+}
+
 func TestConformance(t *testing.T) {
-	exportertest.RunWithOptions(t, func(t *testing.T, dir string) exporters.Exporter {
-		e, err := New(dir, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return e
-	}, &exportertest.Options{CountFiles: countFiles, Concurrent: true})
+	exportertest.RunWithOptions(t, open, &exportertest.Options{
+		Count:      func(_ testing.TB, dir string) int { return countFiles(dir) },
+		Concurrent: true,
+		Files:      true,
+	})
 }
 
 // msgFor returns a message of account with uidl holding body.
@@ -832,37 +835,17 @@ func TestSyncTracksFolders(t *testing.T) {
 	}
 }
 
-func TestClosed(t *testing.T) {
-	e := newExporter(t, t.TempDir())
-	ref := mustPut(t, e, msg("closed", "body\n"))
-	if err := e.Close(); err != nil {
-		t.Fatal(err)
-	}
-	ctx := t.Context()
-	if _, err := e.Put(ctx, msg("closed2", "x\n")); !errors.Is(err, exporters.ErrClosed) {
-		t.Errorf("Put: %v", err)
-	}
-	if _, _, err := e.Has(ctx, exporters.MessageKey("a", "b")); !errors.Is(err, exporters.ErrClosed) {
-		t.Errorf("Has: %v", err)
-	}
-	if _, err := e.Open(ctx, ref); !errors.Is(err, exporters.ErrClosed) {
-		t.Errorf("Open: %v", err)
-	}
-	if err := e.Sync(ctx); !errors.Is(err, exporters.ErrClosed) {
-		t.Errorf("Sync: %v", err)
-	}
-}
-
+// TestPutErrorNamesMessage: the error of a failed Put names the account
+// too. (The conformance suite checks that it wraps exporters.ErrShortBody
+// and names the message and the folder.)
 func TestPutErrorNamesMessage(t *testing.T) {
 	dir := t.TempDir()
 	e := newExporter(t, dir)
 	m := msg("named", "body\n")
 	m.Body = lyingBody{}
 	_, err := e.Put(t.Context(), m)
-	if err == nil || !errors.Is(err, exporters.ErrShortBody) || !strings.Contains(err.Error(), m.Key) ||
-		!strings.HasPrefix(err.Error(), "eml: ") || !strings.Contains(err.Error(), dir) ||
-		!strings.Contains(err.Error(), exportertest.Account) {
-		t.Errorf("err = %v, want eml: ... %s ... %s ... %s ... exporters.ErrShortBody", err, m.Key, exportertest.Account, dir)
+	if err == nil || !strings.Contains(err.Error(), exportertest.Account) {
+		t.Errorf("err = %v, want it to name the account %s", err, exportertest.Account)
 	}
 	if n := countFiles(dir); n != 0 {
 		t.Errorf("%d files after a failed Put", n)

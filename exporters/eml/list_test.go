@@ -1,8 +1,6 @@
 package eml
 
 import (
-	"context"
-	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -10,18 +8,7 @@ import (
 	"testing"
 
 	"github.com/popmigrate/popmigrate/exporters"
-	"github.com/popmigrate/popmigrate/exporters/exportertest"
 )
-
-func TestListConformance(t *testing.T) {
-	exportertest.RunLister(t, func(t *testing.T, dir string) exporters.Exporter {
-		e, err := New(dir, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return e
-	})
-}
 
 func mustList(t *testing.T, e *Exporter, account string) []exporters.Listed {
 	t.Helper()
@@ -77,18 +64,5 @@ func TestListOneAccount(t *testing.T) {
 	want := []exporters.Listed{{Key: a1.Key, Ref: dupRef}, {Key: a1.Key, Ref: ref1}}
 	if got := mustList(t, e, alice); !slices.Equal(got, want) {
 		t.Errorf("List(%q) = %v, want %v", alice, got, want)
-	}
-}
-
-func TestListAfterCloseAndCancel(t *testing.T) {
-	e := newExporter(t, t.TempDir())
-	ctx, cancel := context.WithCancel(t.Context())
-	cancel()
-	if _, err := e.List(ctx, "a"); !errors.Is(err, context.Canceled) {
-		t.Errorf("List with a cancelled context: %v, want context.Canceled", err)
-	}
-	e.Close()
-	if _, err := e.List(t.Context(), "a"); !errors.Is(err, exporters.ErrClosed) {
-		t.Errorf("List after Close: %v, want exporters.ErrClosed", err)
 	}
 }

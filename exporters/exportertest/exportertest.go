@@ -2,17 +2,18 @@
 // exporter (Maildir, mbox, .eml, IMAP) runs, so that all destinations keep
 // the same promises: every tricky message round-trips byte for byte, Put is
 // idempotent per key, a new Exporter on the same destination finds what an
-// earlier one stored, and a cancelled or failed Put leaves nothing partial.
+// earlier one stored, a cancelled or failed Put leaves nothing partial, a
+// closed Exporter fails with exporters.ErrClosed, a read-only Exporter
+// reads everything and changes nothing, a Resumable one resumes from its
+// committed state with nothing lost and nothing twice, and a Lister lists
+// each stored message once.
 //
-// An exporter's test calls Run:
+// An exporter's test calls Run with the one function that opens its
+// destination:
 //
 //	func TestConformance(t *testing.T) {
-//		exportertest.Run(t, func(t *testing.T, dir string) exporters.Exporter {
-//			e, err := maildir.New(dir, nil)
-//			if err != nil {
-//				t.Fatal(err)
-//			}
-//			return e
+//		exportertest.Run(t, func(t testing.TB, dir string, readOnly bool) (exporters.Exporter, error) {
+//			return maildir.New(dir, &maildir.Options{ReadOnly: readOnly})
 //		})
 //	}
 package exportertest
@@ -25,6 +26,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -41,13 +43,26 @@ const Account = "conformance@example.org"
 // timeout bounds each subtest.
 const timeout = 2 * time.Minute
 
+// OpenFunc opens the destination of dir: for writing, or with readOnly for
+// reading only, as verify opens it. dir is a folder of the destination's
+// own (a destination that is not files, such as an IMAP folder, maps each
+// dir to its own place), empty the first time; the suite opens the same
+// dir again to reopen the destination, and for the read-only checks also
+// passes a dir that does not exist, whose destination is missing. An
+// error is returned as the constructor returns it (the Exporter is then
+// ignored, so "return maildir.New(...)" is fine). OpenFunc must not call
+// Resume: the suite does, as the pipeline does. The suite closes every
+// Exporter it opens.
+type OpenFunc func(t testing.TB, dir string, readOnly bool) (exporters.Exporter, error)
+
 // Options tunes RunWithOptions. A nil *Options means the defaults.
 type Options struct {
-	// CountFiles returns how many files the exporter keeps under dir, all
-	// of them (messages, temporary files, indexes). When set, the suite
-	// checks that a failed or cancelled Put and a repeated Put leave the
+	// Count returns how many things the destination keeps for dir, all
+	// of them: files (messages, temporary files, indexes), or messages in
+	// a server's folder. When set, the suite checks that a failed or
+	// cancelled Put, a repeated Put and a Put after Resume leave the
 	// count unchanged. When nil, those checks go through Finder only.
-	CountFiles func(dir string) int
+	Count func(t testing.TB, dir string) int
 	// Concurrent says that Put, Has, Open and Sync of one Exporter may be
 	// called from several goroutines at once. The suite then also runs
 	// Puts from several goroutines, some of the same key.
@@ -57,37 +72,64 @@ type Options struct {
 	// Refuses names the sample messages (testmsg names) that the
 	// destination refuses by design, e.g. "nul-bytes" for IMAP, whose
 	// APPEND cannot carry NUL bytes. RoundTrip checks that Put of each
-	// fails, and round-trips the others.
+	// fails with an *exporters.RejectedError, and round-trips the others.
 	Refuses []string
+	// Files says that the destination is files under dir and nothing
+	// else: the suite then also reads it on a read-only bind mount of dir
+	// (ReadOnlyMedia; skipped where the system allows no mount), where a
+	// writer must fail to open it.
+	Files bool
+	// Snapshot, when set, describes what the destination of dir holds
+	// outside the files under dir (an IMAP server's folders, messages,
+	// flags and dates), with every place where a destination could be
+	// created. The read-only subtests check that it does not change; the
+	// files under dir are always compared.
+	Snapshot func(t testing.TB, dir string) string
+	// Where returns the text that every error about the destination of
+	// dir must hold, so that a user can tell which destination failed:
+	// its path or its ID. Nil means dir itself, which suits a destination
+	// whose path is dir or inside it.
+	Where func(dir string) string
 }
 
 // Run runs the conformance suite with the default Options.
-func Run(t *testing.T, open func(t *testing.T, dir string) exporters.Exporter) {
+func Run(t *testing.T, open OpenFunc) {
 	t.Helper()
 	RunWithOptions(t, open, nil)
 }
 
-// RunWithOptions runs the conformance suite against the exporter that open
-// makes. open is called with an existing empty folder, and again with the
-// same folder to reopen the destination (the suite Closes the first
-// Exporter before): a destination that is not a folder (IMAP) maps each
-// folder to its own mailbox. Two different folders must give two different
-// Properties().ID. The suite closes every Exporter it opens.
+// RunWithOptions runs the conformance suite against the destination that
+// open opens. Two different dirs must give two different Properties().ID,
+// and a read-only Exporter must have the Properties of a writer on the
+// same dir.
 //
 // The exporter must implement exporters.Opener (every message is read back
 // and compared byte for byte and by sha256). If it implements
 // exporters.Finder, Has must find every message Put stored, with the same
-// Ref, and must not find one whose Put failed.
+// Ref, and must not find one whose Put failed. If it implements
+// exporters.Resumable, the ResumeState subtest drives Resume and
+// CommitState through runs that crash. A Resumable destination that is
+// not a Finder (IMAP) relies on the pipeline's journal to know what it
+// holds, so for it the suite plays that journal in every subtest: each
+// Exporter it opens for writing is resumed with the state last committed
+// (or saved) for its dir, the state is committed after the suite's Syncs,
+// and, like the pipeline, the suite does not Put again a message whose
+// delivery it committed. If it implements exporters.Lister, List must
+// return each stored message once.
 //
 // A Put whose context is cancelled before Put returns must fail with an
 // error wrapping the context's error, and a Put whose Body fails must fail
-// with an error wrapping the Body's error.
-func RunWithOptions(t *testing.T, open func(t *testing.T, dir string) exporters.Exporter, opts *Options) {
+// with an error wrapping the Body's error. The errors of a short body, a
+// closed Exporter and a read-only one must wrap exporters.ErrShortBody,
+// ErrClosed and ErrReadOnly, start with the Kind and a colon, and name the
+// destination (Options.Where).
+func RunWithOptions(t *testing.T, open OpenFunc, opts *Options) {
 	t.Helper()
 	if opts == nil {
 		opts = &Options{}
 	}
-	s := &suite{open: open, opts: opts}
+	s := &suite{open: open, opts: opts, journals: map[string]*journal{}, attached: map[exporters.Exporter]*journal{}}
+	s.probe(t)
 	t.Run("Properties", s.testProperties)
 	t.Run("RoundTrip", s.testRoundTrip)
 	t.Run("Idempotent", s.testIdempotent)
@@ -97,7 +139,20 @@ func RunWithOptions(t *testing.T, open func(t *testing.T, dir string) exporters.
 	t.Run("FailingBody", s.testFailingBody)
 	t.Run("ShortBody", s.testShortBody)
 	t.Run("SyncIdle", s.testSyncIdle)
-	t.Run("CloseTwice", s.testCloseTwice)
+	t.Run("Closed", s.testClosed)
+	t.Run("ReadOnly", s.testReadOnly)
+	t.Run("ReadOnlyMissing", s.testReadOnlyMissing)
+	if opts.Files {
+		t.Run("ReadOnlyMedia", s.testReadOnlyMedia)
+	}
+	if s.resumable {
+		t.Run("ResumeState", s.testResumeState)
+	}
+	if s.lister {
+		t.Run("ListEmpty", s.testListEmpty)
+		t.Run("ListStored", s.testListStored)
+		t.Run("ListCancelled", s.testListCancelled)
+	}
 	t.Run("Many", s.testMany)
 	if opts.Concurrent {
 		t.Run("Concurrent", s.testConcurrent)
@@ -105,8 +160,50 @@ func RunWithOptions(t *testing.T, open func(t *testing.T, dir string) exporters.
 }
 
 type suite struct {
-	open func(t *testing.T, dir string) exporters.Exporter
+	open OpenFunc
 	opts *Options
+
+	// What the destination implements, from a first Exporter.
+	finder, resumable, lister bool
+
+	mu       sync.Mutex
+	journals map[string]*journal             // by dir
+	attached map[exporters.Exporter]*journal // the journal of each open Exporter
+}
+
+// journal is what the pipeline's journal keeps for one destination: the
+// last state (recorded by Resume's save, or committed after a Sync) and
+// the deliveries committed with each Sync.
+type journal struct {
+	mu        sync.Mutex
+	state     string
+	committed map[string]string // key -> Ref
+	pending   map[string]string // Put since the last commit
+}
+
+func (j *journal) save(ctx context.Context, st string) error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.state = st
+	return ctx.Err()
+}
+
+func (j *journal) last() string {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.state
+}
+
+// probe opens the destination once to learn its optional interfaces.
+func (s *suite) probe(t *testing.T) {
+	t.Helper()
+	e := s.openRaw(t, t.TempDir(), false)
+	_, s.finder = e.(exporters.Finder)
+	_, s.resumable = e.(exporters.Resumable)
+	_, s.lister = e.(exporters.Lister)
+	if err := e.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
 }
 
 // NewMessage returns the message with uidl in Account holding data, as
@@ -135,14 +232,52 @@ func ctx(t *testing.T) context.Context {
 	return c
 }
 
-// openExporter opens the destination in dir and closes it when the test
-// ends, failing the test if Close fails.
-func (s *suite) openExporter(t *testing.T, dir string) exporters.Exporter {
+// openRaw opens the destination in dir, failing the test on an error. The
+// caller closes the Exporter.
+func (s *suite) openRaw(t testing.TB, dir string, readOnly bool) exporters.Exporter {
 	t.Helper()
-	e := s.open(t, dir)
+	e, err := s.open(t, dir, readOnly)
+	if err != nil {
+		t.Fatalf("open %s (read-only %v): %v", dir, readOnly, err)
+	}
 	if e == nil {
 		t.Fatal("open returned a nil Exporter")
 	}
+	return e
+}
+
+// openExporter opens the destination in dir for writing, resumes it from
+// dir's journal if it is Resumable but not a Finder (see RunWithOptions),
+// and closes it when the test ends, failing the test if Close fails.
+func (s *suite) openExporter(t *testing.T, dir string) exporters.Exporter {
+	t.Helper()
+	e := s.openRaw(t, dir, false)
+	t.Cleanup(func() {
+		if err := e.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	if r, ok := e.(exporters.Resumable); ok && !s.finder {
+		s.mu.Lock()
+		j := s.journals[dir]
+		if j == nil {
+			j = &journal{committed: map[string]string{}, pending: map[string]string{}}
+			s.journals[dir] = j
+		}
+		s.attached[e] = j
+		s.mu.Unlock()
+		if err := r.Resume(ctx(t), j.last(), j.save); err != nil {
+			t.Fatalf("Resume(%q): %v", j.last(), err)
+		}
+	}
+	return e
+}
+
+// openReadOnly opens the destination in dir for reading only and closes
+// it when the test ends, failing the test if Close fails.
+func (s *suite) openReadOnly(t *testing.T, dir string) exporters.Exporter {
+	t.Helper()
+	e := s.openRaw(t, dir, true)
 	t.Cleanup(func() {
 		if err := e.Close(); err != nil {
 			t.Errorf("Close: %v", err)
@@ -151,23 +286,63 @@ func (s *suite) openExporter(t *testing.T, dir string) exporters.Exporter {
 	return e
 }
 
-func (s *suite) count(dir string) (int, bool) {
-	if s.opts.CountFiles == nil {
+// journalOf returns the journal of e, or nil.
+func (s *suite) journalOf(e exporters.Exporter) *journal {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.attached[e]
+}
+
+func (s *suite) count(t testing.TB, dir string) (int, bool) {
+	if s.opts.Count == nil {
 		return 0, false
 	}
-	return s.opts.CountFiles(dir), true
+	return s.opts.Count(t, dir), true
 }
 
-// checkCount fails the test if the file count in dir is no longer want.
+// checkCount fails the test if the count of dir is no longer want.
 func (s *suite) checkCount(t *testing.T, dir string, want int, what string) {
 	t.Helper()
-	if got, ok := s.count(dir); ok && got != want {
-		t.Errorf("%s: %d files under the destination, want %d", what, got, want)
+	if got, ok := s.count(t, dir); ok && got != want {
+		t.Errorf("%s: the destination holds %d, want %d", what, got, want)
 	}
 }
 
-func put(t *testing.T, c context.Context, e exporters.Exporter, msg *exporters.Message) string {
+// where returns what an error about the destination of dir must name.
+func (s *suite) where(dir string) string {
+	if s.opts.Where != nil {
+		return s.opts.Where(dir)
+	}
+	return dir
+}
+
+// checkErr fails the test unless err wraps want, starts with kind and a
+// colon, and names the destination of dir.
+func (s *suite) checkErr(t *testing.T, what string, err, want error, kind, dir string) {
 	t.Helper()
+	switch {
+	case !errors.Is(err, want):
+		t.Errorf("%s: err = %v, want one wrapping %v", what, err, want)
+	case !strings.HasPrefix(err.Error(), kind+": "):
+		t.Errorf("%s: err = %q, want it to start with %q", what, err, kind+": ")
+	case !strings.Contains(err.Error(), s.where(dir)):
+		t.Errorf("%s: err = %q, want it to name %s", what, err, s.where(dir))
+	}
+}
+
+// put stores msg and returns its Ref. A message whose delivery e's
+// journal committed is not Put again (see RunWithOptions).
+func (s *suite) put(t *testing.T, c context.Context, e exporters.Exporter, msg *exporters.Message) string {
+	t.Helper()
+	j := s.journalOf(e)
+	if j != nil {
+		j.mu.Lock()
+		ref, ok := j.committed[msg.Key]
+		j.mu.Unlock()
+		if ok {
+			return ref
+		}
+	}
 	d, err := e.Put(c, msg)
 	if err != nil {
 		t.Fatalf("Put %s (uidl %q): %v", msg.Key, msg.UIDL, err)
@@ -175,13 +350,28 @@ func put(t *testing.T, c context.Context, e exporters.Exporter, msg *exporters.M
 	if d.Ref == "" {
 		t.Fatalf("Put %s (uidl %q): empty Ref", msg.Key, msg.UIDL)
 	}
+	if j != nil {
+		j.mu.Lock()
+		j.pending[msg.Key] = d.Ref
+		j.mu.Unlock()
+	}
 	return d.Ref
 }
 
-func syncNow(t *testing.T, c context.Context, e exporters.Exporter) {
+// sync syncs e and, if e has a journal, commits to it the deliveries
+// since the last commit and e's CommitState, as the pipeline does.
+func (s *suite) sync(t *testing.T, c context.Context, e exporters.Exporter) {
 	t.Helper()
 	if err := e.Sync(c); err != nil {
 		t.Fatalf("Sync: %v", err)
+	}
+	if j := s.journalOf(e); j != nil {
+		st := e.(exporters.Resumable).CommitState()
+		j.mu.Lock()
+		maps.Copy(j.committed, j.pending)
+		clear(j.pending)
+		j.state = st
+		j.mu.Unlock()
 	}
 }
 
@@ -284,8 +474,13 @@ func (s *suite) testRoundTrip(t *testing.T) {
 			samples = append(samples, sm)
 			continue
 		}
-		if d, err := e.Put(c, NewMessage(sm.Name, sm.Data)); err == nil {
+		d, err := e.Put(c, NewMessage(sm.Name, sm.Data))
+		var rej *exporters.RejectedError
+		switch {
+		case err == nil:
 			t.Errorf("Put of %s succeeded (Ref %q), want it refused", sm.Name, d.Ref)
+		case !errors.As(err, &rej):
+			t.Errorf("Put of %s: err = %v, want an *exporters.RejectedError", sm.Name, err)
 		}
 	}
 	msgs := make([]*exporters.Message, len(samples))
@@ -293,13 +488,13 @@ func (s *suite) testRoundTrip(t *testing.T) {
 	seen := map[string]string{}
 	for i, sm := range samples {
 		msgs[i] = NewMessage(sm.Name, sm.Data)
-		refs[i] = put(t, c, e, msgs[i])
+		refs[i] = s.put(t, c, e, msgs[i])
 		if prev, dup := seen[refs[i]]; dup {
 			t.Errorf("samples %q and %q share the Ref %q", prev, sm.Name, refs[i])
 		}
 		seen[refs[i]] = sm.Name
 	}
-	syncNow(t, c, e)
+	s.sync(t, c, e)
 	for i, sm := range samples {
 		t.Run(sm.Name, func(t *testing.T) {
 			checkStored(t, c, e, msgs[i], sm.Data, refs[i])
@@ -323,20 +518,20 @@ func (s *suite) testIdempotent(t *testing.T) {
 	e := s.openExporter(t, dir)
 	data := testmsg.Find(t, "dot-lines").Data
 	msg := NewMessage("idempotent-1", data)
-	ref := put(t, c, e, msg)
-	n, _ := s.count(dir)
+	ref := s.put(t, c, e, msg)
+	n, _ := s.count(t, dir)
 	for i, what := range []string{"second Put", "Put after Sync"} {
 		if i == 1 {
-			syncNow(t, c, e)
-			n, _ = s.count(dir)
+			s.sync(t, c, e)
+			n, _ = s.count(t, dir)
 		}
 		again := NewMessage("idempotent-1", data)
-		if got := put(t, c, e, again); got != ref {
+		if got := s.put(t, c, e, again); got != ref {
 			t.Errorf("%s = %q, want the first Ref %q", what, got, ref)
 		}
 		s.checkCount(t, dir, n, what)
 	}
-	syncNow(t, c, e)
+	s.sync(t, c, e)
 	checkStored(t, c, e, msg, data, ref)
 }
 
@@ -349,29 +544,29 @@ func (s *suite) testResume(t *testing.T) {
 	dataA := testmsg.Find(t, "from-lines").Data
 	dataB := testmsg.Find(t, "trace-headers").Data
 	e1 := s.openExporter(t, dir)
-	refA := put(t, c, e1, NewMessage("resume-synced", dataA))
-	syncNow(t, c, e1)
-	refB := put(t, c, e1, NewMessage("resume-unsynced", dataB))
+	refA := s.put(t, c, e1, NewMessage("resume-synced", dataA))
+	s.sync(t, c, e1)
+	refB := s.put(t, c, e1, NewMessage("resume-unsynced", dataB))
 	if err := e1.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
-	n, _ := s.count(dir)
+	n, _ := s.count(t, dir)
 
 	e2 := s.openExporter(t, dir)
 	checkStored(t, c, e2, NewMessage("resume-synced", dataA), dataA, refA)
 	checkStored(t, c, e2, NewMessage("resume-unsynced", dataB), dataB, refB)
-	if got := put(t, c, e2, NewMessage("resume-synced", dataA)); got != refA {
+	if got := s.put(t, c, e2, NewMessage("resume-synced", dataA)); got != refA {
 		t.Errorf("Put of a synced message after reopening = %q, want %q", got, refA)
 	}
-	if got := put(t, c, e2, NewMessage("resume-unsynced", dataB)); got != refB {
+	if got := s.put(t, c, e2, NewMessage("resume-unsynced", dataB)); got != refB {
 		t.Errorf("Put of an unsynced message after reopening = %q, want %q", got, refB)
 	}
 	s.checkCount(t, dir, n, "Put of stored messages after reopening")
 
 	dataC := testmsg.Find(t, "plain-ascii").Data
 	msgC := NewMessage("resume-new", dataC)
-	refC := put(t, c, e2, msgC)
-	syncNow(t, c, e2)
+	refC := s.put(t, c, e2, msgC)
+	s.sync(t, c, e2)
 	checkStored(t, c, e2, msgC, dataC, refC)
 }
 
@@ -379,7 +574,7 @@ func (s *suite) testCancelBeforePut(t *testing.T) {
 	dir := t.TempDir()
 	e := s.openExporter(t, dir)
 	data := testmsg.Find(t, "plain-ascii").Data
-	n, _ := s.count(dir)
+	n, _ := s.count(t, dir)
 
 	cancelled, cancel := context.WithCancel(t.Context())
 	cancel()
@@ -392,8 +587,8 @@ func (s *suite) testCancelBeforePut(t *testing.T) {
 	checkAbsent(t, c, e, msg.Key)
 	s.checkCount(t, dir, n, "Put with a cancelled context")
 
-	ref := put(t, c, e, NewMessage("cancel-before", data))
-	syncNow(t, c, e)
+	ref := s.put(t, c, e, NewMessage("cancel-before", data))
+	s.sync(t, c, e)
 	checkStored(t, c, e, msg, data, ref)
 }
 
@@ -415,7 +610,7 @@ func (s *suite) testCancelMidCopy(t *testing.T) {
 	dir := t.TempDir()
 	e := s.openExporter(t, dir)
 	data := testmsg.Find(t, "base64-attachment").Data
-	n, _ := s.count(dir)
+	n, _ := s.count(t, dir)
 
 	mid, cancel := context.WithCancel(t.Context())
 	defer cancel()
@@ -430,8 +625,8 @@ func (s *suite) testCancelMidCopy(t *testing.T) {
 	s.checkCount(t, dir, n, "Put cancelled mid-copy")
 
 	again := NewMessage("cancel-mid", data)
-	ref := put(t, c, e, again)
-	syncNow(t, c, e)
+	ref := s.put(t, c, e, again)
+	s.sync(t, c, e)
 	checkStored(t, c, e, again, data, ref)
 }
 
@@ -461,7 +656,7 @@ func (s *suite) testFailingBody(t *testing.T) {
 	dir := t.TempDir()
 	e := s.openExporter(t, dir)
 	data := testmsg.Find(t, "long-line").Data
-	n, _ := s.count(dir)
+	n, _ := s.count(t, dir)
 	for _, failAt := range []int64{0, int64(len(data) / 2), int64(len(data) - 1)} {
 		msg := NewMessage(fmt.Sprintf("failing-%d", failAt), data)
 		msg.Body = &failingBody{data: data, failAt: failAt}
@@ -473,8 +668,8 @@ func (s *suite) testFailingBody(t *testing.T) {
 		s.checkCount(t, dir, n, fmt.Sprintf("Put of a body failing at %d", failAt))
 	}
 	msg := NewMessage("failing-0", data)
-	ref := put(t, c, e, msg)
-	syncNow(t, c, e)
+	ref := s.put(t, c, e, msg)
+	s.sync(t, c, e)
 	checkStored(t, c, e, msg, data, ref)
 }
 
@@ -491,11 +686,16 @@ func (s *suite) testShortBody(t *testing.T) {
 	dir := t.TempDir()
 	e := s.openExporter(t, dir)
 	data := testmsg.Find(t, "plain-ascii").Data
-	n, _ := s.count(dir)
+	n, _ := s.count(t, dir)
 	msg := NewMessage("short", data)
 	msg.Body = &shortBody{Reader: bytes.NewReader(data), size: int64(len(data)) + 100}
-	if d, err := e.Put(c, msg); err == nil {
+	d, err := e.Put(c, msg)
+	if err == nil {
 		t.Fatalf("Put of a body shorter than its Size succeeded (Ref %q)", d.Ref)
+	}
+	s.checkErr(t, "Put of a body shorter than its Size", err, exporters.ErrShortBody, e.Properties().Kind, dir)
+	if !strings.Contains(err.Error(), msg.Key) {
+		t.Errorf("Put of a body shorter than its Size: err = %q, want it to name the message %s", err, msg.Key)
 	}
 	checkAbsent(t, c, e, msg.Key)
 	s.checkCount(t, dir, n, "Put of a short body")
@@ -509,7 +709,7 @@ func (s *suite) testSyncIdle(t *testing.T) {
 			t.Fatalf("Sync %d with nothing to sync: %v", i+1, err)
 		}
 	}
-	put(t, c, e, NewMessage("sync-idle", []byte("Subject: x\n\nx\n")))
+	s.put(t, c, e, NewMessage("sync-idle", []byte("Subject: x\n\nx\n")))
 	for i := range 2 {
 		if err := e.Sync(c); err != nil {
 			t.Fatalf("Sync %d after a Put: %v", i+1, err)
@@ -517,19 +717,50 @@ func (s *suite) testSyncIdle(t *testing.T) {
 	}
 }
 
-func (s *suite) testCloseTwice(t *testing.T) {
+// testClosed closes an Exporter twice (the second Close returns nil) and
+// checks that every method then fails with exporters.ErrClosed.
+func (s *suite) testClosed(t *testing.T) {
 	c := ctx(t)
-	e := s.open(t, t.TempDir())
-	put(t, c, e, NewMessage("close-twice", []byte("Subject: x\n\nx\n")))
-	syncNow(t, c, e)
+	dir := t.TempDir()
+	e := s.openExporter(t, dir)
+	ref := s.put(t, c, e, NewMessage("close-twice", []byte("Subject: x\n\nx\n")))
+	s.sync(t, c, e)
 	if err := e.Close(); err != nil {
 		t.Fatalf("first Close: %v", err)
 	}
 	if err := e.Close(); err != nil {
 		t.Fatalf("second Close = %v, want nil", err)
 	}
-	if d, err := e.Put(c, NewMessage("after-close", []byte("x\n"))); err == nil {
+	kind := e.Properties().Kind
+	d, err := e.Put(c, NewMessage("after-close", []byte("x\n")))
+	if err == nil {
 		t.Errorf("Put after Close succeeded (Ref %q), want an error", d.Ref)
+	} else {
+		s.checkErr(t, "Put after Close", err, exporters.ErrClosed, kind, dir)
+	}
+	s.checkErr(t, "Sync after Close", e.Sync(c), exporters.ErrClosed, kind, dir)
+	if f, ok := e.(exporters.Finder); ok {
+		_, _, err := f.Has(c, NewMessage("close-twice", nil).Key)
+		s.checkErr(t, "Has after Close", err, exporters.ErrClosed, kind, dir)
+	}
+	if o, ok := e.(exporters.Opener); ok {
+		rc, err := o.Open(c, ref)
+		if err == nil {
+			rc.Close()
+		}
+		s.checkErr(t, "Open after Close", err, exporters.ErrClosed, kind, dir)
+	}
+	if l, ok := e.(exporters.Lister); ok {
+		_, err := l.List(c, Account)
+		s.checkErr(t, "List after Close", err, exporters.ErrClosed, kind, dir)
+	}
+	if r, ok := e.(exporters.Resumable); ok {
+		saved := false
+		err := r.Resume(c, "", func(context.Context, string) error { saved = true; return nil })
+		s.checkErr(t, "Resume after Close", err, exporters.ErrClosed, kind, dir)
+		if saved {
+			t.Error("Resume after Close saved a state")
+		}
 	}
 }
 
@@ -568,13 +799,13 @@ func (s *suite) testMany(t *testing.T) {
 	seen := map[string]int{}
 	for i := range n {
 		msgs[i] = manyMessage("many", i)
-		refs[i] = put(t, c, e, msgs[i])
+		refs[i] = s.put(t, c, e, msgs[i])
 		if j, dup := seen[refs[i]]; dup {
 			t.Fatalf("messages %d and %d share the Ref %q", j, i, refs[i])
 		}
 		seen[refs[i]] = i
 	}
-	syncNow(t, c, e)
+	s.sync(t, c, e)
 	for i := range n {
 		checkStored(t, c, e, msgs[i], messageBytes(t, msgs[i]), refs[i])
 		if t.Failed() {
@@ -624,7 +855,7 @@ func (s *suite) testConcurrent(t *testing.T) {
 	if t.Failed() {
 		return
 	}
-	syncNow(t, c, e)
+	s.sync(t, c, e)
 	for w := range workers {
 		for i, ref := range sharedRefs[w] {
 			if ref != sharedRefs[0][i] {

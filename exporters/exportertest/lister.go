@@ -2,6 +2,8 @@ package exportertest
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"fmt"
 	"testing"
 
@@ -9,21 +11,16 @@ import (
 	"github.com/popmigrate/popmigrate/internal/testmsg"
 )
 
-// RunLister checks the exporters.Lister of the destination that open makes
-// (open as for RunWithOptions; the destination must also implement
-// exporters.Opener):
+// The list subtests run when the destination implements
+// exporters.Lister:
 //
-//   - a new, empty destination lists nothing for Account;
-//   - after Put and Sync of some messages, List(Account) returns each of
-//     them exactly once, with its key and the Ref Put returned, and that
-//     Ref opens to the message's bytes;
-//   - a new Exporter on the same destination lists the same.
-func RunLister(t *testing.T, open func(t *testing.T, dir string) exporters.Exporter) {
-	t.Helper()
-	s := &suite{open: open, opts: &Options{}}
-	t.Run("ListEmpty", s.testListEmpty)
-	t.Run("ListStored", s.testListStored)
-}
+//   - ListEmpty: a new, empty destination lists nothing for Account;
+//   - ListStored: after Put and Sync of some messages, List(Account)
+//     returns each of them exactly once, with its key and the Ref Put
+//     returned, and that Ref opens to the message's bytes; a new Exporter
+//     on the same destination lists the same;
+//   - ListCancelled: List with a cancelled context fails with an error
+//     wrapping context.Canceled.
 
 func lister(t *testing.T, e exporters.Exporter) exporters.Lister {
 	t.Helper()
@@ -49,10 +46,7 @@ func (s *suite) testListEmpty(t *testing.T) {
 func (s *suite) testListStored(t *testing.T) {
 	c := ctx(t)
 	dir := t.TempDir()
-	first := s.open(t, dir)
-	if first == nil {
-		t.Fatal("open returned a nil Exporter")
-	}
+	first := s.openExporter(t, dir)
 	var msgs []*exporters.Message
 	var data [][]byte
 	for i := range 4 {
@@ -67,9 +61,9 @@ func (s *suite) testListStored(t *testing.T) {
 	data = append(data, sm.Data)
 	want := map[string]string{} // key -> Ref
 	for _, m := range msgs {
-		want[m.Key] = put(t, c, first, m)
+		want[m.Key] = s.put(t, c, first, m)
 	}
-	syncNow(t, c, first)
+	s.sync(t, c, first)
 	check := func(e exporters.Exporter, what string) {
 		t.Helper()
 		got, err := lister(t, e).List(c, Account)
@@ -103,4 +97,13 @@ func (s *suite) testListStored(t *testing.T) {
 		t.Fatalf("Close: %v", err)
 	}
 	check(s.openExporter(t, dir), "new Exporter on the same destination")
+}
+
+func (s *suite) testListCancelled(t *testing.T) {
+	e := s.openExporter(t, t.TempDir())
+	cancelled, cancel := context.WithCancel(t.Context())
+	cancel()
+	if _, err := lister(t, e).List(cancelled, Account); !errors.Is(err, context.Canceled) {
+		t.Errorf("List with a cancelled context: err = %v, want one wrapping context.Canceled", err)
+	}
 }

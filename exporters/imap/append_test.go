@@ -14,7 +14,6 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 
-	"github.com/popmigrate/popmigrate/exporters"
 	"github.com/popmigrate/popmigrate/exporters/exportertest"
 )
 
@@ -346,23 +345,3 @@ func TestCancelMidLiteral(t *testing.T) {
 		t.Errorf("%d dials, want 2: the cut literal must cost its connection", n)
 	}
 }
-
-// TestPutErrorsNameMessage checks error identity and that a failed Put
-// leaves nothing in the folder.
-func TestPutErrorsNameMessage(t *testing.T) {
-	srv := startMem(t, memConfig{})
-	e := newExporter(t, srv.options("Names"))
-	msg := msgN(1)
-	msg.Body = &shortBody{bytes.NewReader(messageBytes(msg))}
-	_, err := e.Put(testCtx(t), msg)
-	if !errors.Is(err, exporters.ErrShortBody) || !strings.Contains(err.Error(), msg.Key) || !strings.Contains(err.Error(), e.Properties().ID) {
-		t.Errorf("Put of a short body: %v, want exporters.ErrShortBody naming the message and destination", err)
-	}
-	if n := len(srv.messages(t, "Names")); n != 0 {
-		t.Errorf("%d messages after a failed Put", n)
-	}
-}
-
-type shortBody struct{ *bytes.Reader }
-
-func (b *shortBody) Size() int64 { return b.Reader.Size() + 10 }

@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"maps"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -20,20 +20,18 @@ import (
 // refused are the samples an IMAP APPEND cannot carry.
 var refused = []string{"nul-bytes"}
 
-func testCtx(t *testing.T) context.Context {
+func testCtx(t testing.TB) context.Context {
 	c, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	t.Cleanup(cancel)
 	return c
 }
 
 // fakeJournal keeps what the pipeline's journal keeps for one
-// destination: the last state (saved by Resume's save, or committed after
-// a Sync) and the deliveries committed with each Sync.
+// destination: the last state, saved by Resume's save.
 type fakeJournal struct {
-	mu        sync.Mutex
-	state     string
-	saves     []string
-	committed map[string]string // key -> Ref
+	mu    sync.Mutex
+	state string
+	saves []string
 }
 
 func (j *fakeJournal) save(ctx context.Context, st string) error {
@@ -50,103 +48,72 @@ func (j *fakeJournal) last() string {
 	return j.state
 }
 
-// journaled drives an Exporter the way the pipeline does: Resume with the
-// journal's state when opened; after each Sync, the deliveries since the
-// previous Sync and CommitState are committed; a key committed by an
-// earlier run is not Put again (the pipeline's plan leaves it out). It is
-// how IMAP, which has no Finder, meets the suite's promise that a new
-// Exporter finds what an earlier one stored.
-type journaled struct {
-	*Exporter
-	j       *fakeJournal
-	known   map[string]string // committed when opened
-	mu      sync.Mutex
-	pending map[string]string
+// suiteFolders maps each folder of the conformance suite to its own IMAP
+// folder of srv.
+type suiteFolders struct {
+	srv   *memServer
+	conns int
+	mu    sync.Mutex
+	m     map[string]string // suite folder -> IMAP folder
 }
 
-func (w *journaled) Put(ctx context.Context, msg *exporters.Message) (exporters.Delivery, error) {
-	if ref, ok := w.known[msg.Key]; ok {
-		return exporters.Delivery{Ref: ref}, nil
+func (f *suiteFolders) folder(dir string) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.m == nil {
+		f.m = map[string]string{}
 	}
-	d, err := w.Exporter.Put(ctx, msg)
-	if err == nil {
-		w.mu.Lock()
-		w.pending[msg.Key] = d.Ref
-		w.mu.Unlock()
+	name, ok := f.m[dir]
+	if !ok {
+		name = fmt.Sprintf("Conformance/%d", len(f.m)+1)
+		f.m[dir] = name
 	}
-	return d, err
+	return name
 }
 
-func (w *journaled) Sync(ctx context.Context) error {
-	if err := w.Exporter.Sync(ctx); err != nil {
-		return err
+// open is how the conformance suite opens an IMAP folder.
+func (f *suiteFolders) open(t testing.TB, dir string, readOnly bool) (exporters.Exporter, error) {
+	o := f.srv.options(f.folder(dir))
+	o.Conns = f.conns
+	o.ReadOnly = readOnly
+	e, err := New(testCtx(t), o)
+	if err != nil {
+		return nil, err
 	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.j.mu.Lock()
-	defer w.j.mu.Unlock()
-	maps.Copy(w.j.committed, w.pending)
-	clear(w.pending)
-	w.j.state = w.Exporter.CommitState()
-	return nil
+	return e, nil
 }
 
-// conformance returns the suite's open function for srv: each suite
-// folder maps to its own IMAP folder and journal.
-func conformance(srv *memServer, conns int) func(t *testing.T, dir string) exporters.Exporter {
-	var mu sync.Mutex
-	journals := map[string]*fakeJournal{}
-	folders := map[string]string{}
-	return func(t *testing.T, dir string) exporters.Exporter {
-		mu.Lock()
-		j := journals[dir]
-		if j == nil {
-			j = &fakeJournal{committed: map[string]string{}}
-			journals[dir] = j
-			folders[dir] = fmt.Sprintf("Conformance/%d", len(folders)+1)
-		}
-		folder := folders[dir]
-		mu.Unlock()
-		o := srv.options(folder)
-		o.Conns = conns
-		e, err := New(testCtx(t), o)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := e.Resume(testCtx(t), j.last(), j.save); err != nil {
-			e.Close()
-			t.Fatal(err)
-		}
-		j.mu.Lock()
-		known := maps.Clone(j.committed)
-		j.mu.Unlock()
-		return &journaled{Exporter: e, j: j, known: known, pending: map[string]string{}}
+// options returns o with what the suite needs to know of srv: the count
+// of a folder's messages, a snapshot of every folder, and the ID errors
+// name.
+func (f *suiteFolders) options(o exportertest.Options) *exportertest.Options {
+	o.Refuses = refused
+	o.Count = func(t testing.TB, dir string) int { return len(f.srv.messages(t, f.folder(dir))) }
+	o.Snapshot = func(t testing.TB, _ string) string { return f.srv.snapshot(t) }
+	o.Where = func(dir string) string {
+		u := url.URL{Scheme: "imap", User: url.User(memUser), Host: f.srv.addr, Path: "/" + f.folder(dir)}
+		return u.String()
 	}
+	return &o
 }
 
 func TestConformance(t *testing.T) {
-	srv := startMem(t, memConfig{})
-	exportertest.RunWithOptions(t, conformance(srv, 3), &exportertest.Options{
-		Concurrent: true, Refuses: refused, Many: 300,
-	})
+	f := &suiteFolders{srv: startMem(t, memConfig{}), conns: 3}
+	exportertest.RunWithOptions(t, f.open, f.options(exportertest.Options{Concurrent: true, Many: 300}))
 }
 
 // TestConformanceNoUIDPlus runs the suite against a server without
 // UIDPLUS: every Ref is found by UID SEARCH after the APPEND.
 func TestConformanceNoUIDPlus(t *testing.T) {
-	srv := startMem(t, memConfig{noUIDPlus: true})
-	exportertest.RunWithOptions(t, conformance(srv, 2), &exportertest.Options{
-		Concurrent: true, Refuses: refused, Many: 150,
-	})
+	f := &suiteFolders{srv: startMem(t, memConfig{noUIDPlus: true}), conns: 2}
+	exportertest.RunWithOptions(t, f.open, f.options(exportertest.Options{Concurrent: true, Many: 150}))
 }
 
 // TestConformanceTLS runs the suite over implicit TLS with one
 // connection.
 func TestConformanceTLS(t *testing.T) {
-	srv := startMem(t, memConfig{implicitTLS: true})
-	exportertest.RunWithOptions(t, conformance(srv, 1), &exportertest.Options{
-		Refuses: refused, Many: 50,
-	})
+	f := &suiteFolders{srv: startMem(t, memConfig{implicitTLS: true}), conns: 1}
+	exportertest.RunWithOptions(t, f.open, f.options(exportertest.Options{Many: 50}))
 }
 
 func newExporter(t *testing.T, o *Options) *Exporter {

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -119,7 +120,7 @@ func (s *memServer) options(folder string) *Options {
 }
 
 // messages returns the bodies (as stored, CRLF) of folder by UID.
-func (s *memServer) messages(t *testing.T, folder string) map[imap.UID][]byte {
+func (s *memServer) messages(t testing.TB, folder string) map[imap.UID][]byte {
 	t.Helper()
 	c := s.client(t)
 	defer c.Close()
@@ -141,8 +142,46 @@ func (s *memServer) messages(t *testing.T, folder string) map[imap.UID][]byte {
 	return out
 }
 
+// snapshot describes every folder of s: its name and, for each message,
+// its UID, flags, INTERNALDATE and size. Taking it changes nothing.
+func (s *memServer) snapshot(t testing.TB) string {
+	t.Helper()
+	c := s.client(t)
+	defer c.Close()
+	list, err := c.List("", "*", nil).Collect()
+	if err != nil {
+		t.Fatalf("list: %v", err)
+	}
+	var names []string
+	for _, d := range list {
+		names = append(names, d.Mailbox)
+	}
+	slices.Sort(names)
+	var b strings.Builder
+	for _, name := range names {
+		sel, err := c.Select(name, &imap.SelectOptions{ReadOnly: true}).Wait()
+		if err != nil {
+			t.Fatalf("examine %q: %v", name, err)
+		}
+		fmt.Fprintf(&b, "%s: %d messages, UIDVALIDITY %d, UIDNEXT %d\n", name, sel.NumMessages, sel.UIDValidity, sel.UIDNext)
+		if sel.NumMessages == 0 {
+			continue
+		}
+		msgs, err := c.Fetch(imap.UIDSet{imap.UIDRange{Start: 1, Stop: 0}}, &imap.FetchOptions{
+			UID: true, Flags: true, InternalDate: true, RFC822Size: true,
+		}).Collect()
+		if err != nil {
+			t.Fatalf("fetch %q: %v", name, err)
+		}
+		for _, m := range msgs {
+			fmt.Fprintf(&b, "  UID %d %s %s %d bytes\n", m.UID, flagSet(m.Flags), m.InternalDate.UTC().Format(time.RFC3339), m.RFC822Size)
+		}
+	}
+	return b.String()
+}
+
 // client returns an authenticated client, bypassing the knobs.
-func (s *memServer) client(t *testing.T) *imapclient.Client {
+func (s *memServer) client(t testing.TB) *imapclient.Client {
 	t.Helper()
 	var c *imapclient.Client
 	var err error

@@ -1,8 +1,6 @@
 package maildir
 
 import (
-	"context"
-	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -10,18 +8,7 @@ import (
 	"testing"
 
 	"github.com/popmigrate/popmigrate/exporters"
-	"github.com/popmigrate/popmigrate/exporters/exportertest"
 )
-
-func TestListConformance(t *testing.T) {
-	exportertest.RunLister(t, func(t *testing.T, dir string) exporters.Exporter {
-		e, err := New(dir, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return e
-	})
-}
 
 func mustList(t *testing.T, e *Exporter) []string {
 	t.Helper()
@@ -98,18 +85,5 @@ func TestListSkipsForeignEntries(t *testing.T) {
 	}
 	if got := mustList(t, e); !slices.Equal(got, []string{ref}) {
 		t.Errorf("List = %v, want only %v", got, ref)
-	}
-}
-
-func TestListAfterCloseAndCancel(t *testing.T) {
-	e := newExporter(t, t.TempDir())
-	ctx, cancel := context.WithCancel(t.Context())
-	cancel()
-	if _, err := e.List(ctx, ""); !errors.Is(err, context.Canceled) {
-		t.Errorf("List with a cancelled context: %v, want context.Canceled", err)
-	}
-	e.Close()
-	if _, err := e.List(t.Context(), ""); !errors.Is(err, exporters.ErrClosed) {
-		t.Errorf("List after Close: %v, want exporters.ErrClosed", err)
 	}
 }

@@ -64,14 +64,17 @@ func files(t *testing.T, dir string) []string {
 	return out
 }
 
+// open is how the conformance suite opens a Maildir.
+func open(_ testing.TB, dir string, readOnly bool) (exporters.Exporter, error) {
+	return New(dir, &Options{ReadOnly: readOnly})
+}
+
 func TestConformance(t *testing.T) {
-	exportertest.RunWithOptions(t, func(t *testing.T, dir string) exporters.Exporter {
-		e, err := New(dir, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return e
-	}, &exportertest.Options{CountFiles: countFiles, Concurrent: true})
+	exportertest.RunWithOptions(t, open, &exportertest.Options{
+		Count:      func(_ testing.TB, dir string) int { return countFiles(dir) },
+		Concurrent: true,
+		Files:      true,
+	})
 }
 
 func msg(uidl, body string) *exporters.Message {
@@ -624,45 +627,6 @@ func TestSyncOnlyWhenDirty(t *testing.T) {
 		t.Errorf("Sync with a cancelled context: %v", err)
 	}
 }
-
-func TestClosed(t *testing.T) {
-	e := newExporter(t, t.TempDir())
-	ref := mustPut(t, e, msg("closed", "body\n"))
-	if err := e.Close(); err != nil {
-		t.Fatal(err)
-	}
-	ctx := t.Context()
-	if _, err := e.Put(ctx, msg("closed2", "x\n")); !errors.Is(err, exporters.ErrClosed) {
-		t.Errorf("Put: %v", err)
-	}
-	if _, _, err := e.Has(ctx, exporters.MessageKey("a", "b")); !errors.Is(err, exporters.ErrClosed) {
-		t.Errorf("Has: %v", err)
-	}
-	if _, err := e.Open(ctx, ref); !errors.Is(err, exporters.ErrClosed) {
-		t.Errorf("Open: %v", err)
-	}
-	if err := e.Sync(ctx); !errors.Is(err, exporters.ErrClosed) {
-		t.Errorf("Sync: %v", err)
-	}
-}
-
-func TestPutErrorNamesMessage(t *testing.T) {
-	dir := t.TempDir()
-	e := newExporter(t, dir)
-	m := msg("named", "body\n")
-	m.Body = &lyingBody{}
-	_, err := e.Put(t.Context(), m)
-	if err == nil || !errors.Is(err, exporters.ErrShortBody) || !strings.Contains(err.Error(), m.Key) ||
-		!strings.HasPrefix(err.Error(), "maildir: ") || !strings.Contains(err.Error(), dir) {
-		t.Errorf("err = %v, want maildir: ... %s ... %s ... exporters.ErrShortBody", err, m.Key, dir)
-	}
-}
-
-// lyingBody claims 10 bytes and holds none.
-type lyingBody struct{}
-
-func (lyingBody) Size() int64                           { return 10 }
-func (lyingBody) ReadAt(p []byte, _ int64) (int, error) { return 0, io.EOF }
 
 func BenchmarkPut(b *testing.B) {
 	for _, size := range []int{1 << 10, 64 << 10} {

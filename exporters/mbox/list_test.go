@@ -1,7 +1,6 @@
 package mbox
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -12,16 +11,6 @@ import (
 	"github.com/popmigrate/popmigrate/exporters"
 	"github.com/popmigrate/popmigrate/exporters/exportertest"
 )
-
-func TestListConformance(t *testing.T) {
-	exportertest.RunLister(t, func(t *testing.T, dir string) exporters.Exporter {
-		e, err := New(filepath.Join(dir, "archive.mbox"), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return e
-	})
-}
 
 func listRefs(t *testing.T, e *Exporter) []exporters.Listed {
 	t.Helper()
@@ -135,18 +124,5 @@ func TestListDropsEntriesPastTheEnd(t *testing.T) {
 	e = newExporter(t, path)
 	if got, want := listRefs(t, e), []exporters.Listed{{Key: a.Key, Ref: refA}}; !slices.Equal(got, want) {
 		t.Errorf("List = %v, want %v", got, want)
-	}
-}
-
-func TestListAfterCloseAndCancel(t *testing.T) {
-	e := newExporter(t, filepath.Join(t.TempDir(), "a.mbox"))
-	ctx, cancel := context.WithCancel(t.Context())
-	cancel()
-	if _, err := e.List(ctx, ""); !errors.Is(err, context.Canceled) {
-		t.Errorf("List with a cancelled context: %v, want context.Canceled", err)
-	}
-	mustClose(t, e)
-	if _, err := e.List(t.Context(), ""); !errors.Is(err, exporters.ErrClosed) {
-		t.Errorf("List after Close: %v, want exporters.ErrClosed", err)
 	}
 }

@@ -29,14 +29,17 @@ func countFiles(dir string) int {
 	return n
 }
 
+// open is how the conformance suite opens an mbox: dir/archive.mbox.
+func open(_ testing.TB, dir string, readOnly bool) (exporters.Exporter, error) {
+	return New(filepath.Join(dir, "archive.mbox"), &Options{ReadOnly: readOnly})
+}
+
 func TestConformance(t *testing.T) {
-	exportertest.RunWithOptions(t, func(t *testing.T, dir string) exporters.Exporter {
-		e, err := New(filepath.Join(dir, "archive.mbox"), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return e
-	}, &exportertest.Options{CountFiles: countFiles, Concurrent: true})
+	exportertest.RunWithOptions(t, open, &exportertest.Options{
+		Count:      func(_ testing.TB, dir string) int { return countFiles(dir) },
+		Concurrent: true,
+		Files:      true,
+	})
 }
 
 func newExporter(t testing.TB, path string) *Exporter {
@@ -372,13 +375,8 @@ func TestResumeErrors(t *testing.T) {
 	if err := e.Resume(c, "0", nil); err != nil {
 		t.Errorf("Resume(\"0\") on an empty file = %v", err)
 	}
-	mustPut(t, e, tornMessages(t)[0])
-	if err := e.Resume(c, "0", nil); err == nil {
-		t.Error("Resume after a Put succeeded")
-	}
-	if _, ok := mustHas(t, e, tornMessages(t)[0].Key); !ok {
-		t.Error("the refused Resume dropped a Put")
-	}
+	// The conformance suite checks that Resume after a Put fails and
+	// drops nothing.
 }
 
 // A second writer on the same file is refused while the first holds it,
