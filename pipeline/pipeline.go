@@ -31,6 +31,7 @@ import (
 
 	"github.com/popmigrate/popmigrate/config"
 	"github.com/popmigrate/popmigrate/exporters/location"
+	"github.com/popmigrate/popmigrate/internal/ratelimit"
 	"github.com/popmigrate/popmigrate/journal"
 	"github.com/popmigrate/popmigrate/verify"
 )
@@ -88,6 +89,10 @@ type Options struct {
 	WaitForLease bool
 	// MaxMessageSize caps one message. Default 2 GiB.
 	MaxMessageSize int64
+	// MaxBandwidth and MaxBandwidthPerHost cap the bytes per second read
+	// from the POP3 servers, over all sessions and per host. 0 means no
+	// cap.
+	MaxBandwidth, MaxBandwidthPerHost int64
 	// Progress receives progress events. Nil means none.
 	Progress Progress
 	// Logger receives warnings and per-account lines. Nil discards.
@@ -315,10 +320,11 @@ func Run(ctx context.Context, j *journal.Journal, accounts []*config.Account, op
 	}
 	o := opts.withDefaults()
 	r := &runner{
-		opts:  o,
-		j:     j,
-		spool: newSpooler(o.SpoolDir, o.SpoolThreshold),
-		hosts: map[string]chan struct{}{},
+		opts:   o,
+		j:      j,
+		spool:  newSpooler(o.SpoolDir, o.SpoolThreshold),
+		hosts:  map[string]chan struct{}{},
+		limits: ratelimit.NewSet(o.MaxBandwidth, o.MaxBandwidthPerHost),
 	}
 	rep := &Report{Started: time.Now()}
 	rep.Accounts = make([]*AccountReport, len(accounts))
@@ -369,8 +375,9 @@ type runner struct {
 	j     *journal.Journal
 	spool *spooler
 
-	mu    sync.Mutex
-	hosts map[string]chan struct{}
+	mu     sync.Mutex
+	hosts  map[string]chan struct{}
+	limits *ratelimit.Set // nil: no bandwidth cap
 
 	putCount, syncCount, commitCount counter
 }

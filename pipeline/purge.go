@@ -12,6 +12,7 @@ import (
 
 	"github.com/popmigrate/popmigrate/config"
 	"github.com/popmigrate/popmigrate/exporters/location"
+	"github.com/popmigrate/popmigrate/internal/ratelimit"
 	"github.com/popmigrate/popmigrate/journal"
 	"github.com/popmigrate/popmigrate/pop3"
 )
@@ -159,7 +160,7 @@ func Purge(ctx context.Context, j *journal.Journal, accounts []*config.Account, 
 		po.Now = time.Now
 	}
 	o := opts.withDefaults()
-	r := &runner{opts: o, j: j, hosts: map[string]chan struct{}{}}
+	r := &runner{opts: o, j: j, hosts: map[string]chan struct{}{}, limits: ratelimit.NewSet(o.MaxBandwidth, o.MaxBandwidthPerHost)}
 	out := make([]*PurgeReport, len(accounts))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(o.Jobs)

@@ -582,6 +582,7 @@ func (ar *accountRun) connect(ctx context.Context) (*pop3.Client, error) {
 		TLSConfig:      ar.tlsCfg,
 		Timeout:        r.opts.Timeout,
 		MaxMessageSize: r.opts.MaxMessageSize,
+		Dialer:         r.limits.Dialer(ar.a.Host, nil),
 	}
 	switch ar.a.Security {
 	case config.SecurityTLS:

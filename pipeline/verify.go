@@ -11,6 +11,7 @@ import (
 	"github.com/popmigrate/popmigrate/config"
 	"github.com/popmigrate/popmigrate/exporters"
 	"github.com/popmigrate/popmigrate/exporters/location"
+	"github.com/popmigrate/popmigrate/internal/ratelimit"
 	"github.com/popmigrate/popmigrate/journal"
 	"github.com/popmigrate/popmigrate/verify"
 )
@@ -50,7 +51,7 @@ func Verify(ctx context.Context, j *journal.Journal, accounts []*config.Account,
 		opts = &VerifyOptions{}
 	}
 	o := opts.Options.withDefaults()
-	r := &runner{opts: o, j: j, hosts: map[string]chan struct{}{}}
+	r := &runner{opts: o, j: j, hosts: map[string]chan struct{}{}, limits: ratelimit.NewSet(o.MaxBandwidth, o.MaxBandwidthPerHost)}
 	out := make([]*verify.Result, len(accounts))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(o.Jobs)

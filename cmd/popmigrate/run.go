@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/popmigrate/popmigrate/config"
+	"github.com/popmigrate/popmigrate/internal/ratelimit"
 	"github.com/popmigrate/popmigrate/journal"
 	"github.com/popmigrate/popmigrate/pipeline"
 	"github.com/popmigrate/popmigrate/verify"
@@ -67,6 +68,8 @@ type runOptions struct {
 	MessageAttempts int
 	RetryFailed     bool
 	Wait            bool
+
+	MaxBandwidth, MaxBandwidthPerHost string
 
 	NoVerify      bool
 	Delete        bool
@@ -132,6 +135,8 @@ Destinations (--to, repeatable, templates {user} {host} {account}):
 	f.IntVar(&opts.Attempts, "attempts", 5, "sessions tried per account on temporary errors ([IN-USE], [SYS/TEMP], network)")
 	f.IntVar(&opts.MessageAttempts, "message-attempts", 3, "attempts at one message, counted across sessions and runs, before it is reported failed; later runs try it once more each")
 	f.BoolVar(&opts.RetryFailed, "retry-failed", false, "give messages that used up --message-attempts as many attempts again in this run")
+	f.StringVar(&opts.MaxBandwidth, "max-bandwidth", "", "cap the bytes per second read from the POP3 servers, all sessions together (e.g. 20MiB/s; default no cap)")
+	f.StringVar(&opts.MaxBandwidthPerHost, "max-bandwidth-per-host", "", "cap the bytes per second read from each POP3 host (e.g. 5MiB/s; default no cap)")
 	f.BoolVar(&opts.Wait, "wait", false, "wait for accounts another popmigrate is working on (with this journal) instead of failing them")
 	f.StringVar(&opts.SpoolDir, "spool-dir", "", "where messages over 4 MiB are spooled (default the system temp dir)")
 	f.StringVar(&opts.TraceDir, "trace-dir", "", "write a POP3 protocol transcript per account into `DIR` (passwords redacted)")
@@ -303,6 +308,14 @@ func runRun(ctx context.Context, opts *runOptions) error {
 	if opts.MessageAttempts < 1 {
 		return usageError("--message-attempts %d: want 1 or more", opts.MessageAttempts)
 	}
+	maxBW, err := ratelimit.Parse(opts.MaxBandwidth)
+	if err != nil {
+		return usageError("--max-bandwidth: %v", err)
+	}
+	maxBWHost, err := ratelimit.Parse(opts.MaxBandwidthPerHost)
+	if err != nil {
+		return usageError("--max-bandwidth-per-host: %v", err)
+	}
 	if opts.KeepDays < 0 {
 		return usageError("--keep-days %d: want 0 or more", opts.KeepDays)
 	}
@@ -344,6 +357,7 @@ func runRun(ctx context.Context, opts *runOptions) error {
 		BatchSize: opts.BatchSize, BatchInterval: opts.BatchInterval,
 		Timeout: opts.Timeout, Attempts: opts.Attempts, SpoolDir: opts.SpoolDir,
 		MessageAttempts: opts.MessageAttempts, RetryFailed: opts.RetryFailed, WaitForLease: opts.Wait,
+		MaxBandwidth: maxBW, MaxBandwidthPerHost: maxBWHost,
 		Progress: prog, Logger: logger,
 	}
 	imapOpts, err := imapOptions(opts)
