@@ -18,6 +18,7 @@ import (
 	"github.com/popmigrate/popmigrate/exporters"
 	"github.com/popmigrate/popmigrate/exporters/exportertest"
 	"github.com/popmigrate/popmigrate/exporters/internal/mailhdr"
+	"github.com/popmigrate/popmigrate/exporters/location"
 	"github.com/popmigrate/popmigrate/internal/testmsg"
 )
 
@@ -71,10 +72,9 @@ func files(t *testing.T, dir string) []string {
 	return out
 }
 
-// open is how the conformance suite opens an .eml tree.
-func open(_ testing.TB, dir string, readOnly bool) (exporters.Exporter, error) {
-	return New(dir, &Options{ReadOnly: readOnly})
-}
+// open is how the conformance suite opens a destination: as popmigrate
+// does, through the kind's registry entry.
+var open = exportertest.Through(Factory(), func(dir string) string { return "eml:" + dir }, location.Env{})
 
 func TestConformance(t *testing.T) {
 	exportertest.RunWithOptions(t, open, &exportertest.Options{

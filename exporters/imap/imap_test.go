@@ -15,6 +15,7 @@ import (
 
 	"github.com/popmigrate/popmigrate/exporters"
 	"github.com/popmigrate/popmigrate/exporters/exportertest"
+	"github.com/popmigrate/popmigrate/exporters/location"
 )
 
 // refused are the samples an IMAP APPEND cannot carry.
@@ -110,10 +111,20 @@ func TestConformanceNoUIDPlus(t *testing.T) {
 }
 
 // TestConformanceTLS runs the suite over implicit TLS with one
-// connection.
+// connection, opening each folder as popmigrate does: through the kind's
+// registry entry, from an imaps:// spec, with a password and a CA file.
 func TestConformanceTLS(t *testing.T) {
 	f := &suiteFolders{srv: startMem(t, memConfig{implicitTLS: true}), conns: 1}
-	exportertest.RunWithOptions(t, f.open, f.options(exportertest.Options{Many: 50}))
+	open := exportertest.Through(Factory(), func(dir string) string {
+		u := url.URL{Scheme: "imaps", User: url.User(memUser), Host: f.srv.addr, Path: "/" + f.folder(dir)}
+		return u.String()
+	}, location.Env{
+		Password: func(context.Context) (string, error) { return memPassword, nil },
+		CAFile:   f.srv.pki.CAFile,
+		Conns:    f.conns,
+		Timeout:  10 * time.Second,
+	})
+	exportertest.RunWithOptions(t, open, f.options(exportertest.Options{Many: 50}))
 }
 
 func newExporter(t *testing.T, o *Options) *Exporter {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/popmigrate/popmigrate/exporters"
 	"github.com/popmigrate/popmigrate/exporters/exportertest"
+	"github.com/popmigrate/popmigrate/exporters/location"
 	"github.com/popmigrate/popmigrate/internal/testmsg"
 )
 
@@ -64,10 +65,9 @@ func files(t *testing.T, dir string) []string {
 	return out
 }
 
-// open is how the conformance suite opens a Maildir.
-func open(_ testing.TB, dir string, readOnly bool) (exporters.Exporter, error) {
-	return New(dir, &Options{ReadOnly: readOnly})
-}
+// open is how the conformance suite opens a destination: as popmigrate
+// does, through the kind's registry entry.
+var open = exportertest.Through(Factory(), func(dir string) string { return "maildir:" + dir }, location.Env{})
 
 func TestConformance(t *testing.T) {
 	exportertest.RunWithOptions(t, open, &exportertest.Options{

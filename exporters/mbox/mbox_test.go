@@ -14,6 +14,7 @@ import (
 
 	"github.com/popmigrate/popmigrate/exporters"
 	"github.com/popmigrate/popmigrate/exporters/exportertest"
+	"github.com/popmigrate/popmigrate/exporters/location"
 	"github.com/popmigrate/popmigrate/internal/testmsg"
 )
 
@@ -29,10 +30,9 @@ func countFiles(dir string) int {
 	return n
 }
 
-// open is how the conformance suite opens an mbox: dir/archive.mbox.
-func open(_ testing.TB, dir string, readOnly bool) (exporters.Exporter, error) {
-	return New(filepath.Join(dir, "archive.mbox"), &Options{ReadOnly: readOnly})
-}
+// open is how the conformance suite opens a destination: as popmigrate
+// does, through the kind's registry entry.
+var open = exportertest.Through(Factory(), func(dir string) string { return "mbox:" + filepath.Join(dir, "archive.mbox") }, location.Env{})
 
 func TestConformance(t *testing.T) {
 	exportertest.RunWithOptions(t, open, &exportertest.Options{
