@@ -26,9 +26,10 @@ type Auth struct {
 	// or XOAUTH2.
 	OAuth2Token string
 	// Mechanisms lists the allowed mechanisms in order of preference, from
-	// "PLAIN" (SASL PLAIN), "XOAUTH2", "OAUTHBEARER", "APOP" and "USER"
-	// (USER/PASS). nil means PLAIN, APOP, USER; or OAUTHBEARER, XOAUTH2
-	// when OAuth2Token is set.
+	// "PLAIN" (SASL PLAIN), "XOAUTH2", "XOAUTH2-2STEP", "OAUTHBEARER",
+	// "APOP" and "USER" (USER/PASS). nil means PLAIN, APOP, USER; or
+	// OAUTHBEARER, XOAUTH2 when OAuth2Token is set. XOAUTH2-2STEP is
+	// XOAUTH2 in the form Microsoft documents for POP (MechXOAuth2TwoStep).
 	Mechanisms []string
 	// AllowPlaintext permits authenticating over an unencrypted connection.
 	AllowPlaintext bool
@@ -71,7 +72,7 @@ func (c *Client) Login(ctx context.Context, a *Auth) error {
 	}
 	for _, m := range mechs {
 		switch strings.ToUpper(m) {
-		case "PLAIN", "XOAUTH2", "OAUTHBEARER", "APOP", "USER":
+		case "PLAIN", "XOAUTH2", MechXOAuth2TwoStep, "OAUTHBEARER", "APOP", "USER":
 		default:
 			return fmt.Errorf("pop3: login: %w: unknown mechanism %q", ErrInvalidArgument, m)
 		}
@@ -90,6 +91,8 @@ func (c *Client) Login(ctx context.Context, a *Auth) error {
 			return c.Auth(ctx, newOAuthBearerClient(a.Username, a.OAuth2Token))
 		case m == "XOAUTH2" && a.OAuth2Token != "" && slices.Contains(offered, m):
 			return c.Auth(ctx, saslx.NewXOAuth2Client(a.Username, a.OAuth2Token))
+		case m == MechXOAuth2TwoStep && a.OAuth2Token != "" && slices.Contains(offered, saslx.XOAuth2):
+			return c.authTwoStep(ctx, saslx.NewXOAuth2Client(a.Username, a.OAuth2Token))
 		case m == "APOP" && a.Password != "" && c.stamp != "":
 			return c.APOP(ctx, a.Username, a.Password)
 		case m == "USER" && a.Password != "" && (caps.Has("USER") || !c.capaOK):
@@ -107,6 +110,29 @@ func (c *Client) Login(ctx context.Context, a *Auth) error {
 		offer += ", USER"
 	}
 	return fmt.Errorf("%w (user %q; allowed %s; server offers %s)", ErrNoMechanism, a.Username, strings.Join(mechs, " "), offer)
+}
+
+// MechXOAuth2TwoStep names, in Auth.Mechanisms, XOAUTH2 sent without an
+// initial response: "AUTH XOAUTH2", the server's empty challenge "+",
+// then the base64 initial response on a line of its own, as Microsoft
+// documents XOAUTH2 for POP
+// (https://learn.microsoft.com/en-us/exchange/client-developer/legacy-protocols/how-to-authenticate-an-imap-pop-smtp-application-by-using-oauth).
+// Plain XOAUTH2 sends the initial response on the AUTH line and falls
+// back to this form only when the line would pass 255 octets (RFC 5034
+// section 4). The server's CAPA offers it as XOAUTH2.
+const MechXOAuth2TwoStep = "XOAUTH2-2STEP"
+
+// authTwoStep runs the SASL client a like Auth, but always sends its
+// initial response in answer to the server's first challenge.
+func (c *Client) authTwoStep(ctx context.Context, a sasl.Client) error {
+	mech, ir, err := a.Start()
+	if err != nil {
+		return fmt.Errorf("pop3: AUTH: %w", err)
+	}
+	if ir == nil {
+		ir = []byte{}
+	}
+	return c.authSASL(ctx, mech, ir, a.Next, true)
 }
 
 // newOAuthBearerClient returns go-sasl's OAUTHBEARER client (RFC 7628)
@@ -229,7 +255,17 @@ func (c *Client) Auth(ctx context.Context, a sasl.Client) error {
 // nil next or an error from it cancels the exchange with "*" and that
 // error is returned. A "-ERR" is returned as *Error. Payloads are redacted
 // in the transcript. The plaintext policy is Login's job, not AuthSASL's.
+//
+// When the mechanism is XOAUTH2 or OAUTHBEARER and the server failed the
+// exchange after a JSON error challenge (RFC 7628 section 3.2.2), the
+// *Error carries that challenge, decoded, in its OAuth field.
 func (c *Client) AuthSASL(ctx context.Context, mech string, ir []byte, next func(challenge []byte) ([]byte, error)) error {
+	return c.authSASL(ctx, mech, ir, next, false)
+}
+
+// authSASL is AuthSASL; with deferIR the initial response ir (not nil)
+// always waits for the server's first challenge.
+func (c *Client) authSASL(ctx context.Context, mech string, ir []byte, next func(challenge []byte) ([]byte, error), deferIR bool) error {
 	const verb = "AUTH"
 	if mech == "" || strings.IndexFunc(mech, func(r rune) bool {
 		return !(r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '_')
@@ -243,8 +279,8 @@ func (c *Client) AuthSASL(ctx context.Context, mech string, ir []byte, next func
 	}
 	defer release()
 	line, logLine := "AUTH "+mech, "AUTH "+mech
-	deferredIR := false
-	if ir != nil {
+	deferredIR := deferIR && ir != nil
+	if ir != nil && !deferredIR {
 		enc := "="
 		if len(ir) > 0 {
 			enc = base64.StdEncoding.EncodeToString(ir)
@@ -259,6 +295,7 @@ func (c *Client) AuthSASL(ctx context.Context, mech string, ir []byte, next func
 	if err := c.send(verb, line, logLine); err != nil {
 		return err
 	}
+	var lastChallenge []byte // the last challenge handed to next
 	for round := 0; ; round++ {
 		raw, err := c.readLine(verb)
 		if err != nil {
@@ -266,7 +303,11 @@ func (c *Client) AuthSASL(ctx context.Context, mech string, ir []byte, next func
 		}
 		if st, ok := wire.ParseStatus(raw); ok {
 			if !st.OK {
-				return &Error{Command: verb, Code: st.Code, Text: st.Text}
+				e := &Error{Command: verb, Code: st.Code, Text: st.Text}
+				if mech == saslx.XOAuth2 || mech == "OAUTHBEARER" {
+					e.OAuth = parseOAuthError(lastChallenge)
+				}
+				return e
 			}
 			c.loggedIn()
 			return nil
@@ -291,6 +332,7 @@ func (c *Client) AuthSASL(ctx context.Context, mech string, ir []byte, next func
 			if next == nil {
 				return c.cancelAuth(fmt.Errorf("pop3: %s %s: unexpected challenge", verb, mech))
 			}
+			lastChallenge = dec
 			r, nerr := next(dec)
 			if nerr != nil {
 				return c.cancelAuth(fmt.Errorf("pop3: %s %s: %w", verb, mech, nerr))

@@ -1,6 +1,7 @@
 package pop3
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -98,9 +99,86 @@ type Error struct {
 	Code string
 	// Text is the human-readable text after the code.
 	Text string
+	// OAuth is the error the server sent as the challenge of a failed
+	// XOAUTH2 or OAUTHBEARER exchange before this -ERR, decoded; nil when
+	// there was none.
+	OAuth *OAuthError
 }
 
-// Error formats e like "pop3: RETR 3: -ERR [SYS/TEMP] try later".
+// OAuthError is the JSON error challenge of a failed XOAUTH2 or
+// OAUTHBEARER exchange (RFC 7628 section 3.2.2; Google and Microsoft send
+// the same for XOAUTH2), such as {"status":"401","schemes":"bearer",
+// "scope":"https://mail.google.com/"}. Its fields are the server's words,
+// stripped of control characters and shortened; none is a secret.
+type OAuthError struct {
+	// Status is the error: an HTTP status ("401", "400") or an RFC 6749
+	// error code ("invalid_token").
+	Status string
+	// Schemes lists the authentication schemes the server accepts
+	// ("bearer").
+	Schemes string
+	// Scope is the scope a token needs ("https://mail.google.com/").
+	Scope string
+}
+
+// String formats o like "status 401, schemes bearer, scope
+// https://mail.google.com/", leaving out empty fields.
+func (o *OAuthError) String() string {
+	var parts []string
+	for _, f := range [...]struct{ k, v string }{{"status", o.Status}, {"schemes", o.Schemes}, {"scope", o.Scope}} {
+		if f.v != "" {
+			parts = append(parts, f.k+" "+f.v)
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+// maxOAuthField bounds each field of an OAuthError.
+const maxOAuthField = 200
+
+// parseOAuthError decodes an XOAUTH2 or OAUTHBEARER error challenge; nil
+// when it is not a JSON object or names none of the three fields.
+// QUIRK: servers send "status" as a string ("401") or as a number (401);
+// both are accepted.
+func parseOAuthError(challenge []byte) *OAuthError {
+	if len(challenge) == 0 {
+		return nil
+	}
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(challenge, &raw); err != nil {
+		return nil
+	}
+	field := func(k string) string {
+		v, ok := raw[k]
+		if !ok {
+			return ""
+		}
+		var s string
+		if err := json.Unmarshal(v, &s); err != nil {
+			var n json.Number
+			if err := json.Unmarshal(v, &n); err != nil {
+				return ""
+			}
+			s = n.String()
+		}
+		s = strings.Map(func(r rune) rune {
+			if r < 0x20 || r == 0x7f {
+				return -1
+			}
+			return r
+		}, s)
+		return truncate(strings.TrimSpace(s), maxOAuthField)
+	}
+	o := &OAuthError{Status: field("status"), Schemes: field("schemes"), Scope: field("scope")}
+	if *o == (OAuthError{}) {
+		return nil
+	}
+	return o
+}
+
+// Error formats e like "pop3: RETR 3: -ERR [SYS/TEMP] try later", or
+// "pop3: AUTH: -ERR [AUTH] invalid token (the server's OAuth2 error:
+// status 401, schemes bearer, scope https://mail.google.com/)".
 func (e *Error) Error() string {
 	var b strings.Builder
 	b.WriteString("pop3: ")
@@ -117,6 +195,11 @@ func (e *Error) Error() string {
 	if e.Text != "" {
 		b.WriteString(" ")
 		b.WriteString(truncate(e.Text, 200))
+	}
+	if e.OAuth != nil {
+		b.WriteString(" (the server's OAuth2 error: ")
+		b.WriteString(e.OAuth.String())
+		b.WriteString(")")
 	}
 	return b.String()
 }

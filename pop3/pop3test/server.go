@@ -85,6 +85,11 @@ type Faults struct {
 	SASLPlain bool
 	// SASLOAuth offers and accepts XOAUTH2 and OAUTHBEARER.
 	SASLOAuth bool
+	// SASLTwoStep refuses an AUTH command that carries an initial
+	// response ("-ERR initial response not accepted"): the client must
+	// send AUTH MECH alone and the response after the server's empty
+	// challenge, the XOAUTH2 form Microsoft documents for POP.
+	SASLTwoStep bool
 
 	// StallInRetr maps a message number (1-based, as listed in the
 	// session) to the number of bytes of its served, dot-stuffed body to
@@ -133,6 +138,11 @@ type ServerOptions struct {
 	// Log, when not nil, receives the transcript of every session
 	// ("3 C: RETR 1"), with secrets redacted and bodies left out.
 	Log io.Writer
+	// TokenValid, when not nil, decides which OAuth 2.0 access tokens
+	// XOAUTH2 and OAUTHBEARER accept for user, in place of Mailbox.Token
+	// (a test's token endpoint mints tokens that expire). It is called
+	// without the server's lock held, from the session's goroutine.
+	TokenValid func(user, token string) bool
 }
 
 // Stats are counters over the server's life. Per-message counts are kept by
@@ -150,9 +160,10 @@ type Stats struct {
 // Server is an in-memory POP3 server. Its methods are safe for concurrent
 // use.
 type Server struct {
-	tlsConfig *tls.Config
-	implicit  bool
-	log       io.Writer
+	tlsConfig  *tls.Config
+	implicit   bool
+	log        io.Writer
+	tokenValid func(user, token string) bool
 
 	mu         sync.Mutex
 	boxes      map[string]*mailbox
@@ -197,6 +208,7 @@ func NewServer(mailboxes []Mailbox, opts *ServerOptions) *Server {
 		tlsConfig:  o.TLSConfig,
 		implicit:   o.Implicit,
 		log:        o.Log,
+		tokenValid: o.TokenValid,
 		boxes:      map[string]*mailbox{},
 		faults:     o.Faults,
 		userFaults: map[string]Faults{},

@@ -350,6 +350,9 @@ func (ss *session) auth(arg string) bool {
 	if !slices.Contains(ss.mechanisms(), mech) {
 		return ss.reply("-ERR unsupported mechanism")
 	}
+	if hasIR && ss.f.SASLTwoStep {
+		return ss.reply("-ERR initial response not accepted; send AUTH " + mech + " alone")
+	}
 	if !hasIR {
 		if !ss.reply("+ ") {
 			return false
@@ -406,18 +409,24 @@ func (ss *session) readAuthLine() (string, bool) {
 func (ss *session) oauth(user, token string, ok bool, wantAck string) bool {
 	if ok {
 		s := ss.s
-		s.mu.Lock()
-		b := s.boxes[user]
-		good := b != nil && equal(b.token, token)
-		s.mu.Unlock()
-		if good {
-			return ss.login(user, func(b *mailbox) bool { return equal(b.token, token) })
+		if s.tokenValid != nil {
+			if token != "" && s.tokenValid(user, token) {
+				return ss.login(user, func(*mailbox) bool { return true })
+			}
+		} else {
+			s.mu.Lock()
+			b := s.boxes[user]
+			good := b != nil && equal(b.token, token)
+			s.mu.Unlock()
+			if good {
+				return ss.login(user, func(b *mailbox) bool { return equal(b.token, token) })
+			}
 		}
 	}
 	ss.s.mu.Lock()
 	ss.s.stats.FailedLogins++
 	ss.s.mu.Unlock()
-	challenge := base64.StdEncoding.EncodeToString([]byte(`{"status":"401","schemes":"bearer"}`))
+	challenge := base64.StdEncoding.EncodeToString([]byte(oauthChallenge))
 	if !ss.reply("+ " + challenge) {
 		return false
 	}
@@ -430,6 +439,10 @@ func (ss *session) oauth(user, token string, ok bool, wantAck string) bool {
 	}
 	return ss.reply("-ERR [AUTH] invalid token")
 }
+
+// oauthChallenge is the error challenge of a failed XOAUTH2 or
+// OAUTHBEARER exchange, as Google documents it for XOAUTH2.
+const oauthChallenge = `{"status":"401","schemes":"bearer","scope":"https://mail.google.com/"}`
 
 // parseXOAuth2 parses "user=U\x01auth=Bearer T\x01\x01".
 func parseXOAuth2(s string) (user, token string, ok bool) {
