@@ -782,3 +782,36 @@ func TestDovecotIMAPVerifyFindsExpunged(t *testing.T) {
 		t.Errorf("the folder holds %d messages after the re-run, want %d", got, n)
 	}
 }
+
+// TestDovecotCheckIMAPDestination: check logs in to the IMAP target and
+// looks at the folder without creating it; a wrong target password is
+// named as the failure. Nothing is downloaded.
+func TestDovecotCheckIMAPDestination(t *testing.T) {
+	t.Parallel()
+	msgs := generated("ichk", 3, 700)
+	const user, password, target, targetPassword = "ichk", "pw-ichk-Tz58", "ichkt", "pw-ichkt-Wq13"
+	srv := dovecottest.Start(t, []dovecottest.User{
+		{Name: user, Password: password, Messages: msgs},
+		{Name: target, Password: targetPassword},
+	}, nil)
+	dir := t.TempDir()
+	pwFile := writeFile(t, dir, "ichk.password", password+"\n")
+	args := []string{"check", "--source", "pop3s://" + user + "@" + srv.POP3SAddr, "--name", user, "--password-file", pwFile,
+		"--ca-file", srv.CAFile, "--to", "imaps://" + target + "@" + srv.IMAPSAddr + "/INBOX/NotYet", "--to-password-env", "E2E_ICHK_PASSWORD"}
+	r := popmigrate(t, []string{"E2E_ICHK_PASSWORD=" + targetPassword}, args...)
+	r.wantCode(t, 0)
+	if !strings.Contains(r.stdout, `folder "INBOX/NotYet" does not exist yet`) || !strings.Contains(r.stdout, "certificate") {
+		t.Errorf("check output:\n%s", r.stdout)
+	}
+	c := imapLogin(t, srv, target, targetPassword)
+	list, err := c.List("", "INBOX/NotYet", nil).Collect()
+	c.Close()
+	if err != nil || len(list) != 0 {
+		t.Errorf("check created the folder (%v, %v)", list, err)
+	}
+	r = popmigrate(t, []string{"E2E_ICHK_PASSWORD=wrong"}, args...)
+	r.wantCode(t, 1)
+	if !strings.Contains(r.stdout, "! "+user+": destination imap://") {
+		t.Errorf("check does not name the failing destination:\n%s", r.stdout)
+	}
+}

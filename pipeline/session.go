@@ -577,6 +577,20 @@ func (ar *accountRun) allowed(uidl string, attempts int) int {
 
 // connect dials the account's server and logs in.
 func (ar *accountRun) connect(ctx context.Context) (*pop3.Client, error) {
+	c, err := ar.dial(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.Login(ctx, ar.auth); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("login as %s: %w", ar.a.User, err)
+	}
+	return c, nil
+}
+
+// dial connects to the account's server, with TLS or STLS as the account
+// says, and reads the greeting; it does not log in.
+func (ar *accountRun) dial(ctx context.Context) (*pop3.Client, error) {
 	r := ar.r
 	po := &pop3.Options{
 		TLSConfig:      ar.tlsCfg,
@@ -600,10 +614,6 @@ func (ar *accountRun) connect(ctx context.Context) (*pop3.Client, error) {
 	c, err := pop3.Dial(ctx, ar.a.Addr(), po)
 	if err != nil {
 		return nil, fmt.Errorf("connect %s: %w", ar.a.Addr(), err)
-	}
-	if err := c.Login(ctx, ar.auth); err != nil {
-		c.Close()
-		return nil, fmt.Errorf("login as %s: %w", ar.a.User, err)
 	}
 	return c, nil
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -25,12 +26,17 @@ func newCheckCmd(io *iostreams, runF func(context.Context, *checkOptions) error)
 	opts := &checkOptions{io: io}
 	cmd := &cobra.Command{
 		Use:   "check",
-		Short: "Preflight: connect, TLS, capabilities, login and mailbox size of every account",
+		Short: "Preflight: connect, TLS, capabilities, login, mailbox size and destinations of every account",
 		Long: `Check connects to every account's server as run would (TLS, STLS,
-certificate checks, authentication), reads the capabilities and the mailbox
-size, and logs out. It downloads nothing, deletes nothing and writes no
-journal. Run it before a large migration to find wrong passwords, missing
-STLS, untrusted certificates and servers without UIDL or PIPELINING.
+certificate checks, authentication), shows the certificate (and warns when it
+expires within 14 days), the capabilities before and after login (STLS, SASL,
+PIPELINING, UIDL, TOP, LOGIN-DELAY, EXPIRE), the mailbox size and its largest
+message, and logs out. With --to it also checks every destination: a Maildir,
+mbox or eml destination must be writable with room for the mailbox; an IMAP
+destination must accept the login, and its APPENDLIMIT the largest message.
+It downloads nothing, deletes nothing, creates nothing and writes no journal.
+Run it before a large migration to find wrong passwords, missing STLS,
+untrusted certificates, servers without UIDL or PIPELINING, and full disks.
 
 Exit codes: 0 every account ready, 1 some account failed, 2 usage error.`,
 		Example: `  popmigrate check --accounts users.csv --password-env POP_PASSWORD
@@ -95,8 +101,26 @@ func checkRun(ctx context.Context, opts *checkOptions) error {
 			if r.Error != "" {
 				fmt.Fprintf(opts.io.Out, "! %s: %s\n", r.Account, r.Error)
 			}
+			if c := r.Certificate; c != nil {
+				fmt.Fprintf(opts.io.Out, "  %s: certificate %s, issued by %s, valid until %s\n", r.Account, c.Subject, c.Issuer, c.NotAfter.Format(time.DateOnly))
+			}
+			if len(r.CapabilitiesBeforeLogin) > 0 || len(r.Capabilities) > 0 {
+				fmt.Fprintf(opts.io.Out, "  %s: CAPA before login %s; after login %s\n", r.Account,
+					strings.Join(r.CapabilitiesBeforeLogin, " "), strings.Join(r.Capabilities, " "))
+			}
 			for _, w := range r.Warnings {
 				fmt.Fprintf(opts.io.Out, "* %s: %s\n", r.Account, w)
+			}
+			for _, d := range r.Destinations {
+				switch {
+				case d.Error != "":
+					fmt.Fprintf(opts.io.Out, "! %s: destination %s: %s\n", r.Account, d.Destination, d.Error)
+				default:
+					fmt.Fprintf(opts.io.Out, "  %s: destination %s: ok\n", r.Account, d.Destination)
+				}
+				for _, w := range d.Warnings {
+					fmt.Fprintf(opts.io.Out, "* %s: destination %s: %s\n", r.Account, d.Destination, w)
+				}
 			}
 		}
 	}

@@ -56,6 +56,7 @@ func Factory() location.Factory {
 		Help:    "an IMAP folder over TLS (imap:// for STARTTLS); password from --to-password-env/-file/-command",
 		Parse:   func(spec string) (location.Spec, error) { return ParseSpec(spec) },
 		Open:    open,
+		Check:   check,
 	}
 }
 
@@ -163,3 +164,33 @@ var _ exporters.Concurrent = (*Exporter)(nil)
 
 // PutConcurrency returns the number of connections: one APPEND each.
 func (e *Exporter) PutConcurrency() int { return cap(e.slots) }
+
+// check logs in to the destination and looks at its folder, read-only: a
+// missing folder is one the run creates; a message larger than the
+// server's APPENDLIMIT (RFC 7889) could not be stored there.
+func check(ctx context.Context, ls location.Spec, env location.Env, need location.Need) ([]string, error) {
+	env.ReadOnly = true
+	env.Conns = 1
+	var warnings []string
+	e, err := open(ctx, ls, ls.ID(), env)
+	switch {
+	case errors.Is(err, exporters.ErrNotFound):
+		// Logged in; only the folder is missing. The run creates it,
+		// and can: a read-only open does not try.
+		return []string{fmt.Sprintf("folder %q does not exist yet: the run creates it", ls.(Spec).Folder)}, nil
+	case err != nil:
+		return nil, err
+	}
+	defer e.Close()
+	x := e.(*Exporter)
+	c, err := x.acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	limit := c.appendLimit
+	x.release(c)
+	if limit > 0 && need.Largest > 0 && need.Largest > limit {
+		return warnings, fmt.Errorf("the largest message is %d bytes, more than the server's APPENDLIMIT of %d: it would be refused (and quarantined)", need.Largest, limit)
+	}
+	return warnings, nil
+}

@@ -81,6 +81,16 @@ type Factory struct {
 	// Open opens the destination a Parse of this factory returned, with
 	// id as its Properties().ID.
 	Open func(ctx context.Context, s Spec, id string, env Env) (exporters.Exporter, error)
+	// Check, when set, checks that a run could write need to the
+	// destination, creating and changing nothing (popmigrate check). It
+	// returns what deserves a look, and an error when a run would fail.
+	Check func(ctx context.Context, s Spec, env Env, need Need) (warnings []string, err error)
+}
+
+// Need is what a run will ask of a destination: the bytes of the messages
+// it will store and the largest of them.
+type Need struct {
+	Bytes, Largest int64
 }
 
 // Registry is the list of destination kinds. Its methods are safe for
@@ -162,6 +172,19 @@ func (r *Registry) Open(ctx context.Context, spec string, env Env) (exporters.Ex
 		return nil, fmt.Errorf("destination %s: %w", l.ID(), err)
 	}
 	return e, nil
+}
+
+// Check parses spec and checks it with its kind's Check (see Factory);
+// a kind without one is checked by parsing alone.
+func (r *Registry) Check(ctx context.Context, spec string, env Env, need Need) ([]string, error) {
+	l, err := r.Parse(spec)
+	if err != nil {
+		return nil, err
+	}
+	if l.factory.Check == nil {
+		return nil, nil
+	}
+	return l.factory.Check(ctx, l.Spec, env, need)
 }
 
 // Kinds returns the kinds of the registry, in registration order.

@@ -21,5 +21,8 @@ func Factory() location.Factory {
 		Open: func(ctx context.Context, s location.Spec, id string, env location.Env) (exporters.Exporter, error) {
 			return New(s.(location.FileSpec).Path, &Options{ID: id, ReadOnly: env.ReadOnly})
 		},
+		Check: func(_ context.Context, s location.Spec, _ location.Env, need location.Need) ([]string, error) {
+			return location.CheckPath(s.(location.FileSpec).Path, true, need)
+		},
 	}
 }
