@@ -20,6 +20,7 @@ package pipeline
 
 import (
 	"context"
+	"crypto/tls"
 	"log/slog"
 	"os"
 	"sort"
@@ -378,6 +379,7 @@ type runner struct {
 	mu     sync.Mutex
 	hosts  map[string]chan struct{}
 	limits *ratelimit.Set // nil: no bandwidth cap
+	tlsc   tls.ClientSessionCache
 
 	putCount, syncCount, commitCount counter
 }
@@ -392,6 +394,17 @@ func (c *counter) next() int {
 	defer c.mu.Unlock()
 	c.n++
 	return c.n
+}
+
+// tlsSessions returns the runner's TLS session cache, shared by every
+// connection of the run.
+func (r *runner) tlsSessions() tls.ClientSessionCache {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.tlsc == nil {
+		r.tlsc = tls.NewLRUClientSessionCache(1024)
+	}
+	return r.tlsc
 }
 
 // hostSlot blocks until a session to host may open, and returns the

@@ -325,15 +325,9 @@ func (s *purgeSession) run(ctx context.Context) error {
 // purgeListing returns the session's LIST, with each message's UIDL, and
 // whether the server has no UIDL (a -ERR to UIDL that is not temporary).
 func purgeListing(ctx context.Context, c *pop3.Client) ([]purgeEntry, bool, error) {
-	sizes, err := c.List(ctx)
+	sizes, uids, noUIDL, err := listUIDL(ctx, c)
 	if err != nil {
-		return nil, false, fmt.Errorf("list: %w", err)
-	}
-	uids, err := c.UIDL(ctx)
-	var perr *pop3.Error
-	noUIDL := errors.As(err, &perr) && !perr.Temporary()
-	if err != nil && !noUIDL {
-		return nil, false, fmt.Errorf("uidl: %w", err)
+		return nil, false, err
 	}
 	byID := make(map[int]string, len(uids))
 	for _, u := range uids {

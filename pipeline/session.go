@@ -172,6 +172,9 @@ func (ar *accountRun) prepareSession(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// Reconnects (a retried session, verify, purge) resume the TLS
+	// session: one round trip less and no full handshake for the server.
+	cfg.ClientSessionCache = ar.r.tlsSessions()
 	ar.tlsCfg = cfg
 	return nil
 }
@@ -408,15 +411,9 @@ func journalListing(l []listedMsg) []journal.Listed {
 // UIDL, a disambiguated UIDL for repeats, or a synthetic key from the
 // headers and size when the server has no UIDL.
 func (ar *accountRun) list(ctx context.Context, c *pop3.Client) ([]listedMsg, error) {
-	sizes, err := c.List(ctx)
+	sizes, uids, noUIDL, err := listUIDL(ctx, c)
 	if err != nil {
-		return nil, fmt.Errorf("list: %w", err)
-	}
-	uids, err := c.UIDL(ctx)
-	var perr *pop3.Error
-	noUIDL := errors.As(err, &perr) && !perr.Temporary()
-	if err != nil && !noUIDL {
-		return nil, fmt.Errorf("uidl: %w", err)
+		return nil, err
 	}
 	byID := make(map[int]string, len(uids))
 	overlong := map[int]bool{}
@@ -468,6 +465,23 @@ func (ar *accountRun) list(ctx context.Context, c *pop3.Client) ([]listedMsg, er
 		out = append(out, m)
 	}
 	return out, nil
+}
+
+// listUIDL lists the mailbox with LIST and UIDL in one round trip (when the
+// server pipelines), and reports whether the server has no UIDL (a -ERR to
+// UIDL that is not temporary).
+func listUIDL(ctx context.Context, c *pop3.Client) ([]pop3.MessageInfo, []pop3.UIDInfo, bool, error) {
+	sizes, uids, err := c.ListUIDL(ctx)
+	var perr *pop3.Error
+	switch {
+	case err == nil:
+		return sizes, uids, false, nil
+	case sizes != nil && errors.As(err, &perr) && perr.Command == "UIDL" && !perr.Temporary():
+		return sizes, nil, true, nil
+	case sizes != nil:
+		return nil, nil, false, fmt.Errorf("uidl: %w", err)
+	}
+	return nil, nil, false, fmt.Errorf("list: %w", err)
 }
 
 // syntheticKey makes a key for a message of a server without UIDL: a hash

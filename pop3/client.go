@@ -809,8 +809,21 @@ func (c *Client) List(ctx context.Context) ([]MessageInfo, error) {
 	if _, err := c.status("LIST", 0); err != nil {
 		return nil, err
 	}
+	list, err := c.listBody()
+	if err != nil {
+		return nil, err
+	}
+	if err := c.quiet("LIST", 0); err != nil {
+		return nil, err
+	}
+	return list, nil
+}
+
+// listBody reads the lines of a LIST response after its +OK and
+// remembers the sizes for RetrAll's markers.
+func (c *Client) listBody() ([]MessageInfo, error) {
 	var list []MessageInfo
-	err = c.readListing("LIST", c.opts.MaxListing, func(line []byte) error {
+	err := c.readListing("LIST", c.opts.MaxListing, func(line []byte) error {
 		id, size, err := wire.ParseListLine(line)
 		if err != nil {
 			return errors.New("expected message number and size")
@@ -819,9 +832,6 @@ func (c *Client) List(ctx context.Context) ([]MessageInfo, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, err
-	}
-	if err := c.quiet("LIST", 0); err != nil {
 		return nil, err
 	}
 	sizes := make(map[int]int64, len(list))
@@ -840,6 +850,64 @@ func (c *Client) List(ctx context.Context) ([]MessageInfo, error) {
 	}
 	c.listSizes = sizes
 	return list, nil
+}
+
+// ListUIDL issues LIST and UIDL and returns both listings, in one round
+// trip when the server offers PIPELINING (both commands in one write),
+// else one after the other. A server without UIDL answers it "-ERR": the
+// LIST listing is returned with that *Error (Command "UIDL") as the error,
+// and the client stays usable. Any other error is the session's, as for
+// List and UIDL.
+func (c *Client) ListUIDL(ctx context.Context) ([]MessageInfo, []UIDInfo, error) {
+	caps, err := c.Capabilities(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !caps.Pipelining() {
+		list, err := c.List(ctx)
+		if err != nil {
+			return nil, nil, err
+		}
+		uids, err := c.UIDL(ctx)
+		return list, uids, err
+	}
+	release, err := c.begin(ctx, "LIST")
+	if err != nil {
+		return nil, nil, err
+	}
+	defer release()
+	c.queue("LIST", "LIST")
+	c.queue("UIDL", "UIDL")
+	if err := c.flush("LIST"); err != nil {
+		return nil, nil, err
+	}
+	var list []MessageInfo
+	_, listErr := c.status("LIST", 0)
+	if listErr == nil {
+		if list, err = c.listBody(); err != nil {
+			return nil, nil, err
+		}
+	} else if pe := (*Error)(nil); !errors.As(listErr, &pe) {
+		return nil, nil, listErr
+	}
+	// The UIDL answer is read whatever LIST said: the session stays in
+	// step.
+	_, uidlErr := c.status("UIDL", 0)
+	var uids []UIDInfo
+	if uidlErr == nil {
+		if uids, err = c.uidlBody(); err != nil {
+			return nil, nil, err
+		}
+	} else if pe := (*Error)(nil); !errors.As(uidlErr, &pe) {
+		return nil, nil, uidlErr
+	}
+	if err := c.quiet("UIDL", 0); err != nil {
+		return nil, nil, err
+	}
+	if listErr != nil {
+		return nil, nil, listErr
+	}
+	return list, uids, uidlErr
 }
 
 // ListOne issues LIST id for a single message.
@@ -876,6 +944,18 @@ func (c *Client) UIDL(ctx context.Context) ([]UIDInfo, error) {
 	if _, err := c.status("UIDL", 0); err != nil {
 		return nil, err
 	}
+	list, err := c.uidlBody()
+	if err != nil {
+		return nil, err
+	}
+	if err := c.quiet("UIDL", 0); err != nil {
+		return nil, err
+	}
+	return list, nil
+}
+
+// uidlBody reads the lines of a UIDL response after its +OK.
+func (c *Client) uidlBody() ([]UIDInfo, error) {
 	var list []UIDInfo
 	skipped := 0
 	for n := 0; ; n++ {
@@ -915,9 +995,6 @@ func (c *Client) UIDL(ctx context.Context) ([]UIDInfo, error) {
 			return nil, c.fatal(&ProtocolError{Command: "UIDL", Line: string(line), Err: "expected message number and unique id"})
 		}
 		list = append(list, UIDInfo{ID: id, UID: uid})
-	}
-	if err := c.quiet("UIDL", 0); err != nil {
-		return nil, err
 	}
 	return list, nil
 }

@@ -1,0 +1,63 @@
+package pop3
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+)
+
+// With PIPELINING, ListUIDL sends LIST and UIDL in one write: one round
+// trip for the session's set-up instead of two.
+func TestListUIDLPipelinedIsOneWrite(t *testing.T) {
+	c, _ := newScripted(t, nil,
+		step{s: greet},
+		step{c: "CAPA\r\n", s: "+OK\r\nPIPELINING\r\nUIDL\r\n.\r\n"},
+		step{c: "LIST\r\nUIDL\r\n", s: "+OK 2 messages\r\n1 120\r\n2 300\r\n.\r\n+OK\r\n1 aaa\r\n2 bbb\r\n.\r\n"},
+		step{c: "NOOP\r\n", s: "+OK\r\n"},
+	)
+	list, uids, err := c.ListUIDL(ctxT(t))
+	if err != nil || fmt.Sprint(list) != "[{1 120} {2 300}]" || len(uids) != 2 || uids[1].UID != "bbb" {
+		t.Fatalf("ListUIDL = %v, %v, %v", list, uids, err)
+	}
+	if err := c.Noop(ctxT(t)); err != nil {
+		t.Fatalf("client after ListUIDL: %v", err)
+	}
+}
+
+// Without PIPELINING the two commands go one after the other.
+func TestListUIDLLockstep(t *testing.T) {
+	c, _ := newScripted(t, nil,
+		step{s: greet},
+		step{c: "CAPA\r\n", s: "+OK\r\nUIDL\r\n.\r\n"},
+		step{c: "LIST\r\n", s: "+OK\r\n1 120\r\n.\r\n"},
+		step{c: "UIDL\r\n", s: "+OK\r\n1 aaa\r\n.\r\n"},
+	)
+	list, uids, err := c.ListUIDL(ctxT(t))
+	if err != nil || len(list) != 1 || len(uids) != 1 {
+		t.Fatalf("ListUIDL = %v, %v, %v", list, uids, err)
+	}
+}
+
+// A server without UIDL: the listing comes back with UIDL's -ERR, and the
+// session stays usable; a LIST -ERR still has its UIDL answer read.
+func TestListUIDLErrors(t *testing.T) {
+	c, _ := newScripted(t, nil,
+		step{s: greet},
+		step{c: "CAPA\r\n", s: "+OK\r\nPIPELINING\r\n.\r\n"},
+		step{c: "LIST\r\nUIDL\r\n", s: "+OK\r\n1 120\r\n.\r\n-ERR no UIDL here\r\n"},
+		step{c: "LIST\r\nUIDL\r\n", s: "-ERR [SYS/TEMP] try later\r\n+OK\r\n1 aaa\r\n.\r\n"},
+		step{c: "NOOP\r\n", s: "+OK\r\n"},
+	)
+	list, uids, err := c.ListUIDL(ctxT(t))
+	var pe *Error
+	if len(list) != 1 || uids != nil || !errors.As(err, &pe) || pe.Command != "UIDL" {
+		t.Fatalf("no UIDL: %v, %v, %v", list, uids, err)
+	}
+	list, _, err = c.ListUIDL(ctxT(t))
+	if list != nil || !errors.As(err, &pe) || pe.Command != "LIST" || !pe.Temporary() {
+		t.Fatalf("LIST -ERR: %v, %v", list, err)
+	}
+	if err := c.Noop(ctxT(t)); err != nil {
+		t.Fatalf("client after a LIST -ERR: %v", err)
+	}
+}
