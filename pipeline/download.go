@@ -187,13 +187,17 @@ func (ar *accountRun) writer(ctx context.Context, ch <-chan fetched) error {
 		if err := ar.r.j.Commit(wctx, &batch); err != nil {
 			return leaseErr(err)
 		}
+
 		if h := o.hooks.afterCommit; h != nil {
 			h(ar.r.commitCount.next())
 		}
+		rep := ar.rep
+		stored, bytes, moved := rep.Stored, rep.StoredBytes, ar.progress
 		for _, f := range done {
 			f()
 		}
 		done = done[:0]
+		o.Logger.Info(evBatch, "account", ar.a.Name, "stored", rep.Stored-stored, "failed", ar.progress-moved-(rep.Stored-stored), "bytes", rep.StoredBytes-bytes)
 		batch.Reset()
 		return nil
 	}
@@ -331,6 +335,7 @@ func (ar *accountRun) put(ctx context.Context, f fetched) outcome {
 func (ar *accountRun) record(r outcome, batch *journal.Batch, done *[]func(), dirty []bool) {
 	name, uidl, id, rep := ar.a.Name, r.f.p.uidl, r.f.p.id, ar.rep
 	if r.f.err != nil {
+		ar.r.opts.Logger.Warn(evMessageFailed, "account", name, "uidl", uidl, "id", id, "class", errorClass(r.f.err), "error", r.f.err)
 		batch.Failed(name, uidl, r.f.err.Error())
 		*done = append(*done, func() { ar.progress++; ar.failedNow[uidl]++; rep.fail(uidl, id, r.f.err) })
 		return
@@ -363,6 +368,7 @@ func (ar *accountRun) record(r outcome, batch *journal.Batch, done *[]func(), di
 		Suspect:      suspect,
 	})
 	if r.failure != nil {
+		ar.r.opts.Logger.Warn(evMessageFailed, "account", name, "uidl", uidl, "id", id, "class", "destination", "error", r.failure)
 		batch.Failed(name, uidl, r.failure.Error())
 		*done = append(*done, func() {
 			ar.progress++

@@ -168,6 +168,7 @@ func Purge(ctx context.Context, j *journal.Journal, accounts []*config.Account, 
 		g.Go(func() error {
 			rep, err := r.purge(gctx, a, &po)
 			out[i] = rep
+			o.Logger.Info(evDelete, "account", a.Name, "planned", len(rep.Planned), "deleted", rep.Deleted, "dry_run", po.DryRun, "error", rep.Error)
 			return err
 		})
 	}

@@ -85,12 +85,15 @@ func (r *runner) account(ctx context.Context, a *config.Account) (*AccountReport
 	}
 	if err != nil {
 		rep.Error = explain(err)
-		r.opts.Logger.Warn("account failed", "account", a.Name, "error", err)
+		r.opts.Logger.Warn(evAccountFailed, "account", a.Name, "class", errorClass(err), "error", err)
 	}
 	var jerr *journalError
 	if errors.As(err, &jerr) {
 		return rep, err
 	}
+	defer func() {
+		r.opts.Logger.Info(evDone, "account", a.Name, "stored", rep.Stored, "failed", len(rep.failures), "whole", rep.Error == "" && len(rep.failures) == 0, "sessions", rep.Sessions)
+	}()
 	if errors.Is(err, errLeaseLost) {
 		return rep, nil // the account is another process's now
 	}
@@ -386,6 +389,7 @@ func (ar *accountRun) session(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	r.opts.Logger.Info(evListing, "account", ar.a.Name, "messages", ar.rep.ServerMessages, "bytes", ar.rep.ServerBytes, "planned", len(plan))
 	if len(plan) > 0 {
 		if err := ar.download(ctx, c, plan); err != nil {
 			return err
@@ -595,10 +599,12 @@ func (ar *accountRun) connect(ctx context.Context) (*pop3.Client, error) {
 	if err != nil {
 		return nil, err
 	}
+	ar.r.opts.Logger.Info(evConnect, "account", ar.a.Name, "addr", ar.a.Addr(), "tls", c.IsTLS())
 	if err := c.Login(ctx, ar.auth); err != nil {
 		c.Close()
 		return nil, fmt.Errorf("login as %s: %w", ar.a.User, err)
 	}
+	ar.r.opts.Logger.Info(evLogin, "account", ar.a.Name, "user", ar.a.User)
 	return c, nil
 }
 

@@ -61,6 +61,7 @@ func Verify(ctx context.Context, j *journal.Journal, accounts []*config.Account,
 			if err != nil {
 				return err
 			}
+			o.Logger.Info(evVerify, "account", a.Name, "checked", res.Checked, "problems", res.Problems(), "error", res.Error)
 			out[i] = res
 			return nil
 		})

@@ -30,6 +30,7 @@ type purgeOptions struct {
 	Attempts      int
 	JSON          bool
 	Verbose       bool
+	logFlags
 }
 
 func newPurgeCmd(io *iostreams, runF func(context.Context, *purgeOptions) error) *cobra.Command {
@@ -77,6 +78,7 @@ error, 130 interrupted.`,
 	f.DurationVar(&opts.Timeout, "timeout", 60*time.Second, "POP3 idle timeout per command")
 	f.IntVar(&opts.Attempts, "attempts", 5, "sessions tried per account on temporary errors before any DELE ([IN-USE], [SYS/TEMP], network)")
 	f.BoolVar(&opts.JSON, "json", false, "print the reports as JSON on stdout")
+	addLogFlags(f, &opts.logFlags)
 	f.BoolVarP(&opts.Verbose, "verbose", "v", false, "log retries to stderr")
 	return cmd
 }
@@ -121,14 +123,14 @@ func purgeRun(ctx context.Context, opts *purgeOptions) error {
 		}
 	}
 
-	level := slog.LevelWarn
-	if opts.Verbose {
-		level = slog.LevelInfo
+	logger, err := opts.logFlags.logger(opts.io.Err, slog.LevelWarn, opts.Verbose)
+	if err != nil {
+		return usageError("%v", err)
 	}
 	po := &pipeline.Options{
 		Destinations: destinations(),
 		Jobs:         opts.Jobs, PerHost: opts.PerHost, Timeout: opts.Timeout, Attempts: opts.Attempts, WaitForLease: opts.Wait,
-		Logger: slog.New(slog.NewTextHandler(opts.io.Err, &slog.HandlerOptions{Level: level})),
+		Logger: logger,
 	}
 	reps, purgeErr := pipeline.Purge(ctx, j, accounts, po, &pipeline.PurgeOptions{DryRun: opts.DryRun, KeepDays: opts.KeepDays, DeleteSuspect: opts.DeleteSuspect})
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -78,8 +79,10 @@ type runOptions struct {
 	KeepDays      int
 
 	JSON       bool
+	Report     string
 	NoProgress bool
 	Verbose    bool
+	logFlags
 }
 
 func newRunCmd(io *iostreams, runF func(context.Context, *runOptions) error) *cobra.Command {
@@ -151,6 +154,8 @@ Destinations (--to, repeatable, templates {user} {host} {account}):
 	f.BoolVar(&opts.DryRun, "dry-run", false, "with --delete: print what would be deleted, delete nothing")
 	f.IntVar(&opts.KeepDays, "keep-days", 0, "with --delete: keep messages first seen less than `N` days ago")
 	f.BoolVar(&opts.JSON, "json", false, "print the final report as JSON on stdout")
+	f.StringVar(&opts.Report, "report", "", "also write the final JSON report to `FILE` (what --json prints)")
+	addLogFlags(f, &opts.logFlags)
 	f.BoolVar(&opts.NoProgress, "no-progress", false, "no progress bar, even on a terminal")
 	f.BoolVarP(&opts.Verbose, "verbose", "v", false, "log retries and per-account progress to stderr")
 	return cmd
@@ -345,11 +350,10 @@ func runRun(ctx context.Context, opts *runOptions) error {
 		return err
 	}
 
-	level := slog.LevelWarn
-	if opts.Verbose {
-		level = slog.LevelInfo
+	logger, err := opts.logFlags.logger(opts.io.Err, slog.LevelWarn, opts.Verbose)
+	if err != nil {
+		return usageError("%v", err)
 	}
-	logger := slog.New(slog.NewTextHandler(opts.io.Err, &slog.HandlerOptions{Level: level}))
 	prog := newProgress(opts.io, !opts.NoProgress && opts.io.ErrIsTerminal, len(accounts), opts.Verbose || !opts.io.ErrIsTerminal)
 	po := &pipeline.Options{
 		Destinations: destinations(),
@@ -400,6 +404,12 @@ func runRun(ctx context.Context, opts *runOptions) error {
 		rep.Purge, runErr = pipeline.Purge(ctx, j, verifiedAccounts(accounts, rep), po, &pipeline.PurgeOptions{DryRun: opts.DryRun, KeepDays: opts.KeepDays, DeleteSuspect: opts.DeleteSuspect})
 	}
 	o := runOutcome(rep, runErr, ctx.Err() != nil)
+	if opts.Report != "" {
+		if err := writeFileAtomic(opts.Report, func(w io.Writer) error { return writeJSON(w, rep) }); err != nil {
+			fmt.Fprintf(opts.io.Err, "popmigrate: --report: %v\n", err)
+			o.Failed = true
+		}
+	}
 	if opts.JSON {
 		if err := writeJSON(opts.io.Out, rep); err != nil {
 			return err

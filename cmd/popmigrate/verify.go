@@ -28,6 +28,7 @@ type verifyOptions struct {
 	Timeout       time.Duration
 	JSON          bool
 	Verbose       bool
+	logFlags
 }
 
 func newVerifyCmd(io *iostreams, runF func(context.Context, *verifyOptions) error) *cobra.Command {
@@ -87,6 +88,7 @@ is a problem, 130 interrupted.`,
 	f.IntVar(&opts.PerHost, "per-host", 4, "most sessions open at once to one POP3 host (--against-source)")
 	f.DurationVar(&opts.Timeout, "timeout", 60*time.Second, "POP3 idle timeout per command (--against-source)")
 	f.BoolVar(&opts.JSON, "json", false, "print the results as one JSON document on stdout")
+	addLogFlags(f, &opts.logFlags)
 	f.BoolVarP(&opts.Verbose, "verbose", "v", false, "log warnings and progress to stderr")
 	return cmd
 }
@@ -132,15 +134,15 @@ func verifyRun(ctx context.Context, opts *verifyOptions) error {
 	if err != nil {
 		return err
 	}
-	level := slog.LevelError
-	if opts.Verbose {
-		level = slog.LevelInfo
+	logger, err := opts.logFlags.logger(opts.io.Err, slog.LevelError, opts.Verbose)
+	if err != nil {
+		return usageError("%v", err)
 	}
 	vo := &pipeline.VerifyOptions{
 		Options: pipeline.Options{
 			Destinations: destinations(),
 			Jobs:         opts.Jobs, PerHost: opts.PerHost, Timeout: opts.Timeout,
-			Logger: slog.New(slog.NewTextHandler(opts.io.Err, &slog.HandlerOptions{Level: level})),
+			Logger: logger,
 		},
 		AgainstSource: opts.AgainstSource,
 	}

@@ -1,0 +1,35 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+
+	"github.com/spf13/pflag"
+)
+
+// logFlags are the log settings run, verify and purge share.
+type logFlags struct {
+	Format string // "text" or "json"
+}
+
+func addLogFlags(f *pflag.FlagSet, o *logFlags) {
+	f.StringVar(&o.Format, "log-format", "text", "log lines on stderr as text, or json: one JSON object per event (connect, login, listing, batch, verify, delete, done, message failed), with every phase at level info")
+}
+
+// logger returns the command's logger on w: text at quiet (the level
+// without -v) or Info with verbose, or JSON lines at Info, since a script
+// that asks for JSON wants every phase event.
+func (o *logFlags) logger(w io.Writer, quiet slog.Level, verbose bool) (*slog.Logger, error) {
+	level := quiet
+	if verbose {
+		level = slog.LevelInfo
+	}
+	switch o.Format {
+	case "", "text":
+		return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level})), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo})), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want text or json", o.Format)
+}

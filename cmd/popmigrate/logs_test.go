@@ -1,0 +1,57 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/popmigrate/popmigrate/pop3/pop3test"
+)
+
+// --log-format json: every stderr line is a JSON object, with one event
+// per phase of each account; --report FILE holds what --json prints.
+func TestJSONLogsAndReportFile(t *testing.T) {
+	f := newFixture(t, []string{"alice", "bob"}, []int{3, 2}, pop3test.ServerOptions{Implicit: true})
+	report := filepath.Join(f.dir, "report.json")
+	r := runMain(t, f.runArgs("--accounts", f.csv(t, "alice", "bob"), "--log-format", "json", "--report", report, "--json", "--no-progress")...)
+	r.wantCode(t, exitOK)
+	events := map[string]map[string]int{} // account -> event -> count
+	for _, line := range strings.Split(strings.TrimSpace(r.stderr), "\n") {
+		if line == "" || strings.HasPrefix(line, "popmigrate: ") {
+			continue // the plain progress lines of a non-terminal
+		}
+		var ev map[string]any
+		if err := json.Unmarshal([]byte(line), &ev); err != nil {
+			t.Fatalf("stderr line is not JSON: %q (%v)", line, err)
+		}
+		msg, _ := ev["msg"].(string)
+		acct, _ := ev["account"].(string)
+		if acct == "" {
+			continue
+		}
+		if events[acct] == nil {
+			events[acct] = map[string]int{}
+		}
+		events[acct][msg]++
+	}
+	for _, u := range []string{"alice", "bob"} {
+		got := events[f.account(u)]
+		for _, want := range []string{"connect", "login", "listing", "batch", "verify", "done"} {
+			if got[want] == 0 {
+				t.Errorf("%s: no %q event in %v", u, want, got)
+			}
+		}
+	}
+	saved, err := os.ReadFile(report)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(saved) != r.stdout {
+		t.Errorf("--report file differs from --json's stdout:\n%s\n---\n%s", saved, r.stdout)
+	}
+	if bad := runMain(t, f.runArgs("--source", f.source("alice"), "--password-file", f.pwFiles["alice"], "--log-format", "xml")...); bad.code != exitUsage {
+		t.Errorf("--log-format xml: %s", bad)
+	}
+}
