@@ -184,9 +184,11 @@ func (ar *accountRun) writer(ctx context.Context, ch <-chan fetched) error {
 		if h := o.hooks.afterSync; h != nil {
 			h(ar.r.syncCount.next())
 		}
+		began := time.Now()
 		if err := ar.r.j.Commit(wctx, &batch); err != nil {
 			return leaseErr(err)
 		}
+		o.Metrics.JournalCommit(time.Since(began))
 
 		if h := o.hooks.afterCommit; h != nil {
 			h(ar.r.commitCount.next())
@@ -198,6 +200,7 @@ func (ar *accountRun) writer(ctx context.Context, ch <-chan fetched) error {
 		}
 		done = done[:0]
 		o.Logger.Info(evBatch, "account", ar.a.Name, "stored", rep.Stored-stored, "failed", ar.progress-moved-(rep.Stored-stored), "bytes", rep.StoredBytes-bytes)
+		o.Metrics.Stored(rep.Stored-stored, rep.StoredBytes-bytes)
 		batch.Reset()
 		return nil
 	}
@@ -336,6 +339,7 @@ func (ar *accountRun) record(r outcome, batch *journal.Batch, done *[]func(), di
 	name, uidl, id, rep := ar.a.Name, r.f.p.uidl, r.f.p.id, ar.rep
 	if r.f.err != nil {
 		ar.r.opts.Logger.Warn(evMessageFailed, "account", name, "uidl", uidl, "id", id, "class", errorClass(r.f.err), "error", r.f.err)
+		ar.r.opts.Metrics.Failed(errorClass(r.f.err))
 		batch.Failed(name, uidl, r.f.err.Error())
 		*done = append(*done, func() { ar.progress++; ar.failedNow[uidl]++; rep.fail(uidl, id, r.f.err) })
 		return
@@ -369,6 +373,7 @@ func (ar *accountRun) record(r outcome, batch *journal.Batch, done *[]func(), di
 	})
 	if r.failure != nil {
 		ar.r.opts.Logger.Warn(evMessageFailed, "account", name, "uidl", uidl, "id", id, "class", "destination", "error", r.failure)
+		ar.r.opts.Metrics.Failed("destination")
 		batch.Failed(name, uidl, r.failure.Error())
 		*done = append(*done, func() {
 			ar.progress++

@@ -96,6 +96,9 @@ type Options struct {
 	MaxBandwidth, MaxBandwidthPerHost int64
 	// Progress receives progress events. Nil means none.
 	Progress Progress
+	// Metrics receives counts for monitoring (--metrics-listen). Nil
+	// means none.
+	Metrics Metrics
 	// Logger receives warnings and per-account lines. Nil discards.
 	Logger *slog.Logger
 	// Debug, when set, receives POP3 protocol transcripts (secrets
@@ -179,6 +182,9 @@ func (o *Options) withDefaults() Options {
 	if c.Progress == nil {
 		c.Progress = nopProgress{}
 	}
+	if c.Metrics == nil {
+		c.Metrics = nopMetrics{}
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -196,6 +202,39 @@ type Progress interface {
 	// AccountDone is called once per account at the end.
 	AccountDone(account string, r *AccountReport)
 }
+
+// Metrics receives counts as a run goes on, for monitoring. Its methods
+// are called from many goroutines at once and must not block.
+type Metrics interface {
+	// AccountState says an account is "running", "done" (whole) or
+	// "failed".
+	AccountState(account, state string)
+	// Stored counts messages a group commit recorded as stored, and
+	// their bytes.
+	Stored(messages int, bytes int64)
+	// Verified counts copies read back intact.
+	Verified(copies int)
+	// Deleted counts messages a server deleted.
+	Deleted(messages int)
+	// Failed counts one failed attempt at a message, by error class.
+	Failed(class string)
+	// Session counts a POP3 session opened; Retry one retried.
+	Session()
+	Retry()
+	// JournalCommit observes the latency of a group commit.
+	JournalCommit(d time.Duration)
+}
+
+type nopMetrics struct{}
+
+func (nopMetrics) AccountState(string, string) {}
+func (nopMetrics) Stored(int, int64)           {}
+func (nopMetrics) Verified(int)                {}
+func (nopMetrics) Deleted(int)                 {}
+func (nopMetrics) Failed(string)               {}
+func (nopMetrics) Session()                    {}
+func (nopMetrics) Retry()                      {}
+func (nopMetrics) JournalCommit(time.Duration) {}
 
 type nopProgress struct{}
 

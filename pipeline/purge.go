@@ -169,6 +169,7 @@ func Purge(ctx context.Context, j *journal.Journal, accounts []*config.Account, 
 			rep, err := r.purge(gctx, a, &po)
 			out[i] = rep
 			o.Logger.Info(evDelete, "account", a.Name, "planned", len(rep.Planned), "deleted", rep.Deleted, "dry_run", po.DryRun, "error", rep.Error)
+			o.Metrics.Deleted(rep.Deleted)
 			return err
 		})
 	}

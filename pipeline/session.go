@@ -75,6 +75,14 @@ func (r *runner) account(ctx context.Context, a *config.Account) (*AccountReport
 	}
 	defer r.releaseLease(ctx, lease)
 	ar.lease = lease.l
+	r.opts.Metrics.AccountState(a.Name, "running")
+	defer func() {
+		if rep.Error == "" && len(rep.failures) == 0 {
+			r.opts.Metrics.AccountState(a.Name, "done")
+		} else {
+			r.opts.Metrics.AccountState(a.Name, "failed")
+		}
+	}()
 	err = ar.prepare(lctx)
 	defer ar.closeDests()
 	if err == nil {
@@ -255,6 +263,7 @@ func (ar *accountRun) sessions(ctx context.Context) error {
 	o := &ar.r.opts
 	for attempt := 1; ; attempt++ {
 		ar.rep.Sessions++
+		o.Metrics.Session()
 		before := ar.progress
 		err := ar.session(ctx)
 		if err == nil {
@@ -281,6 +290,7 @@ func (ar *accountRun) sessions(ctx context.Context) error {
 		}
 		d := backoff(o.Backoff, o.MaxBackoff, attempt)
 		o.Logger.Info("retrying", "account", ar.a.Name, "attempt", attempt+1, "in", d.Round(time.Millisecond), "error", err)
+		o.Metrics.Retry()
 		t := time.NewTimer(d)
 		select {
 		case <-ctx.Done():

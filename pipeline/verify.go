@@ -62,6 +62,7 @@ func Verify(ctx context.Context, j *journal.Journal, accounts []*config.Account,
 				return err
 			}
 			o.Logger.Info(evVerify, "account", a.Name, "checked", res.Checked, "problems", res.Problems(), "error", res.Error)
+			o.Metrics.Verified(res.Counts[verify.Match])
 			out[i] = res
 			return nil
 		})

@@ -1,9 +1,15 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/popmigrate/popmigrate/internal/metrics"
 
 	"github.com/spf13/pflag"
 )
@@ -32,4 +38,24 @@ func (o *logFlags) logger(w io.Writer, quiet slog.Level, verbose bool) (*slog.Lo
 		return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo})), nil
 	}
 	return nil, fmt.Errorf("--log-format %q: want text or json", o.Format)
+}
+
+// serveMetrics serves a run's Prometheus metrics on addr at /metrics
+// until stop is called, and says where on w.
+func serveMetrics(addr string, w io.Writer) (*metrics.Metrics, func(), error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, nil, err
+	}
+	m := metrics.New()
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", m.Handler())
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	fmt.Fprintf(w, "popmigrate: metrics on http://%s/metrics\n", ln.Addr())
+	return m, func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	}, nil
 }

@@ -55,3 +55,17 @@ func TestJSONLogsAndReportFile(t *testing.T) {
 		t.Errorf("--log-format xml: %s", bad)
 	}
 }
+
+// --metrics-listen serves while the run lasts and says where; a bad
+// address is a usage error. (pipeline's TestMetricsScrapedDuringARun
+// scrapes the metrics during a run.)
+func TestMetricsListenFlag(t *testing.T) {
+	f := newFixture(t, []string{"alice"}, []int{2}, pop3test.ServerOptions{Implicit: true})
+	r := runMain(t, f.runArgs("--source", f.source("alice"), "--password-file", f.pwFiles["alice"], "--metrics-listen", "127.0.0.1:0")...)
+	r.wantCode(t, exitOK)
+	if !strings.Contains(r.stderr, "popmigrate: metrics on http://127.0.0.1:") {
+		t.Errorf("no metrics address on stderr:\n%s", r.stderr)
+	}
+	r = runMain(t, f.runArgs("--source", f.source("alice"), "--password-file", f.pwFiles["alice"], "--metrics-listen", "nohost:99999")...)
+	r.wantCode(t, exitUsage)
+}

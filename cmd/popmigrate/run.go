@@ -78,10 +78,11 @@ type runOptions struct {
 	DryRun        bool
 	KeepDays      int
 
-	JSON       bool
-	Report     string
-	NoProgress bool
-	Verbose    bool
+	JSON          bool
+	Report        string
+	MetricsListen string
+	NoProgress    bool
+	Verbose       bool
 	logFlags
 }
 
@@ -155,6 +156,7 @@ Destinations (--to, repeatable, templates {user} {host} {account}):
 	f.IntVar(&opts.KeepDays, "keep-days", 0, "with --delete: keep messages first seen less than `N` days ago")
 	f.BoolVar(&opts.JSON, "json", false, "print the final report as JSON on stdout")
 	f.StringVar(&opts.Report, "report", "", "also write the final JSON report to `FILE` (what --json prints)")
+	f.StringVar(&opts.MetricsListen, "metrics-listen", "", "serve Prometheus metrics on `ADDR` (e.g. 127.0.0.1:9464) at /metrics while the run lasts")
 	addLogFlags(f, &opts.logFlags)
 	f.BoolVar(&opts.NoProgress, "no-progress", false, "no progress bar, even on a terminal")
 	f.BoolVarP(&opts.Verbose, "verbose", "v", false, "log retries and per-account progress to stderr")
@@ -363,6 +365,14 @@ func runRun(ctx context.Context, opts *runOptions) error {
 		MessageAttempts: opts.MessageAttempts, RetryFailed: opts.RetryFailed, WaitForLease: opts.Wait,
 		MaxBandwidth: maxBW, MaxBandwidthPerHost: maxBWHost,
 		Progress: prog, Logger: logger,
+	}
+	if opts.MetricsListen != "" {
+		m, stop, err := serveMetrics(opts.MetricsListen, opts.io.Err)
+		if err != nil {
+			return usageError("--metrics-listen: %v", err)
+		}
+		defer stop()
+		po.Metrics = m
 	}
 	imapOpts, err := imapOptions(opts)
 	if err != nil {
