@@ -51,12 +51,21 @@ type Account struct {
 	Security Security
 
 	// Password is the account's password (USER/PASS, APOP, SASL PLAIN).
+	// Templates ({user}, {host}, {account}) in its file or command are
+	// expanded, as in every secret of the account (see expand.go).
 	Password Secret
 	// OAuth2Token, when set, is used with XOAUTH2 or OAUTHBEARER instead
-	// of the password. A Command source is the usual way (a token helper).
+	// of the password. A Command source is the usual way (a token helper);
+	// it may print a bare token or JSON with its expiry (see
+	// Secret.TokenSource). OAuth2Source gives the tokens.
 	OAuth2Token Secret
+	// OAuth2App, when not nil, is a built-in source of OAuth2 tokens
+	// (Microsoft 365 client credentials, a Google service account) used
+	// instead of OAuth2Token; at most one of them is set.
+	OAuth2App *OAuth2App
 	// Auth lists the allowed mechanisms in preference order ("PLAIN",
-	// "APOP", "USER", "XOAUTH2", "OAUTHBEARER"); empty means the default.
+	// "APOP", "USER", "XOAUTH2", "XOAUTH2-2STEP", "OAUTHBEARER"); empty
+	// means the default (XOAUTH2-2STEP with OAuth2App microsoft365).
 	Auth []string
 
 	// CAFile is a PEM file of CA certificates to trust instead of the
@@ -68,9 +77,13 @@ type Account struct {
 	// To lists destination specs ("maildir:/srv/mail/alice") with the
 	// templates already expanded.
 	To []string
-	// ToPassword and ToOAuth2Token authenticate to IMAP destinations.
+	// ToPassword and ToOAuth2Token authenticate to IMAP destinations;
+	// ToOAuth2Source gives the tokens.
 	ToPassword    Secret
 	ToOAuth2Token Secret
+
+	// tokens are the account's token caches (see OAuth2Source).
+	tokens *accountTokens
 
 	// places are where each of To writes (see Destinations.Describe).
 	places []string
@@ -210,6 +223,7 @@ type Defaults struct {
 	To                 []string
 	Password           Secret
 	OAuth2Token        Secret
+	OAuth2App          OAuth2App
 	ToPassword         Secret
 	ToOAuth2Token      Secret
 	Auth               []string
@@ -237,6 +251,7 @@ type accountInput struct {
 	security           string
 	password           Secret
 	oauth2             Secret
+	app                OAuth2App
 	toPassword         Secret
 	toOAuth2           Secret
 	auth               string
@@ -246,8 +261,10 @@ type accountInput struct {
 	to                 []string
 }
 
-// build validates in, applies d and expands destination templates.
-func (in *accountInput) build(d Defaults) (*Account, error) {
+// build validates in, applies d and expands the templates of destinations
+// and secrets. Accounts built with one share hold one TokenCache per
+// token source.
+func (in *accountInput) build(d Defaults, share *tokenShare) (*Account, error) {
 	a := &Account{Origin: in.origin, Name: in.name}
 	if in.source != "" {
 		if in.host != "" || in.port != "" || in.user != "" {
@@ -310,9 +327,40 @@ func (in *accountInput) build(d Defaults) (*Account, error) {
 		return nil, fmt.Errorf("%s: security plain sends the password in the clear; also set insecure_plaintext (or --insecure-plaintext) to confirm", in.origin)
 	}
 	a.Password = in.password.or(d.Password)
-	a.OAuth2Token = in.oauth2.or(d.OAuth2Token)
-	if a.Password.IsZero() && a.OAuth2Token.IsZero() && !d.PasswordOptional {
-		return nil, fmt.Errorf("%s: account %s: no password: give password_env, password_file or password_command (flags: --password-env, --password-file, --password-command)", in.origin, a.User)
+	// The account's own OAuth2 choice (a token or a provider) replaces
+	// the default one as a whole; provider fields merge field by field.
+	switch {
+	case !in.oauth2.IsZero() && !in.app.IsZero():
+		return nil, fmt.Errorf("%s: give either oauth2_token_env/_file/_command or oauth2_provider, not both", in.origin)
+	case !in.oauth2.IsZero():
+		a.OAuth2Token = in.oauth2
+	case !in.app.IsZero():
+		app := in.app.or(d.OAuth2App)
+		a.OAuth2App = &app
+	default:
+		a.OAuth2Token = d.OAuth2Token
+		if !d.OAuth2App.IsZero() {
+			app := d.OAuth2App
+			a.OAuth2App = &app
+		}
+		if !a.OAuth2Token.IsZero() && a.OAuth2App != nil {
+			return nil, fmt.Errorf("%s: give either --oauth2-token-env/-file/-command or --oauth2-provider, not both", in.origin)
+		}
+	}
+	if app := a.OAuth2App; app != nil {
+		app.Provider = strings.ToLower(app.Provider)
+		if err := app.check(in.origin); err != nil {
+			return nil, err
+		}
+		if err := checkTokenFile(in.origin, "oauth2_client_cert", app.ClientCert); err != nil {
+			return nil, err
+		}
+		if err := checkTokenFile(in.origin, "oauth2_service_account", app.ServiceAccount); err != nil {
+			return nil, err
+		}
+	}
+	if a.Password.IsZero() && a.OAuth2Token.IsZero() && a.OAuth2App == nil && !d.PasswordOptional {
+		return nil, fmt.Errorf("%s: account %s: no password: give password_env, password_file or password_command (flags: --password-env, --password-file, --password-command), or an OAuth2 token or provider (oauth2_token_command, oauth2_provider)", in.origin, a.User)
 	}
 	if in.auth != "" {
 		a.Auth = splitList(strings.ToUpper(in.auth))
@@ -321,10 +369,14 @@ func (in *accountInput) build(d Defaults) (*Account, error) {
 	}
 	for _, m := range a.Auth {
 		switch m {
-		case "PLAIN", "APOP", "USER", "XOAUTH2", "OAUTHBEARER":
+		case "PLAIN", "APOP", "USER", "XOAUTH2", "XOAUTH2-2STEP", "OAUTHBEARER":
 		default:
-			return nil, fmt.Errorf("%s: auth mechanism %q: want PLAIN, APOP, USER, XOAUTH2 or OAUTHBEARER", in.origin, m)
+			return nil, fmt.Errorf("%s: auth mechanism %q: want PLAIN, APOP, USER, XOAUTH2, XOAUTH2-2STEP or OAUTHBEARER", in.origin, m)
 		}
+	}
+	if len(a.Auth) == 0 && a.OAuth2App != nil && a.OAuth2App.Provider == ProviderMicrosoft365 {
+		// Microsoft documents XOAUTH2 for POP in its two-step form.
+		a.Auth = []string{"XOAUTH2-2STEP"}
 	}
 	a.CAFile = in.caFile
 	if a.CAFile == "" {
@@ -346,6 +398,10 @@ func (in *accountInput) build(d Defaults) (*Account, error) {
 	}
 	a.ToPassword = in.toPassword.or(d.ToPassword)
 	a.ToOAuth2Token = in.toOAuth2.or(d.ToOAuth2Token)
+	if err := a.expandSecrets(); err != nil {
+		return nil, fmt.Errorf("%s: account %s: %w", in.origin, a.Name, err)
+	}
+	a.setTokens(share)
 	for _, spec := range to {
 		exp, err := ExpandTemplate(spec, a)
 		if err != nil {

@@ -22,7 +22,10 @@ var utf8BOM = []byte{0xEF, 0xBB, 0xBF}
 // most once): source (pop3s://USER@HOST[:PORT]) or host, port, user,
 // security (tls|starttls|plain); password_env, password_file,
 // password_command or password; oauth2_token_env, oauth2_token_file or
-// oauth2_token_command; auth; ca_file; name; insecure_skip_verify,
+// oauth2_token_command, or oauth2_provider (microsoft365|google) with
+// oauth2_tenant, oauth2_client_id, oauth2_client_secret_env|_file|_command
+// or oauth2_client_cert (Microsoft), oauth2_service_account (Google); auth;
+// ca_file; name; insecure_skip_verify,
 // insecure_plaintext (true/false); to (destinations, several separated by
 // spaces); and the to_password_* and to_oauth2_token_* of IMAP
 // destinations. Empty cells take the defaults. Lines starting with '#' are
@@ -59,6 +62,7 @@ func LoadCSV(r io.Reader, name string, d Defaults) ([]*Account, error) {
 	}
 	var out []*Account
 	inline := false
+	share := newTokenShare()
 	for {
 		rec, err := cr.Read()
 		if err == io.EOF {
@@ -96,7 +100,7 @@ func LoadCSV(r io.Reader, name string, d Defaults) ([]*Account, error) {
 			return nil, err
 		}
 		inline = inline || in.hasInlineSecret()
-		a, err := in.build(d)
+		a, err := in.build(d, share)
 		if err != nil {
 			return nil, err
 		}

@@ -208,8 +208,13 @@ func checkFuzzAccounts(t *testing.T, as []*Account, originPrefix string) {
 		default:
 			t.Errorf("%s: security %q", a.Origin, a.Security)
 		}
-		if a.Password.IsZero() && a.OAuth2Token.IsZero() {
+		if a.Password.IsZero() && a.OAuth2Token.IsZero() && a.OAuth2App == nil {
 			t.Errorf("%s: no password", a.Origin)
+		}
+		if a.OAuth2App != nil {
+			if err := a.OAuth2App.check(a.Origin); err != nil || !a.OAuth2Token.IsZero() {
+				t.Errorf("%s: OAuth2 provider: %v (token %s)", a.Origin, err, a.OAuth2Token)
+			}
 		}
 		for _, s := range []Secret{a.Password, a.OAuth2Token, a.ToPassword, a.ToOAuth2Token} {
 			if s.count() > 1 || strings.ContainsAny(s.Value, "\r\n\x00") {
@@ -218,7 +223,7 @@ func checkFuzzAccounts(t *testing.T, as []*Account, originPrefix string) {
 		}
 		for _, m := range a.Auth {
 			switch m {
-			case "PLAIN", "APOP", "USER", "XOAUTH2", "OAUTHBEARER":
+			case "PLAIN", "APOP", "USER", "XOAUTH2", "XOAUTH2-2STEP", "OAUTHBEARER":
 			default:
 				t.Errorf("%s: auth %q", a.Origin, m)
 			}

@@ -12,7 +12,7 @@ import (
 // flags.
 func FromFlags(source, name string, d Defaults) (*Account, error) {
 	in := accountInput{origin: "flags", source: source, name: name}
-	return in.build(d)
+	return in.build(d, nil)
 }
 
 // columnNames are the fields of an account in a CSV (columns) or a YAML
@@ -21,6 +21,9 @@ var columnNames = []string{
 	"name", "source", "host", "port", "user", "security",
 	"password", "password_env", "password_file", "password_command",
 	"oauth2_token_env", "oauth2_token_file", "oauth2_token_command",
+	"oauth2_provider", "oauth2_tenant", "oauth2_client_id",
+	"oauth2_client_secret_env", "oauth2_client_secret_file", "oauth2_client_secret_command",
+	"oauth2_client_cert", "oauth2_service_account",
 	"auth", "ca_file", "insecure_skip_verify", "insecure_plaintext", "to",
 	"to_password", "to_password_env", "to_password_file", "to_password_command",
 	"to_oauth2_token_env", "to_oauth2_token_file", "to_oauth2_token_command",
@@ -136,6 +139,22 @@ func (in *accountInput) set(col, v string) error {
 		in.oauth2.File = v
 	case "oauth2_token_command":
 		in.oauth2.Command = v
+	case "oauth2_provider":
+		in.app.Provider = v
+	case "oauth2_tenant":
+		in.app.Tenant = v
+	case "oauth2_client_id":
+		in.app.ClientID = v
+	case "oauth2_client_secret_env":
+		in.app.ClientSecret.Env = v
+	case "oauth2_client_secret_file":
+		in.app.ClientSecret.File = v
+	case "oauth2_client_secret_command":
+		in.app.ClientSecret.Command = v
+	case "oauth2_client_cert":
+		in.app.ClientCert = v
+	case "oauth2_service_account":
+		in.app.ServiceAccount = v
 	case "to_password":
 		in.toPassword.Value = v
 	case "to_password_env":
@@ -192,6 +211,9 @@ func (in *accountInput) checkSecrets() error {
 	}
 	if in.oauth2.count() > 1 {
 		return fmt.Errorf("%s: give only one of oauth2_token_env, oauth2_token_file, oauth2_token_command", in.origin)
+	}
+	if in.app.ClientSecret.count() > 1 {
+		return fmt.Errorf("%s: give only one of oauth2_client_secret_env, oauth2_client_secret_file, oauth2_client_secret_command", in.origin)
 	}
 	if in.toPassword.count() > 1 {
 		return fmt.Errorf("%s: give only one of to_password, to_password_env, to_password_file, to_password_command", in.origin)

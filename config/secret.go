@@ -97,6 +97,20 @@ const hiddenOutput = "run it by hand to see why (its output is not shown, since 
 // CommandTimeout; its standard output, less trailing line breaks, is the
 // secret.
 func (s Secret) Resolve(ctx context.Context) (string, error) {
+	v, err := s.read(ctx)
+	if err != nil {
+		return "", err
+	}
+	if strings.ContainsAny(v, "\r\n\x00") {
+		return "", fmt.Errorf("secret: %s contains a line break or NUL (only trailing line breaks are removed)", s)
+	}
+	return v, nil
+}
+
+// read returns what the source holds, less the trailing line break of a
+// file and the trailing line breaks of a command's output; an empty
+// secret is an error. Its errors are Resolve's.
+func (s Secret) read(ctx context.Context) (string, error) {
 	var v string
 	switch {
 	case s.Env != "":
@@ -127,9 +141,6 @@ func (s Secret) Resolve(ctx context.Context) (string, error) {
 	}
 	if v == "" {
 		return "", fmt.Errorf("secret: %s is empty", s)
-	}
-	if strings.ContainsAny(v, "\r\n\x00") {
-		return "", fmt.Errorf("secret: %s contains a line break or NUL (only trailing line breaks are removed)", s)
 	}
 	return v, nil
 }

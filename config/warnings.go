@@ -29,6 +29,10 @@ func Warnings(accounts []*Account) []string {
 	files := make(map[string]bool)
 	for _, a := range accounts {
 		add(a.fileWarning)
+		var app OAuth2App
+		if a.OAuth2App != nil {
+			app = *a.OAuth2App
+		}
 		for _, s := range []struct {
 			what string
 			file string
@@ -37,6 +41,9 @@ func Warnings(accounts []*Account) []string {
 			{"OAuth2 token file", a.OAuth2Token.File},
 			{"IMAP password file", a.ToPassword.File},
 			{"IMAP OAuth2 token file", a.ToOAuth2Token.File},
+			{"OAuth2 client secret file", app.ClientSecret.File},
+			{"OAuth2 client certificate and key file", app.ClientCert},
+			{"Google service account key file", app.ServiceAccount},
 		} {
 			if s.file == "" {
 				continue

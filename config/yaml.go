@@ -70,7 +70,14 @@ func LoadYAML(r io.Reader, name string, d Defaults) ([]*Account, error) {
 		}
 	}
 	d.Password = def.password.or(d.Password)
-	d.OAuth2Token = def.oauth2.or(d.OAuth2Token)
+	switch {
+	case !def.oauth2.IsZero() && !def.app.IsZero():
+		return nil, fmt.Errorf("%s: give either oauth2_token_env/_file/_command or oauth2_provider, not both", def.origin)
+	case !def.oauth2.IsZero():
+		d.OAuth2Token, d.OAuth2App = def.oauth2, OAuth2App{}
+	case !def.app.IsZero():
+		d.OAuth2Token, d.OAuth2App = Secret{}, def.app.or(d.OAuth2App)
+	}
 	d.ToPassword = def.toPassword.or(d.ToPassword)
 	d.ToOAuth2Token = def.toOAuth2.or(d.ToOAuth2Token)
 	if def.auth != "" {
@@ -90,6 +97,7 @@ func LoadYAML(r io.Reader, name string, d Defaults) ([]*Account, error) {
 	}
 	inline := def.hasInlineSecret()
 	var out []*Account
+	share := newTokenShare()
 	if accNode != nil {
 		for _, item := range accNode.Content {
 			in, err := w.account(item, fmt.Sprintf("%s:%d", name, item.Line))
@@ -111,7 +119,7 @@ func LoadYAML(r io.Reader, name string, d Defaults) ([]*Account, error) {
 				return nil, err
 			}
 			inline = inline || in.hasInlineSecret()
-			a, err := in.build(d)
+			a, err := in.build(d, share)
 			if err != nil {
 				return nil, err
 			}
