@@ -85,6 +85,14 @@ type Options struct {
 	// LeaseTTL is how long an account lease lasts without renewal; it is
 	// renewed every third of that. Default journal.DefaultLeaseTTL.
 	LeaseTTL time.Duration
+	// UntilEmpty is for servers that list a mailbox in slices and hide
+	// what a session retrieved from later sessions (Gmail's POP3 lists
+	// about 250 of the oldest messages not yet downloaded): after a
+	// session that stored something, another one follows, until a
+	// listing brings nothing new. Every message is committed before each
+	// QUIT. Verify then does not call a stored message that the server no
+	// longer lists gone from the server: it is hidden, not gone.
+	UntilEmpty bool
 	// WaitForLease makes an account whose lease another process holds
 	// wait until it is free (or ctx ends) instead of failing at once.
 	WaitForLease bool

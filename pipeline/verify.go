@@ -135,6 +135,10 @@ func (r *runner) verifyAccount(ctx context.Context, a *config.Account, againstSo
 	if err := addSuspects(ctx, r.j, a.Name, res); err != nil {
 		return nil, err
 	}
+	if r.opts.UntilEmpty {
+		// The server hides what was retrieved: not listed is not gone.
+		dropKind(res, verify.GoneFromServer)
+	}
 	if serverErr != nil {
 		res.Error = "list the server: " + explain(serverErr)
 	}
@@ -229,4 +233,16 @@ func VerifyManifest(ctx context.Context, r io.Reader, spec string, a *config.Acc
 		return nil, err
 	}
 	return res, nil
+}
+
+// dropKind removes the findings of kind k from res, and their count.
+func dropKind(res *verify.Result, k verify.Kind) {
+	kept := res.Findings[:0]
+	for _, f := range res.Findings {
+		if f.Kind != k {
+			kept = append(kept, f)
+		}
+	}
+	res.Findings = kept
+	delete(res.Counts, k)
 }

@@ -71,6 +71,7 @@ type runOptions struct {
 	Wait            bool
 
 	MaxBandwidth, MaxBandwidthPerHost string
+	UntilEmpty                        bool
 
 	NoVerify      bool
 	Delete        bool
@@ -141,6 +142,7 @@ Destinations (--to, repeatable, templates {user} {host} {account}):
 	f.BoolVar(&opts.RetryFailed, "retry-failed", false, "give messages that used up --message-attempts as many attempts again in this run")
 	f.StringVar(&opts.MaxBandwidth, "max-bandwidth", "", "cap the bytes per second read from the POP3 servers, all sessions together (e.g. 20MiB/s; default no cap)")
 	f.StringVar(&opts.MaxBandwidthPerHost, "max-bandwidth-per-host", "", "cap the bytes per second read from each POP3 host (e.g. 5MiB/s; default no cap)")
+	f.BoolVar(&opts.UntilEmpty, "until-empty", false, "repeat sessions until a listing brings nothing new: for servers that list a mailbox in slices and hide what a session retrieved (Gmail)")
 	f.BoolVar(&opts.Wait, "wait", false, "wait for accounts another popmigrate is working on (with this journal) instead of failing them")
 	f.StringVar(&opts.SpoolDir, "spool-dir", "", "where messages over 4 MiB are spooled (default the system temp dir)")
 	f.StringVar(&opts.TraceDir, "trace-dir", "", "write a POP3 protocol transcript per account into `DIR` (passwords redacted)")
@@ -363,7 +365,7 @@ func runRun(ctx context.Context, opts *runOptions) error {
 		BatchSize: opts.BatchSize, BatchInterval: opts.BatchInterval,
 		Timeout: opts.Timeout, Attempts: opts.Attempts, SpoolDir: opts.SpoolDir,
 		MessageAttempts: opts.MessageAttempts, RetryFailed: opts.RetryFailed, WaitForLease: opts.Wait,
-		MaxBandwidth: maxBW, MaxBandwidthPerHost: maxBWHost,
+		MaxBandwidth: maxBW, MaxBandwidthPerHost: maxBWHost, UntilEmpty: opts.UntilEmpty,
 		Progress: prog, Logger: logger,
 	}
 	if opts.MetricsListen != "" {

@@ -28,6 +28,7 @@ type verifyOptions struct {
 	Timeout       time.Duration
 	JSON          bool
 	Verbose       bool
+	UntilEmpty    bool
 	logFlags
 }
 
@@ -89,6 +90,7 @@ is a problem, 130 interrupted.`,
 	f.DurationVar(&opts.Timeout, "timeout", 60*time.Second, "POP3 idle timeout per command (--against-source)")
 	f.BoolVar(&opts.JSON, "json", false, "print the results as one JSON document on stdout")
 	addLogFlags(f, &opts.logFlags)
+	f.BoolVar(&opts.UntilEmpty, "until-empty", false, "the server hides what was retrieved (Gmail): with --against-source, a stored message it no longer lists is not called gone")
 	f.BoolVarP(&opts.Verbose, "verbose", "v", false, "log warnings and progress to stderr")
 	return cmd
 }
@@ -141,6 +143,7 @@ func verifyRun(ctx context.Context, opts *verifyOptions) error {
 	vo := &pipeline.VerifyOptions{
 		Options: pipeline.Options{
 			Destinations: destinations(),
+			UntilEmpty:   opts.UntilEmpty,
 			Jobs:         opts.Jobs, PerHost: opts.PerHost, Timeout: opts.Timeout,
 			Logger: logger,
 		},

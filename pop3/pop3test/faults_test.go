@@ -3,6 +3,7 @@ package pop3test
 import (
 	"bufio"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -216,5 +217,39 @@ func TestTrickle(t *testing.T) {
 	}
 	if d := time.Since(start); d < 40*time.Millisecond {
 		t.Errorf("5 chunks took only %v", d)
+	}
+}
+
+// TestGmailSlice: a session lists the oldest messages not yet hidden, at
+// most GmailSlice of them; what a session retrieved and QUIT hides from the
+// next, a session without QUIT hides nothing.
+func TestGmailSlice(t *testing.T) {
+	var msgs []Message
+	for i := range 5 {
+		msgs = append(msgs, Message{UID: fmt.Sprintf("g%d", i+1), Data: []byte("x\n")})
+	}
+	s, addr := start(t, []Mailbox{{User: "bob", Password: "pw", Messages: msgs}},
+		&ServerOptions{UserFaults: map[string]Faults{"bob": {GmailSlice: 2}}})
+	c := loginRaw(t, addr)
+	c.cmd("STAT", "+OK 2 ")
+	c.cmd("UIDL 1", "+OK 1 g1")
+	c.cmd("RETR 1", "+OK")
+	c.multi()
+	c.cmd("RETR 2", "+OK")
+	c.multi()
+	c.c.Close() // no QUIT: nothing hidden
+	waitIdle(t, s)
+	c = loginRaw(t, addr)
+	c.cmd("UIDL 1", "+OK 1 g1")
+	c.cmd("RETR 1", "+OK")
+	c.multi()
+	c.cmd("QUIT", "+OK")
+	waitIdle(t, s)
+	c = loginRaw(t, addr)
+	c.cmd("UIDL 1", "+OK 1 g2")
+	c.cmd("UIDL 2", "+OK 2 g3")
+	c.cmd("QUIT", "+OK")
+	if n := len(s.Mailbox("bob")); n != 5 {
+		t.Errorf("the mailbox holds %d messages, want 5: hiding deletes nothing", n)
 	}
 }

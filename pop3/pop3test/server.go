@@ -118,6 +118,12 @@ type Faults struct {
 	Trickle time.Duration
 	// TrickleChunk is the chunk size of Trickle; 0 means 1 byte.
 	TrickleChunk int
+	// GmailSlice, when not 0, serves the mailbox as Gmail's POP3 does: a
+	// session lists only the GmailSlice oldest messages not yet hidden,
+	// and the messages retrieved in a session that ends with QUIT are
+	// hidden from later sessions (not deleted: Mailbox still has them);
+	// without QUIT they stay visible.
+	GmailSlice int
 }
 
 // ServerOptions configures a Server. A nil *ServerOptions is a plain
@@ -189,6 +195,7 @@ type mailbox struct {
 	password, token string
 	msgs            []stored
 	locked          bool
+	hidden          map[uint64]bool // GmailSlice: retrieved by a session that quit
 }
 
 type stored struct {

@@ -41,6 +41,7 @@ type session struct {
 
 	retrBytes int64
 	retrs     int
+	retrieved map[uint64]bool // serials of the complete RETRs (GmailSlice)
 }
 
 // run serves the session until QUIT, an error, a fault or Server.Close.
@@ -316,6 +317,10 @@ func (ss *session) login(user string, check func(*mailbox) bool) bool {
 	s.stats.Logins++
 	ss.box, ss.boxUser = b, user
 	ss.msgs = slices.Clone(b.msgs)
+	if f.GmailSlice > 0 {
+		ss.msgs = slices.DeleteFunc(ss.msgs, func(m stored) bool { return b.hidden[m.serial] })
+		ss.msgs = ss.msgs[:min(len(ss.msgs), f.GmailSlice)]
+	}
 	ss.deleted = make([]bool, len(ss.msgs))
 	s.mu.Unlock()
 	ss.f = f
@@ -597,6 +602,10 @@ func (ss *session) retr(arg string) bool {
 	ss.s.mu.Lock()
 	ss.s.stats.Retrs++
 	ss.s.mu.Unlock()
+	if ss.retrieved == nil {
+		ss.retrieved = map[uint64]bool{}
+	}
+	ss.retrieved[m.serial] = true
 	switch {
 	case stall:
 		ss.s.logf("%d S: (stalling after the answer to RETR %d)", ss.id, i+1)
@@ -660,6 +669,14 @@ func (ss *session) quit() bool {
 	s.mu.Lock()
 	before := len(ss.box.msgs)
 	ss.box.msgs = slices.DeleteFunc(ss.box.msgs, func(m stored) bool { return gone[m.serial] })
+	if ss.f.GmailSlice > 0 {
+		if ss.box.hidden == nil {
+			ss.box.hidden = map[uint64]bool{}
+		}
+		for serial := range ss.retrieved {
+			ss.box.hidden[serial] = true
+		}
+	}
 	// Without locking another session may have removed some already.
 	s.stats.DelesCommitted += before - len(ss.box.msgs)
 	if ss.locked {
