@@ -160,9 +160,11 @@ func (b *Batch) Reset() {
 // caller may retry it, after success it should Reset it. An empty batch
 // commits nothing and returns nil.
 //
-// When Commit returns nil the writes are durable (see sqliteDSN). Commit
-// blocks while another goroutine's write is in progress, for as long as ctx
-// allows.
+// When Commit returns nil the writes are durable (see sqliteDSN and
+// postgres.go). On SQLite, Commit blocks while another goroutine's write is
+// in progress, for as long as ctx allows; on PostgreSQL a few commits run
+// at once, and one that the server aborted to break a deadlock is run
+// again whole.
 func (j *Journal) Commit(ctx context.Context, b *Batch) error {
 	if b == nil || len(b.ops) == 0 {
 		return nil
@@ -175,6 +177,11 @@ func (j *Journal) Commit(ctx context.Context, b *Batch) error {
 			return fmt.Errorf("journal: commit batch of %d: %w", len(b.ops), err)
 		}
 	}
+	return j.retry(ctx, func() error { return j.commit(ctx, b) })
+}
+
+// commit is one attempt of Commit of the checked batch b.
+func (j *Journal) commit(ctx context.Context, b *Batch) error {
 	tx, err := j.w.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("journal: commit batch of %d: %w", len(b.ops), err)
@@ -189,6 +196,7 @@ func (j *Journal) Commit(ctx context.Context, b *Batch) error {
 		}
 	}
 	w := txStmts{
+		d:               j.d,
 		storedComplete:  tx.StmtContext(ctx, j.st.storedComplete),
 		storedPartial:   tx.StmtContext(ctx, j.st.storedPartial),
 		deliveryUpsert:  tx.StmtContext(ctx, j.st.deliveryUpsert),
@@ -200,6 +208,9 @@ func (j *Journal) Commit(ctx context.Context, b *Batch) error {
 		demoteVerified:  tx.StmtContext(ctx, j.st.demoteVerified),
 		dropDelivery:    tx.StmtContext(ctx, j.st.dropDelivery),
 		lost:            tx.StmtContext(ctx, j.st.lost),
+	}
+	if j.st.lockMessage != nil {
+		w.lockMessage = tx.StmtContext(ctx, j.st.lockMessage)
 	}
 	for i := range b.ops {
 		if err := w.apply(ctx, &b.ops[i], now); err != nil {
@@ -231,6 +242,11 @@ func (j *Journal) MarkDeleted(ctx context.Context, account string, uidls []strin
 	if err := j.writable("mark deleted in account %q", account); err != nil {
 		return err
 	}
+	return j.retry(ctx, func() error { return j.markDeleted(ctx, account, uidls) })
+}
+
+// markDeleted is one attempt of MarkDeleted.
+func (j *Journal) markDeleted(ctx context.Context, account string, uidls []string) error {
 	tx, err := j.w.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("journal: mark deleted in account %q: %w", account, err)
@@ -239,7 +255,7 @@ func (j *Journal) MarkDeleted(ctx context.Context, account string, uidls []strin
 	now := toNanos(j.now())
 	st := tx.StmtContext(ctx, j.st.markDeleted)
 	for _, uidl := range uidls {
-		res, err := st.ExecContext(ctx, now, account, uidl)
+		res, err := st.ExecContext(ctx, now, account, j.d.encodeOpaque(uidl))
 		if err := changedOne(res, err); err != nil {
 			return opError("mark deleted", account, uidl, err)
 		}
@@ -250,16 +266,21 @@ func (j *Journal) MarkDeleted(ctx context.Context, account string, uidls []strin
 	return nil
 }
 
-// txStmts are the prepared statements bound to one transaction.
+// txStmts are the prepared statements bound to one transaction, and the
+// dialect that encodes the UIDLs they bind.
 type txStmts struct {
+	d                                                                                                       dialect
 	storedComplete, storedPartial, deliveryUpsert, failed, verifyDelivery, promoteVerified, destStateUpsert *sql.Stmt
 	unverify, demoteVerified, dropDelivery, lost                                                            *sql.Stmt
+	lockMessage                                                                                             *sql.Stmt // nil: the dialect needs none
 }
 
 func (w *txStmts) apply(ctx context.Context, op *batchOp, now time.Time) error {
+	uidl := w.d.encodeOpaque(op.uidl) // opFailed, opVerified, opMismatch, opLost
 	switch op.kind {
 	case opStored:
 		m := &op.stored
+		uidl := w.d.encodeOpaque(m.UIDL)
 		var res sql.Result
 		var err error
 		var suspect any // NULL: keep the earlier mark
@@ -267,9 +288,9 @@ func (w *txStmts) apply(ctx context.Context, op *batchOp, now time.Time) error {
 			suspect = clipText(m.Suspect)
 		}
 		if m.Complete {
-			res, err = w.storedComplete.ExecContext(ctx, m.ReceivedSize, m.SHA256, suspect, toNanos(now), m.Account, m.UIDL)
+			res, err = w.storedComplete.ExecContext(ctx, m.ReceivedSize, m.SHA256, suspect, toNanos(now), m.Account, uidl)
 		} else {
-			res, err = w.storedPartial.ExecContext(ctx, m.ReceivedSize, m.SHA256, suspect, m.Account, m.UIDL)
+			res, err = w.storedPartial.ExecContext(ctx, m.ReceivedSize, m.SHA256, suspect, m.Account, uidl)
 		}
 		if err := changedOne(res, err); err != nil {
 			return opError("stored", m.Account, m.UIDL, err)
@@ -283,13 +304,13 @@ func (w *txStmts) apply(ctx context.Context, op *batchOp, now time.Time) error {
 			if at.IsZero() {
 				at = now
 			}
-			if _, err := w.deliveryUpsert.ExecContext(ctx, m.Account, m.UIDL, d.DestID, d.Ref, sum,
+			if _, err := w.deliveryUpsert.ExecContext(ctx, m.Account, uidl, d.DestID, w.d.encodeOpaque(d.Ref), sum,
 				toNanos(at), toNanos(d.VerifiedAt)); err != nil {
 				return opError("stored", m.Account, m.UIDL, fmt.Errorf("delivery to %q: %w", d.DestID, err))
 			}
 		}
 	case opFailed:
-		res, err := w.failed.ExecContext(ctx, clipText(op.text), op.account, op.uidl)
+		res, err := w.failed.ExecContext(ctx, clipText(op.text), op.account, uidl)
 		if err := changedOne(res, err); err != nil {
 			return opError("failed", op.account, op.uidl, err)
 		}
@@ -298,28 +319,36 @@ func (w *txStmts) apply(ctx context.Context, op *batchOp, now time.Time) error {
 		if at.IsZero() {
 			at = now
 		}
-		res, err := w.verifyDelivery.ExecContext(ctx, toNanos(at), op.account, op.uidl, op.destID)
+		// The promotion below reads the message's other deliveries:
+		// where writers run at once, lock the message first, so that
+		// every transaction that changed one of them has committed.
+		if w.lockMessage != nil {
+			if _, err := w.lockMessage.ExecContext(ctx, op.account, uidl); err != nil {
+				return opError("verified", op.account, op.uidl, err)
+			}
+		}
+		res, err := w.verifyDelivery.ExecContext(ctx, toNanos(at), op.account, uidl, op.destID)
 		if err := changedOne(res, err); err != nil {
 			if errors.Is(err, ErrNotListed) {
 				err = fmt.Errorf("%w %q", ErrNotDelivered, op.destID)
 			}
 			return opError("verified", op.account, op.uidl, err)
 		}
-		if _, err := w.promoteVerified.ExecContext(ctx, toNanos(at), op.account, op.uidl); err != nil {
+		if _, err := w.promoteVerified.ExecContext(ctx, toNanos(at), op.account, uidl); err != nil {
 			return opError("verified", op.account, op.uidl, err)
 		}
 	case opMismatch:
-		if _, err := w.unverify.ExecContext(ctx, op.account, op.uidl, op.destID); err != nil {
+		if _, err := w.unverify.ExecContext(ctx, op.account, uidl, op.destID); err != nil {
 			return opError("mismatch", op.account, op.uidl, err)
 		}
-		if _, err := w.demoteVerified.ExecContext(ctx, clipText(op.text), op.account, op.uidl); err != nil {
+		if _, err := w.demoteVerified.ExecContext(ctx, clipText(op.text), op.account, uidl); err != nil {
 			return opError("mismatch", op.account, op.uidl, err)
 		}
 	case opLost:
-		if _, err := w.dropDelivery.ExecContext(ctx, op.account, op.uidl, op.destID); err != nil {
+		if _, err := w.dropDelivery.ExecContext(ctx, op.account, uidl, op.destID); err != nil {
 			return opError("lost", op.account, op.uidl, err)
 		}
-		if _, err := w.lost.ExecContext(ctx, clipText(op.text), op.account, op.uidl); err != nil {
+		if _, err := w.lost.ExecContext(ctx, clipText(op.text), op.account, uidl); err != nil {
 			return opError("lost", op.account, op.uidl, err)
 		}
 	case opDestState:

@@ -33,7 +33,11 @@ func assertUntouched(t *testing.T, j *Journal, n int) {
 }
 
 func TestCommitIsAtomicWhenAMessageWasNeverListed(t *testing.T) {
-	j, _ := openTest(t)
+	forEachBackend(t, testCommitIsAtomicWhenAMessageWasNeverListed)
+}
+
+func testCommitIsAtomicWhenAMessageWasNeverListed(t *testing.T, be backend) {
+	j, _ := be.open(t)
 	mustListing(t, j, "alice", listing("u", 4))
 	var b Batch
 	b.Stored(stored("alice", "u0000", true, "maildir", "mbox"))
@@ -54,14 +58,15 @@ func TestCommitIsAtomicWhenAMessageWasNeverListed(t *testing.T) {
 }
 
 func TestCommitIsAtomicWhenTheDatabaseRefusesAStatement(t *testing.T) {
-	j, _ := openTest(t)
+	forEachBackend(t, testCommitIsAtomicWhenTheDatabaseRefusesAStatement)
+}
+
+func testCommitIsAtomicWhenTheDatabaseRefusesAStatement(t *testing.T, be backend) {
+	j, _ := be.open(t)
 	ctx := testCtx(t)
 	mustListing(t, j, "alice", listing("u", 3))
-	// Inject a failure inside SQLite, on the last statement of the batch.
-	if _, err := j.w.ExecContext(ctx, `CREATE TRIGGER inject_failure BEFORE INSERT ON deliveries
-WHEN NEW.dest_id = 'broken' BEGIN SELECT RAISE(ABORT, 'injected failure'); END`); err != nil {
-		t.Fatal(err)
-	}
+	// Inject a failure inside the database, on the last statement of the batch.
+	be.injectFailure(t, j, "inject_failure", "deliveries", "NEW.dest_id = 'broken'")
 	var b Batch
 	b.Stored(stored("alice", "u0000", true, "maildir"))
 	b.Failed("alice", "u0001", "boom")
@@ -85,7 +90,11 @@ WHEN NEW.dest_id = 'broken' BEGIN SELECT RAISE(ABORT, 'injected failure'); END`)
 }
 
 func TestCommitWithCancelledContextRecordsNothing(t *testing.T) {
-	j, _ := openTest(t)
+	forEachBackend(t, testCommitWithCancelledContextRecordsNothing)
+}
+
+func testCommitWithCancelledContextRecordsNothing(t *testing.T, be backend) {
+	j, _ := be.open(t)
 	mustListing(t, j, "alice", listing("u", 2))
 	var b Batch
 	b.Stored(stored("alice", "u0000", true, "maildir"))
@@ -99,7 +108,11 @@ func TestCommitWithCancelledContextRecordsNothing(t *testing.T) {
 }
 
 func TestCommitRefusesMalformedWrites(t *testing.T) {
-	j, _ := openTest(t)
+	forEachBackend(t, testCommitRefusesMalformedWrites)
+}
+
+func testCommitRefusesMalformedWrites(t *testing.T, be backend) {
+	j, _ := be.open(t)
 	mustListing(t, j, "alice", listing("u", 1))
 	good := stored("alice", "u0000", true, "maildir")
 	for _, tc := range []struct {
@@ -138,8 +151,10 @@ func TestCommitRefusesMalformedWrites(t *testing.T) {
 	}
 }
 
-func TestFailedThenStored(t *testing.T) {
-	j, _ := openTest(t)
+func TestFailedThenStored(t *testing.T) { forEachBackend(t, testFailedThenStored) }
+
+func testFailedThenStored(t *testing.T, be backend) {
+	j, _ := be.open(t)
 	mustListing(t, j, "alice", listing("u", 2))
 	var b Batch
 	b.Failed("alice", "u0000", "pop3: retr 1: connection reset")
@@ -177,7 +192,11 @@ func TestFailedThenStored(t *testing.T) {
 }
 
 func TestFailedAndStoredInOneBatchApplyInOrder(t *testing.T) {
-	j, _ := openTest(t)
+	forEachBackend(t, testFailedAndStoredInOneBatchApplyInOrder)
+}
+
+func testFailedAndStoredInOneBatchApplyInOrder(t *testing.T, be backend) {
+	j, _ := be.open(t)
 	mustListing(t, j, "alice", listing("u", 2))
 	var b Batch
 	b.Failed("alice", "u0000", "first try")
@@ -195,7 +214,11 @@ func TestFailedAndStoredInOneBatchApplyInOrder(t *testing.T) {
 }
 
 func TestPartialStoreKeepsStateAndRecordsDeliveries(t *testing.T) {
-	j, _ := openTest(t)
+	forEachBackend(t, testPartialStoreKeepsStateAndRecordsDeliveries)
+}
+
+func testPartialStoreKeepsStateAndRecordsDeliveries(t *testing.T, be backend) {
+	j, _ := be.open(t)
 	c := newClock(j)
 	ctx := testCtx(t)
 	mustListing(t, j, "alice", listing("u", 2))
@@ -232,8 +255,10 @@ func TestPartialStoreKeepsStateAndRecordsDeliveries(t *testing.T) {
 	}
 }
 
-func TestDeliveriesRoundTrip(t *testing.T) {
-	j, _ := openTest(t)
+func TestDeliveriesRoundTrip(t *testing.T) { forEachBackend(t, testDeliveriesRoundTrip) }
+
+func testDeliveriesRoundTrip(t *testing.T, be backend) {
+	j, _ := be.open(t)
 	c := newClock(j)
 	ctx := testCtx(t)
 	mustListing(t, j, "alice", listing("u", 3))
@@ -292,7 +317,9 @@ func TestDeliveriesRoundTrip(t *testing.T) {
 	}
 }
 
-func TestBatchCopiesAndResets(t *testing.T) {
+func TestBatchCopiesAndResets(t *testing.T) { forEachBackend(t, testBatchCopiesAndResets) }
+
+func testBatchCopiesAndResets(t *testing.T, be backend) {
 	var b Batch
 	if b.Len() != 0 {
 		t.Fatal("zero Batch is not empty")
@@ -313,7 +340,7 @@ func TestBatchCopiesAndResets(t *testing.T) {
 		t.Errorf("Len after Reset = %d", b.Len())
 	}
 
-	j, _ := openTest(t)
+	j, _ := be.open(t)
 	if err := j.Commit(testCtx(t), &b); err != nil {
 		t.Errorf("Commit of an empty batch: %v", err)
 	}
@@ -322,8 +349,10 @@ func TestBatchCopiesAndResets(t *testing.T) {
 	}
 }
 
-func TestMarkVerifiedAndDeleted(t *testing.T) {
-	j, _ := openTest(t)
+func TestMarkVerifiedAndDeleted(t *testing.T) { forEachBackend(t, testMarkVerifiedAndDeleted) }
+
+func testMarkVerifiedAndDeleted(t *testing.T, be backend) {
+	j, _ := be.open(t)
 	c := newClock(j)
 	ctx := testCtx(t)
 	mustListing(t, j, "alice", listing("u", 3))
@@ -392,8 +421,10 @@ func TestMarkVerifiedAndDeleted(t *testing.T) {
 	}
 }
 
-func TestStatusCounts(t *testing.T) {
-	j, _ := openTest(t)
+func TestStatusCounts(t *testing.T) { forEachBackend(t, testStatusCounts) }
+
+func testStatusCounts(t *testing.T, be backend) {
+	j, _ := be.open(t)
 	ctx := testCtx(t)
 	mustListing(t, j, "carol", listing("u", 30))
 	mustListing(t, j, "alice", listing("u", 10))

@@ -2,7 +2,6 @@ package journal
 
 import (
 	"fmt"
-	"path/filepath"
 	"sync"
 	"testing"
 )
@@ -43,9 +42,12 @@ func checkAccount(t *testing.T, j *Journal, account string, n int) {
 
 // TestConcurrentAccounts is the pipeline's pattern: one goroutine per
 // account committing its own batches, many accounts at once, with status
-// readers alongside. No SQLITE_BUSY (or any other error) may surface.
-func TestConcurrentAccounts(t *testing.T) {
-	j, _ := openTest(t)
+// readers alongside. No SQLITE_BUSY, deadlock (or any other error) may
+// surface.
+func TestConcurrentAccounts(t *testing.T) { forEachBackend(t, testConcurrentAccounts) }
+
+func testConcurrentAccounts(t *testing.T, be backend) {
+	j, _ := be.open(t)
 	const accounts, perAccount, batchSize = 8, 150, 16
 
 	var wg sync.WaitGroup
@@ -96,10 +98,13 @@ func TestConcurrentAccounts(t *testing.T) {
 }
 
 // TestTwoJournalsOnOneFile stands for two popmigrate processes sharing a
-// journal: their writers meet inside SQLite, where BEGIN IMMEDIATE and
-// busy_timeout make them wait for each other instead of failing.
-func TestTwoJournalsOnOneFile(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "shared.db")
+// journal: their writers meet inside the database, where SQLite's BEGIN
+// IMMEDIATE and busy_timeout make them wait for each other instead of
+// failing, and PostgreSQL's run side by side.
+func TestTwoJournalsOnOneFile(t *testing.T) { forEachBackend(t, testTwoJournalsOnOneFile) }
+
+func testTwoJournalsOnOneFile(t *testing.T, be backend) {
+	path := be.newPath(t)
 	j1, err := Open(testCtx(t), path)
 	if err != nil {
 		t.Fatal(err)
@@ -138,11 +143,14 @@ func TestTwoJournalsOnOneFile(t *testing.T) {
 }
 
 // TestConcurrentOpenOfNewJournal stands for several popmigrate processes
-// started at once on a journal that does not exist yet: each migration
-// transaction reads the schema version and then writes, and only one may
-// create the schema. None may fail.
-func TestConcurrentOpenOfNewJournal(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "new.db")
+// started at once on a journal that does not exist yet (a new file, an
+// empty database): each migration transaction reads the schema version and
+// then writes, and only one may create the schema. None may fail, and each
+// migration is applied once.
+func TestConcurrentOpenOfNewJournal(t *testing.T) { forEachBackend(t, testConcurrentOpenOfNewJournal) }
+
+func testConcurrentOpenOfNewJournal(t *testing.T, be backend) {
+	path := be.newPath(t)
 	const n = 4
 	var wg sync.WaitGroup
 	journals := make([]*Journal, n)
@@ -175,5 +183,8 @@ func TestConcurrentOpenOfNewJournal(t *testing.T) {
 	st, err := journals[0].Status(testCtx(t))
 	if err != nil || len(st) != n {
 		t.Errorf("Status = %+v, %v; want %d accounts", st, err, n)
+	}
+	if v := be.schemaVersion(t, path); v != SchemaVersion {
+		t.Errorf("schema version %d, want %d", v, SchemaVersion)
 	}
 }

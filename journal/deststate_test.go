@@ -2,10 +2,8 @@ package journal
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -50,8 +48,10 @@ func destStateRows(t testing.TB, j *Journal) map[string]string {
 	return out
 }
 
-func TestDestStateRoundTrip(t *testing.T) {
-	j, _ := openTest(t)
+func TestDestStateRoundTrip(t *testing.T) { forEachBackend(t, testDestStateRoundTrip) }
+
+func testDestStateRoundTrip(t *testing.T, be backend) {
+	j, _ := be.open(t)
 	c := newClock(j)
 	ctx := testCtx(t)
 
@@ -110,7 +110,11 @@ func TestDestStateRoundTrip(t *testing.T) {
 }
 
 func TestDestStateRefusesMalformedWrites(t *testing.T) {
-	j, _ := openTest(t)
+	forEachBackend(t, testDestStateRefusesMalformedWrites)
+}
+
+func testDestStateRefusesMalformedWrites(t *testing.T, be backend) {
+	j, _ := be.open(t)
 	ctx := testCtx(t)
 	mustListing(t, j, "alice", listing("u", 1))
 	mustSaveDestState(t, j, "alice", "mbox", "100")
@@ -161,7 +165,11 @@ func TestDestStateRefusesMalformedWrites(t *testing.T) {
 }
 
 func TestBatchDestStateCommitsWithTheDeliveries(t *testing.T) {
-	j, _ := openTest(t)
+	forEachBackend(t, testBatchDestStateCommitsWithTheDeliveries)
+}
+
+func testBatchDestStateCommitsWithTheDeliveries(t *testing.T, be backend) {
+	j, _ := be.open(t)
 	mustListing(t, j, "alice", listing("u", 2))
 
 	var b Batch
@@ -195,8 +203,10 @@ func TestBatchDestStateCommitsWithTheDeliveries(t *testing.T) {
 	}
 }
 
-func TestBatchDestStateIsAtomic(t *testing.T) {
-	j, _ := openTest(t)
+func TestBatchDestStateIsAtomic(t *testing.T) { forEachBackend(t, testBatchDestStateIsAtomic) }
+
+func testBatchDestStateIsAtomic(t *testing.T, be backend) {
+	j, _ := be.open(t)
 	ctx := testCtx(t)
 	mustListing(t, j, "alice", listing("u", 2))
 	mustSaveDestState(t, j, "alice", "mbox", "old")
@@ -217,15 +227,7 @@ func TestBatchDestStateIsAtomic(t *testing.T) {
 	})
 
 	t.Run("database refuses the state", func(t *testing.T) {
-		if _, err := j.w.ExecContext(ctx, `CREATE TRIGGER inject_state_failure BEFORE INSERT ON dest_states
-WHEN NEW.state = 'broken' BEGIN SELECT RAISE(ABORT, 'injected failure'); END`); err != nil {
-			t.Fatal(err)
-		}
-		defer func() {
-			if _, err := j.w.ExecContext(ctx, `DROP TRIGGER inject_state_failure`); err != nil {
-				t.Fatal(err)
-			}
-		}()
+		defer be.injectFailure(t, j, "inject_state_failure", "dest_states", "NEW.state = 'broken'")()
 		var b Batch
 		b.Stored(stored("alice", "u0000", true, "mbox"))
 		b.DestState("alice", "imap", "fine")
@@ -259,7 +261,11 @@ WHEN NEW.state = 'broken' BEGIN SELECT RAISE(ABORT, 'injected failure'); END`); 
 }
 
 func TestSaveDestStateIsDurableAcrossReopen(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "j.db")
+	forEachBackend(t, testSaveDestStateIsDurableAcrossReopen)
+}
+
+func testSaveDestStateIsDurableAcrossReopen(t *testing.T, be backend) {
+	path := be.newPath(t)
 	ctx := testCtx(t)
 	j, err := Open(ctx, path)
 	if err != nil {
@@ -299,49 +305,12 @@ func TestSaveDestStateIsDurableAcrossReopen(t *testing.T) {
 	}
 }
 
-// openV1 creates the journal a popmigrate of schema version 1 wrote at path,
-// with data in every table, and closes it.
-func openV1(t *testing.T, path string) {
-	t.Helper()
-	ctx := testCtx(t)
-	w, r, err := openSQLite(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	defer w.Close()
-	if err := migrateTo(ctx, w, sqliteDialect{}, path, 1); err != nil {
-		t.Fatal(err)
-	}
-	for _, s := range []string{
-		`INSERT INTO runs (started_at, finished_at, args, summary, exit_code) VALUES (1000, 2000, 'run --to mbox:/x', '{"ok":1}', 0)`,
-		`INSERT INTO accounts (account, source, last_run, server_count, server_bytes, updated_at)
-			VALUES ('alice', 'pop3s://alice@pop.example:995', 1500, 2, 300, 1500)`,
-		`INSERT INTO messages (account, uidl, uid_kind, listed_size, received_size, sha256, state, attempts, first_seen, last_seen, stored_at)
-			VALUES ('alice', 'u0000', 'uidl', 100, 98, '` + sum("m0") + `', 'stored', 0, 1500, 1500, 1600)`,
-		`INSERT INTO messages (account, uidl, uid_kind, listed_size, state, error, attempts, first_seen, last_seen)
-			VALUES ('alice', 'u0001', 'uidl', 200, 'failed', 'pop3: retr 2: timeout', 1, 1500, 1500)`,
-		`INSERT INTO deliveries (account, uidl, dest_id, ref, sha256, stored_at)
-			VALUES ('alice', 'u0000', 'mbox', '0', '` + sum("m0") + `', 1600)`,
-	} {
-		if _, err := w.ExecContext(ctx, s); err != nil {
-			t.Fatalf("%s: %v", s, err)
-		}
-	}
-	var v, n int
-	if err := w.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.QueryRowContext(ctx, "SELECT COUNT(*) FROM sqlite_master WHERE name = 'dest_states'").Scan(&n); err != nil {
-		t.Fatal(err)
-	}
-	if v != 1 || n != 0 {
-		t.Fatalf("fixture: user_version %d, dest_states tables %d; want a version-1 journal", v, n)
-	}
+func TestOpenUpgradesVersion1InPlace(t *testing.T) {
+	forEachBackend(t, testOpenUpgradesVersion1InPlace)
 }
 
-func TestOpenUpgradesVersion1InPlace(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "v1.db")
+func testOpenUpgradesVersion1InPlace(t *testing.T, be backend) {
+	path := be.newPath(t)
 	openV1(t, path)
 	ctx := testCtx(t)
 
@@ -350,12 +319,8 @@ func TestOpenUpgradesVersion1InPlace(t *testing.T) {
 		t.Fatalf("Open of a version-1 journal: %v", err)
 	}
 	defer j.Close()
-	var v int
-	if err := j.w.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
-		t.Fatal(err)
-	}
-	if v != SchemaVersion {
-		t.Errorf("user_version = %d, want SchemaVersion %d", v, SchemaVersion)
+	if v := schemaVersionIn(t, j.w, j.d); v != SchemaVersion {
+		t.Errorf("schema version = %d, want SchemaVersion %d", v, SchemaVersion)
 	}
 
 	// The version-1 data is all there.
@@ -401,14 +366,14 @@ func TestOpenUpgradesVersion1InPlace(t *testing.T) {
 // are one transaction: an upgrade that fails half way leaves a version-1
 // journal that a later Open upgrades.
 func TestFailedUpgradeLeavesVersion1(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "v1.db")
+	forEachBackend(t, testFailedUpgradeLeavesVersion1)
+}
+
+func testFailedUpgradeLeavesVersion1(t *testing.T, be backend) {
+	path := be.newPath(t)
 	openV1(t, path)
 	ctx := testCtx(t)
-	raw, err := sql.Open(sqliteDriver, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer raw.Close()
+	raw := be.raw(t, path)
 	// A table in the way makes migration 2 fail.
 	if _, err := raw.ExecContext(ctx, `CREATE TABLE dest_states (x INTEGER)`); err != nil {
 		t.Fatal(err)
@@ -419,18 +384,16 @@ func TestFailedUpgradeLeavesVersion1(t *testing.T) {
 		j.Close()
 		t.Fatal("Open succeeded with a table in the migration's way")
 	}
-	if !strings.HasPrefix(err.Error(), "journal: ") || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "migration 2") {
+	if !strings.HasPrefix(err.Error(), "journal: ") || !strings.Contains(err.Error(), redactDSN(path)) || !strings.Contains(err.Error(), "migration 2") {
 		t.Errorf("error %q does not name the journal and the migration", err)
 	}
-	var v, n int
-	if err := raw.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
-		t.Fatal(err)
-	}
+	var n int
+	v := schemaVersionIn(t, raw, be.d)
 	if err := raw.QueryRowContext(ctx, "SELECT COUNT(*) FROM messages").Scan(&n); err != nil {
 		t.Fatal(err)
 	}
 	if v != 1 || n != 2 {
-		t.Errorf("after the failed upgrade: user_version %d, %d messages; want 1, 2", v, n)
+		t.Errorf("after the failed upgrade: schema version %d, %d messages; want 1, 2", v, n)
 	}
 
 	if _, err := raw.ExecContext(ctx, `DROP TABLE dest_states`); err != nil {
@@ -453,7 +416,11 @@ func TestFailedUpgradeLeavesVersion1(t *testing.T) {
 // once, on two journals sharing one file (two processes). Every account
 // reads back its own last write and never another account's.
 func TestDestStateConcurrentAccounts(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "shared.db")
+	forEachBackend(t, testDestStateConcurrentAccounts)
+}
+
+func testDestStateConcurrentAccounts(t *testing.T, be backend) {
+	path := be.newPath(t)
 	var journals [2]*Journal
 	for i := range journals {
 		j, err := Open(testCtx(t), path)

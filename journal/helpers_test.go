@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -19,11 +18,18 @@ func testCtx(t testing.TB) context.Context {
 	return ctx
 }
 
-// openTest opens a fresh journal in a temporary directory and closes it at
-// the end of the test.
+// openTest opens a fresh SQLite journal in a temporary directory and closes
+// it at the end of the test (see backend.open).
 func openTest(t testing.TB) (*Journal, string) {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "journal.db")
+	return sqliteBackend.open(t)
+}
+
+// open opens a fresh journal on be and closes it at the end of the test.
+// It returns the journal and its path.
+func (be backend) open(t testing.TB) (*Journal, string) {
+	t.Helper()
+	path := be.newPath(t)
 	j, err := Open(testCtx(t), path)
 	if err != nil {
 		t.Fatalf("Open: %v", err)

@@ -26,22 +26,20 @@ func TestMigrationsAreOrdered(t *testing.T) {
 	}
 }
 
-func TestOpenMigratesFromEmpty(t *testing.T) {
-	j, _ := openTest(t)
+func TestOpenMigratesFromEmpty(t *testing.T) { forEachBackend(t, testOpenMigratesFromEmpty) }
+
+func testOpenMigratesFromEmpty(t *testing.T, be backend) {
+	j, path := be.open(t)
 	ctx := testCtx(t)
 
-	var v int
-	if err := j.w.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
-		t.Fatal(err)
+	if v := be.schemaVersion(t, path); v != SchemaVersion {
+		t.Errorf("schema version = %d, want %d", v, SchemaVersion)
 	}
-	if v != SchemaVersion {
-		t.Errorf("user_version = %d, want %d", v, SchemaVersion)
-	}
-	for _, table := range []string{"runs", "accounts", "messages", "deliveries", "dest_states"} {
+	for _, table := range []string{"runs", "accounts", "messages", "deliveries", "dest_states", "leases"} {
 		var n int
-		err := j.r.QueryRowContext(ctx, "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?", table).Scan(&n)
-		if err != nil || n != 1 {
-			t.Errorf("table %s: count %d, err %v", table, n, err)
+		err := j.r.QueryRowContext(ctx, "SELECT COUNT(*) FROM "+table).Scan(&n)
+		if err != nil || n != 0 {
+			t.Errorf("table %s: count %d, err %v; want an empty table", table, n, err)
 		}
 	}
 }
@@ -81,8 +79,10 @@ func TestOpenSetsDurabilityPragmas(t *testing.T) {
 	}
 }
 
-func TestReopenKeepsData(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "j.db")
+func TestReopenKeepsData(t *testing.T) { forEachBackend(t, testReopenKeepsData) }
+
+func testReopenKeepsData(t *testing.T, be backend) {
+	path := be.newPath(t)
 	ctx := testCtx(t)
 	j, err := Open(ctx, path)
 	if err != nil {
@@ -125,8 +125,10 @@ func TestReopenKeepsData(t *testing.T) {
 	}
 }
 
-func TestOpenRefusesNewerSchema(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "j.db")
+func TestOpenRefusesNewerSchema(t *testing.T) { forEachBackend(t, testOpenRefusesNewerSchema) }
+
+func testOpenRefusesNewerSchema(t *testing.T, be backend) {
+	path := be.newPath(t)
 	ctx := testCtx(t)
 	j, err := Open(ctx, path)
 	if err != nil {
@@ -136,43 +138,30 @@ func TestOpenRefusesNewerSchema(t *testing.T) {
 	if err := j.Close(); err != nil {
 		t.Fatal(err)
 	}
-	raw, err := sql.Open(sqliteDriver, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := raw.ExecContext(ctx, "PRAGMA user_version = 99"); err != nil {
-		t.Fatal(err)
-	}
-	raw.Close()
+	be.setSchemaVersion(t, path, 99)
 
 	j, err = Open(ctx, path)
 	if err == nil {
 		j.Close()
 		t.Fatal("Open accepted a journal of schema version 99")
 	}
+	shown := redactDSN(path)
 	var se *SchemaError
-	if !errors.As(err, &se) || se.Version != 99 || se.Known != SchemaVersion || se.Path != path {
-		t.Fatalf("err = %#v, want *SchemaError{%s, 99, %d}", err, path, SchemaVersion)
+	if !errors.As(err, &se) || se.Version != 99 || se.Known != SchemaVersion || se.Path != shown {
+		t.Fatalf("err = %#v, want *SchemaError{%s, 99, %d}", err, shown, SchemaVersion)
 	}
-	if !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "newer") {
+	if !strings.Contains(err.Error(), shown) || !strings.Contains(err.Error(), "newer") {
 		t.Errorf("error text %q does not name the file and the cause", err)
 	}
 
 	// The journal was left as it was.
-	raw, err = sql.Open(sqliteDriver, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer raw.Close()
-	var v, n int
-	if err := raw.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
-		t.Fatal(err)
-	}
-	if err := raw.QueryRowContext(ctx, "SELECT COUNT(*) FROM messages").Scan(&n); err != nil {
+	var n int
+	v := be.schemaVersion(t, path)
+	if err := be.raw(t, path).QueryRowContext(ctx, "SELECT COUNT(*) FROM messages").Scan(&n); err != nil {
 		t.Fatal(err)
 	}
 	if v != 99 || n != 2 {
-		t.Errorf("after refusal: user_version %d, %d messages; want 99, 2", v, n)
+		t.Errorf("after refusal: schema version %d, %d messages; want 99, 2", v, n)
 	}
 }
 
@@ -228,8 +217,10 @@ func TestOpenPathWithURISpecialCharacters(t *testing.T) {
 	}
 }
 
-func TestCloseTwice(t *testing.T) {
-	j, err := Open(testCtx(t), filepath.Join(t.TempDir(), "j.db"))
+func TestCloseTwice(t *testing.T) { forEachBackend(t, testCloseTwice) }
+
+func testCloseTwice(t *testing.T, be backend) {
+	j, err := Open(testCtx(t), be.newPath(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -244,8 +235,10 @@ func TestCloseTwice(t *testing.T) {
 	}
 }
 
-func TestRuns(t *testing.T) {
-	j, _ := openTest(t)
+func TestRuns(t *testing.T) { forEachBackend(t, testRuns) }
+
+func testRuns(t *testing.T, be backend) {
+	j, _ := be.open(t)
 	c := newClock(j)
 	ctx := testCtx(t)
 
@@ -290,7 +283,11 @@ func TestRuns(t *testing.T) {
 }
 
 func TestTimesRoundTripInUTCWithNanoseconds(t *testing.T) {
-	j, _ := openTest(t)
+	forEachBackend(t, testTimesRoundTripInUTCWithNanoseconds)
+}
+
+func testTimesRoundTripInUTCWithNanoseconds(t *testing.T, be backend) {
+	j, _ := be.open(t)
 	c := newClock(j)
 	at := time.Date(2031, 7, 9, 23, 59, 58, 987654321, time.FixedZone("X", 5*3600))
 	c.t = at
@@ -304,10 +301,12 @@ func TestTimesRoundTripInUTCWithNanoseconds(t *testing.T) {
 	}
 }
 
-func TestOpenHonoursContext(t *testing.T) {
+func TestOpenHonoursContext(t *testing.T) { forEachBackend(t, testOpenHonoursContext) }
+
+func testOpenHonoursContext(t *testing.T, be backend) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	j, err := Open(ctx, filepath.Join(t.TempDir(), "j.db"))
+	j, err := Open(ctx, be.newPath(t))
 	if err == nil {
 		j.Close()
 		t.Fatal("Open with a cancelled context succeeded")

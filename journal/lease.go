@@ -104,6 +104,9 @@ func (e *LeaseHeldError) Error() string {
 // holds it (the lease is renewed, same epoch), or when its holder runs on
 // this host and its process is gone. Otherwise it fails with a
 // *LeaseHeldError and changes nothing. A change of holder raises the epoch.
+//
+// Of several processes that ask at once for a lease they may take, exactly
+// one gets it; the others are refused with a *LeaseHeldError naming it.
 func (j *Journal) AcquireLease(ctx context.Context, account string, h Holder, ttl time.Duration) (*Lease, error) {
 	if account == "" || h.ID == "" {
 		return nil, fmt.Errorf("journal: acquire lease: empty account or holder (account %q)", account)
@@ -114,13 +117,42 @@ func (j *Journal) AcquireLease(ctx context.Context, account string, h Holder, tt
 	if err := j.writable("acquire lease"); err != nil {
 		return nil, err
 	}
+	var l *Lease
+	err := j.retry(ctx, func() error {
+		var err error
+		l, err = j.acquireLease(ctx, account, h, ttl)
+		return err
+	})
+	if errors.Is(err, errRaced) {
+		return nil, fmt.Errorf("journal: acquire lease of account %q: other processes changed the lease %d times while this one tried to take it; try again",
+			account, maxTxAttempts)
+	}
+	return l, err
+}
+
+// sqlTakeLease writes a lease with a compare-and-set: an existing row is
+// replaced only while it is still the one the caller read (holder, epoch,
+// heartbeat and expiry unchanged), so that of two processes deciding on
+// the same row at once only one takes it. A row that did not exist when
+// read is compared with an epoch no row has (0), so a row another process
+// inserted meanwhile is not replaced either. The arguments: the new row,
+// then the row as read.
+const sqlTakeLease = `INSERT INTO leases (account, holder, pid, host, epoch, acquired_at, heartbeat_at, expires_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (account) DO UPDATE SET holder = excluded.holder, pid = excluded.pid, host = excluded.host, epoch = excluded.epoch,
+	acquired_at = excluded.acquired_at, heartbeat_at = excluded.heartbeat_at, expires_at = excluded.expires_at
+WHERE leases.holder = ? AND leases.epoch = ? AND leases.heartbeat_at = ? AND leases.expires_at = ?`
+
+// acquireLease is one attempt of AcquireLease. It returns errRaced when
+// another process changed the lease between its read and its write.
+func (j *Journal) acquireLease(ctx context.Context, account string, h Holder, ttl time.Duration) (*Lease, error) {
 	tx, err := j.w.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, fmt.Errorf("journal: acquire lease of account %q: %w", account, err)
 	}
 	defer tx.Rollback() // no-op after Commit
 	now := j.now()
-	cur, found, err := readLease(ctx, tx, j.q, account)
+	cur, raw, found, err := readLease(ctx, tx, j.q, account)
 	if err != nil {
 		return nil, fmt.Errorf("journal: acquire lease of account %q: %w", account, err)
 	}
@@ -137,12 +169,18 @@ func (j *Journal) AcquireLease(ctx context.Context, account string, h Holder, tt
 			return nil, &LeaseHeldError{Account: account, LeaseInfo: cur}
 		}
 	}
-	if _, err := tx.ExecContext(ctx, j.q(`INSERT INTO leases (account, holder, pid, host, epoch, acquired_at, heartbeat_at, expires_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT (account) DO UPDATE SET holder = excluded.holder, pid = excluded.pid, host = excluded.host, epoch = excluded.epoch,
-	acquired_at = excluded.acquired_at, heartbeat_at = excluded.heartbeat_at, expires_at = excluded.expires_at`),
-		account, h.ID, h.PID, h.Host, epoch, toNanos(acquired), toNanos(now), toNanos(now.Add(ttl))); err != nil {
+	// Compared with the row as read; when none was, with the zero row,
+	// which matches none.
+	res, err := tx.ExecContext(ctx, j.q(sqlTakeLease),
+		account, h.ID, h.PID, h.Host, epoch, toNanos(acquired), toNanos(now), toNanos(now.Add(ttl)),
+		cur.Holder.ID, cur.Epoch, raw.heartbeat, raw.expires)
+	if err != nil {
 		return nil, fmt.Errorf("journal: acquire lease of account %q: %w", account, err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return nil, fmt.Errorf("journal: acquire lease of account %q: %w", account, err)
+	} else if n != 1 {
+		return nil, errRaced
 	}
 	if err := tx.Commit(); err != nil {
 		return nil, fmt.Errorf("journal: acquire lease of account %q: commit: %w", account, err)
@@ -227,7 +265,16 @@ func leaseChanged(res sql.Result, err error) error {
 
 type rowScanner interface{ Scan(dest ...any) error }
 
+// rawLease is a lease row's heartbeat_at and expires_at as stored, for
+// AcquireLease's compare-and-set.
+type rawLease struct{ heartbeat, expires int64 }
+
 func scanLease(r rowScanner) (LeaseInfo, error) {
+	l, _, err := scanLeaseRaw(r)
+	return l, err
+}
+
+func scanLeaseRaw(r rowScanner) (LeaseInfo, rawLease, error) {
 	var (
 		l                       LeaseInfo
 		acquired, beat, expires int64
@@ -235,20 +282,20 @@ func scanLease(r rowScanner) (LeaseInfo, error) {
 		pid                     int
 	)
 	if err := r.Scan(&l.Account, &holder, &pid, &host, &l.Epoch, &acquired, &beat, &expires); err != nil {
-		return LeaseInfo{}, err
+		return LeaseInfo{}, rawLease{}, err
 	}
 	l.Holder = Holder{ID: holder, PID: pid, Host: host}
 	l.AcquiredAt = fromNanos(sql.NullInt64{Int64: acquired, Valid: true})
 	l.HeartbeatAt = fromNanos(sql.NullInt64{Int64: beat, Valid: true})
 	l.ExpiresAt = fromNanos(sql.NullInt64{Int64: expires, Valid: expires != 0})
-	return l, nil
+	return l, rawLease{beat, expires}, nil
 }
 
-func readLease(ctx context.Context, tx *sql.Tx, q func(string) string, account string) (LeaseInfo, bool, error) {
-	l, err := scanLease(tx.QueryRowContext(ctx, q(`SELECT account, holder, pid, host, epoch, acquired_at, heartbeat_at, expires_at
+func readLease(ctx context.Context, tx *sql.Tx, q func(string) string, account string) (LeaseInfo, rawLease, bool, error) {
+	l, raw, err := scanLeaseRaw(tx.QueryRowContext(ctx, q(`SELECT account, holder, pid, host, epoch, acquired_at, heartbeat_at, expires_at
 FROM leases WHERE account = ?`), account))
 	if errors.Is(err, sql.ErrNoRows) {
-		return LeaseInfo{}, false, nil
+		return LeaseInfo{}, rawLease{}, false, nil
 	}
-	return l, err == nil, err
+	return l, raw, err == nil, err
 }

@@ -2,10 +2,12 @@ package journal
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -15,8 +17,10 @@ func holder(id string) Holder { return Holder{ID: id, PID: os.Getpid(), Host: "h
 // A second process asking for a held account is refused with the holder
 // named; the holder itself renews; an expired lease is taken over with a
 // higher epoch.
-func TestLeaseOneHolderPerAccount(t *testing.T) {
-	j, _ := openTest(t)
+func TestLeaseOneHolderPerAccount(t *testing.T) { forEachBackend(t, testLeaseOneHolderPerAccount) }
+
+func testLeaseOneHolderPerAccount(t *testing.T, be backend) {
+	j, _ := be.open(t)
 	c := newClock(j)
 	ctx := testCtx(t)
 	a, b := holder("aaaa"), holder("bbbb")
@@ -61,7 +65,11 @@ func TestLeaseOneHolderPerAccount(t *testing.T) {
 
 // A commit fenced by a lease another process took over records nothing.
 func TestLeaseFencedCommitAfterTakeoverRecordsNothing(t *testing.T) {
-	j, _ := openTest(t)
+	forEachBackend(t, testLeaseFencedCommitAfterTakeoverRecordsNothing)
+}
+
+func testLeaseFencedCommitAfterTakeoverRecordsNothing(t *testing.T, be backend) {
+	j, _ := be.open(t)
 	c := newClock(j)
 	ctx := testCtx(t)
 	mustListing(t, j, "alice", listing("u", 2))
@@ -88,7 +96,11 @@ func TestLeaseFencedCommitAfterTakeoverRecordsNothing(t *testing.T) {
 
 // A released lease is free at once; releasing twice is harmless.
 func TestLeaseReleaseFreesTheAccount(t *testing.T) {
-	j, _ := openTest(t)
+	forEachBackend(t, testLeaseReleaseFreesTheAccount)
+}
+
+func testLeaseReleaseFreesTheAccount(t *testing.T, be backend) {
+	j, _ := be.open(t)
 	ctx := testCtx(t)
 	la, err := j.AcquireLease(ctx, "alice", holder("aaaa"), time.Hour)
 	if err != nil {
@@ -113,7 +125,11 @@ func TestLeaseReleaseFreesTheAccount(t *testing.T) {
 // The lease of a process that is gone, on the same host, is taken over at
 // once: a run killed with SIGKILL does not make the next one wait.
 func TestLeaseOfAGoneProcessOnThisHostIsTakenAtOnce(t *testing.T) {
-	j, _ := openTest(t)
+	forEachBackend(t, testLeaseOfAGoneProcessOnThisHostIsTakenAtOnce)
+}
+
+func testLeaseOfAGoneProcessOnThisHostIsTakenAtOnce(t *testing.T, be backend) {
+	j, _ := be.open(t)
 	ctx := testCtx(t)
 	cmd := exec.Command("true")
 	if err := cmd.Run(); err != nil {
@@ -138,8 +154,10 @@ func TestLeaseOfAGoneProcessOnThisHostIsTakenAtOnce(t *testing.T) {
 }
 
 // Suspect messages are recorded, kept once marked, and listed by Status.
-func TestSuspectIsRecordedAndListed(t *testing.T) {
-	j, _ := openTest(t)
+func TestSuspectIsRecordedAndListed(t *testing.T) { forEachBackend(t, testSuspectIsRecordedAndListed) }
+
+func testSuspectIsRecordedAndListed(t *testing.T, be backend) {
+	j, _ := be.open(t)
 	mustListing(t, j, "alice", listing("u", 3))
 	var b Batch
 	m := stored("alice", "u0001", true, "d")
@@ -173,5 +191,132 @@ func TestCorruptJournalIsRecognised(t *testing.T) {
 	}
 	if IsCorrupt(errors.New("database disk image is malformed")) {
 		t.Error("IsCorrupt of a plain error")
+	}
+}
+
+// Two journals on one database are two processes: the second is refused
+// while the first holds the account, takes it over once the lease expired,
+// and from then on the first can neither commit nor renew.
+func TestLeaseTakeoverAcrossTwoJournals(t *testing.T) {
+	forEachBackend(t, testLeaseTakeoverAcrossTwoJournals)
+}
+
+func testLeaseTakeoverAcrossTwoJournals(t *testing.T, be backend) {
+	j1, path := be.open(t)
+	j2, err := Open(testCtx(t), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j2.Close()
+	c := newClock(j1)
+	j2.now = c.now // one clock for both processes
+	ctx := testCtx(t)
+	mustListing(t, j1, "alice", listing("u", 3))
+
+	l1, err := j1.AcquireLease(ctx, "alice", Holder{ID: "one", PID: 1, Host: "host-1"}, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var held *LeaseHeldError
+	if _, err := j2.AcquireLease(ctx, "alice", Holder{ID: "two", PID: 2, Host: "host-2"}, time.Minute); !errors.As(err, &held) ||
+		held.Holder.ID != "one" || held.Holder.Host != "host-1" {
+		t.Fatalf("second process: err = %v, want a *LeaseHeldError naming the first", err)
+	}
+	var b1 Batch
+	b1.Fence(l1)
+	b1.Stored(stored("alice", "u0000", true, "d"))
+	mustCommit(t, j1, &b1)
+
+	c.advance(61 * time.Second) // the first process stopped renewing
+	l2, err := j2.AcquireLease(ctx, "alice", Holder{ID: "two", PID: 2, Host: "host-2"}, time.Minute)
+	if err != nil || l2.Epoch != l1.Epoch+1 {
+		t.Fatalf("takeover: %+v, %v; want epoch %d", l2, err, l1.Epoch+1)
+	}
+	b1.Stored(stored("alice", "u0001", true, "d"))
+	if err := j1.Commit(ctx, &b1); !errors.Is(err, ErrLeaseLost) {
+		t.Fatalf("first process's commit after the takeover: %v, want ErrLeaseLost", err)
+	}
+	if err := j1.RenewLease(ctx, l1); !errors.Is(err, ErrLeaseLost) {
+		t.Fatalf("first process's renewal after the takeover: %v, want ErrLeaseLost", err)
+	}
+	var b2 Batch
+	b2.Fence(l2)
+	b2.Stored(stored("alice", "u0002", true, "d"))
+	mustCommit(t, j2, &b2)
+	rows := messagesByUIDL(t, j1, "alice")
+	if rows["u0000"].State != StateStored || rows["u0001"].State != StateListed || rows["u0002"].State != StateStored {
+		t.Errorf("states %s %s %s, want stored listed stored", rows["u0000"].State, rows["u0001"].State, rows["u0002"].State)
+	}
+	ls, err := j1.Leases(ctx)
+	if err != nil || len(ls) != 1 || ls[0].Holder.ID != "two" || ls[0].Epoch != l2.Epoch {
+		t.Errorf("Leases = %+v, %v", ls, err)
+	}
+}
+
+// Many processes that ask at once for an expired lease: exactly one gets
+// it, with the next epoch, and every other is told who holds it. On
+// PostgreSQL they really run at once, on two journals' connections.
+func TestLeaseRaceHasOneWinner(t *testing.T) { forEachBackend(t, testLeaseRaceHasOneWinner) }
+
+func testLeaseRaceHasOneWinner(t *testing.T, be backend) {
+	j1, path := be.open(t)
+	j2, err := Open(testCtx(t), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j2.Close()
+	c := newClock(j1)
+	j2.now = c.now
+	ctx := testCtx(t)
+	for round := range 5 {
+		account := fmt.Sprintf("user%d", round)
+		old, err := j1.AcquireLease(ctx, account, Holder{ID: "old", PID: 1, Host: "gone"}, time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.advance(2 * time.Minute)
+
+		const n = 8
+		var wg sync.WaitGroup
+		leases := make([]*Lease, n)
+		errs := make([]error, n)
+		start := make(chan struct{})
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				j := []*Journal{j1, j2}[i%2]
+				leases[i], errs[i] = j.AcquireLease(ctx, account, Holder{ID: fmt.Sprintf("h%d", i), PID: 100 + i, Host: fmt.Sprintf("host-%d", i)}, time.Minute)
+			}()
+		}
+		close(start)
+		wg.Wait()
+		winner := -1
+		for i := range n {
+			var held *LeaseHeldError
+			switch {
+			case errs[i] == nil:
+				if winner >= 0 {
+					t.Fatalf("round %d: both h%d and h%d took the lease", round, winner, i)
+				}
+				winner = i
+			case errors.As(errs[i], &held):
+			default:
+				t.Errorf("round %d: h%d: %v", round, i, errs[i])
+			}
+		}
+		if winner < 0 {
+			t.Fatalf("round %d: nobody took the expired lease: %v", round, errs)
+		}
+		if leases[winner].Epoch != old.Epoch+1 {
+			t.Errorf("round %d: winner's epoch %d, want %d", round, leases[winner].Epoch, old.Epoch+1)
+		}
+		for i := range n {
+			var held *LeaseHeldError
+			if errors.As(errs[i], &held) && held.Holder.ID != fmt.Sprintf("h%d", winner) {
+				t.Errorf("round %d: h%d was told %q holds the lease, not the winner h%d", round, i, held.Holder.ID, winner)
+			}
+		}
 	}
 }

@@ -53,6 +53,12 @@ func (j *Journal) RecordListing(ctx context.Context, account, source string, msg
 	if err := j.writable("record listing of account %q", account); err != nil {
 		return err
 	}
+	return j.retry(ctx, func() error { return j.recordListing(ctx, account, source, msgs, bytes) })
+}
+
+// recordListing is one attempt of RecordListing of the checked msgs, whose
+// sizes add up to bytes.
+func (j *Journal) recordListing(ctx context.Context, account, source string, msgs []Listed, bytes int64) error {
 	now := toNanos(j.now())
 	tx, err := j.w.BeginTx(ctx, nil)
 	if err != nil {
@@ -65,7 +71,7 @@ func (j *Journal) RecordListing(ctx context.Context, account, source string, msg
 	}
 	ins := tx.StmtContext(ctx, j.st.listUpsert)
 	for _, m := range msgs {
-		if _, err := ins.ExecContext(ctx, account, m.UIDL, m.Kind, m.Size, now, now); err != nil {
+		if _, err := ins.ExecContext(ctx, account, j.d.encodeOpaque(m.UIDL), m.Kind, m.Size, now, now); err != nil {
 			return fmt.Errorf("journal: record listing of account %q: uidl %q: %w", account, m.UIDL, err)
 		}
 	}

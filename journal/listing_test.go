@@ -7,8 +7,10 @@ import (
 	"unicode/utf8"
 )
 
-func TestRecordListingIsIdempotent(t *testing.T) {
-	j, _ := openTest(t)
+func TestRecordListingIsIdempotent(t *testing.T) { forEachBackend(t, testRecordListingIsIdempotent) }
+
+func testRecordListingIsIdempotent(t *testing.T, be backend) {
+	j, _ := be.open(t)
 	c := newClock(j)
 	first := c.now()
 	msgs := listing("u", 5)
@@ -39,7 +41,11 @@ func TestRecordListingIsIdempotent(t *testing.T) {
 }
 
 func TestRecordListingUpdatesSizeAndKeepsKind(t *testing.T) {
-	j, _ := openTest(t)
+	forEachBackend(t, testRecordListingUpdatesSizeAndKeepsKind)
+}
+
+func testRecordListingUpdatesSizeAndKeepsKind(t *testing.T, be backend) {
+	j, _ := be.open(t)
 	mustListing(t, j, "alice", []Listed{{UIDL: "x", Kind: KindSynthetic, Size: 10}})
 	mustListing(t, j, "alice", []Listed{{UIDL: "x", Kind: KindUIDL, Size: 12}, {UIDL: "y", Kind: KindDup, Size: 3}})
 	rows := messagesByUIDL(t, j, "alice")
@@ -55,7 +61,11 @@ func TestRecordListingUpdatesSizeAndKeepsKind(t *testing.T) {
 }
 
 func TestRecordListingNeverLowersState(t *testing.T) {
-	j, _ := openTest(t)
+	forEachBackend(t, testRecordListingNeverLowersState)
+}
+
+func testRecordListingNeverLowersState(t *testing.T, be backend) {
+	j, _ := be.open(t)
 	ctx := testCtx(t)
 	mustListing(t, j, "alice", listing("u", 5))
 	var b Batch
@@ -88,7 +98,11 @@ func TestRecordListingNeverLowersState(t *testing.T) {
 }
 
 func TestRecordListingRefusesBadInput(t *testing.T) {
-	j, _ := openTest(t)
+	forEachBackend(t, testRecordListingRefusesBadInput)
+}
+
+func testRecordListingRefusesBadInput(t *testing.T, be backend) {
+	j, _ := be.open(t)
 	ctx := testCtx(t)
 	const secret = "hunter2"
 	for _, tc := range []struct {
@@ -126,10 +140,15 @@ func TestRecordListingRefusesBadInput(t *testing.T) {
 	}
 }
 
-func TestUIDLIsStoredAsData(t *testing.T) {
-	j, _ := openTest(t)
+func TestUIDLIsStoredAsData(t *testing.T) { forEachBackend(t, testUIDLIsStoredAsData) }
+
+func testUIDLIsStoredAsData(t *testing.T, be backend) {
+	j, _ := be.open(t)
 	ctx := testCtx(t)
-	weird := []string{"../../etc/passwd", "a/b:c*d", "x'); DROP TABLE messages; --", "nul\x00byte", "ünï©ødé", "%3F?#"}
+	// Also bytes PostgreSQL's text cannot hold (NUL, invalid UTF-8), and
+	// what its escape looks like.
+	weird := []string{"../../etc/passwd", "a/b:c*d", "x'); DROP TABLE messages; --", "nul\x00byte", "ünï©ødé", "%3F?#",
+		"latin1 \xe9t\xe9", "\xff", "\x01", "\x01" + "6869", "?", "'?'"}
 	var msgs []Listed
 	for _, u := range weird {
 		msgs = append(msgs, Listed{UIDL: u, Kind: KindUIDL, Size: 1})
@@ -158,8 +177,10 @@ func TestUIDLIsStoredAsData(t *testing.T) {
 	}
 }
 
-func TestSetAccountError(t *testing.T) {
-	j, _ := openTest(t)
+func TestSetAccountError(t *testing.T) { forEachBackend(t, testSetAccountError) }
+
+func testSetAccountError(t *testing.T, be backend) {
+	j, _ := be.open(t)
 	ctx := testCtx(t)
 	// An account whose session failed before any listing.
 	if err := j.SetAccountError(ctx, "bob", "pop3: auth: -ERR [AUTH] invalid credentials"); err != nil {
@@ -188,5 +209,60 @@ func TestSetAccountError(t *testing.T) {
 	got := statusOf(t, j, "bob").LastError
 	if len(got) > maxErrorText+3 || !strings.HasPrefix(got, long[:maxErrorText-1]) || !utf8.ValidString(got) {
 		t.Errorf("error text of %d bytes stored as %d bytes (valid UTF-8: %v)", len(long), len(got), utf8.ValidString(got))
+	}
+}
+
+// Messages, failures and accounts come in byte order on both backends,
+// whatever the database's locale would sort by (the test PostgreSQL
+// databases sort text the English way by default).
+func TestOrderIsByteOrder(t *testing.T) { forEachBackend(t, testOrderIsByteOrder) }
+
+func testOrderIsByteOrder(t *testing.T, be backend) {
+	j, _ := be.open(t)
+	ctx := testCtx(t)
+	uidls := []string{"b", "B", "a", "_", "é", "Z", "a-1", "a1", "A"}
+	want := []string{"A", "B", "Z", "_", "a", "a-1", "a1", "b", "é"}
+	for _, account := range []string{"bob", "Alice", "_x"} {
+		var msgs []Listed
+		for _, u := range uidls {
+			msgs = append(msgs, Listed{UIDL: u, Kind: KindUIDL, Size: 1})
+		}
+		mustListing(t, j, account, msgs)
+	}
+	var b Batch
+	for _, u := range uidls {
+		b.Failed("bob", u, "x")
+	}
+	mustCommit(t, j, &b)
+
+	rows, err := j.Messages(ctx, "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range rows {
+		got = append(got, r.UIDL)
+	}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("Messages order %q, want %q", got, want)
+	}
+	st, err := j.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var accounts, failures []string
+	for _, a := range st {
+		accounts = append(accounts, a.Account)
+		if a.Account == "bob" {
+			for _, f := range a.Failures {
+				failures = append(failures, f.UIDL)
+			}
+		}
+	}
+	if strings.Join(accounts, " ") != "Alice _x bob" {
+		t.Errorf("Status order %q, want [Alice _x bob]", accounts)
+	}
+	if strings.Join(failures, " ") != strings.Join(want, " ") {
+		t.Errorf("failures order %q, want %q", failures, want)
 	}
 }

@@ -2,15 +2,18 @@ package journal
 
 import (
 	"context"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 )
 
 func TestBatchMismatchUndoesVerification(t *testing.T) {
+	forEachBackend(t, testBatchMismatchUndoesVerification)
+}
+
+func testBatchMismatchUndoesVerification(t *testing.T, be backend) {
 	ctx := context.Background()
-	j, err := Open(ctx, filepath.Join(t.TempDir(), "j.db"))
+	j, err := Open(ctx, be.newPath(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,9 +69,11 @@ func TestBatchMismatchUndoesVerification(t *testing.T) {
 	}
 }
 
-func TestBatchLostForgetsTheCopy(t *testing.T) {
+func TestBatchLostForgetsTheCopy(t *testing.T) { forEachBackend(t, testBatchLostForgetsTheCopy) }
+
+func testBatchLostForgetsTheCopy(t *testing.T, be backend) {
 	ctx := context.Background()
-	j, err := Open(ctx, filepath.Join(t.TempDir(), "j.db"))
+	j, err := Open(ctx, be.newPath(t))
 	if err != nil {
 		t.Fatal(err)
 	}

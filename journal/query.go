@@ -34,6 +34,8 @@ FROM deliveries WHERE account = ?`), account)
 		}
 		d.StoredAt = fromNanos(sql.NullInt64{Int64: stored, Valid: true})
 		d.VerifiedAt = fromNanos(verified)
+		uidl = j.d.decodeOpaque(uidl)
+		d.Ref = j.d.decodeOpaque(d.Ref)
 		if out[uidl] == nil {
 			out[uidl] = make(map[string]Delivery)
 		}
@@ -64,7 +66,8 @@ type MessageRow struct {
 }
 
 // Messages returns every message row of account, ordered by UIDL (byte
-// order). An unknown account has none.
+// order; on PostgreSQL a UIDL that is not valid UTF-8 or has a NUL byte
+// comes first, see encodeOpaque). An unknown account has none.
 func (j *Journal) Messages(ctx context.Context, account string) ([]MessageRow, error) {
 	rows, err := j.r.QueryContext(ctx, j.q(`SELECT uidl, uid_kind, listed_size, received_size, sha256, state, error,
 	attempts, first_seen, last_seen, stored_at, verified_at, deleted_at, suspect
@@ -86,6 +89,7 @@ FROM messages WHERE account = ? ORDER BY uidl`), account)
 			&m.Attempts, &first, &last, &storedAt, &verifiedAt, &deletedAt, &suspect); err != nil {
 			return nil, fmt.Errorf("journal: messages of account %q: %w", account, err)
 		}
+		m.UIDL = j.d.decodeOpaque(m.UIDL)
 		m.ReceivedSize = received.Int64
 		m.SHA256 = sum.String
 		m.Error = errText.String
@@ -133,19 +137,20 @@ type AccountStatus struct {
 // Status returns every account the journal knows, ordered by account, as one
 // consistent snapshot.
 func (j *Journal) Status(ctx context.Context) ([]AccountStatus, error) {
-	tx, err := j.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	tx, err := j.r.BeginTx(ctx, j.d.snapshot())
 	if err != nil {
 		return nil, fmt.Errorf("journal: status: %w", err)
 	}
 	defer tx.Rollback() // read only: nothing to keep
-	out, err := status(ctx, tx, j.q)
+	out, err := status(ctx, tx, j.d)
 	if err != nil {
 		return nil, fmt.Errorf("journal: status: %w", err)
 	}
 	return out, nil
 }
 
-func status(ctx context.Context, tx *sql.Tx, q func(string) string) ([]AccountStatus, error) {
+func status(ctx context.Context, tx *sql.Tx, d dialect) ([]AccountStatus, error) {
+	q := d.rebind
 	var out []AccountStatus
 	idx := make(map[string]int)
 
@@ -210,7 +215,7 @@ FROM accounts ORDER BY account`))
 	}
 	rows.Close()
 
-	err = firstPerAccount(ctx, tx, q, "error", "state = 'failed'", func(account string, f MessageFailure, _ int) {
+	err = firstPerAccount(ctx, tx, d, "error", "state = 'failed'", func(account string, f MessageFailure, _ int) {
 		if i, ok := idx[account]; ok {
 			out[i].Failures = append(out[i].Failures, f)
 		}
@@ -218,7 +223,7 @@ FROM accounts ORDER BY account`))
 	if err != nil {
 		return nil, err
 	}
-	err = firstPerAccount(ctx, tx, q, "suspect", "suspect IS NOT NULL", func(account string, f MessageFailure, total int) {
+	err = firstPerAccount(ctx, tx, d, "suspect", "suspect IS NOT NULL", func(account string, f MessageFailure, total int) {
 		if i, ok := idx[account]; ok {
 			out[i].Suspect = total
 			out[i].Suspects = append(out[i].Suspects, f)
@@ -233,9 +238,9 @@ FROM accounts ORDER BY account`))
 // firstPerAccount calls fn with the first StatusFailureLimit messages by
 // UIDL of each account that match where (a constant SQL condition), with
 // the text of column text (NULL as ""), and how many match in the account.
-func firstPerAccount(ctx context.Context, tx *sql.Tx, q func(string) string, text, where string,
+func firstPerAccount(ctx context.Context, tx *sql.Tx, d dialect, text, where string,
 	fn func(account string, f MessageFailure, total int)) error {
-	rows, err := tx.QueryContext(ctx, q(`SELECT account, uidl, `+text+`, attempts, total FROM (
+	rows, err := tx.QueryContext(ctx, d.rebind(`SELECT account, uidl, `+text+`, attempts, total FROM (
 	SELECT account, uidl, `+text+`, attempts, ROW_NUMBER() OVER (PARTITION BY account ORDER BY uidl) AS n,
 		COUNT(*) OVER (PARTITION BY account) AS total
 	FROM messages WHERE `+where+`
@@ -254,6 +259,7 @@ func firstPerAccount(ctx context.Context, tx *sql.Tx, q func(string) string, tex
 		if err := rows.Scan(&account, &f.UIDL, &val, &f.Attempts, &total); err != nil {
 			return err
 		}
+		f.UIDL = d.decodeOpaque(f.UIDL)
 		f.Error = val.String
 		fn(account, f, total)
 	}

@@ -3,9 +3,7 @@ package journal
 import (
 	"bytes"
 	"crypto/sha256"
-	"database/sql"
 	"errors"
-	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -33,36 +31,6 @@ func stateOf(t *testing.T, path string) fileState {
 		t.Fatal(err)
 	}
 	return fileState{sum: sha256.Sum256(b), size: fi.Size(), mtime: fi.ModTime()}
-}
-
-// closedJournal writes a journal with a run, a listing, a store, a
-// destination state and a lease at path, closes it, and sets its
-// modification time an hour back, so that any write to it would show.
-func closedJournal(t *testing.T, path string) {
-	t.Helper()
-	ctx := testCtx(t)
-	j, err := Open(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := j.StartRun(ctx, "run"); err != nil {
-		t.Fatal(err)
-	}
-	mustListing(t, j, "alice", listing("u", 3))
-	var b Batch
-	b.Stored(stored("alice", "u0000", true, "maildir"))
-	b.DestState("alice", "maildir", "state-1")
-	mustCommit(t, j, &b)
-	if _, err := j.AcquireLease(ctx, "alice", Holder{ID: "h", PID: 1, Host: "x"}, time.Hour); err != nil {
-		t.Fatal(err)
-	}
-	if err := j.Close(); err != nil {
-		t.Fatal(err)
-	}
-	old := time.Now().Add(-time.Hour).Truncate(time.Second)
-	if err := os.Chtimes(path, old, old); err != nil {
-		t.Fatal(err)
-	}
 }
 
 func openReadOnlyTest(t *testing.T, path string) *Journal {
@@ -104,11 +72,16 @@ func TestOpenReadOnlyRefusesDirectory(t *testing.T) {
 }
 
 // Reading everything a read-only journal offers, and trying every write,
-// leaves the journal file's bytes and modification time as they were.
+// leaves the journal as it was: a SQLite file's bytes and modification
+// time, a PostgreSQL database's tables and rows.
 func TestOpenReadOnlyLeavesTheFileUnchanged(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "j.db")
-	closedJournal(t, path)
-	before := stateOf(t, path)
+	forEachBackend(t, testOpenReadOnlyLeavesTheFileUnchanged)
+}
+
+func testOpenReadOnlyLeavesTheFileUnchanged(t *testing.T, be backend) {
+	path := be.newPath(t)
+	closedJournal(t, be, path)
+	before := be.fingerprint(t, path)
 
 	ctx := testCtx(t)
 	j := openReadOnlyTest(t, path)
@@ -135,7 +108,7 @@ func TestOpenReadOnlyLeavesTheFileUnchanged(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	if after := stateOf(t, path); after != before {
+	if after := be.fingerprint(t, path); after != before {
 		t.Errorf("the journal changed: before %+v, after %+v", before, after)
 	}
 	// And a writer finds the data as it was.
@@ -189,10 +162,14 @@ func tryEveryWrite(t *testing.T, j *Journal) {
 	}
 }
 
-// A write that got past the readOnly checks still fails in SQLite.
+// A write that got past the readOnly checks still fails in the database.
 func TestOpenReadOnlyConnectionsCannotWrite(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "j.db")
-	closedJournal(t, path)
+	forEachBackend(t, testOpenReadOnlyConnectionsCannotWrite)
+}
+
+func testOpenReadOnlyConnectionsCannotWrite(t *testing.T, be backend) {
+	path := be.newPath(t)
+	closedJournal(t, be, path)
 	j := openReadOnlyTest(t, path)
 	if _, err := j.w.ExecContext(testCtx(t), `INSERT INTO runs (started_at) VALUES (1)`); err == nil {
 		t.Error("the read-only pool wrote a run")
@@ -203,8 +180,10 @@ func TestOpenReadOnlyConnectionsCannotWrite(t *testing.T) {
 }
 
 // A reader beside a writer sees what the writer committed.
-func TestOpenReadOnlyBesideAWriter(t *testing.T) {
-	w, path := openTest(t)
+func TestOpenReadOnlyBesideAWriter(t *testing.T) { forEachBackend(t, testOpenReadOnlyBesideAWriter) }
+
+func testOpenReadOnlyBesideAWriter(t *testing.T, be backend) {
+	w, path := be.open(t)
 	mustListing(t, w, "alice", listing("u", 2))
 	r := openReadOnlyTest(t, path)
 	if st := statusOf(t, r, "alice"); st.Listed != 2 {
@@ -219,10 +198,14 @@ func TestOpenReadOnlyBesideAWriter(t *testing.T) {
 }
 
 func TestOpenReadOnlyRefusesNewerSchema(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "j.db")
-	closedJournal(t, path)
-	setUserVersion(t, path, 99)
-	before := stateOf(t, path)
+	forEachBackend(t, testOpenReadOnlyRefusesNewerSchema)
+}
+
+func testOpenReadOnlyRefusesNewerSchema(t *testing.T, be backend) {
+	path := be.newPath(t)
+	closedJournal(t, be, path)
+	be.setSchemaVersion(t, path, 99)
+	before := be.fingerprint(t, path)
 
 	j, err := OpenReadOnly(testCtx(t), path)
 	if err == nil {
@@ -230,13 +213,13 @@ func TestOpenReadOnlyRefusesNewerSchema(t *testing.T) {
 		t.Fatal("OpenReadOnly accepted a journal of schema version 99")
 	}
 	var se *SchemaError
-	if !errors.As(err, &se) || se.Version != 99 || se.Known != SchemaVersion || se.Path != path {
-		t.Fatalf("err = %#v, want *SchemaError{%s, 99, %d}", err, path, SchemaVersion)
+	if !errors.As(err, &se) || se.Version != 99 || se.Known != SchemaVersion || se.Path != redactDSN(path) {
+		t.Fatalf("err = %#v, want *SchemaError{%s, 99, %d}", err, redactDSN(path), SchemaVersion)
 	}
-	if !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "newer popmigrate") {
+	if !strings.Contains(err.Error(), redactDSN(path)) || !strings.Contains(err.Error(), "newer popmigrate") {
 		t.Errorf("error text %q does not name the file and what to do", err)
 	}
-	if after := stateOf(t, path); after != before {
+	if after := be.fingerprint(t, path); after != before {
 		t.Errorf("the refused journal changed: before %+v, after %+v", before, after)
 	}
 }
@@ -244,9 +227,13 @@ func TestOpenReadOnlyRefusesNewerSchema(t *testing.T) {
 // An older journal is refused, not upgraded: reading never migrates. The
 // error says how to upgrade it.
 func TestOpenReadOnlyRefusesOlderSchema(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "v1.db")
+	forEachBackend(t, testOpenReadOnlyRefusesOlderSchema)
+}
+
+func testOpenReadOnlyRefusesOlderSchema(t *testing.T, be backend) {
+	path := be.newPath(t)
 	openV1(t, path)
-	before := stateOf(t, path)
+	before := be.fingerprint(t, path)
 
 	j, err := OpenReadOnly(testCtx(t), path)
 	if err == nil {
@@ -260,7 +247,7 @@ func TestOpenReadOnlyRefusesOlderSchema(t *testing.T) {
 	if !strings.Contains(err.Error(), "older") || !strings.Contains(err.Error(), "popmigrate run") || !strings.Contains(err.Error(), "upgrade") {
 		t.Errorf("error text %q does not say how to upgrade the journal", err)
 	}
-	if after := stateOf(t, path); after != before {
+	if after := be.fingerprint(t, path); after != before {
 		t.Errorf("the refused journal changed: before %+v, after %+v", before, after)
 	}
 	// Open upgrades it; then it reads.
@@ -308,18 +295,5 @@ func TestOpenReadOnlyRefusesNonDatabase(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(path); !bytes.Equal(b, text) {
 		t.Error("the text file changed")
-	}
-}
-
-// setUserVersion writes PRAGMA user_version of the database at path.
-func setUserVersion(t *testing.T, path string, v int) {
-	t.Helper()
-	raw, err := sql.Open(sqliteDriver, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer raw.Close()
-	if _, err := raw.ExecContext(testCtx(t), fmt.Sprintf("PRAGMA user_version = %d", v)); err != nil {
-		t.Fatal(err)
 	}
 }

@@ -16,7 +16,8 @@ type migration struct {
 
 // migrations is the ordered schema history. Append only: never edit a
 // migration that has shipped, add the next one. The statements are portable
-// SQL; "{{serial_pk}}" is the one token a dialect substitutes.
+// SQL; "{{serial_pk}}" is the one token a dialect substitutes (and
+// PostgreSQL's spells TEXT as TEXT COLLATE "C", see postgresDialect.ddl).
 //
 // Times are BIGINT unix nanoseconds, UTC; NULL means "not yet". Sizes are
 // bytes. sha256 values are lower-case hex of the canonical form (CRLF -> LF).
@@ -138,14 +139,19 @@ func migrateTo(ctx context.Context, db *sql.DB, d dialect, path string, target i
 }
 
 // migrateOne applies the next pending migration towards target, if any. The
-// version is read inside the (write-locked) transaction, so two processes
-// opening the same journal at once never apply a migration twice.
+// version is read inside the transaction after the dialect's schema lock
+// is taken (SQLite: the write lock of BEGIN IMMEDIATE; PostgreSQL: an
+// advisory lock), so two processes opening the same journal at once never
+// apply a migration twice.
 func migrateOne(ctx context.Context, db *sql.DB, d dialect, path string, target int) (done bool, err error) {
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return false, fmt.Errorf("journal: %s: migrate: %w", path, err)
 	}
 	defer tx.Rollback() // no-op after Commit
+	if err := d.lockSchema(ctx, tx); err != nil {
+		return false, fmt.Errorf("journal: %s: migrate: lock: %w", path, err)
+	}
 	v, err := d.schemaVersion(ctx, tx)
 	if err != nil {
 		return false, fmt.Errorf("journal: %s: read schema version: %w", path, err)

@@ -2,9 +2,10 @@ package journal
 
 // This file is the SQLite dialect: everything SQLite-only lives here (the
 // driver, the DSN and its PRAGMAs, the file on disk and its mode, the schema
-// version in PRAGMA user_version, the rowid primary key). The rest of the
-// package speaks portable SQL through database/sql: "?" placeholders (a
-// PostgreSQL dialect rewrites them to $n in rebind), INSERT ... ON CONFLICT
+// version in PRAGMA user_version, the rowid primary key). postgres.go is the
+// PostgreSQL dialect. The rest of the package speaks portable SQL through
+// database/sql: "?" placeholders (the PostgreSQL dialect rewrites them to $n
+// in rebind), INSERT ... ON CONFLICT
 // (...) DO UPDATE SET col = excluded.col (the same in SQLite >= 3.24 and
 // PostgreSQL >= 9.5), INSERT ... RETURNING (SQLite >= 3.35), window functions
 // (SQLite >= 3.25), BIGINT unix nanoseconds for times and TEXT for the rest.
@@ -23,11 +24,9 @@ import (
 	"github.com/mattn/go-sqlite3" // also registers the "sqlite3" database/sql driver
 )
 
-// IsCorrupt reports whether err (or an error it wraps) says the journal's
-// database is damaged, or is not a journal database at all: SQLite's
-// SQLITE_CORRUPT and SQLITE_NOTADB. Retrying cannot help such a journal;
-// commands report it as a usage error with what to do.
-func IsCorrupt(err error) bool {
+// sqliteCorrupt reports whether err is SQLite's SQLITE_CORRUPT or
+// SQLITE_NOTADB.
+func sqliteCorrupt(err error) bool {
 	var se sqlite3.Error
 	if errors.As(err, &se) {
 		return se.Code == sqlite3.ErrCorrupt || se.Code == sqlite3.ErrNotADB
@@ -77,6 +76,27 @@ func (sqliteDialect) setSchemaVersion(ctx context.Context, tx *sql.Tx, v int) er
 	_, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", v))
 	return err
 }
+
+// lockSchema has nothing to do: the write pool's transactions start with
+// BEGIN IMMEDIATE, which holds the database's write lock from the start.
+func (sqliteDialect) lockSchema(context.Context, *sql.Tx) error { return nil }
+
+// snapshot: a SQLite transaction sees one snapshot from its first read on.
+func (sqliteDialect) snapshot() *sql.TxOptions { return &sql.TxOptions{ReadOnly: true} }
+
+// lockMessageSQL is empty: a write transaction holds the write lock of the
+// whole database, so no other writer can change a message's deliveries
+// while it reads them.
+func (sqliteDialect) lockMessageSQL() string { return "" }
+
+// SQLite's TEXT holds any bytes: a UIDL or a reference is stored as it is.
+func (sqliteDialect) encodeOpaque(s string) string      { return s }
+func (sqliteDialect) decodeOpaque(stored string) string { return stored }
+
+// retryable is always false: with one write connection and BEGIN
+// IMMEDIATE, a writer waits for the database's one write lock
+// (busy_timeout) and no transaction is aborted to be run again.
+func (sqliteDialect) retryable(error) bool { return false }
 
 // sqliteDSN returns the go-sqlite3 DSN for the database file at path. path
 // must be absolute. mode=rw: SQLite never creates the file, prepareSQLiteFile

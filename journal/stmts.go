@@ -5,8 +5,9 @@ import (
 	"database/sql"
 )
 
-// stmts are the write statements, prepared once on the write connection and
-// bound to each transaction with Tx.StmtContext.
+// stmts are the write statements, prepared once on the write pool (which
+// prepares each again on every connection it runs on: SQLite's one,
+// PostgreSQL's few) and bound to each transaction with Tx.StmtContext.
 type stmts struct {
 	listUpsert      *sql.Stmt
 	accountListing  *sql.Stmt
@@ -23,6 +24,8 @@ type stmts struct {
 	demoteVerified  *sql.Stmt
 	dropDelivery    *sql.Stmt
 	lost            *sql.Stmt
+	// lockMessage is the dialect's lockMessageSQL; nil when it has none.
+	lockMessage *sql.Stmt
 }
 
 // In every UPDATE below, the expressions of SET see the row as it was before
@@ -101,14 +104,16 @@ WHERE account = ? AND uidl = ?`
 const sqlDestStateUpsert = `INSERT INTO dest_states (account, dest_id, state, updated_at) VALUES (?, ?, ?, ?)
 ON CONFLICT (account, dest_id) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at`
 
-func (s *stmts) all() []struct {
+// stmtEntry is one statement of stmts and its portable SQL.
+type stmtEntry struct {
 	p     **sql.Stmt
 	query string
-} {
-	return []struct {
-		p     **sql.Stmt
-		query string
-	}{
+}
+
+// all returns every statement of s, lockMessage with the query lockSQL
+// (the dialect's lockMessageSQL; "" when it has none).
+func (s *stmts) all(lockSQL string) []stmtEntry {
+	return []stmtEntry{
 		{&s.listUpsert, sqlListUpsert},
 		{&s.accountListing, sqlAccountListing},
 		{&s.accountError, sqlAccountError},
@@ -124,11 +129,17 @@ func (s *stmts) all() []struct {
 		{&s.demoteVerified, sqlDemoteVerified},
 		{&s.dropDelivery, sqlDropDelivery},
 		{&s.lost, sqlLost},
+		{&s.lockMessage, lockSQL},
 	}
 }
 
+// prepare prepares every statement on the write pool; a statement without
+// a query (lockMessage on SQLite) stays nil.
 func (s *stmts) prepare(ctx context.Context, j *Journal) error {
-	for _, e := range s.all() {
+	for _, e := range s.all(j.d.lockMessageSQL()) {
+		if e.query == "" {
+			continue
+		}
 		st, err := j.w.PrepareContext(ctx, j.q(e.query))
 		if err != nil {
 			s.close()
@@ -141,7 +152,7 @@ func (s *stmts) prepare(ctx context.Context, j *Journal) error {
 
 func (s *stmts) close() error {
 	var first error
-	for _, e := range s.all() {
+	for _, e := range s.all("") {
 		if *e.p == nil {
 			continue
 		}
