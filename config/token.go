@@ -147,8 +147,11 @@ const DefaultRefreshMargin = 2 * time.Minute
 // shortly before it expires (see DefaultRefreshMargin) or until it is
 // invalidated, as oauth2.ReuseTokenSource does; a token without an expiry
 // is reused until Invalidate. A source that gives a token that has already
-// expired is an error. Its methods are safe for concurrent use: callers
-// that ask at once wait for one request to the source.
+// expired is an error. It also remembers whether a server has accepted the
+// token (Accepted): a server's rejection of a token that never worked
+// means the source gives bad tokens, not that this one has aged. Its
+// methods are safe for concurrent use: callers that ask at once wait for
+// one request to the source.
 type TokenCache struct {
 	src  TokenSource
 	desc string
@@ -158,6 +161,7 @@ type TokenCache struct {
 	mu      sync.Mutex
 	tok     Token
 	valid   bool
+	proven  bool      // a server accepted tok
 	refresh time.Time // ask again from then on; zero: not before Invalidate
 	fetches int
 }
@@ -184,12 +188,14 @@ func (c *TokenCache) Token(ctx context.Context) (Token, error) {
 	return t, err
 }
 
-// Get is Token, and reports whether the token was asked for by this call
-// (fresh) rather than reused. A rejected token that was fresh is not
-// worth asking again for: the source gives no better.
-func (c *TokenCache) Get(ctx context.Context) (tok Token, fresh bool, err error) {
-	if t, ok := c.cached(); ok {
-		return t, false, nil
+// Get is Token, and reports whether the token is proven: a server
+// accepted it (Accepted) since the source gave it. When a server rejects
+// a proven token, it has been revoked or has expired early: Invalidate it
+// and ask again. A rejected token that was not proven is not worth asking
+// again for: the source gives no better.
+func (c *TokenCache) Get(ctx context.Context) (tok Token, proven bool, err error) {
+	if t, p, ok := c.cached(); ok {
+		return t, p, nil
 	}
 	select {
 	case c.sem <- struct{}{}:
@@ -198,8 +204,8 @@ func (c *TokenCache) Get(ctx context.Context) (tok Token, fresh bool, err error)
 	}
 	defer func() { <-c.sem }()
 	// Another caller may have asked while this one waited.
-	if t, ok := c.cached(); ok {
-		return t, false, nil
+	if t, p, ok := c.cached(); ok {
+		return t, p, nil
 	}
 	asked := c.now()
 	t, err := c.src.Token(ctx)
@@ -215,22 +221,33 @@ func (c *TokenCache) Get(ctx context.Context) (tok Token, fresh bool, err error)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.fetches++
-	c.tok, c.valid, c.refresh = t, true, time.Time{}
+	c.tok, c.valid, c.proven, c.refresh = t, true, false, time.Time{}
 	if !t.Expiry.IsZero() {
 		margin := min(DefaultRefreshMargin, t.Expiry.Sub(asked)/4)
 		c.refresh = t.Expiry.Add(-margin)
 	}
-	return t, true, nil
+	return t, false, nil
 }
 
-// cached returns the cached token while it is good to use.
-func (c *TokenCache) cached() (Token, bool) {
+// cached returns the cached token while it is good to use, and whether it
+// is proven.
+func (c *TokenCache) cached() (Token, bool, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.valid || (!c.refresh.IsZero() && !c.now().Before(c.refresh)) {
-		return Token{}, false
+		return Token{}, false, false
 	}
-	return c.tok, true
+	return c.tok, c.proven, true
+}
+
+// Accepted records that a server accepted value, when it is the cached
+// token.
+func (c *TokenCache) Accepted(value string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.valid && c.tok.Value == value {
+		c.proven = true
+	}
 }
 
 // Invalidate forgets the cached token when it is value (a token the

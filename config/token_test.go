@@ -141,24 +141,28 @@ func TestTokenCacheReusesUntilShortlyBeforeExpiry(t *testing.T) {
 	c := NewTokenCache(src, "test source")
 	c.now = clock.now
 	ctx := context.Background()
-	get := func(want string, wantFresh bool) {
+	get := func(want string, wantProven bool) {
 		t.Helper()
-		tok, fresh, err := c.Get(ctx)
-		if err != nil || tok.Value != want || fresh != wantFresh {
-			t.Fatalf("Get = %q fresh %v, %v; want %q fresh %v", tok.Value, fresh, err, want, wantFresh)
+		tok, proven, err := c.Get(ctx)
+		if err != nil || tok.Value != want || proven != wantProven {
+			t.Fatalf("Get = %q proven %v, %v; want %q proven %v", tok.Value, proven, err, want, wantProven)
 		}
 	}
+	get("tok-1", false)
+	get("tok-1", false)
+	c.Accepted("tok-1")
 	get("tok-1", true)
-	get("tok-1", false)
 	clock.add(time.Hour - DefaultRefreshMargin - time.Second)
-	get("tok-1", false)
+	get("tok-1", true)
 	clock.add(time.Second)
-	get("tok-2", true) // two minutes before expiry
+	get("tok-2", false) // two minutes before expiry
+	c.Accepted("tok-1") // not the cached one: ignored
 	get("tok-2", false)
+	c.Accepted("tok-2")
 	c.Invalidate("tok-1") // already replaced: ignored
-	get("tok-2", false)
+	get("tok-2", true)
 	c.Invalidate("tok-2")
-	get("tok-3", true)
+	get("tok-3", false)
 	if c.Fetches() != 3 || c.String() != "test source" {
 		t.Errorf("Fetches %d, String %q", c.Fetches(), c)
 	}
@@ -168,11 +172,14 @@ func TestTokenCacheReusesUntilShortlyBeforeExpiry(t *testing.T) {
 	short := &fakeTokens{life: 8 * time.Second, now: clock.now}
 	c = NewTokenCache(short, "")
 	c.now = clock.now
-	get("tok-1", true)
+	get("tok-1", false)
 	clock.add(5999 * time.Millisecond)
 	get("tok-1", false)
 	clock.add(time.Millisecond)
-	get("tok-2", true)
+	get("tok-2", false)
+	if c.Fetches() != 2 {
+		t.Errorf("Fetches %d", c.Fetches())
+	}
 }
 
 func TestTokenCacheWithoutExpiryReusesUntilInvalidate(t *testing.T) {
@@ -184,8 +191,8 @@ func TestTokenCacheWithoutExpiryReusesUntilInvalidate(t *testing.T) {
 		}
 	}
 	c.Invalidate("tok-1")
-	if tok, fresh, _ := c.Get(context.Background()); tok.Value != "tok-2" || !fresh {
-		t.Fatalf("after Invalidate: %q fresh %v", tok.Value, fresh)
+	if tok, proven, _ := c.Get(context.Background()); tok.Value != "tok-2" || proven {
+		t.Fatalf("after Invalidate: %q proven %v", tok.Value, proven)
 	}
 	if c.String() != "token source" {
 		t.Errorf("String %q", c)
@@ -213,18 +220,16 @@ func TestTokenCacheOneRequestAtATime(t *testing.T) {
 	src := &fakeTokens{delay: make(chan struct{})}
 	c := NewTokenCache(src, "")
 	var wg sync.WaitGroup
-	var fresh atomic.Int32
+	var got atomic.Int32
 	for range 8 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			tok, f, err := c.Get(context.Background())
+			tok, _, err := c.Get(context.Background())
 			if err != nil || tok.Value != "tok-1" {
 				t.Errorf("Get = %q, %v", tok.Value, err)
 			}
-			if f {
-				fresh.Add(1)
-			}
+			got.Add(1)
 		}()
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
@@ -234,8 +239,8 @@ func TestTokenCacheOneRequestAtATime(t *testing.T) {
 	}
 	close(src.delay)
 	wg.Wait()
-	if src.n != 1 || fresh.Load() != 1 {
-		t.Errorf("source asked %d times, %d callers got a fresh token; want 1 and 1", src.n, fresh.Load())
+	if src.n != 1 || got.Load() != 8 {
+		t.Errorf("source asked %d times for %d callers; want once for 8", src.n, got.Load())
 	}
 }
 

@@ -23,8 +23,11 @@ func hint(err error) string {
 		herr x509.HostnameError
 		cerr *tls.CertificateVerificationError
 		perr *pop3.Error
+		terr *tokenRejectedError
 	)
 	switch {
+	case errors.As(err, &terr):
+		return "check that the token source gives a token for this mailbox with the scope the server asks for: for Microsoft 365, an app whose service principal was granted the mailbox; for Google, domain-wide delegation of https://mail.google.com/"
 	case errors.As(err, &uerr):
 		return "the server's certificate is not signed by a trusted CA: give its CA with --ca-file"
 	case errors.As(err, &herr):

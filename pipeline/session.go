@@ -33,6 +33,9 @@ type accountRun struct {
 	ids    []string // destination ids, parallel to dests
 	auth   *pop3.Auth
 	tlsCfg *tls.Config
+	// tokens gives the OAuth2 tokens of the account's logins (see
+	// login); nil when it logs in with a password.
+	tokens *config.TokenCache
 	// storedNow holds the UIDLs this run stored, so a retried session
 	// does not count them as stored by an earlier run.
 	storedNow map[string]bool
@@ -158,7 +161,9 @@ func (ar *accountRun) resume(ctx context.Context, e exporters.Exporter, id strin
 	return nil
 }
 
-// prepareSession resolves the secret and builds the TLS configuration.
+// prepareSession resolves the secret (a password, or a first OAuth2 token
+// from the account's token source, asked again at each login) and builds
+// the TLS configuration.
 func (ar *accountRun) prepareSession(ctx context.Context) error {
 	a := ar.a
 	ar.auth = &pop3.Auth{
@@ -166,12 +171,13 @@ func (ar *accountRun) prepareSession(ctx context.Context) error {
 		Mechanisms:     a.Auth,
 		AllowPlaintext: a.Security == config.SecurityPlain,
 	}
-	if !a.OAuth2Token.IsZero() {
-		tok, err := a.OAuth2Token.Resolve(ctx)
+	if src := a.OAuth2Source(); src != nil {
+		tok, err := src.Token(ctx)
 		if err != nil {
-			return fmt.Errorf("oauth2 token (%s): %w", a.OAuth2Token, err)
+			return fmt.Errorf("oauth2 token (%s): %w", src, err)
 		}
-		ar.auth.OAuth2Token = tok
+		ar.tokens = src
+		ar.auth.OAuth2Token = tok.Value
 	} else {
 		pw, err := a.Password.Resolve(ctx)
 		if err != nil {
@@ -229,14 +235,8 @@ func destinationEnv(a *config.Account, o *Options, readOnly bool) location.Env {
 	if env.CAFile == "" {
 		env.CAFile = a.CAFile
 	}
-	if s := a.ToOAuth2Token; !s.IsZero() {
-		env.OAuth2Token = func(ctx context.Context) (string, error) {
-			tok, err := s.Resolve(ctx)
-			if err != nil {
-				return "", fmt.Errorf("oauth2 token (%s): %w", s, err)
-			}
-			return tok, nil
-		}
+	if src := a.ToOAuth2Source(); src != nil {
+		env.OAuth2Token, env.OAuth2Rejected = destinationTokens(src)
 	} else if s := a.ToPassword; !s.IsZero() {
 		env.Password = func(ctx context.Context) (string, error) {
 			pw, err := s.Resolve(ctx)
@@ -610,7 +610,7 @@ func (ar *accountRun) connect(ctx context.Context) (*pop3.Client, error) {
 		return nil, err
 	}
 	ar.r.opts.Logger.Info(evConnect, "account", ar.a.Name, "addr", ar.a.Addr(), "tls", c.IsTLS())
-	if err := c.Login(ctx, ar.auth); err != nil {
+	if err := ar.login(ctx, c); err != nil {
 		c.Close()
 		return nil, fmt.Errorf("login as %s: %w", ar.a.User, err)
 	}

@@ -138,8 +138,32 @@ var (
 )
 
 // dial opens, secures and authenticates a connection and learns the
-// server's capabilities. It selects nothing.
+// server's capabilities. It selects nothing. When the server refuses an
+// OAuth2 token of Options.OAuth2TokenFunc, the func is told and one more
+// connection is tried with the token it gives next: a connection is not
+// trusted after a failed exchange (some servers close it, and go-sasl's
+// OAUTHBEARER client leaves it in the middle of one).
 func (e *Exporter) dial(ctx context.Context) (*conn, error) {
+	c, err := e.dialWith(ctx, "")
+	var re *refusedTokenError
+	if errors.As(err, &re) {
+		c, err = e.dialWith(ctx, re.token)
+	}
+	return c, err
+}
+
+// refusedTokenError is a login whose OAuth2 token the server refused.
+type refusedTokenError struct {
+	token string // the token refused: a secret, never printed
+	err   error
+}
+
+func (e *refusedTokenError) Error() string { return e.err.Error() }
+func (e *refusedTokenError) Unwrap() error { return e.err }
+
+// dialWith is dial; rejected is "" or a token the server refused, which
+// Options.OAuth2TokenFunc is told of.
+func (e *Exporter) dialWith(ctx context.Context, rejected string) (*conn, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -155,7 +179,7 @@ func (e *Exporter) dial(ctx context.Context) (*conn, error) {
 	c := &conn{raw: raw, timeout: e.opts.Timeout}
 	o := c.begin(ctx)
 	defer o.end()
-	if err := e.setUp(ctx, c, o); err != nil {
+	if err := e.setUp(ctx, c, o, rejected); err != nil {
 		err = c.fail(err)
 		c.kill(errConnBroken)
 		if c.client != nil {
@@ -167,7 +191,7 @@ func (e *Exporter) dial(ctx context.Context) (*conn, error) {
 }
 
 // setUp runs the steps of dial after the TCP connection is up.
-func (e *Exporter) setUp(ctx context.Context, c *conn, o *op) error {
+func (e *Exporter) setUp(ctx context.Context, c *conn, o *op, rejected string) error {
 	copts := &imapclient.Options{TLSConfig: e.tlsConfig}
 	var err error
 	switch e.opts.Security {
@@ -198,7 +222,7 @@ func (e *Exporter) setUp(ctx context.Context, c *conn, o *op) error {
 	}
 	o.progress()
 	if c.client.State() == imap.ConnStateNotAuthenticated {
-		if err := e.authenticate(c); err != nil {
+		if err := e.authenticate(ctx, c, rejected); err != nil {
 			return err
 		}
 		o.progress()
@@ -242,27 +266,37 @@ func (c *conn) examine(ctx context.Context, mailbox string) (*imap.SelectData, e
 
 // authenticate logs in with the configured secret: an OAuth2 access token
 // through XOAUTH2 or OAUTHBEARER, or a password through AUTHENTICATE PLAIN
-// or LOGIN. Errors never contain the secret.
-func (e *Exporter) authenticate(c *conn) error {
+// or LOGIN. rejected is "" or the token refused on the connection before
+// (see dial). Errors never contain the secret; a refused token of
+// Options.OAuth2TokenFunc, on the first try, is a *refusedTokenError.
+func (e *Exporter) authenticate(ctx context.Context, c *conn, rejected string) error {
 	caps := c.client.Caps()
 	if caps == nil {
 		return errors.New("no CAPABILITY answer before login")
 	}
 	user := e.opts.Username
 	var err error
+	var refused string // the token to report as refused, on the first try
 	switch {
-	case e.opts.OAuth2Token != "":
-		host, port := splitHostPort(e.opts.Addr)
-		switch {
-		case caps.Has("AUTH=XOAUTH2"):
-			err = c.client.Authenticate(saslx.NewXOAuth2Client(user, e.opts.OAuth2Token))
-		case caps.Has("AUTH=OAUTHBEARER"):
-			err = c.client.Authenticate(sasl.NewOAuthBearerClient(&sasl.OAuthBearerOptions{
-				Username: user, Token: e.opts.OAuth2Token, Host: host, Port: port,
-			}))
-		default:
+	case e.opts.OAuth2TokenFunc != nil || e.opts.OAuth2Token != "":
+		if !caps.Has("AUTH=XOAUTH2") && !caps.Has("AUTH=OAUTHBEARER") {
 			return fmt.Errorf("%w: the server offers neither AUTH=XOAUTH2 nor AUTH=OAUTHBEARER (it offers %s)",
 				ErrAuthUnsupported, mechanisms(caps))
+		}
+		tok := e.opts.OAuth2Token
+		if f := e.opts.OAuth2TokenFunc; f != nil {
+			if tok, err = f(ctx, rejected); err != nil {
+				return err
+			}
+			if rejected != "" && tok == rejected {
+				return fmt.Errorf("%w: log in as %q: the server refused the OAuth2 token, and the token source gives the same one when asked again", ErrAuth, user)
+			}
+		}
+		err = e.authenticateOAuth(c, caps, tok)
+		if e.opts.OAuth2TokenFunc != nil && rejected == "" && tokenRefused(err) {
+			// The token may have expired or been revoked since the
+			// source gave it: dial tries again with a fresh one.
+			refused = tok
 		}
 	case caps.Has(imap.CapLoginDisabled) && !caps.Has(imap.AuthCap(sasl.Plain)):
 		return fmt.Errorf("%w: the server disabled LOGIN and offers no AUTH=PLAIN (it offers %s)",
@@ -275,11 +309,40 @@ func (e *Exporter) authenticate(c *conn) error {
 	if err != nil {
 		var ierr *imap.Error
 		if errors.As(err, &ierr) {
-			return fmt.Errorf("%w: log in as %q: the server answered %s", ErrAuth, user, describe(ierr))
+			err = fmt.Errorf("%w: log in as %q: the server answered %s", ErrAuth, user, describe(ierr))
+		} else {
+			err = fmt.Errorf("log in as %q: %w", user, err)
 		}
-		return fmt.Errorf("log in as %q: %w", user, err)
+		if refused != "" {
+			return &refusedTokenError{token: refused, err: err}
+		}
+		return err
 	}
 	return nil
+}
+
+// authenticateOAuth sends tok with XOAUTH2 when the server offers it,
+// else with OAUTHBEARER.
+func (e *Exporter) authenticateOAuth(c *conn, caps imap.CapSet, tok string) error {
+	user := e.opts.Username
+	if caps.Has("AUTH=XOAUTH2") {
+		return c.client.Authenticate(saslx.NewXOAuth2Client(user, tok))
+	}
+	host, port := splitHostPort(e.opts.Addr)
+	return c.client.Authenticate(sasl.NewOAuthBearerClient(&sasl.OAuthBearerOptions{
+		Username: user, Token: tok, Host: host, Port: port,
+	}))
+}
+
+// tokenRefused reports whether err is the server's refusal of the
+// token: a tagged NO that is not [UNAVAILABLE] (RFC 5530), or the error
+// challenge of OAUTHBEARER (RFC 7628 section 3.2.2), which go-sasl's
+// client returns as its error.
+func tokenRefused(err error) bool {
+	var ierr *imap.Error
+	var oerr *sasl.OAuthBearerError
+	return errors.As(err, &ierr) && ierr.Type == imap.StatusResponseTypeNo && ierr.Code != imap.ResponseCodeUnavailable ||
+		errors.As(err, &oerr)
 }
 
 // mechanisms lists the AUTH= mechanisms of caps for error messages.

@@ -97,6 +97,13 @@ type Options struct {
 	// OAuth2Token, when set, is an OAuth2 access token sent with XOAUTH2
 	// or OAUTHBEARER instead of Password.
 	OAuth2Token string
+	// OAuth2TokenFunc, when set, is used instead of OAuth2Token: it is
+	// asked for the token at each login (each new connection), with
+	// rejected "". When the server refuses a token, OAuth2TokenFunc is
+	// asked once more with that token as rejected, and the login is tried
+	// again, on a new connection, with the token it returns, unless that
+	// is the same one. It may be called from several goroutines at once.
+	OAuth2TokenFunc func(ctx context.Context, rejected string) (string, error)
 	// Folder is the destination folder, with '/' between levels
 	// ("INBOX/Imported"); each '/' becomes the server's hierarchy
 	// delimiter. It is created, with its parents, when missing. Empty
@@ -252,7 +259,7 @@ func fillOptions(o *Options) error {
 	if o.Username == "" {
 		return fmt.Errorf("imap: %s: no user name", o.Addr)
 	}
-	if o.Password == "" && o.OAuth2Token == "" {
+	if o.Password == "" && o.OAuth2Token == "" && o.OAuth2TokenFunc == nil {
 		return fmt.Errorf("imap: %s: no password or OAuth2 token for %q", o.Addr, o.Username)
 	}
 	if o.Folder == "" {

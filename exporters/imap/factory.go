@@ -138,11 +138,15 @@ func open(ctx context.Context, ls location.Spec, id string, env location.Env) (e
 	}
 	switch {
 	case env.OAuth2Token != nil:
-		tok, err := env.OAuth2Token(ctx)
-		if err != nil {
-			return nil, err
+		// Asked at each login, so that a token that expires or is
+		// refused is replaced (see Options.OAuth2TokenFunc).
+		token, refused := env.OAuth2Token, env.OAuth2Rejected
+		o.OAuth2TokenFunc = func(ctx context.Context, rejected string) (string, error) {
+			if rejected != "" && refused != nil {
+				refused(rejected)
+			}
+			return token(ctx)
 		}
-		o.OAuth2Token = tok
 	case env.Password != nil:
 		pw, err := env.Password(ctx)
 		if err != nil {

@@ -48,6 +48,12 @@ type Env struct {
 	// destination; nil when the account has none of that kind. They are
 	// called only by kinds that log in, when they do.
 	Password, OAuth2Token func(ctx context.Context) (string, error)
+	// OAuth2Rejected, when not nil, tells the account's token source that
+	// the server refused token, a token OAuth2Token returned, so that its
+	// next call asks for a new one. Kinds that log in call OAuth2Token at
+	// each login, and after a refusal OAuth2Rejected, then OAuth2Token
+	// once more.
+	OAuth2Rejected func(token string)
 	// CAFile is a PEM file of CA certificates to trust instead of the
 	// system roots; InsecureSkipVerify turns certificate checks off.
 	CAFile             string
