@@ -54,7 +54,7 @@ Exit codes: 0 written, 2 usage error (no such journal or account).`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&opts.Journal, "journal", defaultJournal, "SQLite journal `FILE` of the run")
+	f.StringVar(&opts.Journal, "journal", defaultJournal, "journal of the run: a SQLite `FILE` or a postgres://USER@HOST/DB URL")
 	f.StringVar(&opts.Account, "account", "", "the account `NAME` as the journal has it (see popmigrate status)")
 	f.StringVar(&opts.Out, "out", "", "write the manifest to `FILE` (created 0600; - for standard output)")
 	return cmd
@@ -67,7 +67,7 @@ func manifestRun(ctx context.Context, opts *manifestOptions) error {
 	if opts.Out == "" {
 		return usageError("give --out FILE (or --out - for standard output)")
 	}
-	if _, err := os.Stat(opts.Journal); err != nil {
+	if _, err := os.Stat(opts.Journal); err != nil && !journal.IsPostgres(opts.Journal) {
 		return usageError("journal %s: %v (give --journal FILE of the run that stored the messages)", opts.Journal, err)
 	}
 	j, err := journal.OpenReadOnly(ctx, opts.Journal)
@@ -84,7 +84,7 @@ func manifestRun(ctx context.Context, opts *manifestOptions) error {
 		names = append(names, s.Account)
 	}
 	if !slices.Contains(names, opts.Account) {
-		return usageError("the journal %s has no account %q (it has %q)", opts.Journal, opts.Account, names)
+		return usageError("the journal %s has no account %q (it has %q)", j.Path(), opts.Account, names)
 	}
 	if opts.Out == "-" {
 		return verify.WriteManifest(ctx, j, opts.Account, opts.io.Out)

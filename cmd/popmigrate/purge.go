@@ -68,7 +68,7 @@ error, 130 interrupted.`,
 	}
 	addAccountFlags(cmd, &opts.accountFlags)
 	f := cmd.Flags()
-	f.StringVar(&opts.Journal, "journal", defaultJournal, "SQLite journal `FILE` of the run")
+	f.StringVar(&opts.Journal, "journal", defaultJournal, "journal of the run: a SQLite `FILE` or a postgres://USER@HOST/DB URL")
 	f.BoolVar(&opts.DryRun, "dry-run", false, "print what would be deleted; delete nothing, write nothing")
 	f.IntVar(&opts.KeepDays, "keep-days", 0, "delete only messages first seen at least `N` days ago (0: no age limit)")
 	f.BoolVar(&opts.DeleteSuspect, "delete-suspect", false, "delete suspect messages too (RETR delivered a size LIST does not explain: the stored copy may be incomplete)")
@@ -100,7 +100,7 @@ func purgeRun(ctx context.Context, opts *purgeOptions) error {
 	printConfigWarnings(opts.io.Err, accounts)
 	// Purge works from what a run recorded: a missing journal is a wrong
 	// --journal, not an empty migration.
-	if _, err := os.Stat(opts.Journal); err != nil {
+	if _, err := os.Stat(opts.Journal); err != nil && !journal.IsPostgres(opts.Journal) {
 		return usageError("journal %s: %v (give --journal FILE of the run that stored the messages)", opts.Journal, err)
 	}
 	for _, a := range accounts {

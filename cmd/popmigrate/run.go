@@ -130,7 +130,7 @@ Destinations (--to, repeatable, templates {user} {host} {account}):
 	}
 	f := cmd.Flags()
 	addAccountFlags(cmd, &opts.accountFlags)
-	f.StringVar(&opts.Journal, "journal", defaultJournal, "SQLite journal `FILE` (created 0600)")
+	f.StringVar(&opts.Journal, "journal", defaultJournal, "journal: a SQLite `FILE` (created 0600), or a postgres://USER@HOST/DB URL that many runs share")
 	f.IntVar(&opts.Jobs, "jobs", 8, "accounts migrated at once")
 	f.IntVar(&opts.PerHost, "per-host", 4, "most sessions open at once to one POP3 host")
 	f.IntVar(&opts.Window, "window", 32, "RETR commands in flight when the server offers PIPELINING")
@@ -150,7 +150,7 @@ Destinations (--to, repeatable, templates {user} {host} {account}):
 	f.StringVar(&opts.IMAPDate, "imap-date", "received", "IMAP INTERNALDATE from: received (newest Received:, then Date:), date (Date:), download (the time of download)")
 	f.IntVar(&opts.IMAPConns, "imap-conns", 2, "IMAP connections per account and destination")
 	f.StringVar(&opts.ToCAFile, "to-ca-file", "", "CA certificates (PEM `FILE`) for IMAP destinations (default: --ca-file)")
-	f.StringVar(&opts.Quarantine, "quarantine", "", "keep messages an IMAP server refuses as .eml files under `DIR` (default: popmigrate-quarantine beside the journal)")
+	f.StringVar(&opts.Quarantine, "quarantine", "", "keep messages an IMAP server refuses as .eml files under `DIR` (default: popmigrate-quarantine beside the journal file, or here for a PostgreSQL journal)")
 	f.BoolVar(&opts.NoVerify, "no-verify", false, "skip the verify phase (reading back every stored copy and comparing with the server's listing)")
 	f.BoolVar(&opts.Delete, "delete", false, "after a clean verification, delete from the server the messages verified in every destination")
 	f.BoolVar(&opts.DeleteSuspect, "delete-suspect", false, "with --delete: delete suspect messages too (RETR delivered a size LIST does not explain: the stored copy may be incomplete)")
@@ -561,7 +561,11 @@ func imapOptions(opts *runOptions) (pipeline.IMAPOptions, error) {
 		}
 	}
 	if o.QuarantineDir == "" {
-		o.QuarantineDir = filepath.Join(filepath.Dir(opts.Journal), "popmigrate-quarantine")
+		dir := filepath.Dir(opts.Journal)
+		if journal.IsPostgres(opts.Journal) {
+			dir = "." // a database has no folder to be beside
+		}
+		o.QuarantineDir = filepath.Join(dir, "popmigrate-quarantine")
 	}
 	return o, nil
 }

@@ -49,7 +49,7 @@ VERIFIED is part of STORED. --json prints the same counts.`,
 			return statusRun(cmd.Context(), opts)
 		},
 	}
-	cmd.Flags().StringVar(&opts.Journal, "journal", defaultJournal, "SQLite journal `FILE`")
+	cmd.Flags().StringVar(&opts.Journal, "journal", defaultJournal, "journal: a SQLite `FILE` or a postgres://USER@HOST/DB URL")
 	cmd.Flags().BoolVar(&opts.JSON, "json", false, "print JSON on stdout")
 	return cmd
 }
@@ -74,7 +74,7 @@ type statusJSON struct {
 }
 
 func statusRun(ctx context.Context, opts *statusOptions) error {
-	if _, err := os.Stat(opts.Journal); err != nil {
+	if _, err := os.Stat(opts.Journal); err != nil && !journal.IsPostgres(opts.Journal) {
 		return usageError("journal %s: %v (give --journal FILE of an earlier run)", opts.Journal, err)
 	}
 	j, err := journal.OpenReadOnly(ctx, opts.Journal)

@@ -82,7 +82,7 @@ is a problem, 130 interrupted.`,
 	}
 	addAccountFlags(cmd, &opts.accountFlags)
 	f := cmd.Flags()
-	f.StringVar(&opts.Journal, "journal", defaultJournal, "SQLite journal `FILE` of the run")
+	f.StringVar(&opts.Journal, "journal", defaultJournal, "journal of the run: a SQLite `FILE` or a postgres://USER@HOST/DB URL")
 	f.BoolVar(&opts.AgainstSource, "against-source", false, "also list each POP3 mailbox and compare it with the journal (needs the passwords)")
 	f.StringVar(&opts.Manifest, "manifest", "", "verify the manifest `FILE` and the destination given with --to, without journal")
 	f.IntVar(&opts.Jobs, "jobs", 8, "accounts verified at once")
@@ -124,7 +124,7 @@ func verifyRun(ctx context.Context, opts *verifyOptions) error {
 	}
 	// Verify works from what a run recorded: a missing journal is a wrong
 	// --journal, not an empty migration.
-	if _, err := os.Stat(opts.Journal); err != nil {
+	if _, err := os.Stat(opts.Journal); err != nil && !journal.IsPostgres(opts.Journal) {
 		return usageError("journal %s: %v (give --journal FILE of the run that stored the messages)", opts.Journal, err)
 	}
 	j, err := journal.Open(ctx, opts.Journal)
