@@ -85,6 +85,13 @@ type Options struct {
 	// LeaseTTL is how long an account lease lasts without renewal; it is
 	// renewed every third of that. Default journal.DefaultLeaseTTL.
 	LeaseTTL time.Duration
+	// VerifyInSession makes Run verify each account in its last download
+	// session, before QUIT, against that session's listing: no second
+	// login (what a LOGIN-DELAY server needs). PurgeInSession, when not
+	// nil, then deletes there what Purge would, when the verification
+	// found no mismatch. The results are Report.Verify and Report.Purge.
+	VerifyInSession bool
+	PurgeInSession  *PurgeOptions
 	// UntilEmpty is for servers that list a mailbox in slices and hide
 	// what a session retrieved from later sessions (Gmail's POP3 lists
 	// about 250 of the oldest messages not yet downloaded): after a
@@ -325,6 +332,10 @@ type AccountReport struct {
 	Whole bool `json:"whole"`
 
 	failures map[string]MessageFailure
+	// verify and purge are what VerifyInSession and PurgeInSession did,
+	// for the Report.
+	verify *verify.Result
+	purge  *PurgeReport
 }
 
 // MessageFailure is one message that could not be stored.
@@ -396,6 +407,12 @@ func Run(ctx context.Context, j *journal.Journal, accounts []*config.Account, op
 	for _, a := range rep.Accounts {
 		if a == nil {
 			continue
+		}
+		if a.verify != nil {
+			rep.Verify = append(rep.Verify, a.verify)
+		}
+		if a.purge != nil {
+			rep.Purge = append(rep.Purge, a.purge)
 		}
 		t := &rep.Totals
 		t.Accounts++

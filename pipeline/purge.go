@@ -303,6 +303,15 @@ func (s *purgeSession) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	return s.purgeWith(ctx, c, listing, noUIDL)
+}
+
+// purgeWith plans the deletions from this session's listing and the
+// journal, sends them and QUIT (or only QUIT when nothing is planned, or
+// with DryRun).
+func (s *purgeSession) purgeWith(ctx context.Context, c *pop3.Client, listing []purgeEntry, noUIDL bool) error {
+	ar := s.ar
+	r := ar.r
 	// The journal is read after the listing, inside the session that holds
 	// the mailbox lock: what is planned is what both say now.
 	rows, err := r.j.Messages(ctx, ar.a.Name)
@@ -331,6 +340,11 @@ func purgeListing(ctx context.Context, c *pop3.Client) ([]purgeEntry, bool, erro
 	if err != nil {
 		return nil, false, err
 	}
+	return purgeEntries(sizes, uids, noUIDL)
+}
+
+// purgeEntries pairs a session's LIST and UIDL listings by number.
+func purgeEntries(sizes []pop3.MessageInfo, uids []pop3.UIDInfo, noUIDL bool) ([]purgeEntry, bool, error) {
 	byID := make(map[int]string, len(uids))
 	for _, u := range uids {
 		byID[u.ID] = u.UID

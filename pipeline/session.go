@@ -52,6 +52,8 @@ type accountRun struct {
 	// startAttempts the failures the journal held before the run: see
 	// allowed.
 	failedNow, startAttempts map[string]int
+	// planned is how many messages the last session's plan held.
+	planned int
 	// progress counts the messages whose outcome (stored or failed) a
 	// session committed: a session that moved any message on is not
 	// counted against Attempts.
@@ -267,6 +269,13 @@ func (ar *accountRun) sessions(ctx context.Context) error {
 		before := ar.progress
 		err := ar.session(ctx)
 		if err == nil {
+			if o.UntilEmpty && ar.planned > 0 && ar.progress > before {
+				// The server may list more once this session's
+				// messages are hidden: another session, a fresh
+				// count of attempts.
+				attempt = 0
+				continue
+			}
 			return nil
 		}
 		// A session that stored a message, or recorded the failure of
@@ -400,10 +409,16 @@ func (ar *accountRun) session(ctx context.Context) error {
 		return err
 	}
 	r.opts.Logger.Info(evListing, "account", ar.a.Name, "messages", ar.rep.ServerMessages, "bytes", ar.rep.ServerBytes, "planned", len(plan))
+	ar.planned = len(plan)
 	if len(plan) > 0 {
 		if err := ar.download(ctx, c, plan); err != nil {
 			return err
 		}
+	}
+	// With UntilEmpty the session that lists nothing new verifies: the
+	// sessions before it are followed by another.
+	if r.opts.VerifyInSession && !(r.opts.UntilEmpty && ar.planned > 0) {
+		return ar.finishInSession(ctx, c, listing)
 	}
 	if err := c.Quit(ctx); err != nil {
 		// Everything was stored and committed already; a failed QUIT

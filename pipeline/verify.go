@@ -93,8 +93,32 @@ func (r *runner) verifyAccount(ctx context.Context, a *config.Account, againstSo
 		}
 	}
 
+	res, err := r.verifyWith(ctx, a, uidls)
+	if err != nil {
+		return nil, err
+	}
+	if serverErr != nil {
+		res.Error = "list the server: " + explain(serverErr)
+	}
+	return res, nil
+}
+
+// verifyWith verifies a's copies against the journal and, when uidls is
+// not nil, against that listing of the server (see verify.Account). Each
+// destination is opened read-only for it (see openDestination), so what
+// is read back is what a fresh reader finds, and closed after; one that
+// cannot be opened is an Unreadable finding.
+func (r *runner) verifyWith(ctx context.Context, a *config.Account, uidls []string) (*verify.Result, error) {
+	account := a.Name
 	dests := map[string]exporters.Exporter{}
 	var failed []verify.Finding
+	defer func() {
+		for id, e := range dests {
+			if err := e.Close(); err != nil {
+				r.opts.Logger.Warn("verify: closing destination", "account", account, "destination", id, "error", err)
+			}
+		}
+	}()
 	for _, spec := range a.To {
 		e, err := openDestination(ctx, spec, a, &r.opts, true)
 		if err != nil {
@@ -104,22 +128,14 @@ func (r *runner) verifyAccount(ctx context.Context, a *config.Account, againstSo
 		}
 		dests[e.Properties().ID] = e
 	}
-	defer func() {
-		for id, e := range dests {
-			if err := e.Close(); err != nil {
-				r.opts.Logger.Warn("verify: closing destination", "account", a.Name, "destination", id, "error", err)
-			}
-		}
-	}()
-
-	res, err := verify.Account(ctx, r.j, a.Name, dests, uidls)
+	res, err := verify.Account(ctx, r.j, account, dests, uidls)
 	if err != nil {
 		return nil, err
 	}
 	if len(failed) > 0 {
-		dels, err := r.j.Deliveries(ctx, a.Name)
+		dels, err := r.j.Deliveries(ctx, account)
 		if err != nil {
-			return nil, fmt.Errorf("verify: account %q: %w", a.Name, err)
+			return nil, fmt.Errorf("verify: account %q: %w", account, err)
 		}
 		for _, f := range failed {
 			n := 0
@@ -132,15 +148,12 @@ func (r *runner) verifyAccount(ctx context.Context, a *config.Account, againstSo
 			res.Add(f)
 		}
 	}
-	if err := addSuspects(ctx, r.j, a.Name, res); err != nil {
+	if err := addSuspects(ctx, r.j, account, res); err != nil {
 		return nil, err
 	}
 	if r.opts.UntilEmpty {
 		// The server hides what was retrieved: not listed is not gone.
 		dropKind(res, verify.GoneFromServer)
-	}
-	if serverErr != nil {
-		res.Error = "list the server: " + explain(serverErr)
 	}
 	return res, nil
 }

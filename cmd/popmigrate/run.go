@@ -404,17 +404,6 @@ func runRun(ctx context.Context, opts *runOptions) error {
 		f.Close()
 	}
 
-	// The verify phase reads back every stored copy and compares the
-	// counts with a fresh listing of the server; only then may --delete
-	// touch the source.
-	if !opts.NoVerify && runErr == nil && ctx.Err() == nil {
-		vo := &pipeline.VerifyOptions{Options: *po, AgainstSource: true}
-		vo.Progress = nil
-		rep.Verify, runErr = pipeline.Verify(ctx, j, sessionOK(accounts, rep), vo)
-	}
-	if opts.Delete && runErr == nil && ctx.Err() == nil {
-		rep.Purge, runErr = pipeline.Purge(ctx, j, verifiedAccounts(accounts, rep), po, &pipeline.PurgeOptions{DryRun: opts.DryRun, KeepDays: opts.KeepDays, DeleteSuspect: opts.DeleteSuspect})
-	}
 	o := runOutcome(rep, runErr, ctx.Err() != nil)
 	if opts.Report != "" {
 		if err := writeFileAtomic(opts.Report, func(w io.Writer) error { return writeJSON(w, rep) }); err != nil {
@@ -428,6 +417,14 @@ func runRun(ctx context.Context, opts *runOptions) error {
 		}
 	} else {
 		printRunReport(opts.io.Out, rep)
+	// The verify phase reads back every stored copy and compares the
+	// counts with the server's listing, and only then may --delete touch
+	// the source: both in each account's session, before its QUIT, so an
+	// account costs one login (see pipeline.Options.VerifyInSession).
+	po.VerifyInSession = !opts.NoVerify
+	if opts.Delete {
+		po.PurgeInSession = &pipeline.PurgeOptions{DryRun: opts.DryRun, KeepDays: opts.KeepDays, DeleteSuspect: opts.DeleteSuspect}
+	}
 		if len(rep.Verify) > 0 {
 			fmt.Fprintln(opts.io.Out)
 			if err := verify.WriteReport(opts.io.Out, rep.Verify); err != nil {
@@ -461,7 +458,7 @@ func runRun(ctx context.Context, opts *runOptions) error {
 func runOutcome(rep *pipeline.Report, err error, interrupted bool) outcome {
 	o := outcome{Interrupted: interrupted, Err: err, Failed: rep.Totals.AccountsFailed > 0}
 	for _, v := range rep.Verify {
-		if mismatches(v) > 0 {
+		if pipeline.Mismatches(v) > 0 {
 			o.Mismatch = true
 		} else if v.Problems() > 0 || v.Error != "" {
 			o.Failed = true
@@ -473,56 +470,6 @@ func runOutcome(rep *pipeline.Report, err error, interrupted bool) outcome {
 		}
 	}
 	return o
-}
-
-// mismatches counts the findings of a verification that contradict the
-// journal. A message on the server that is not stored everywhere
-// (not-stored) is not one: the run already reported it failed (exit 1).
-func mismatches(r *verify.Result) int {
-	n := 0
-	for _, f := range r.Findings {
-		if f.Problem() && f.Kind != verify.NotStored {
-			n++
-		}
-	}
-	return n
-}
-
-// sessionOK returns the accounts whose run reached the server: an account
-// that could not log in is not contacted again to be verified.
-func sessionOK(accounts []*config.Account, rep *pipeline.Report) []*config.Account {
-	failed := map[string]bool{}
-	for _, a := range rep.Accounts {
-		if a != nil && a.Error != "" {
-			failed[a.Account] = true
-		}
-	}
-	var out []*config.Account
-	for _, a := range accounts {
-		if !failed[a.Name] {
-			out = append(out, a)
-		}
-	}
-	return out
-}
-
-// verifiedAccounts returns the accounts whose verification found no copy
-// that contradicts the journal: --delete touches no other source.
-func verifiedAccounts(accounts []*config.Account, rep *pipeline.Report) []*config.Account {
-	ok := map[string]bool{}
-	for _, v := range rep.Verify {
-		// A message not stored everywhere is never deleted (purge
-		// skips it); a copy that contradicts the journal stops the
-		// account's deletions altogether.
-		ok[v.Account] = v.Error == "" && mismatches(v) == 0
-	}
-	var out []*config.Account
-	for _, a := range accounts {
-		if ok[a.Name] {
-			out = append(out, a)
-		}
-	}
-	return out
 }
 
 // safeName turns an account name into a file name.

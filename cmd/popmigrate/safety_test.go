@@ -141,3 +141,20 @@ func TestFailingPasswordHelperNeverLeaksItsOutput(t *testing.T) {
 		}
 	}
 }
+
+// run --delete downloads, reads back, lists and deletes in one session per
+// account: one login each (what a LOGIN-DELAY server needs).
+func TestRunDeleteLogsInOncePerAccount(t *testing.T) {
+	f := newFixture(t, []string{"alice", "bob"}, []int{3, 2}, pop3test.ServerOptions{Implicit: true})
+	r := runMain(t, f.runArgs("--accounts", f.csv(t, "alice", "bob"), "--delete")...)
+	r.wantCode(t, exitOK)
+	if st := f.srv.Stats(); st.Logins != 2 || st.DelesCommitted != 5 {
+		t.Errorf("logins %d, deletions %d; want 2 logins (one per account) and 5 deletions", st.Logins, st.DelesCommitted)
+	}
+	for _, u := range []string{"alice", "bob"} {
+		if n := len(f.srv.Mailbox(u)); n != 0 {
+			t.Errorf("%s still holds %d messages", u, n)
+		}
+		f.checkMaildir(t, u)
+	}
+}
