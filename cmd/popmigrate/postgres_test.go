@@ -12,7 +12,7 @@ import (
 )
 
 // The commands work on a PostgreSQL journal as on a file: run stores and
-// records, status, verify and manifest read it back, two runs started at
+// records, status, verify, purge and manifest read it back, two runs started at
 // once on it (two workers) share the accounts through the leases and move
 // each message once, and the database's password shows nowhere.
 func TestRunAndStatusOnAPostgresJournal(t *testing.T) {
@@ -96,11 +96,31 @@ func TestRunAndStatusOnAPostgresJournal(t *testing.T) {
 		"--to", "maildir:"+filepath.Join(f.out, "{user}"))
 	r.wantCode(t, exitOK)
 	noPassword("verify", r)
+	r = runMain(t, "purge", "--journal", db, "--accounts", csv, "--ca-file", f.caFile,
+		"--to", "maildir:"+filepath.Join(f.out, "{user}"), "--dry-run")
+	r.wantCode(t, exitOK)
+	noPassword("purge", r)
+	if got := f.srv.Stats().DelesCommitted; got != 0 {
+		t.Errorf("purge --dry-run deleted %d messages", got)
+	}
 	out := filepath.Join(f.dir, "alice.manifest.jsonl")
 	r = runMain(t, "manifest", "--journal", db, "--account", f.account("alice"), "--out", out)
 	r.wantCode(t, exitOK)
 	r = runMain(t, "manifest", "--journal", db, "--account", "nobody", "--out", out)
 	if r.code == exitOK || strings.Contains(r.stderr, srv.Password) || !strings.Contains(r.stderr, "xxxxx") {
 		t.Errorf("manifest of an unknown account:\n%s", r)
+	}
+
+	// purge deletes what was verified, and the journal says so.
+	r = runMain(t, "purge", "--journal", db, "--accounts", csv, "--ca-file", f.caFile,
+		"--to", "maildir:"+filepath.Join(f.out, "{user}"))
+	r.wantCode(t, exitOK)
+	if got := f.srv.Stats().DelesCommitted; got != total {
+		t.Errorf("purge deleted %d messages, want %d", got, total)
+	}
+	for i, u := range users {
+		if s := journalStatus(t, db)[f.account(u)]; s.Deleted != counts[i] {
+			t.Errorf("%s after purge: %+v, want %d deleted", u, s, counts[i])
+		}
 	}
 }
