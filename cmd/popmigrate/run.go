@@ -97,10 +97,11 @@ journal does not already hold, writes it to every destination, and records it in
 the journal only once it is durable there. Interrupt it at any moment and run the
 same command again: it resumes with nothing lost and nothing duplicated.
 
-Then it verifies: every stored copy is read back and compared with the journal,
-and each mailbox is listed again (--no-verify skips this). Nothing is deleted
-from the server unless --delete is given, and then only the messages verified
-in every destination (see popmigrate purge --help).
+Then it verifies, in the same POP3 session, before its QUIT: every stored copy
+is read back and compared with the journal, and with the mailbox's listing
+(--no-verify skips this). Nothing is deleted from the server unless --delete is
+given, and then only the messages verified in every destination (see popmigrate
+purge --help), in that same session too: one login per account.
 
 Accounts come from --source (one account), --accounts FILE.csv or --config
 FILE.yaml. Passwords come from --password-env, --password-file or
