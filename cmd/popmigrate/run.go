@@ -37,6 +37,11 @@ type accountFlags struct {
 	Auth                                       []string
 	To                                         []string
 
+	// The built-in OAuth2 token source (config.OAuth2App).
+	OAuth2Provider, OAuth2Tenant, OAuth2ClientID           string
+	OAuth2SecretEnv, OAuth2SecretFile, OAuth2SecretCommand string
+	OAuth2ClientCert, OAuth2ServiceAccount                 string
+
 	ToPasswordEnv, ToPasswordFile, ToPasswordCommand string
 	ToTokenEnv, ToTokenFile, ToTokenCommand          string
 
@@ -179,7 +184,15 @@ func addAccountFlags(cmd *cobra.Command, opts *accountFlags) {
 	f.StringVar(&opts.TokenEnv, "oauth2-token-env", "", "OAuth2 access token from environment variable `VAR` (XOAUTH2/OAUTHBEARER)")
 	f.StringVar(&opts.TokenFile, "oauth2-token-file", "", "OAuth2 access token from `FILE`")
 	f.StringVar(&opts.TokenCommand, "oauth2-token-command", "", "OAuth2 access token from the output of `CMD`")
-	f.StringSliceVar(&opts.Auth, "auth", nil, "allowed auth mechanisms in order: PLAIN,APOP,USER,XOAUTH2,OAUTHBEARER (default: the strongest offered)")
+	f.StringVar(&opts.OAuth2Provider, "oauth2-provider", "", "ask this provider for OAuth2 tokens as an app, for each mailbox: microsoft365 (client credentials) or google (service account)")
+	f.StringVar(&opts.OAuth2Tenant, "oauth2-tenant", "", "microsoft365: the directory (tenant) id or domain")
+	f.StringVar(&opts.OAuth2ClientID, "oauth2-client-id", "", "microsoft365: the application (client) id")
+	f.StringVar(&opts.OAuth2SecretEnv, "oauth2-client-secret-env", "", "microsoft365: the client secret from environment variable `VAR`")
+	f.StringVar(&opts.OAuth2SecretFile, "oauth2-client-secret-file", "", "microsoft365: the client secret from `FILE`")
+	f.StringVar(&opts.OAuth2SecretCommand, "oauth2-client-secret-command", "", "microsoft365: the client secret from the output of `CMD`")
+	f.StringVar(&opts.OAuth2ClientCert, "oauth2-client-cert", "", "microsoft365: instead of a secret, the app's certificate and RSA key (PEM `FILE`)")
+	f.StringVar(&opts.OAuth2ServiceAccount, "oauth2-service-account", "", "google: the service account's JSON key `FILE` (domain-wide delegation)")
+	f.StringSliceVar(&opts.Auth, "auth", nil, "allowed auth mechanisms in order: PLAIN,APOP,USER,XOAUTH2,XOAUTH2-2STEP,OAUTHBEARER (default: the strongest offered)")
 	f.StringArrayVar(&opts.To, "to", nil, "destination, repeatable: maildir:DIR, mbox:FILE, eml:DIR, imaps://USER@HOST/FOLDER (templates {user} {host} {account})")
 	f.StringVar(&opts.ToPasswordEnv, "to-password-env", "", "IMAP destination password from environment variable `VAR`")
 	f.StringVar(&opts.ToPasswordFile, "to-password-file", "", "IMAP destination password from `FILE`")
@@ -201,6 +214,11 @@ type accountNeeds struct {
 }
 
 func loadAccounts(opts *accountFlags, needs accountNeeds) ([]*config.Account, error) {
+	app := config.OAuth2App{
+		Provider: opts.OAuth2Provider, Tenant: opts.OAuth2Tenant, ClientID: opts.OAuth2ClientID,
+		ClientSecret: config.Secret{Env: opts.OAuth2SecretEnv, File: opts.OAuth2SecretFile, Command: opts.OAuth2SecretCommand},
+		ClientCert:   opts.OAuth2ClientCert, ServiceAccount: opts.OAuth2ServiceAccount,
+	}
 	d := config.Defaults{
 		Destinations:        destinations(),
 		DestinationOptional: !needs.Destination,
@@ -208,6 +226,7 @@ func loadAccounts(opts *accountFlags, needs accountNeeds) ([]*config.Account, er
 		To:                  opts.To,
 		Password:            config.Secret{Env: opts.PasswordEnv, File: opts.PasswordFile, Command: opts.PasswordCommand},
 		OAuth2Token:         config.Secret{Env: opts.TokenEnv, File: opts.TokenFile, Command: opts.TokenCommand},
+		OAuth2App:           app,
 		ToPassword:          config.Secret{Env: opts.ToPasswordEnv, File: opts.ToPasswordFile, Command: opts.ToPasswordCommand},
 		ToOAuth2Token:       config.Secret{Env: opts.ToTokenEnv, File: opts.ToTokenFile, Command: opts.ToTokenCommand},
 		CAFile:              opts.CAFile,
@@ -234,6 +253,15 @@ func loadAccounts(opts *accountFlags, needs accountNeeds) ([]*config.Account, er
 	}
 	if n > 1 {
 		return nil, errors.New("give only one of --to-password-env, --to-password-file, --to-password-command")
+	}
+	n = 0
+	for _, s := range []string{opts.OAuth2SecretEnv, opts.OAuth2SecretFile, opts.OAuth2SecretCommand} {
+		if s != "" {
+			n++
+		}
+	}
+	if n > 1 {
+		return nil, errors.New("give only one of --oauth2-client-secret-env, --oauth2-client-secret-file, --oauth2-client-secret-command")
 	}
 	var accounts []*config.Account
 	if opts.Source != "" {
@@ -418,14 +446,14 @@ func runRun(ctx context.Context, opts *runOptions) error {
 		}
 	} else {
 		printRunReport(opts.io.Out, rep)
-	// The verify phase reads back every stored copy and compares the
-	// counts with the server's listing, and only then may --delete touch
-	// the source: both in each account's session, before its QUIT, so an
-	// account costs one login (see pipeline.Options.VerifyInSession).
-	po.VerifyInSession = !opts.NoVerify
-	if opts.Delete {
-		po.PurgeInSession = &pipeline.PurgeOptions{DryRun: opts.DryRun, KeepDays: opts.KeepDays, DeleteSuspect: opts.DeleteSuspect}
-	}
+		// The verify phase reads back every stored copy and compares the
+		// counts with the server's listing, and only then may --delete touch
+		// the source: both in each account's session, before its QUIT, so an
+		// account costs one login (see pipeline.Options.VerifyInSession).
+		po.VerifyInSession = !opts.NoVerify
+		if opts.Delete {
+			po.PurgeInSession = &pipeline.PurgeOptions{DryRun: opts.DryRun, KeepDays: opts.KeepDays, DeleteSuspect: opts.DeleteSuspect}
+		}
 		if len(rep.Verify) > 0 {
 			fmt.Fprintln(opts.io.Out)
 			if err := verify.WriteReport(opts.io.Out, rep.Verify); err != nil {
