@@ -31,6 +31,7 @@ build:
 deps:
 	bash scripts/ensure-dovecot.sh
 	bash scripts/ensure-postgres.sh
+	bash scripts/ensure-chromium.sh
 
 test: deps
 	$(GO) vet $(PKGS)
