@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/popmigrate/popmigrate/pop3"
 	"github.com/popmigrate/popmigrate/verify"
@@ -26,10 +27,19 @@ func (ar *accountRun) finishInSession(ctx context.Context, c *pop3.Client, listi
 	for i, m := range listing {
 		uidls[i] = m.uidl
 	}
+	// Reading every copy back may take longer than the server's
+	// autologout timer (RFC 1939 section 3: at least 10 minutes): keep
+	// the session alive meanwhile.
+	stop := keepAlive(ctx, c, keepAliveEvery)
 	res, err := r.verifyWith(ctx, ar.a, uidls)
+	lost := stop()
 	if err != nil {
 		c.Close()
 		return err
+	}
+	if lost != nil {
+		ar.rep.verify = res
+		return fmt.Errorf("the session ended while the copies were read back (NOOP: %w); nothing was deleted", lost)
 	}
 	ar.rep.verify = res
 	r.opts.Logger.Info(evVerify, "account", name, "checked", res.Checked, "problems", res.Problems(), "error", res.Error)
@@ -95,4 +105,37 @@ func Mismatches(r *verify.Result) int {
 		}
 	}
 	return n
+}
+
+// keepAliveEvery is how often a session that waits for the destinations
+// sends NOOP: well within RFC 1939's 10-minute autologout.
+const keepAliveEvery = 4 * time.Minute
+
+// keepAlive sends NOOP on c every interval until stop is called, which
+// returns the first NOOP error. c must not be used by anyone else until
+// stop returns.
+func keepAlive(ctx context.Context, c *pop3.Client, every time.Duration) (stop func() error) {
+	done := make(chan struct{})
+	result := make(chan error, 1)
+	go func() {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				result <- nil
+				return
+			case <-t.C:
+				if err := c.Noop(ctx); err != nil {
+					<-done
+					result <- err
+					return
+				}
+			}
+		}
+	}()
+	return func() error {
+		close(done)
+		return <-result
+	}
 }

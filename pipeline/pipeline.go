@@ -60,8 +60,13 @@ type Options struct {
 	// ([IN-USE], [LOGIN-DELAY], [SYS/TEMP], network faults). Default 5.
 	Attempts int
 	// Backoff is the first retry delay; it doubles, with jitter, up to
-	// MaxBackoff. Defaults 2s and 60s.
+	// MaxBackoff. Defaults 2s and 60s. After a [LOGIN-DELAY] refusal the
+	// delay is at least what the server's CAPA LOGIN-DELAY asks.
 	Backoff, MaxBackoff time.Duration
+	// MaxWait bounds the time one account spends waiting between its
+	// sessions in all (backoff, LOGIN-DELAY); past it the account fails.
+	// Default 30 minutes.
+	MaxWait time.Duration
 	// Timeout is the POP3 idle timeout: the longest the server may send
 	// nothing while an answer is due (each read; a slow server whose
 	// bytes keep coming is not timed out). Default 60s.
@@ -187,6 +192,9 @@ func (o *Options) withDefaults() Options {
 	}
 	if c.MaxBackoff <= 0 {
 		c.MaxBackoff = 60 * time.Second
+	}
+	if c.MaxWait <= 0 {
+		c.MaxWait = 30 * time.Minute
 	}
 	if c.Timeout <= 0 {
 		c.Timeout = 60 * time.Second

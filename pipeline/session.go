@@ -54,6 +54,12 @@ type accountRun struct {
 	failedNow, startAttempts map[string]int
 	// planned is how many messages the last session's plan held.
 	planned int
+	// lastLogin and loginDelay are when this run last logged in to the
+	// account and the server's LOGIN-DELAY; waited is the time spent
+	// waiting between sessions (see Options.MaxWait).
+	lastLogin  time.Time
+	loginDelay time.Duration
+	waited     time.Duration
 	// progress counts the messages whose outcome (stored or failed) a
 	// session committed: a session that moved any message on is not
 	// counted against Attempts.
@@ -297,7 +303,10 @@ func (ar *accountRun) sessions(ctx context.Context) error {
 			}
 			return err
 		}
-		d := backoff(o.Backoff, o.MaxBackoff, attempt)
+		d := ar.retryDelay(err, attempt)
+		if ar.waited += d; o.MaxWait > 0 && ar.waited > o.MaxWait {
+			return fmt.Errorf("%w (gave up: the server asked for more than --max-wait %v of waiting in all)", err, o.MaxWait)
+		}
 		o.Logger.Info("retrying", "account", ar.a.Name, "attempt", attempt+1, "in", d.Round(time.Millisecond), "error", err)
 		o.Metrics.Retry()
 		t := time.NewTimer(d)
@@ -392,11 +401,15 @@ func (ar *accountRun) session(ctx context.Context) error {
 		return err
 	}
 	defer release()
+	if err := ar.waitLoginDelay(ctx); err != nil {
+		return err
+	}
 	c, err := ar.connect(ctx)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
+	ar.noteLogin(ctx, c)
 	listing, err := ar.list(ctx, c)
 	if err != nil {
 		return err

@@ -77,6 +77,7 @@ type runOptions struct {
 
 	MaxBandwidth, MaxBandwidthPerHost string
 	UntilEmpty                        bool
+	MaxWait                           time.Duration
 
 	NoVerify      bool
 	Delete        bool
@@ -86,6 +87,7 @@ type runOptions struct {
 
 	JSON          bool
 	Report        string
+	HTMLReport    string
 	MetricsListen string
 	NoProgress    bool
 	Verbose       bool
@@ -148,6 +150,7 @@ Destinations (--to, repeatable, templates {user} {host} {account}):
 	f.BoolVar(&opts.RetryFailed, "retry-failed", false, "give messages that used up --message-attempts as many attempts again in this run")
 	f.StringVar(&opts.MaxBandwidth, "max-bandwidth", "", "cap the bytes per second read from the POP3 servers, all sessions together (e.g. 20MiB/s; default no cap)")
 	f.StringVar(&opts.MaxBandwidthPerHost, "max-bandwidth-per-host", "", "cap the bytes per second read from each POP3 host (e.g. 5MiB/s; default no cap)")
+	f.DurationVar(&opts.MaxWait, "max-wait", 30*time.Minute, "most time one account waits between its sessions in all (backoff, the server's LOGIN-DELAY) before it fails")
 	f.BoolVar(&opts.UntilEmpty, "until-empty", false, "repeat sessions until a listing brings nothing new: for servers that list a mailbox in slices and hide what a session retrieved (Gmail)")
 	f.BoolVar(&opts.Wait, "wait", false, "wait for accounts another popmigrate is working on (with this journal) instead of failing them")
 	f.StringVar(&opts.SpoolDir, "spool-dir", "", "where messages over 4 MiB are spooled (default the system temp dir)")
@@ -164,6 +167,7 @@ Destinations (--to, repeatable, templates {user} {host} {account}):
 	f.IntVar(&opts.KeepDays, "keep-days", 0, "with --delete: keep messages first seen less than `N` days ago")
 	f.BoolVar(&opts.JSON, "json", false, "print the final report as JSON on stdout")
 	f.StringVar(&opts.Report, "report", "", "also write the final JSON report to `FILE` (what --json prints)")
+	f.StringVar(&opts.HTMLReport, "html-report", "", "also write the run's HTML report for the customer to `FILE` (mode 0644; see popmigrate report)")
 	f.StringVar(&opts.MetricsListen, "metrics-listen", "", "serve Prometheus metrics on `ADDR` (e.g. 127.0.0.1:9464) at /metrics while the run lasts")
 	addLogFlags(f, &opts.logFlags)
 	f.BoolVar(&opts.NoProgress, "no-progress", false, "no progress bar, even on a terminal")
@@ -394,7 +398,7 @@ func runRun(ctx context.Context, opts *runOptions) error {
 		BatchSize: opts.BatchSize, BatchInterval: opts.BatchInterval,
 		Timeout: opts.Timeout, Attempts: opts.Attempts, SpoolDir: opts.SpoolDir,
 		MessageAttempts: opts.MessageAttempts, RetryFailed: opts.RetryFailed, WaitForLease: opts.Wait,
-		MaxBandwidth: maxBW, MaxBandwidthPerHost: maxBWHost, UntilEmpty: opts.UntilEmpty,
+		MaxBandwidth: maxBW, MaxBandwidthPerHost: maxBWHost, UntilEmpty: opts.UntilEmpty, MaxWait: opts.MaxWait,
 		Progress: prog, Logger: logger,
 	}
 	if opts.MetricsListen != "" {
@@ -427,6 +431,14 @@ func runRun(ctx context.Context, opts *runOptions) error {
 			return f
 		}
 	}
+	// The verify phase reads back every stored copy and compares the
+	// counts with the server's listing, and only then may --delete touch
+	// the source: both in each account's session, before its QUIT, so an
+	// account costs one login (see pipeline.Options.VerifyInSession).
+	po.VerifyInSession = !opts.NoVerify
+	if opts.Delete {
+		po.PurgeInSession = &pipeline.PurgeOptions{DryRun: opts.DryRun, KeepDays: opts.KeepDays, DeleteSuspect: opts.DeleteSuspect}
+	}
 	rep, runErr := pipeline.Run(ctx, j, accounts, po)
 	prog.Finish()
 	for _, f := range traces {
@@ -440,20 +452,13 @@ func runRun(ctx context.Context, opts *runOptions) error {
 			o.Failed = true
 		}
 	}
+	writeRunHTMLReport(ctx, opts, j, runID, accounts, &o)
 	if opts.JSON {
 		if err := writeJSON(opts.io.Out, rep); err != nil {
 			return err
 		}
 	} else {
 		printRunReport(opts.io.Out, rep)
-		// The verify phase reads back every stored copy and compares the
-		// counts with the server's listing, and only then may --delete touch
-		// the source: both in each account's session, before its QUIT, so an
-		// account costs one login (see pipeline.Options.VerifyInSession).
-		po.VerifyInSession = !opts.NoVerify
-		if opts.Delete {
-			po.PurgeInSession = &pipeline.PurgeOptions{DryRun: opts.DryRun, KeepDays: opts.KeepDays, DeleteSuspect: opts.DeleteSuspect}
-		}
 		if len(rep.Verify) > 0 {
 			fmt.Fprintln(opts.io.Out)
 			if err := verify.WriteReport(opts.io.Out, rep.Verify); err != nil {

@@ -118,6 +118,11 @@ type Faults struct {
 	Trickle time.Duration
 	// TrickleChunk is the chunk size of Trickle; 0 means 1 byte.
 	TrickleChunk int
+	// LoginDelay, when not 0, announces CAPA "LOGIN-DELAY n" (RFC 2449
+	// section 6.5) with n its seconds, and refuses with "-ERR
+	// [LOGIN-DELAY]" a login to the mailbox sooner than that after its
+	// last successful one.
+	LoginDelay time.Duration
 	// GmailSlice, when not 0, serves the mailbox as Gmail's POP3 does: a
 	// session lists only the GmailSlice oldest messages not yet hidden,
 	// and the messages retrieved in a session that ends with QUIT are
@@ -196,6 +201,7 @@ type mailbox struct {
 	msgs            []stored
 	locked          bool
 	hidden          map[uint64]bool // GmailSlice: retrieved by a session that quit
+	lastLogin       time.Time       // LoginDelay: the last successful login
 }
 
 type stored struct {

@@ -258,6 +258,9 @@ func (ss *session) capa() bool {
 		lines = append(lines, "PIPELINING")
 	}
 	lines = append(lines, "RESP-CODES", "AUTH-RESP-CODE")
+	if ss.f.LoginDelay > 0 {
+		lines = append(lines, fmt.Sprintf("LOGIN-DELAY %d", int(ss.f.LoginDelay/time.Second)))
+	}
 	if ss.box == nil {
 		if mechs := ss.mechanisms(); len(mechs) > 0 {
 			lines = append(lines, "SASL "+strings.Join(mechs, " "))
@@ -310,6 +313,12 @@ func (ss *session) login(user string, check func(*mailbox) bool) bool {
 		s.mu.Unlock()
 		return ss.reply("-ERR [IN-USE] mailbox locked by another session")
 	}
+	if f.LoginDelay > 0 && !b.lastLogin.IsZero() && time.Since(b.lastLogin) < f.LoginDelay {
+		s.stats.FailedLogins++
+		s.mu.Unlock()
+		return ss.reply("-ERR [LOGIN-DELAY] wait before logging in again")
+	}
+	b.lastLogin = time.Now()
 	if !f.NoLock {
 		b.locked = true
 		ss.locked = true
