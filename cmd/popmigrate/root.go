@@ -84,6 +84,7 @@ verifies what it stored, and only then, when asked, deletes from the source.
 	root.AddCommand(newPurgeCmd(io, nil))
 	root.AddCommand(newVerifyCmd(io, nil))
 	root.AddCommand(newManifestCmd(io, nil))
+	root.AddCommand(newReportCmd(io, nil))
 	return root
 }
 
