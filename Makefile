@@ -25,9 +25,9 @@ all: build
 build:
 	$(GO) build -o $(BIN)/popmigrate ./cmd/popmigrate
 
-# deps installs what the tests need on a fresh Debian machine: Dovecot and
-# PostgreSQL (apt-get, as root). It fails loudly when it cannot; tests never
-# skip.
+# deps installs what the tests need on a fresh Debian machine: Dovecot,
+# PostgreSQL and Chromium (apt-get, as root). It fails loudly when it
+# cannot; tests never skip.
 deps:
 	bash scripts/ensure-dovecot.sh
 	bash scripts/ensure-postgres.sh
