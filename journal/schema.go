@@ -111,11 +111,24 @@ var migrations = []migration{
 			expires_at   BIGINT NOT NULL
 		)`,
 	}},
+	// Version 4: the journal describes its migration. account_destinations
+	// holds each destination an account was run with, by id, with the spec
+	// that opens it (templates expanded, never a secret), so that verify,
+	// manifest, status and reports need nothing but the journal.
+	{version: 4, stmts: []string{
+		`CREATE TABLE account_destinations (
+			account    TEXT NOT NULL,
+			dest_id    TEXT NOT NULL,
+			spec       TEXT NOT NULL,
+			updated_at BIGINT NOT NULL,
+			PRIMARY KEY (account, dest_id)
+		)`,
+	}},
 }
 
 // SchemaVersion is the newest journal schema this package knows: the version
 // of the last migration. Open refuses a journal with a newer version.
-const SchemaVersion = 3
+const SchemaVersion = 4
 
 // migrate brings the database up to SchemaVersion, one migration per
 // transaction. It refuses a database whose version is newer than

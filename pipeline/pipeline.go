@@ -297,9 +297,12 @@ type AccountReport struct {
 	// Destinations lists the destination ids.
 	Destinations []string `json:"destinations"`
 	// ServerMessages and ServerBytes are the server's listing (LIST sizes,
-	// as the server counts them) at the last session.
+	// as the server counts them) at the last session; ServerListed says
+	// whether any session got that far (when not, they are unknown, not
+	// zero).
 	ServerMessages int   `json:"server_messages"`
 	ServerBytes    int64 `json:"server_bytes"`
+	ServerListed   bool  `json:"server_listed"`
 	// Stored is how many messages this run stored in every destination.
 	Stored      int   `json:"stored"`
 	StoredBytes int64 `json:"stored_bytes"`

@@ -142,6 +142,15 @@ func (ar *accountRun) prepare(ctx context.Context) error {
 		}
 	}
 	ar.rep.Destinations = ar.ids
+	// The journal describes the migration: verify, status and reports
+	// need nothing but it.
+	dests := make([]journal.AccountDestination, len(ar.ids))
+	for i, id := range ar.ids {
+		dests[i] = journal.AccountDestination{ID: id, Spec: ar.a.To[i]}
+	}
+	if err := ar.r.j.SaveDestinations(ctx, ar.a.Name, ar.a.SourceURL(), dests); err != nil {
+		return &journalError{err}
+	}
 	return nil
 }
 
@@ -468,6 +477,7 @@ func (ar *accountRun) list(ctx context.Context, c *pop3.Client) ([]listedMsg, er
 	ar.rep.NoUIDL = noUIDL
 	ar.rep.OverlongUIDLs = 0
 	ar.rep.ServerMessages, ar.rep.ServerBytes, ar.rep.DuplicateUIDLs = len(sizes), 0, 0
+	ar.rep.ServerListed = true
 	seen := make(map[string]int, len(sizes))
 	out := make([]listedMsg, 0, len(sizes))
 	for _, s := range sizes {

@@ -33,8 +33,11 @@ func printRunReport(w io.Writer, rep *pipeline.Report) {
 		if !a.Whole {
 			status = "NOT WHOLE"
 		}
-		fmt.Fprintf(tw, "%s\t%d (%s)\t%d\t%d\t%d\t%s\n", a.Account, a.ServerMessages, humanBytes(a.ServerBytes),
-			a.Stored, a.SkippedAlreadyStored, a.Failed, status)
+		onServer := fmt.Sprintf("%d (%s)", a.ServerMessages, humanBytes(a.ServerBytes))
+		if !a.ServerListed {
+			onServer = "unknown"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\n", a.Account, onServer, a.Stored, a.SkippedAlreadyStored, a.Failed, status)
 	}
 	tw.Flush()
 	for _, a := range rep.Accounts {

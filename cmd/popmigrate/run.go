@@ -218,54 +218,9 @@ type accountNeeds struct {
 }
 
 func loadAccounts(opts *accountFlags, needs accountNeeds) ([]*config.Account, error) {
-	app := config.OAuth2App{
-		Provider: opts.OAuth2Provider, Tenant: opts.OAuth2Tenant, ClientID: opts.OAuth2ClientID,
-		ClientSecret: config.Secret{Env: opts.OAuth2SecretEnv, File: opts.OAuth2SecretFile, Command: opts.OAuth2SecretCommand},
-		ClientCert:   opts.OAuth2ClientCert, ServiceAccount: opts.OAuth2ServiceAccount,
-	}
-	d := config.Defaults{
-		Destinations:        destinations(),
-		DestinationOptional: !needs.Destination,
-		PasswordOptional:    !needs.Password,
-		To:                  opts.To,
-		Password:            config.Secret{Env: opts.PasswordEnv, File: opts.PasswordFile, Command: opts.PasswordCommand},
-		OAuth2Token:         config.Secret{Env: opts.TokenEnv, File: opts.TokenFile, Command: opts.TokenCommand},
-		OAuth2App:           app,
-		ToPassword:          config.Secret{Env: opts.ToPasswordEnv, File: opts.ToPasswordFile, Command: opts.ToPasswordCommand},
-		ToOAuth2Token:       config.Secret{Env: opts.ToTokenEnv, File: opts.ToTokenFile, Command: opts.ToTokenCommand},
-		CAFile:              opts.CAFile,
-		InsecureSkipVerify:  opts.InsecureSkipVerify,
-		InsecurePlaintext:   opts.InsecurePlaintext,
-	}
-	for _, m := range opts.Auth {
-		d.Auth = append(d.Auth, strings.ToUpper(strings.TrimSpace(m)))
-	}
-	n := 0
-	for _, s := range []string{opts.PasswordEnv, opts.PasswordFile, opts.PasswordCommand} {
-		if s != "" {
-			n++
-		}
-	}
-	if n > 1 {
-		return nil, errors.New("give only one of --password-env, --password-file, --password-command")
-	}
-	n = 0
-	for _, s := range []string{opts.ToPasswordEnv, opts.ToPasswordFile, opts.ToPasswordCommand} {
-		if s != "" {
-			n++
-		}
-	}
-	if n > 1 {
-		return nil, errors.New("give only one of --to-password-env, --to-password-file, --to-password-command")
-	}
-	n = 0
-	for _, s := range []string{opts.OAuth2SecretEnv, opts.OAuth2SecretFile, opts.OAuth2SecretCommand} {
-		if s != "" {
-			n++
-		}
-	}
-	if n > 1 {
-		return nil, errors.New("give only one of --oauth2-client-secret-env, --oauth2-client-secret-file, --oauth2-client-secret-command")
+	d, err := accountDefaults(opts, needs)
+	if err != nil {
+		return nil, err
 	}
 	var accounts []*config.Account
 	if opts.Source != "" {
@@ -305,6 +260,61 @@ func loadAccounts(opts *accountFlags, needs accountNeeds) ([]*config.Account, er
 		return nil, err
 	}
 	return accounts, nil
+}
+
+// accountDefaults are the flags' defaults of every account: the
+// destinations, the secrets (one source each), the TLS settings.
+func accountDefaults(opts *accountFlags, needs accountNeeds) (config.Defaults, error) {
+	app := config.OAuth2App{
+		Provider: opts.OAuth2Provider, Tenant: opts.OAuth2Tenant, ClientID: opts.OAuth2ClientID,
+		ClientSecret: config.Secret{Env: opts.OAuth2SecretEnv, File: opts.OAuth2SecretFile, Command: opts.OAuth2SecretCommand},
+		ClientCert:   opts.OAuth2ClientCert, ServiceAccount: opts.OAuth2ServiceAccount,
+	}
+	d := config.Defaults{
+		Destinations:        destinations(),
+		DestinationOptional: !needs.Destination,
+		PasswordOptional:    !needs.Password,
+		To:                  opts.To,
+		Password:            config.Secret{Env: opts.PasswordEnv, File: opts.PasswordFile, Command: opts.PasswordCommand},
+		OAuth2Token:         config.Secret{Env: opts.TokenEnv, File: opts.TokenFile, Command: opts.TokenCommand},
+		OAuth2App:           app,
+		ToPassword:          config.Secret{Env: opts.ToPasswordEnv, File: opts.ToPasswordFile, Command: opts.ToPasswordCommand},
+		ToOAuth2Token:       config.Secret{Env: opts.ToTokenEnv, File: opts.ToTokenFile, Command: opts.ToTokenCommand},
+		CAFile:              opts.CAFile,
+		InsecureSkipVerify:  opts.InsecureSkipVerify,
+		InsecurePlaintext:   opts.InsecurePlaintext,
+	}
+	for _, m := range opts.Auth {
+		d.Auth = append(d.Auth, strings.ToUpper(strings.TrimSpace(m)))
+	}
+	n := 0
+	for _, s := range []string{opts.PasswordEnv, opts.PasswordFile, opts.PasswordCommand} {
+		if s != "" {
+			n++
+		}
+	}
+	if n > 1 {
+		return config.Defaults{}, errors.New("give only one of --password-env, --password-file, --password-command")
+	}
+	n = 0
+	for _, s := range []string{opts.ToPasswordEnv, opts.ToPasswordFile, opts.ToPasswordCommand} {
+		if s != "" {
+			n++
+		}
+	}
+	if n > 1 {
+		return config.Defaults{}, errors.New("give only one of --to-password-env, --to-password-file, --to-password-command")
+	}
+	n = 0
+	for _, s := range []string{opts.OAuth2SecretEnv, opts.OAuth2SecretFile, opts.OAuth2SecretCommand} {
+		if s != "" {
+			n++
+		}
+	}
+	if n > 1 {
+		return config.Defaults{}, errors.New("give only one of --oauth2-client-secret-env, --oauth2-client-secret-file, --oauth2-client-secret-command")
+	}
+	return d, nil
 }
 
 // describeRun describes a command for the journal's runs table: the verb,

@@ -158,3 +158,36 @@ func TestRunDeleteLogsInOncePerAccount(t *testing.T) {
 		f.checkMaildir(t, u)
 	}
 }
+
+// The journal describes its migration: after a run, verify needs nothing
+// but --journal (every account and destination the run recorded; --to
+// narrows them), and an account that never got to its listing shows as
+// unknown on the server, not as an empty mailbox.
+func TestVerifyNeedsOnlyTheJournal(t *testing.T) {
+	f := newFixture(t, []string{"alice", "bob"}, []int{3, 2}, pop3test.ServerOptions{Implicit: true})
+	mbox := filepath.Join(f.dir, "archive", "{user}.mbox")
+	r := runMain(t, append(f.runArgs("--accounts", f.csv(t, "alice", "bob")), "--to", "mbox:"+mbox)...)
+	r.wantCode(t, exitOK)
+	v := runMain(t, "verify", "--journal", f.journal)
+	v.wantCode(t, exitOK)
+	if !strings.Contains(v.stdout, "2 accounts: 10 copies checked: 10 match") {
+		t.Errorf("verify --journal alone:\n%s", v)
+	}
+	v = runMain(t, "verify", "--journal", f.journal, "--to", "maildir:"+filepath.Join(f.out, "alice"))
+	v.wantCode(t, exitOK)
+	if !strings.Contains(v.stdout, "alice@127.0.0.1: 3 copies checked: 3 match") || strings.Contains(v.stdout, "bob") {
+		t.Errorf("verify --journal --to narrows to one destination:\n%s", v)
+	}
+
+	// An account whose login fails never lists: unknown, not 0.
+	bad := writeFile(t, f.dir, "wrong.password", "wrong\n")
+	r = runMain(t, f.runArgs("--source", "pop3s://carol@"+f.addr, "--password-file", bad)...)
+	r.wantCode(t, exitFailed)
+	if row := tableRow(t, r.stdout, "carol@127.0.0.1"); row[1] != "unknown" {
+		t.Errorf("run report row %q, want the server count unknown", row)
+	}
+	s := runMain(t, "status", "--journal", f.journal)
+	if row := tableRow(t, s.stdout, "carol@127.0.0.1"); row[1] != "unknown" {
+		t.Errorf("status row %q, want the server count unknown", row)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strconv"
 	"text/tabwriter"
 	"time"
 
@@ -115,7 +116,11 @@ func statusRun(ctx context.Context, opts *statusOptions) error {
 		if s.LastRun != nil {
 			last = s.LastRun.Local().Format("2006-01-02 15:04")
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\n", s.Account, s.ServerCount, s.Listed, s.Stored, s.Verified, s.Deleted, s.Failed, s.Suspect, last)
+		onServer := strconv.Itoa(s.ServerCount)
+		if s.LastRun == nil {
+			onServer = "unknown" // never listed: not zero, not known
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\n", s.Account, onServer, s.Listed, s.Stored, s.Verified, s.Deleted, s.Failed, s.Suspect, last)
 	}
 	tw.Flush()
 	for _, s := range out {

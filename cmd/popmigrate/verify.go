@@ -107,9 +107,19 @@ func verifyRun(ctx context.Context, opts *verifyOptions) error {
 		return verifyManifestRun(ctx, opts)
 	}
 	// Without --against-source verify never logs in: no password needed.
-	accounts, err := loadAccounts(&opts.accountFlags, accountNeeds{Destination: true, Password: opts.AgainstSource})
-	if err != nil {
-		return usageError("%w", err)
+	needs := accountNeeds{Destination: true, Password: opts.AgainstSource}
+	var accounts []*config.Account
+	if accountsGiven(&opts.accountFlags) {
+		var err error
+		if accounts, err = loadAccounts(&opts.accountFlags, needs); err != nil {
+			return usageError("%w", err)
+		}
+	} else {
+		// The journal describes the migration: nothing else is needed.
+		var err error
+		if accounts, err = journalAccounts(ctx, opts.Journal, &opts.accountFlags, needs); err != nil {
+			return usageError("%w", err)
+		}
 	}
 	printConfigWarnings(opts.io.Err, accounts)
 	if opts.AgainstSource {

@@ -1,0 +1,62 @@
+package journal
+
+import (
+	"errors"
+	"testing"
+)
+
+// The journal describes its migration: accounts, their sources and every
+// destination they were run with, specs included.
+func TestJournalDescribesItsAccounts(t *testing.T) {
+	forEachBackend(t, testJournalDescribesItsAccounts)
+}
+
+func testJournalDescribesItsAccounts(t *testing.T, be backend) {
+	j, _ := be.open(t)
+	ctx := testCtx(t)
+	if err := j.SaveDestinations(ctx, "bob", "pop3s://bob@h:995", []AccountDestination{{ID: "maildir:/m/bob", Spec: "maildir:/m/bob"}}); err != nil {
+		t.Fatal(err)
+	}
+	imap := AccountDestination{ID: "imap://alice@h:993/INBOX", Spec: "imaps://alice@h/INBOX"}
+	if err := j.SaveDestinations(ctx, "alice", "pop3s://alice@h:995", []AccountDestination{imap}); err != nil {
+		t.Fatal(err)
+	}
+	// A later run with another destination adds it; the first stays.
+	mbox := AccountDestination{ID: "mbox:/a/alice.mbox", Spec: "mbox:/a/alice.mbox"}
+	if err := j.SaveDestinations(ctx, "alice", "", []AccountDestination{mbox}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := j.Accounts(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0].Name != "alice" || got[0].Source != "pop3s://alice@h:995" || len(got[0].Destinations) != 2 ||
+		got[0].Destinations[0] != imap || got[0].Destinations[1] != mbox || got[1].Name != "bob" || len(got[1].Destinations) != 1 {
+		t.Fatalf("Accounts = %+v", got)
+	}
+	if err := j.SaveDestinations(ctx, "carol", "pop3s://carol:secret@h", nil); err == nil {
+		t.Error("a source with a password was recorded")
+	}
+	if err := j.SaveDestinations(ctx, "carol", "", []AccountDestination{{ID: "x", Spec: "imaps://carol:secret@h/INBOX"}}); err == nil {
+		t.Error("a spec with a password was recorded")
+	}
+}
+
+func TestJournalDescribesItselfReadOnly(t *testing.T) {
+	j, path := openTest(t)
+	ctx := testCtx(t)
+	if err := j.SaveDestinations(ctx, "bob", "pop3s://bob@h:995", []AccountDestination{{ID: "eml:/e", Spec: "eml:/e"}}); err != nil {
+		t.Fatal(err)
+	}
+	ro, err := OpenReadOnly(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	if got, err := ro.Accounts(ctx); err != nil || len(got) != 1 || len(got[0].Destinations) != 1 {
+		t.Fatalf("read-only Accounts = %+v, %v", got, err)
+	}
+	if err := ro.SaveDestinations(ctx, "x", "", nil); !errors.Is(err, ErrReadOnly) {
+		t.Errorf("read-only SaveDestinations = %v, want ErrReadOnly", err)
+	}
+}
