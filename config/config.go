@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -67,6 +68,14 @@ type Account struct {
 	// "APOP", "USER", "XOAUTH2", "XOAUTH2-2STEP", "OAUTHBEARER"); empty
 	// means the default (XOAUTH2-2STEP with OAuth2App microsoft365).
 	Auth []string
+
+	// Provider names the preset the account uses ("gmail"), or is "".
+	// UntilEmpty and PerHost come from it: the server hides what a
+	// session retrieved; the most sessions open at once to the server
+	// (0: the run's --per-host).
+	Provider   string
+	UntilEmpty bool
+	PerHost    int
 
 	// CAFile is a PEM file of CA certificates to trust instead of the
 	// system roots.
@@ -230,6 +239,8 @@ type Defaults struct {
 	CAFile             string
 	InsecureSkipVerify bool
 	InsecurePlaintext  bool
+	// Provider is the preset of accounts that name none (--provider).
+	Provider string
 	// Destinations checks destination specs. Nil accepts any spec
 	// unchecked, each its own place: callers that run anything give it.
 	Destinations Destinations
@@ -259,6 +270,7 @@ type accountInput struct {
 	insecureSkipVerify *bool
 	insecurePlaintext  *bool
 	to                 []string
+	provider           string
 }
 
 // build validates in, applies d and expands the templates of destinations
@@ -266,8 +278,20 @@ type accountInput struct {
 // token source.
 func (in *accountInput) build(d Defaults, share *tokenShare) (*Account, error) {
 	a := &Account{Origin: in.origin, Name: in.name}
+	var prov *Provider
+	if name := firstNonEmpty(in.provider, d.Provider); name != "" {
+		p, err := LookupProvider(name)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", in.origin, err)
+		}
+		prov = &p
+	}
+	host := in.host
+	if prov != nil && in.source == "" && host == "" {
+		host = prov.Host
+	}
 	if in.source != "" {
-		if in.host != "" || in.port != "" || in.user != "" {
+		if host != "" || in.port != "" || in.user != "" {
 			return nil, fmt.Errorf("%s: give either source or host/port/user, not both", in.origin)
 		}
 		s, err := ParseSource(in.source)
@@ -276,10 +300,10 @@ func (in *accountInput) build(d Defaults, share *tokenShare) (*Account, error) {
 		}
 		a.Security, a.User, a.Host, a.Port = s.Security, s.User, s.Host, s.Port
 	} else {
-		if in.host == "" || in.user == "" {
-			return nil, fmt.Errorf("%s: no source: give source (pop3s://USER@HOST) or host and user", in.origin)
+		if host == "" || in.user == "" {
+			return nil, fmt.Errorf("%s: no source: give source (pop3s://USER@HOST), host and user, or provider and user", in.origin)
 		}
-		a.Host, a.User = in.host, in.user
+		a.Host, a.User = host, in.user
 		// QUIRK: an IPv6 address may be written with the brackets of a URL.
 		if strings.HasPrefix(a.Host, "[") && strings.HasSuffix(a.Host, "]") {
 			a.Host = a.Host[1 : len(a.Host)-1]
@@ -326,6 +350,14 @@ func (in *accountInput) build(d Defaults, share *tokenShare) (*Account, error) {
 	} else if a.Security == SecurityPlain {
 		return nil, fmt.Errorf("%s: security plain sends the password in the clear; also set insecure_plaintext (or --insecure-plaintext) to confirm", in.origin)
 	}
+	if prov == nil {
+		// A server of a known provider behaves as that provider's, named
+		// or not (an account rebuilt from the journal names none).
+		prov = providerOfHost(a.Host)
+	}
+	if prov != nil {
+		a.Provider, a.UntilEmpty, a.PerHost = prov.Name, prov.UntilEmpty, prov.PerHost
+	}
 	a.Password = in.password.or(d.Password)
 	// The account's own OAuth2 choice (a token or a provider) replaces
 	// the default one as a whole; provider fields merge field by field.
@@ -359,7 +391,11 @@ func (in *accountInput) build(d Defaults, share *tokenShare) (*Account, error) {
 			return nil, err
 		}
 	}
-	if a.Password.IsZero() && a.OAuth2Token.IsZero() && a.OAuth2App == nil && !d.PasswordOptional {
+	oauth2 := !a.OAuth2Token.IsZero() || a.OAuth2App != nil
+	if prov != nil && prov.NoPasswords && !oauth2 && !d.PasswordOptional {
+		return nil, fmt.Errorf("%s: account %s: %s", in.origin, a.User, prov.Why)
+	}
+	if a.Password.IsZero() && !oauth2 && !d.PasswordOptional {
 		return nil, fmt.Errorf("%s: account %s: no password: give password_env, password_file or password_command (flags: --password-env, --password-file, --password-command), or an OAuth2 token or provider (oauth2_token_command, oauth2_provider)", in.origin, a.User)
 	}
 	if in.auth != "" {
@@ -377,6 +413,9 @@ func (in *accountInput) build(d Defaults, share *tokenShare) (*Account, error) {
 	if len(a.Auth) == 0 && a.OAuth2App != nil && a.OAuth2App.Provider == ProviderMicrosoft365 {
 		// Microsoft documents XOAUTH2 for POP in its two-step form.
 		a.Auth = []string{"XOAUTH2-2STEP"}
+	}
+	if len(a.Auth) == 0 && oauth2 && prov != nil && len(prov.OAuth2Auth) > 0 {
+		a.Auth = slices.Clone(prov.OAuth2Auth)
 	}
 	a.CAFile = in.caFile
 	if a.CAFile == "" {
@@ -422,6 +461,15 @@ func (in *accountInput) build(d Defaults, share *tokenShare) (*Account, error) {
 		a.places = append(a.places, place)
 	}
 	return a, nil
+}
+
+func firstNonEmpty(s ...string) string {
+	for _, v := range s {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
 }
 
 func splitList(s string) []string {

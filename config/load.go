@@ -18,7 +18,7 @@ func FromFlags(source, name string, d Defaults) (*Account, error) {
 // columnNames are the fields of an account in a CSV (columns) or a YAML
 // file (keys), in the order help texts list them.
 var columnNames = []string{
-	"name", "source", "host", "port", "user", "security",
+	"name", "source", "provider", "host", "port", "user", "security",
 	"password", "password_env", "password_file", "password_command",
 	"oauth2_token_env", "oauth2_token_file", "oauth2_token_command",
 	"oauth2_provider", "oauth2_tenant", "oauth2_client_id",
@@ -117,6 +117,8 @@ func (in *accountInput) set(col, v string) error {
 		in.name = v
 	case "source":
 		in.source = v
+	case "provider":
+		in.provider = v
 	case "host":
 		in.host = v
 	case "port":

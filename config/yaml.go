@@ -95,6 +95,9 @@ func LoadYAML(r io.Reader, name string, d Defaults) ([]*Account, error) {
 	if len(def.to) > 0 {
 		d.To = def.to
 	}
+	if def.provider != "" {
+		d.Provider = def.provider
+	}
 	inline := def.hasInlineSecret()
 	var out []*Account
 	share := newTokenShare()

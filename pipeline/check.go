@@ -127,7 +127,7 @@ func (r *runner) check(ctx context.Context, a *config.Account) *CheckResult {
 // checkSource runs the POP3 half of a check: connect, TLS and its
 // certificate, CAPA before and after login, STAT, LIST and UIDL, QUIT.
 func (r *runner) checkSource(ctx context.Context, ar *accountRun, res *CheckResult) error {
-	release, err := r.hostSlot(ctx, ar.a.Host)
+	release, err := r.hostSlot(ctx, ar.a)
 	if err != nil {
 		return err
 	}

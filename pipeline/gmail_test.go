@@ -40,6 +40,16 @@ func TestGmailSlicesAreAllFetched(t *testing.T) {
 	if res[0].Problems() != 0 || res[0].Counts[verify.GoneFromServer] != 0 || res[0].Counts[verify.Match] != 23 {
 		t.Errorf("verify: %+v", res[0])
 	}
+	// An account whose provider hides what was retrieved is run so
+	// without the option.
+	e3 := newEnv(t, []pop3test.Mailbox{mailbox("alice", msgs)}, &pop3test.ServerOptions{
+		UserFaults: map[string]pop3test.Faults{"alice": {GmailSlice: 5}},
+	})
+	a3 := e3.account("alice")
+	a3.UntilEmpty = true
+	if ar := accountReport(t, e3.run([]*config.Account{a3}, testOptions()), "alice"); ar.Stored != 23 || !ar.Whole {
+		t.Errorf("account's UntilEmpty: stored %d whole %v, want 23 true", ar.Stored, ar.Whole)
+	}
 	// Without UntilEmpty one session stores one slice only.
 	e2 := newEnv(t, []pop3test.Mailbox{mailbox("alice", msgs)}, &pop3test.ServerOptions{
 		UserFaults: map[string]pop3test.Faults{"alice": {GmailSlice: 5}},

@@ -103,7 +103,9 @@ type Options struct {
 	// session that stored something, another one follows, until a
 	// listing brings nothing new. Every message is committed before each
 	// QUIT. Verify then does not call a stored message that the server no
-	// longer lists gone from the server: it is hidden, not gone.
+	// longer lists gone from the server: it is hidden, not gone. An
+	// account whose provider behaves so (config.Account.UntilEmpty) is
+	// treated so whatever this says.
 	UntilEmpty bool
 	// WaitForLease makes an account whose lease another process holds
 	// wait until it is free (or ctx ends) instead of failing at once.
@@ -482,14 +484,27 @@ func (r *runner) tlsSessions() tls.ClientSessionCache {
 	return r.tlsc
 }
 
-// hostSlot blocks until a session to host may open, and returns the
-// function that frees the slot.
-func (r *runner) hostSlot(ctx context.Context, host string) (func(), error) {
+// untilEmpty reports whether a's server hides what a session retrieved
+// (see Options.UntilEmpty).
+func (o *Options) untilEmpty(a *config.Account) bool {
+	return o.UntilEmpty || a.UntilEmpty
+}
+
+// hostSlot blocks until a session to a's host may open, and returns the
+// function that frees the slot. The host's limit is the PerHost of its
+// provider (a.PerHost) when the account has one, else opts.PerHost; the
+// first account to open a session to a host sets it.
+func (r *runner) hostSlot(ctx context.Context, a *config.Account) (func(), error) {
+	host := strings.ToLower(a.Host)
 	r.mu.Lock()
-	sem, ok := r.hosts[strings.ToLower(host)]
+	sem, ok := r.hosts[host]
 	if !ok {
-		sem = make(chan struct{}, r.opts.PerHost)
-		r.hosts[strings.ToLower(host)] = sem
+		n := r.opts.PerHost
+		if a.PerHost > 0 {
+			n = a.PerHost
+		}
+		sem = make(chan struct{}, n)
+		r.hosts[host] = sem
 	}
 	r.mu.Unlock()
 	select {

@@ -289,7 +289,7 @@ type purgeEntry struct {
 func (s *purgeSession) run(ctx context.Context) error {
 	ar := s.ar
 	r := ar.r
-	release, err := r.hostSlot(ctx, ar.a.Host)
+	release, err := r.hostSlot(ctx, ar.a)
 	if err != nil {
 		return err
 	}

@@ -419,7 +419,9 @@ func TestRunFaults(t *testing.T) {
 
 	t.Run("PerHost", func(t *testing.T) {
 		users := []string{"u1", "u2", "u3", "u4"}
-		for _, perHost := range []int{1, 4} {
+		// The account's provider limit (config.Account.PerHost) wins
+		// over the run's.
+		for _, c := range []struct{ perHost, account int }{{1, 0}, {4, 0}, {4, 1}} {
 			var boxes []pop3test.Mailbox
 			msgs := map[string][]srcMsg{}
 			for _, u := range users {
@@ -431,22 +433,24 @@ func TestRunFaults(t *testing.T) {
 			e := newEnv(t, boxes, &pop3test.ServerOptions{Faults: pop3test.Faults{Delay: 2 * time.Millisecond}})
 			var accounts []*config.Account
 			for _, u := range users {
-				accounts = append(accounts, e.account(u))
+				a := e.account(u)
+				a.PerHost = c.account
+				accounts = append(accounts, a)
 			}
 			o := testOptions()
-			o.Jobs, o.PerHost = 4, perHost
+			o.Jobs, o.PerHost = 4, c.perHost
 			rep := e.run(accounts, o)
 			for _, u := range users {
 				wantCounts(t, accountReport(t, rep, u), 6, 6, 0, 0, true)
 				checkMaildir(t, e.maildir(u), u, msgs[u], false)
 			}
 			got := e.srv.Stats().MaxConcurrent
-			if perHost == 1 && got != 1 {
-				t.Errorf("PerHost 1: server saw %d sessions at once", got)
+			if (c.perHost == 1 || c.account == 1) && got != 1 {
+				t.Errorf("PerHost %d, account's %d: server saw %d sessions at once", c.perHost, c.account, got)
 			}
 			// The control: without the limit the same run overlaps, so
 			// the check above can fail.
-			if perHost == 4 && got < 2 {
+			if c.perHost == 4 && c.account == 0 && got < 2 {
 				t.Errorf("PerHost 4: server saw at most %d session at once; the test cannot tell the limit works", got)
 			}
 		}

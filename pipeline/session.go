@@ -284,7 +284,7 @@ func (ar *accountRun) sessions(ctx context.Context) error {
 		before := ar.progress
 		err := ar.session(ctx)
 		if err == nil {
-			if o.UntilEmpty && ar.planned > 0 && ar.progress > before {
+			if o.untilEmpty(ar.a) && ar.planned > 0 && ar.progress > before {
 				// The server may list more once this session's
 				// messages are hidden: another session, a fresh
 				// count of attempts.
@@ -405,7 +405,7 @@ type listedMsg struct {
 // and store everything missing, QUIT.
 func (ar *accountRun) session(ctx context.Context) error {
 	r := ar.r
-	release, err := r.hostSlot(ctx, ar.a.Host)
+	release, err := r.hostSlot(ctx, ar.a)
 	if err != nil {
 		return err
 	}
@@ -439,7 +439,7 @@ func (ar *accountRun) session(ctx context.Context) error {
 	}
 	// With UntilEmpty the session that lists nothing new verifies: the
 	// sessions before it are followed by another.
-	if r.opts.VerifyInSession && !(r.opts.UntilEmpty && ar.planned > 0) {
+	if r.opts.VerifyInSession && !(r.opts.untilEmpty(ar.a) && ar.planned > 0) {
 		return ar.finishInSession(ctx, c, listing)
 	}
 	if err := c.Quit(ctx); err != nil {

@@ -151,7 +151,7 @@ func (r *runner) verifyWith(ctx context.Context, a *config.Account, uidls []stri
 	if err := addSuspects(ctx, r.j, account, res); err != nil {
 		return nil, err
 	}
-	if r.opts.UntilEmpty {
+	if r.opts.untilEmpty(a) {
 		// The server hides what was retrieved: not listed is not gone.
 		dropKind(res, verify.GoneFromServer)
 	}
@@ -180,7 +180,7 @@ func (ar *accountRun) serverUIDLs(ctx context.Context) ([]string, error) {
 	if err := ar.prepareSession(ctx); err != nil {
 		return nil, err
 	}
-	release, err := ar.r.hostSlot(ctx, ar.a.Host)
+	release, err := ar.r.hostSlot(ctx, ar.a)
 	if err != nil {
 		return nil, err
 	}

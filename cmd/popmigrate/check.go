@@ -43,6 +43,7 @@ Exit codes: 0 every account ready, 1 some account failed, 2 usage error.`,
   popmigrate check --source pop3s://alice@mail.example.org --password-file ~/.pop-password --json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			opts.PerHostGiven = cmd.Flags().Changed("per-host")
 			if runF != nil {
 				return runF(cmd.Context(), opts)
 			}

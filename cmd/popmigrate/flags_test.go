@@ -319,3 +319,25 @@ func TestExitCode(t *testing.T) {
 		}
 	}
 }
+
+// TestProviderFlag: --provider gives every account its provider's
+// behaviour and limit; an explicit --per-host overrides the limit.
+func TestProviderFlag(t *testing.T) {
+	for _, c := range []struct {
+		args    []string
+		perHost int
+	}{
+		{nil, 8},
+		{[]string{"--per-host", "2"}, 0},
+	} {
+		args := append([]string{"--provider", "gmail", "--source", "pop3s://alice@127.0.0.1:1995", "--password-env", "PW", "--to", "maildir:/srv/{user}"}, c.args...)
+		o := parseRun(t, args...)
+		accounts, err := loadAccounts(&o.accountFlags, accountNeeds{Destination: true, Password: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a := accounts[0]; a.Provider != "gmail" || !a.UntilEmpty || a.PerHost != c.perHost {
+			t.Errorf("%v: provider %q until-empty %v per-host %d; want gmail true %d", args, a.Provider, a.UntilEmpty, a.PerHost, c.perHost)
+		}
+	}
+}

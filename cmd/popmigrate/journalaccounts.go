@@ -63,6 +63,7 @@ func accountsFromJournal(ctx context.Context, j *journal.Journal, opts *accountF
 	if len(out) == 0 {
 		return nil, errors.New("no accounts: the journal describes none with destinations (run popmigrate run with this --journal first, or give --source/--accounts/--config and --to)")
 	}
+	perHostGiven(opts, out)
 	return out, config.Validate(out)
 }
 

@@ -60,6 +60,7 @@ error, 130 interrupted.`,
   popmigrate purge --accounts users.csv --to 'maildir:/srv/mail/{user}' --keep-days 30 --json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			opts.PerHostGiven = cmd.Flags().Changed("per-host")
 			if runF != nil {
 				return runF(cmd.Context(), opts)
 			}

@@ -48,6 +48,11 @@ type accountFlags struct {
 	CAFile             string
 	InsecureSkipVerify bool
 	InsecurePlaintext  bool
+
+	// Provider is --provider. PerHostGiven says --per-host was given:
+	// it then overrides the providers' own limits.
+	Provider     string
+	PerHostGiven bool
 }
 
 type runOptions struct {
@@ -130,6 +135,7 @@ Destinations (--to, repeatable, templates {user} {host} {account}):
       --to 'mbox:/archive/{user}.mbox' --to-password-env NEW_PASSWORD --delete --keep-days 7`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			opts.PerHostGiven = cmd.Flags().Changed("per-host")
 			if runF != nil {
 				return runF(cmd.Context(), opts)
 			}
@@ -179,6 +185,7 @@ Destinations (--to, repeatable, templates {user} {host} {account}):
 func addAccountFlags(cmd *cobra.Command, opts *accountFlags) {
 	f := cmd.Flags()
 	f.StringVar(&opts.Source, "source", "", "the POP3 account: pop3s://USER@HOST[:PORT] (implicit TLS) or pop3://USER@HOST[:PORT] (STLS)")
+	f.StringVar(&opts.Provider, "provider", "", "the accounts' provider, for its server and behaviour: "+strings.Join(config.ProviderNames(), ", ")+" (see README)")
 	f.StringVar(&opts.Name, "name", "", "account name in the journal and report (default USER@HOST)")
 	f.StringVar(&opts.Accounts, "accounts", "", "CSV `FILE` of accounts (see README for columns)")
 	f.StringVar(&opts.Config, "config", "", "YAML `FILE` with defaults and accounts")
@@ -259,7 +266,19 @@ func loadAccounts(opts *accountFlags, needs accountNeeds) ([]*config.Account, er
 	if err := config.Validate(accounts); err != nil {
 		return nil, err
 	}
+	perHostGiven(opts, accounts)
 	return accounts, nil
+}
+
+// perHostGiven lets an explicit --per-host override the limits of the
+// accounts' providers.
+func perHostGiven(opts *accountFlags, accounts []*config.Account) {
+	if !opts.PerHostGiven {
+		return
+	}
+	for _, a := range accounts {
+		a.PerHost = 0
+	}
 }
 
 // accountDefaults are the flags' defaults of every account: the
@@ -283,6 +302,7 @@ func accountDefaults(opts *accountFlags, needs accountNeeds) (config.Defaults, e
 		CAFile:              opts.CAFile,
 		InsecureSkipVerify:  opts.InsecureSkipVerify,
 		InsecurePlaintext:   opts.InsecurePlaintext,
+		Provider:            opts.Provider,
 	}
 	for _, m := range opts.Auth {
 		d.Auth = append(d.Auth, strings.ToUpper(strings.TrimSpace(m)))

@@ -74,6 +74,7 @@ is a problem, 130 interrupted.`,
   popmigrate verify --manifest alice.manifest.jsonl --to mbox:/archive/alice.mbox`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			opts.PerHostGiven = cmd.Flags().Changed("per-host")
 			if runF != nil {
 				return runF(cmd.Context(), opts)
 			}
