@@ -800,7 +800,9 @@ func TestDovecotCheckIMAPDestination(t *testing.T) {
 		"--ca-file", srv.CAFile, "--to", "imaps://" + target + "@" + srv.IMAPSAddr + "/INBOX/NotYet", "--to-password-env", "E2E_ICHK_PASSWORD"}
 	r := popmigrate(t, []string{"E2E_ICHK_PASSWORD=" + targetPassword}, args...)
 	r.wantCode(t, 0)
-	if !strings.Contains(r.stdout, `folder "INBOX/NotYet" does not exist yet`) || !strings.Contains(r.stdout, "certificate") {
+	// Dovecot offers SASL PLAIN, the strongest mechanism for a password:
+	// check shows it in its AUTH column.
+	if !strings.Contains(r.stdout, `folder "INBOX/NotYet" does not exist yet`) || !strings.Contains(r.stdout, "certificate") || !regexp.MustCompile(`(?m)^`+regexp.QuoteMeta(user)+` +ok +TLS 1\.[23] +PLAIN `).MatchString(r.stdout) {
 		t.Errorf("check output:\n%s", r.stdout)
 	}
 	c := imapLogin(t, srv, target, targetPassword)

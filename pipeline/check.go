@@ -29,7 +29,10 @@ type CheckResult struct {
 	CapabilitiesBeforeLogin []string `json:"capabilities_before_login"`
 	Capabilities            []string `json:"capabilities"`
 	Pipelining              bool     `json:"pipelining"`
-	UIDL                    bool     `json:"uidl"`
+	// Auth is the mechanism the login used ("PLAIN", "XOAUTH2-2STEP"),
+	// what run would use too.
+	Auth string `json:"auth"`
+	UIDL bool   `json:"uidl"`
 	// LoginDelay and Expire are the CAPA LOGIN-DELAY and EXPIRE values
 	// (RFC 2449 section 6.5 and 6.7) after login, "" when not announced.
 	LoginDelay string `json:"login_delay,omitempty"`
@@ -155,6 +158,7 @@ func (r *runner) checkSource(ctx context.Context, ar *accountRun, res *CheckResu
 	if err := c.Login(ctx, ar.auth); err != nil {
 		return fmt.Errorf("login as %s: %w", ar.a.User, err)
 	}
+	res.Auth = c.Mechanism()
 	caps, err := c.Capabilities(ctx)
 	if err != nil {
 		return fmt.Errorf("capa: %w", err)

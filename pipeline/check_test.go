@@ -41,6 +41,9 @@ func TestCheckNamesWhatWouldFail(t *testing.T) {
 	if !a.OK() || a.Messages != 3 || a.Largest == 0 || a.TLS == "none" || a.Certificate == nil || len(a.CapabilitiesBeforeLogin) == 0 || len(a.Destinations) != 2 {
 		t.Fatalf("alice: %+v", a)
 	}
+	if a.Auth != "USER" {
+		t.Errorf("alice logged in with %q, want USER (the test server offers no SASL)", a.Auth)
+	}
 	for _, d := range a.Destinations {
 		if d.Error != "" || len(d.Warnings) != 1 || !strings.Contains(d.Warnings[0], "does not exist yet") {
 			t.Errorf("alice's %s: %+v, want ok with a note that the run creates it", d.Destination, d)
@@ -49,7 +52,7 @@ func TestCheckNamesWhatWouldFail(t *testing.T) {
 	if b := byName["bob"]; b.OK() || !strings.Contains(b.Error, "not a directory") || len(b.Destinations) != 1 {
 		t.Errorf("bob: %+v, want the Maildir that is a file named", b)
 	}
-	if c := byName["carol"]; c.OK() || !strings.Contains(c.Error, "login") {
+	if c := byName["carol"]; c.OK() || !strings.Contains(c.Error, "login") || c.Auth != "" {
 		t.Errorf("carol: %+v, want the failed login", c)
 	}
 	if n := e.srv.Stats().Retrs; n != 0 {

@@ -652,7 +652,7 @@ func (ar *accountRun) connect(ctx context.Context) (*pop3.Client, error) {
 		c.Close()
 		return nil, fmt.Errorf("login as %s: %w", ar.a.User, err)
 	}
-	ar.r.opts.Logger.Info(evLogin, "account", ar.a.Name, "user", ar.a.User)
+	ar.r.opts.Logger.Info(evLogin, "account", ar.a.Name, "user", ar.a.User, "mechanism", c.Mechanism())
 	return c, nil
 }
 

@@ -84,23 +84,33 @@ func (c *Client) Login(ctx context.Context, a *Auth) error {
 	offered := caps.SASL()
 	for _, m := range mechs {
 		m = strings.ToUpper(m)
+		var login func() error
 		switch {
 		case m == "PLAIN" && a.Password != "" && slices.Contains(offered, m):
-			return c.Auth(ctx, sasl.NewPlainClient("", a.Username, a.Password))
+			login = func() error { return c.Auth(ctx, sasl.NewPlainClient("", a.Username, a.Password)) }
 		case m == "OAUTHBEARER" && a.OAuth2Token != "" && slices.Contains(offered, m):
-			return c.Auth(ctx, newOAuthBearerClient(a.Username, a.OAuth2Token))
+			login = func() error { return c.Auth(ctx, newOAuthBearerClient(a.Username, a.OAuth2Token)) }
 		case m == "XOAUTH2" && a.OAuth2Token != "" && slices.Contains(offered, m):
-			return c.Auth(ctx, saslx.NewXOAuth2Client(a.Username, a.OAuth2Token))
+			login = func() error { return c.Auth(ctx, saslx.NewXOAuth2Client(a.Username, a.OAuth2Token)) }
 		case m == MechXOAuth2TwoStep && a.OAuth2Token != "" && slices.Contains(offered, saslx.XOAuth2):
-			return c.authTwoStep(ctx, saslx.NewXOAuth2Client(a.Username, a.OAuth2Token))
+			login = func() error { return c.authTwoStep(ctx, saslx.NewXOAuth2Client(a.Username, a.OAuth2Token)) }
 		case m == "APOP" && a.Password != "" && c.stamp != "":
-			return c.APOP(ctx, a.Username, a.Password)
+			login = func() error { return c.APOP(ctx, a.Username, a.Password) }
 		case m == "USER" && a.Password != "" && (caps.Has("USER") || !c.capaOK):
-			if err := c.User(ctx, a.Username); err != nil {
-				return err
+			login = func() error {
+				if err := c.User(ctx, a.Username); err != nil {
+					return err
+				}
+				return c.Pass(ctx, a.Password)
 			}
-			return c.Pass(ctx, a.Password)
+		default:
+			continue
 		}
+		err := login()
+		if err == nil {
+			c.mech = m
+		}
+		return err
 	}
 	offer := "SASL " + strings.Join(offered, " ")
 	if c.stamp != "" {
@@ -111,6 +121,11 @@ func (c *Client) Login(ctx context.Context, a *Auth) error {
 	}
 	return fmt.Errorf("%w (user %q; allowed %s; server offers %s)", ErrNoMechanism, a.Username, strings.Join(mechs, " "), offer)
 }
+
+// Mechanism returns the mechanism Login logged in with ("PLAIN", "APOP",
+// "USER", "XOAUTH2", "XOAUTH2-2STEP", "OAUTHBEARER"), or "" before a
+// successful Login (and after Auth, APOP or User/Pass called directly).
+func (c *Client) Mechanism() string { return c.mech }
 
 // MechXOAuth2TwoStep names, in Auth.Mechanisms, XOAUTH2 sent without an
 // initial response: "AUTH XOAUTH2", the server's empty challenge "+",

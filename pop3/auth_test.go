@@ -40,6 +40,9 @@ func TestLoginUserPass(t *testing.T) {
 	if err := c.Login(ctx, &Auth{Username: "bob", Password: "pw", AllowPlaintext: true}); err != nil {
 		t.Fatal(err)
 	}
+	if m := c.Mechanism(); m != "USER" {
+		t.Errorf("Mechanism() = %q, want USER", m)
+	}
 	// Capabilities are asked again after login.
 	caps, err := c.Capabilities(ctx)
 	if err != nil || !caps.Pipelining() {

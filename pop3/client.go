@@ -154,7 +154,8 @@ type Client struct {
 	capsKnown bool
 	capaOK    bool // the server answered CAPA with +OK
 	authed    bool
-	body      *Body // open RETR/TOP body, or nil
+	mech      string // the mechanism Login used (see Mechanism)
+	body      *Body  // open RETR/TOP body, or nil
 	// listSizes are the sizes of the session's last complete LIST, by
 	// message number; RetrAll checks its markers against them.
 	listSizes map[int]int64

@@ -89,13 +89,13 @@ func checkRun(ctx context.Context, opts *checkOptions) error {
 		}
 	} else {
 		tw := tabwriter.NewWriter(opts.io.Out, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "ACCOUNT\tSTATUS\tTLS\tMESSAGES\tSIZE\tUIDL\tPIPELINING")
+		fmt.Fprintln(tw, "ACCOUNT\tSTATUS\tTLS\tAUTH\tMESSAGES\tSIZE\tUIDL\tPIPELINING")
 		for _, r := range res {
 			status := "ok"
 			if !r.OK() {
 				status = "FAILED"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", r.Account, status, r.TLS, r.Messages, humanBytes(r.Bytes), yesNo(r.UIDL), yesNo(r.Pipelining))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", r.Account, status, r.TLS, orDash(r.Auth), r.Messages, humanBytes(r.Bytes), yesNo(r.UIDL), yesNo(r.Pipelining))
 		}
 		tw.Flush()
 		for _, r := range res {
@@ -133,4 +133,12 @@ func yesNo(b bool) string {
 		return "yes"
 	}
 	return "NO"
+}
+
+// orDash is s, or "-" when it is empty (a column of a failed check).
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
