@@ -166,6 +166,10 @@ type Stats struct {
 	DelesCommitted int // messages removed by a committed QUIT
 	Concurrent     int // sessions open now
 	MaxConcurrent  int // most sessions open at once
+	// Turns counts the times a session flushed what it had to say and
+	// waited for the client with nothing of the client's left unread:
+	// the round trips of all sessions, the greeting's included.
+	Turns int
 }
 
 // Server is an in-memory POP3 server. Its methods are safe for concurrent

@@ -69,7 +69,7 @@ func (ss *session) run() {
 	}
 	for {
 		if ss.br.Buffered() == 0 {
-			if err := ss.bw.Flush(); err != nil {
+			if !ss.turn() {
 				return
 			}
 		}
@@ -93,10 +93,23 @@ func (ss *session) run() {
 			ss.s.logf("%d C: %s", ss.id, line)
 		}
 		if !ss.dispatch(verb, arg) {
-			_ = ss.bw.Flush()
+			// The last reply (QUIT's, or a fault's) is waited for too.
+			ss.turn()
 			return
 		}
 	}
+}
+
+// turn flushes the replies and counts a round trip (Stats.Turns): the
+// client is waited for. It reports false when the flush failed.
+func (ss *session) turn() bool {
+	if err := ss.bw.Flush(); err != nil {
+		return false
+	}
+	ss.s.mu.Lock()
+	ss.s.stats.Turns++
+	ss.s.mu.Unlock()
+	return true
 }
 
 // end releases the mailbox without committing and closes the connection.
@@ -406,7 +419,7 @@ func (ss *session) auth(arg string) bool {
 
 // readAuthLine reads a client continuation line during AUTH.
 func (ss *session) readAuthLine() (string, bool) {
-	if err := ss.bw.Flush(); err != nil {
+	if ss.br.Buffered() == 0 && !ss.turn() {
 		return "", false
 	}
 	line, err := ss.readLine()
