@@ -16,10 +16,10 @@ import (
 // session that must be retried waits for the delay first, instead of
 // being refused and backing off blindly.
 
-// noteLogin records when the account logged in and the LOGIN-DELAY the
-// server announces after login (0 when none).
-func (ar *accountRun) noteLogin(ctx context.Context, c *pop3.Client) {
-	ar.lastLogin = time.Now()
+// noteLoginDelay records the LOGIN-DELAY the server announces after
+// login (0 when none). It is called after the listing, whose write
+// carried the CAPA (see pop3.Client.ListUIDL), so it costs no round trip.
+func (ar *accountRun) noteLoginDelay(ctx context.Context, c *pop3.Client) {
 	caps, err := c.Capabilities(ctx)
 	if err != nil {
 		return

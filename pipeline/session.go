@@ -418,8 +418,11 @@ func (ar *accountRun) session(ctx context.Context) error {
 		return err
 	}
 	defer c.Close()
-	ar.noteLogin(ctx, c)
+	ar.lastLogin = time.Now()
 	listing, err := ar.list(ctx, c)
+	// Even after a failed listing: the CAPA may have been answered, and
+	// the next session must wait the delay it announced.
+	ar.noteLoginDelay(ctx, c)
 	if err != nil {
 		return err
 	}

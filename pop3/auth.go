@@ -187,6 +187,7 @@ func (oauthBearerClient) Next(challenge []byte) ([]byte, error) {
 // loggedIn records a successful authentication.
 func (c *Client) loggedIn() {
 	c.authed = true
+	c.pipelinedBefore = c.capsKnown && c.caps.Pipelining()
 	c.caps, c.capsKnown = nil, false
 }
 

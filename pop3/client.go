@@ -153,9 +153,13 @@ type Client struct {
 	caps      Capabilities
 	capsKnown bool
 	capaOK    bool // the server answered CAPA with +OK
-	authed    bool
-	mech      string // the mechanism Login used (see Mechanism)
-	body      *Body  // open RETR/TOP body, or nil
+	// pipelinedBefore: the capabilities before login offered
+	// PIPELINING (ListUIDL then sends the CAPA after login with LIST and
+	// UIDL).
+	pipelinedBefore bool
+	authed          bool
+	mech            string // the mechanism Login used (see Mechanism)
+	body            *Body  // open RETR/TOP body, or nil
 	// listSizes are the sizes of the session's last complete LIST, by
 	// message number; RetrAll checks its markers against them.
 	listSizes map[int]int64
@@ -359,16 +363,25 @@ func (c *Client) Capabilities(ctx context.Context) (Capabilities, error) {
 	if err := c.send("CAPA", "CAPA", "CAPA"); err != nil {
 		return nil, err
 	}
+	if err := c.readCapa(); err != nil {
+		return nil, err
+	}
+	return maps.Clone(c.caps), nil
+}
+
+// readCapa reads the answer to a CAPA already sent into c.caps. A "-ERR"
+// means no capabilities (capaOK false), not an error.
+func (c *Client) readCapa() error {
 	caps := Capabilities{}
 	if _, err := c.status("CAPA", 0); err != nil {
 		var pe *Error
 		if !errors.As(err, &pe) {
-			return nil, err
+			return err
 		}
 		c.caps, c.capsKnown, c.capaOK = caps, true, false
-		return Capabilities{}, nil
+		return nil
 	}
-	err = c.readListing("CAPA", capaMaxLines, func(line []byte) error {
+	err := c.readListing("CAPA", capaMaxLines, func(line []byte) error {
 		f := strings.Fields(string(line))
 		if len(f) == 0 {
 			return nil // QUIRK: blank lines are skipped (TestQuirkCAPABlankLine).
@@ -378,10 +391,10 @@ func (c *Client) Capabilities(ctx context.Context) (Capabilities, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	c.caps, c.capsKnown, c.capaOK = caps, true, true
-	return maps.Clone(caps), nil
+	return nil
 }
 
 // StartTLS issues STLS (RFC 2595) and does the TLS handshake with cfg
@@ -860,6 +873,14 @@ func (c *Client) listBody() ([]MessageInfo, error) {
 // and the client stays usable. Any other error is the session's, as for
 // List and UIDL.
 func (c *Client) ListUIDL(ctx context.Context) ([]MessageInfo, []UIDInfo, error) {
+	if !c.capsKnown && c.authed && c.pipelinedBefore {
+		// The capabilities after login are not known yet, and the
+		// server pipelined before it: CAPA goes out with LIST and UIDL,
+		// one round trip for all three. If CAPA now lacks PIPELINING
+		// the three were pipelined once all the same, which RFC 2449
+		// servers buffer anyway (the commands are answered in order).
+		return c.listUIDLPipelined(ctx, true)
+	}
 	caps, err := c.Capabilities(ctx)
 	if err != nil {
 		return nil, nil, err
@@ -872,15 +893,28 @@ func (c *Client) ListUIDL(ctx context.Context) ([]MessageInfo, []UIDInfo, error)
 		uids, err := c.UIDL(ctx)
 		return list, uids, err
 	}
+	return c.listUIDLPipelined(ctx, false)
+}
+
+// listUIDLPipelined is ListUIDL in one write, with CAPA first when capa.
+func (c *Client) listUIDLPipelined(ctx context.Context, capa bool) ([]MessageInfo, []UIDInfo, error) {
 	release, err := c.begin(ctx, "LIST")
 	if err != nil {
 		return nil, nil, err
 	}
 	defer release()
+	if capa {
+		c.queue("CAPA", "CAPA")
+	}
 	c.queue("LIST", "LIST")
 	c.queue("UIDL", "UIDL")
 	if err := c.flush("LIST"); err != nil {
 		return nil, nil, err
+	}
+	if capa {
+		if err := c.readCapa(); err != nil {
+			return nil, nil, err
+		}
 	}
 	var list []MessageInfo
 	_, listErr := c.status("LIST", 0)

@@ -61,3 +61,47 @@ func TestListUIDLErrors(t *testing.T) {
 		t.Fatalf("client after a LIST -ERR: %v", err)
 	}
 }
+
+// After a login the capabilities are asked again; when the server
+// pipelined before the login, that CAPA goes out in the same write as
+// LIST and UIDL, and its answer is what Capabilities then returns. A
+// CAPA the server refuses after login leaves the listing whole.
+func TestListUIDLAfterLoginCarriesCAPA(t *testing.T) {
+	c, _ := newScripted(t, nil,
+		step{s: greet},
+		step{c: "CAPA\r\n", s: "+OK\r\nPIPELINING\r\nUSER\r\nUIDL\r\n.\r\n"},
+		step{c: "USER bob\r\n", s: "+OK\r\n"},
+		step{c: "PASS pw\r\n", s: "+OK\r\n"},
+		step{c: "CAPA\r\nLIST\r\nUIDL\r\n", s: "+OK\r\nPIPELINING\r\nLOGIN-DELAY 900\r\n.\r\n+OK\r\n1 120\r\n.\r\n+OK\r\n1 aaa\r\n.\r\n"},
+		step{c: "NOOP\r\n", s: "+OK\r\n"},
+	)
+	ctx := ctxT(t)
+	if err := c.Login(ctx, &Auth{Username: "bob", Password: "pw", AllowPlaintext: true}); err != nil {
+		t.Fatal(err)
+	}
+	list, uids, err := c.ListUIDL(ctx)
+	if err != nil || len(list) != 1 || len(uids) != 1 || uids[0].UID != "aaa" {
+		t.Fatalf("ListUIDL = %v, %v, %v", list, uids, err)
+	}
+	caps, err := c.Capabilities(ctx) // cached: nothing is sent
+	if err != nil || len(caps["LOGIN-DELAY"]) != 1 || caps["LOGIN-DELAY"][0] != "900" {
+		t.Fatalf("Capabilities after ListUIDL = %v, %v", caps, err)
+	}
+	if err := c.Noop(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	c, _ = newScripted(t, nil,
+		step{s: greet},
+		step{c: "CAPA\r\n", s: "+OK\r\nPIPELINING\r\nUSER\r\nUIDL\r\n.\r\n"},
+		step{c: "USER bob\r\n", s: "+OK\r\n"},
+		step{c: "PASS pw\r\n", s: "+OK\r\n"},
+		step{c: "CAPA\r\nLIST\r\nUIDL\r\n", s: "-ERR not now\r\n+OK\r\n1 120\r\n.\r\n+OK\r\n1 aaa\r\n.\r\n"},
+	)
+	if err := c.Login(ctx, &Auth{Username: "bob", Password: "pw", AllowPlaintext: true}); err != nil {
+		t.Fatal(err)
+	}
+	if list, uids, err := c.ListUIDL(ctx); err != nil || len(list) != 1 || len(uids) != 1 {
+		t.Fatalf("ListUIDL after a refused CAPA = %v, %v, %v", list, uids, err)
+	}
+}
