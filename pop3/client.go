@@ -868,7 +868,9 @@ func (c *Client) listBody() ([]MessageInfo, error) {
 
 // ListUIDL issues LIST and UIDL and returns both listings, in one round
 // trip when the server offers PIPELINING (both commands in one write),
-// else one after the other. A server without UIDL answers it "-ERR": the
+// else one after the other. Right after a login to a server that
+// pipelined before it, the CAPA that the capabilities after login need
+// goes out in the same write, and Capabilities then answers from it. A server without UIDL answers it "-ERR": the
 // LIST listing is returned with that *Error (Command "UIDL") as the error,
 // and the client stays usable. Any other error is the session's, as for
 // List and UIDL.
@@ -876,9 +878,10 @@ func (c *Client) ListUIDL(ctx context.Context) ([]MessageInfo, []UIDInfo, error)
 	if !c.capsKnown && c.authed && c.pipelinedBefore {
 		// The capabilities after login are not known yet, and the
 		// server pipelined before it: CAPA goes out with LIST and UIDL,
-		// one round trip for all three. If CAPA now lacks PIPELINING
-		// the three were pipelined once all the same, which RFC 2449
-		// servers buffer anyway (the commands are answered in order).
+		// one round trip for all three. A server that announced
+		// PIPELINING before login is trusted with these three even if
+		// its CAPA after login drops it (later commands follow the
+		// new answer).
 		return c.listUIDLPipelined(ctx, true)
 	}
 	caps, err := c.Capabilities(ctx)
