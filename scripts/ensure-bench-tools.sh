@@ -15,6 +15,9 @@ PACKAGES="mpop time"
 
 say() { printf 'ensure-bench-tools: %s\n' "$*" >&2; }
 
+# shellcheck source=lib/install.sh
+. "$(dirname "$0")/lib/install.sh"
+
 have_mpop() { command -v mpop >/dev/null 2>&1 && mpop --version >/dev/null 2>&1; }
 
 # have_time: the program /usr/bin/time (not the shell keyword), GNU's.
@@ -37,8 +40,6 @@ missing() {
 	echo "${m# }"
 }
 
-is_root() { [ "$(id -u)" -eq 0 ]; }
-
 report() {
 	say "$(mpop --version 2>/dev/null | head -n 1) and GNU time are installed"
 }
@@ -49,41 +50,8 @@ if [ -z "$need" ]; then
 	exit 0
 fi
 
-if ! is_root; then
-	say "missing: $need (Debian packages: $need)"
-	if command -v apt-get >/dev/null 2>&1; then
-		say "install them as root with: sudo $0"
-		say "(or: sudo apt-get install $need)"
-	else
-		say "install mpop (https://marlam.de/mpop/) and GNU time with your system's"
-		say "package manager, then run this script again."
-	fi
-	exit 1
-fi
-
-if ! command -v apt-get >/dev/null 2>&1; then
-	say "missing: $need, and apt-get is not available on this system;"
-	say "install mpop (https://marlam.de/mpop/) and GNU time with your system's"
-	say "package manager, then run this script again."
-	exit 1
-fi
-
-log=$(mktemp)
-trap 'rm -f "$log"' EXIT
-trap 'exit 1' HUP INT TERM
-
-say "installing $need"
-if ! apt-get update -qq >"$log" 2>&1; then
-	cat "$log" >&2
-	say "apt-get update failed"
-	exit 1
-fi
-if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-	$need >"$log" 2>&1; then
-	cat "$log" >&2
-	say "apt-get install $need failed"
-	exit 1
-fi
+install_packages "missing: $need (Debian packages: $need)" \
+	"install mpop (https://marlam.de/mpop/) and GNU time" "$need"
 
 need=$(missing)
 if [ -n "$need" ]; then

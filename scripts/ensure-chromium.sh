@@ -15,6 +15,9 @@ PACKAGES="chromium"
 
 say() { printf 'ensure-chromium: %s\n' "$*" >&2; }
 
+# shellcheck source=lib/install.sh
+. "$(dirname "$0")/lib/install.sh"
+
 # find_browser prints the path of the first Chromium binary in PATH; the
 # test looks for the same names in the same order.
 find_browser() {
@@ -39,40 +42,8 @@ if ready; then
 	exit 0
 fi
 
-if [ "$(id -u)" -ne 0 ]; then
-	say "Chromium is not installed (chromium and chromium-browser not found in PATH)."
-	if command -v apt-get >/dev/null 2>&1; then
-		say "install it as root with: sudo $0"
-		say "(or: sudo apt-get install $PACKAGES)"
-	else
-		say "install Chromium (Debian package: $PACKAGES) with your system's"
-		say "package manager, then run this script again."
-	fi
-	exit 1
-fi
-
-if ! command -v apt-get >/dev/null 2>&1; then
-	say "Chromium is not installed and apt-get is not available on this system;"
-	say "install Chromium (Debian package: $PACKAGES) with your system's"
-	say "package manager, then run this script again."
-	exit 1
-fi
-
-log=$(mktemp)
-trap 'rm -f "$log"' EXIT
-trap 'exit 1' HUP INT TERM
-
-say "installing $PACKAGES"
-if ! apt-get update -qq >"$log" 2>&1; then
-	cat "$log" >&2
-	say "apt-get update failed"
-	exit 1
-fi
-if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $PACKAGES >"$log" 2>&1; then
-	cat "$log" >&2
-	say "apt-get install $PACKAGES failed"
-	exit 1
-fi
+install_packages "Chromium is not installed (chromium and chromium-browser not found in PATH)" \
+	"install Chromium (Debian package: $PACKAGES)" "$PACKAGES"
 
 if ! ready; then
 	say "installed $PACKAGES but chromium still does not run: $(find_browser || echo 'not in PATH')"

@@ -18,6 +18,9 @@ SYSTEM_USERS="dovecot dovenull"
 
 say() { printf 'ensure-dovecot: %s\n' "$*" >&2; }
 
+# shellcheck source=lib/install.sh
+. "$(dirname "$0")/lib/install.sh"
+
 # find_tool prints the path of $1, also looking in the sbin folders that an
 # unprivileged PATH often lacks.
 find_tool() {
@@ -90,64 +93,11 @@ if ready; then
 	exit 0
 fi
 
-if ! is_root; then
-	say "Dovecot is not installed (dovecot and doveadm not found)."
-	if command -v apt-get >/dev/null 2>&1; then
-		say "install it as root with: sudo $0"
-		say "(or: sudo apt-get install $PACKAGES)"
-	else
-		say "install Dovecot 2.3 with POP3 and IMAP support (Debian packages: $PACKAGES)"
-		say "with your system's package manager, then run this script again."
-	fi
-	exit 1
-fi
-
-if ! command -v apt-get >/dev/null 2>&1; then
-	say "Dovecot is not installed and apt-get is not available on this system;"
-	say "install Dovecot 2.3 with POP3 and IMAP support (Debian packages: $PACKAGES)"
-	say "with your system's package manager, then run this script again."
-	exit 1
-fi
-
-log=$(mktemp)
-policy_added=""
-cleanup() {
-	rm -f "$log"
-	if [ -n "$policy_added" ]; then
-		rm -f /usr/sbin/policy-rc.d
-	fi
-}
-trap cleanup EXIT
-trap 'exit 1' HUP INT TERM
-
-# Keep the system service from starting during the install: the tests run
-# their own instances and a system Dovecot would listen on ports 110-995.
-if [ ! -e /usr/sbin/policy-rc.d ]; then
-	printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-	chmod 755 /usr/sbin/policy-rc.d
-	policy_added=yes
-fi
-
-say "installing $PACKAGES"
-if ! apt-get update -qq >"$log" 2>&1; then
-	cat "$log" >&2
-	say "apt-get update failed"
-	exit 1
-fi
-if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-	$PACKAGES >"$log" 2>&1; then
-	cat "$log" >&2
-	say "apt-get install $PACKAGES failed"
-	exit 1
-fi
-
-# The service must not come up on the next boot either.
-if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
-	if systemctl disable --now dovecot.service >/dev/null 2>&1; then
-		say "disabled the system dovecot.service (the tests do not use it;" \
-			"re-enable with: systemctl enable --now dovecot)"
-	fi
-fi
+# Keep the system service from starting: the tests run their own instances
+# and a system Dovecot would listen on ports 110-995.
+install_packages "Dovecot is not installed (dovecot and doveadm not found)" \
+	"install Dovecot 2.3 with POP3 and IMAP support (Debian packages: $PACKAGES)" \
+	"$PACKAGES" dovecot
 
 if ! ready; then
 	say "installed $PACKAGES but dovecot or doveadm still does not run:"

@@ -19,6 +19,9 @@ PACKAGES="postgresql"
 
 say() { printf 'ensure-postgres: %s\n' "$*" >&2; }
 
+# shellcheck source=lib/install.sh
+. "$(dirname "$0")/lib/install.sh"
+
 is_root() { [ "$(id -u)" -eq 0 ]; }
 
 # bin_dir prints the folder of the newest server programs: Debian's
@@ -67,64 +70,11 @@ if ready; then
 	exit 0
 fi
 
-if ! is_root; then
-	say "PostgreSQL is not installed (no initdb in /usr/lib/postgresql/*/bin or on PATH)."
-	if command -v apt-get >/dev/null 2>&1; then
-		say "install it as root with: sudo $0"
-		say "(or: sudo apt-get install $PACKAGES)"
-	else
-		say "install the PostgreSQL server (10 or newer; Debian package: $PACKAGES)"
-		say "with your system's package manager, then run this script again."
-	fi
-	exit 1
-fi
-
-if ! command -v apt-get >/dev/null 2>&1; then
-	say "PostgreSQL is not installed and apt-get is not available on this system;"
-	say "install the PostgreSQL server (10 or newer; Debian package: $PACKAGES)"
-	say "with your system's package manager, then run this script again."
-	exit 1
-fi
-
-log=$(mktemp)
-policy_added=""
-cleanup() {
-	rm -f "$log"
-	if [ -n "$policy_added" ]; then
-		rm -f /usr/sbin/policy-rc.d
-	fi
-}
-trap cleanup EXIT
-trap 'exit 1' HUP INT TERM
-
-# Keep the packaged cluster from starting during the install: the tests run
-# their own servers, and a system one would hold port 5432 and memory.
-if [ ! -e /usr/sbin/policy-rc.d ]; then
-	printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-	chmod 755 /usr/sbin/policy-rc.d
-	policy_added=yes
-fi
-
-say "installing $PACKAGES"
-if ! apt-get update -qq >"$log" 2>&1; then
-	cat "$log" >&2
-	say "apt-get update failed"
-	exit 1
-fi
-if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-	$PACKAGES >"$log" 2>&1; then
-	cat "$log" >&2
-	say "apt-get install $PACKAGES failed"
-	exit 1
-fi
-
-# The service must not come up on the next boot either.
-if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
-	if systemctl disable --now postgresql.service >/dev/null 2>&1; then
-		say "disabled the system postgresql.service (the tests do not use it;" \
-			"re-enable with: systemctl enable --now postgresql)"
-	fi
-fi
+# Keep the packaged cluster from starting: the tests run their own servers,
+# and a system one would hold port 5432 and memory.
+install_packages "PostgreSQL is not installed (no initdb in /usr/lib/postgresql/*/bin or on PATH)" \
+	"install the PostgreSQL server (10 or newer; Debian package: $PACKAGES)" \
+	"$PACKAGES" postgresql
 
 if ! ready; then
 	say "installed $PACKAGES but initdb, postgres or pg_ctl still does not run:"
