@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/popmigrate/popmigrate/internal/units"
 )
 
 // The throughput chart is an SVG drawn here, in Go: one <rect
@@ -99,7 +101,7 @@ func newChart(r *Report) chart {
 		c.Bars = append(c.Bars, bar{
 			X: c.Left + float64(i)*slot + (slot-w)/2, Y: c.Bottom - h, W: w, H: h,
 			Title: fmt.Sprintf("%s – %s: %s stored, %s (%s/s)", r.clock(p.Start, r.Bucket), r.clock(end, r.Bucket),
-				plural(p.Messages, "message"), formatBytes(p.Bytes), formatBytes(int64(p.Rate(r.Bucket)))),
+				plural(p.Messages, "message"), units.Bytes(p.Bytes), units.Bytes(int64(p.Rate(r.Bucket)))),
 		})
 	}
 	// Time labels at bucket starts, every k buckets.
@@ -154,20 +156,6 @@ func sameDay(a, b time.Time, loc *time.Location) bool {
 	ay, am, ad := a.In(loc).Date()
 	by, bm, bd := b.In(loc).Date()
 	return ay == by && am == bm && ad == bd
-}
-
-// formatBytes formats n bytes with a binary unit: "512 B", "1.5 MiB".
-func formatBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
 // formatCount formats n with thousands separators: "12,345".

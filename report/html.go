@@ -9,6 +9,8 @@ import (
 	"math"
 	"regexp"
 	"time"
+
+	"github.com/popmigrate/popmigrate/internal/units"
 )
 
 // The page is one file: CSS inline, the chart an inline SVG, no script, no
@@ -24,11 +26,11 @@ var pageTemplate string
 
 var page = template.Must(template.New("report").Funcs(template.FuncMap{
 	"count":    formatCount,
-	"bytes":    formatBytes,
+	"bytes":    units.Bytes,
 	"duration": formatDuration,
 	"plural":   plural,
 	"rate": func(bps float64) string {
-		return formatBytes(int64(bps)) + "/s"
+		return units.Bytes(int64(bps)) + "/s"
 	},
 	"pct": func(part, whole int) string {
 		if whole <= 0 {

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/popmigrate/popmigrate/config"
+	"github.com/popmigrate/popmigrate/internal/units"
 	"github.com/popmigrate/popmigrate/pipeline"
 )
 
@@ -95,7 +96,7 @@ func checkRun(ctx context.Context, opts *checkOptions) error {
 			if !r.OK() {
 				status = "FAILED"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", r.Account, status, r.TLS, orDash(r.Auth), r.Messages, humanBytes(r.Bytes), yesNo(r.UIDL), yesNo(r.Pipelining))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", r.Account, status, r.TLS, orDash(r.Auth), r.Messages, units.Bytes(r.Bytes), yesNo(r.UIDL), yesNo(r.Pipelining))
 		}
 		tw.Flush()
 		for _, r := range res {

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/popmigrate/popmigrate/config"
+	"github.com/popmigrate/popmigrate/internal/units"
 	"github.com/popmigrate/popmigrate/journal"
 	"github.com/popmigrate/popmigrate/pipeline"
 )
@@ -184,7 +185,7 @@ func printPurgeReport(w io.Writer, reps []*pipeline.PurgeReport, dryRun bool) {
 		if dryRun {
 			fmt.Fprintf(w, "%s: would delete %d of %d (dry run)\n", r.Account, len(r.Planned), r.ServerMessages)
 			for _, it := range r.Planned {
-				fmt.Fprintf(w, "    - message %d: uidl %q, %s\n", it.ID, it.UIDL, humanBytes(it.Size))
+				fmt.Fprintf(w, "    - message %d: uidl %q, %s\n", it.ID, it.UIDL, units.Bytes(it.Size))
 			}
 		} else {
 			fmt.Fprintf(w, "%s: deleted %d of %d\n", r.Account, r.Deleted, r.ServerMessages)

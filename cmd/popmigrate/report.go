@@ -6,6 +6,7 @@ import (
 	"io"
 	"text/tabwriter"
 
+	"github.com/popmigrate/popmigrate/internal/units"
 	"github.com/popmigrate/popmigrate/pipeline"
 )
 
@@ -33,7 +34,7 @@ func printRunReport(w io.Writer, rep *pipeline.Report) {
 		if !a.Whole {
 			status = "NOT WHOLE"
 		}
-		onServer := fmt.Sprintf("%d (%s)", a.ServerMessages, humanBytes(a.ServerBytes))
+		onServer := fmt.Sprintf("%d (%s)", a.ServerMessages, units.Bytes(a.ServerBytes))
 		if !a.ServerListed {
 			onServer = "unknown"
 		}
@@ -71,21 +72,8 @@ func printRunReport(w io.Writer, rep *pipeline.Report) {
 	t := rep.Totals
 	rate := ""
 	if rep.Duration > 0 && t.Stored > 0 {
-		rate = fmt.Sprintf(" (%.0f msg/s, %s/s)", float64(t.Stored)/rep.Duration, humanBytes(int64(float64(t.StoredBytes)/rep.Duration)))
+		rate = fmt.Sprintf(" (%.0f msg/s, %s/s)", float64(t.Stored)/rep.Duration, units.Bytes(int64(float64(t.StoredBytes)/rep.Duration)))
 	}
 	fmt.Fprintf(w, "\n%d accounts (%d not whole): %d messages on the servers; stored %d (%s), already stored %d, failed %d; %.1fs%s\n",
-		t.Accounts, t.AccountsFailed, t.ServerMessages, t.Stored, humanBytes(t.StoredBytes), t.SkippedAlreadyStored, t.Failed, rep.Duration, rate)
-}
-
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+		t.Accounts, t.AccountsFailed, t.ServerMessages, t.Stored, units.Bytes(t.StoredBytes), t.SkippedAlreadyStored, t.Failed, rep.Duration, rate)
 }

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/popmigrate/popmigrate/internal/units"
 )
 
 // spaceMargin is the share of free space a run should leave: file systems
@@ -57,21 +59,7 @@ func CheckPath(path string, file bool, need Need) ([]string, error) {
 	}
 	free := int64(st.Bavail) * int64(st.Bsize)
 	if want := int64(float64(need.Bytes) * spaceMargin); want > free {
-		return warnings, fmt.Errorf("%s has %s free, the mailbox needs %s (with a 10%% margin)", dir, human(free), human(want))
+		return warnings, fmt.Errorf("%s has %s free, the mailbox needs %s (with a 10%% margin)", dir, units.Bytes(free), units.Bytes(want))
 	}
 	return warnings, nil
-}
-
-// human formats a byte count for people: "1.5 GiB".
-func human(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
