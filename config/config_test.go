@@ -2,11 +2,12 @@ package config
 
 import (
 	"context"
-	"github.com/popmigrate/popmigrate/exporters/all"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/popmigrate/popmigrate/exporters/all"
 )
 
 // testDests are the destination kinds of this build.

@@ -3,11 +3,12 @@ package config
 import (
 	"bytes"
 	"encoding/csv"
-	"github.com/popmigrate/popmigrate/internal/urlsafe"
 	"strings"
 	"testing"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/popmigrate/popmigrate/internal/urlsafe"
 )
 
 // The fuzz targets feed arbitrary bytes to the loaders. Their seeds (in

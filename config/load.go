@@ -3,9 +3,10 @@ package config
 import (
 	"errors"
 	"fmt"
-	"github.com/popmigrate/popmigrate/internal/urlsafe"
 	"io"
 	"strings"
+
+	"github.com/popmigrate/popmigrate/internal/urlsafe"
 )
 
 // FromFlags returns the one account described by --source and the other

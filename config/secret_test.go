@@ -6,13 +6,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/popmigrate/popmigrate/internal/urlsafe"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/popmigrate/popmigrate/internal/urlsafe"
 )
 
 func TestSecretCommandFailureNeverShowsItsOutput(t *testing.T) {

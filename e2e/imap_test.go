@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"github.com/popmigrate/popmigrate/exporters/all"
 	"io/fs"
 	"maps"
 	"os"
@@ -20,6 +19,7 @@ import (
 	"github.com/emersion/go-imap/v2/imapclient"
 
 	"github.com/popmigrate/popmigrate/exporters"
+	"github.com/popmigrate/popmigrate/exporters/all"
 	"github.com/popmigrate/popmigrate/exporters/eml"
 	"github.com/popmigrate/popmigrate/exporters/mbox"
 	"github.com/popmigrate/popmigrate/internal/dovecottest"

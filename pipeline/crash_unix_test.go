@@ -7,7 +7,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/popmigrate/popmigrate/exporters/all"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -21,6 +20,7 @@ import (
 	"time"
 
 	"github.com/popmigrate/popmigrate/config"
+	"github.com/popmigrate/popmigrate/exporters/all"
 	"github.com/popmigrate/popmigrate/journal"
 	"github.com/popmigrate/popmigrate/pipeline"
 	"github.com/popmigrate/popmigrate/pop3/pop3test"

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/popmigrate/popmigrate/exporters/all"
 	"io/fs"
 	"maps"
 	"os"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/popmigrate/popmigrate/config"
 	"github.com/popmigrate/popmigrate/exporters"
+	"github.com/popmigrate/popmigrate/exporters/all"
 	"github.com/popmigrate/popmigrate/exporters/eml"
 	"github.com/popmigrate/popmigrate/exporters/maildir"
 	"github.com/popmigrate/popmigrate/exporters/mbox"

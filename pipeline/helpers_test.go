@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"github.com/popmigrate/popmigrate/exporters/all"
 	"io/fs"
 	"net"
 	"os"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/popmigrate/popmigrate/config"
 	"github.com/popmigrate/popmigrate/exporters"
+	"github.com/popmigrate/popmigrate/exporters/all"
 	"github.com/popmigrate/popmigrate/exporters/maildir"
 	"github.com/popmigrate/popmigrate/internal/testmsg"
 	"github.com/popmigrate/popmigrate/internal/testpki"

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/popmigrate/popmigrate/exporters/all"
 	"io/fs"
 	"maps"
 	"math/rand/v2"
@@ -25,6 +24,7 @@ import (
 	"time"
 
 	"github.com/popmigrate/popmigrate/config"
+	"github.com/popmigrate/popmigrate/exporters/all"
 	"github.com/popmigrate/popmigrate/exporters/mbox"
 	"github.com/popmigrate/popmigrate/journal"
 	"github.com/popmigrate/popmigrate/pipeline"

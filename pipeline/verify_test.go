@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"github.com/popmigrate/popmigrate/exporters/all"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/popmigrate/popmigrate/config"
 	"github.com/popmigrate/popmigrate/exporters"
+	"github.com/popmigrate/popmigrate/exporters/all"
 	"github.com/popmigrate/popmigrate/exporters/maildir"
 	"github.com/popmigrate/popmigrate/exporters/mbox"
 	"github.com/popmigrate/popmigrate/journal"
