@@ -72,6 +72,11 @@ type Lease struct {
 	Epoch      int64
 	TTL        time.Duration
 	AcquiredAt time.Time
+	// Prev is the lease as the journal held it before this process took
+	// it: zero when there was none, a zero Prev.Holder.ID when its holder
+	// released it (it finished with the account), else the holder whose
+	// lease expired or whose process was gone.
+	Prev LeaseInfo
 }
 
 // LeaseInfo is a lease as the journal records it.
@@ -185,7 +190,7 @@ func (j *Journal) acquireLease(ctx context.Context, account string, h Holder, tt
 	if err := tx.Commit(); err != nil {
 		return nil, fmt.Errorf("journal: acquire lease of account %q: commit: %w", account, err)
 	}
-	return &Lease{Account: account, Holder: h, Epoch: epoch, TTL: ttl, AcquiredAt: acquired}, nil
+	return &Lease{Account: account, Holder: h, Epoch: epoch, TTL: ttl, AcquiredAt: acquired, Prev: cur}, nil
 }
 
 // RenewLease pushes l's expiry to now plus its TTL. It fails with an error

@@ -58,6 +58,9 @@ func testLeaseOneHolderPerAccount(t *testing.T, be backend) {
 	if err != nil || lb.Epoch != 2 {
 		t.Fatalf("expired lease: %+v, %v; want epoch 2", lb, err)
 	}
+	if lb.Prev.Holder.ID != "aaaa" || lb.Prev.Epoch != 1 {
+		t.Errorf("taken over from %+v; want the expired lease of aaaa, epoch 1", lb.Prev)
+	}
 	if err := j.RenewLease(ctx, la); !errors.Is(err, ErrLeaseLost) {
 		t.Fatalf("old holder renews: %v, want ErrLeaseLost", err)
 	}
@@ -115,6 +118,12 @@ func testLeaseReleaseFreesTheAccount(t *testing.T, be backend) {
 	lb, err := j.AcquireLease(ctx, "alice", holder("bbbb"), time.Hour)
 	if err != nil || lb.Epoch != 2 {
 		t.Fatalf("after release: %+v, %v", lb, err)
+	}
+	if lb.Prev.Holder.ID != "" || lb.Prev.Epoch != 1 || lb.Prev.Holder.PID != la.Holder.PID {
+		t.Errorf("taken from %+v; want the released lease of epoch 1, its pid kept", lb.Prev)
+	}
+	if la.Prev != (LeaseInfo{}) {
+		t.Errorf("a first lease says it was taken from %+v", la.Prev)
 	}
 	ls, err := j.Leases(ctx)
 	if err != nil || len(ls) != 1 || ls[0].Holder.ID != "bbbb" || ls[0].Epoch != 2 {
@@ -318,5 +327,30 @@ func testLeaseRaceHasOneWinner(t *testing.T, be backend) {
 				t.Errorf("round %d: h%d was told %q holds the lease, not the winner h%d", round, i, held.Holder.ID, winner)
 			}
 		}
+	}
+}
+
+// AccountOutcome says how the last worker left an account: its error and
+// its failed messages.
+func TestAccountOutcome(t *testing.T) { forEachBackend(t, testAccountOutcome) }
+
+func testAccountOutcome(t *testing.T, be backend) {
+	j, _ := be.open(t)
+	ctx := testCtx(t)
+	if text, n, err := j.AccountOutcome(ctx, "alice"); err != nil || text == "" || n != 0 {
+		t.Fatalf("never listed: %q %d %v; want a text saying so", text, n, err)
+	}
+	mustListing(t, j, "alice", listing("u", 3))
+	if text, n, err := j.AccountOutcome(ctx, "alice"); err != nil || text != "" || n != 0 {
+		t.Fatalf("listed: %q %d %v", text, n, err)
+	}
+	var b Batch
+	b.Failed("alice", "u0001", "broken")
+	mustCommit(t, j, &b)
+	if err := j.SetAccountError(ctx, "alice", "login refused"); err != nil {
+		t.Fatal(err)
+	}
+	if text, n, err := j.AccountOutcome(ctx, "alice"); err != nil || text != "login refused" || n != 1 {
+		t.Fatalf("after a failure: %q %d %v; want the error and 1 failed", text, n, err)
 	}
 }

@@ -2,6 +2,8 @@ package journal
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"fmt"
 	"net/url"
 	"strings"
@@ -126,4 +128,23 @@ func (j *Journal) SetAccountError(ctx context.Context, account, errText string) 
 		return fmt.Errorf("journal: set error of account %q: %w", account, err)
 	}
 	return nil
+}
+
+// AccountOutcome says how the last process that worked on account left it:
+// the account's error ("" when it ended without one; a text saying so when
+// its listing was never recorded) and how many of its messages are failed. A worker uses it to tell whether an account another
+// worker finished during its run needs anything more.
+func (j *Journal) AccountOutcome(ctx context.Context, account string) (errText string, failed int, err error) {
+	var text sql.NullString
+	err = j.r.QueryRowContext(ctx, j.q(`SELECT last_error FROM accounts WHERE account = ?`), account).Scan(&text)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "the account's listing was never recorded", 0, nil
+	}
+	if err == nil {
+		err = j.r.QueryRowContext(ctx, j.q(`SELECT COUNT(*) FROM messages WHERE account = ? AND state = 'failed'`), account).Scan(&failed)
+	}
+	if err != nil {
+		return "", 0, fmt.Errorf("journal: outcome of account %q: %w", account, err)
+	}
+	return text.String, failed, nil
 }

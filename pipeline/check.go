@@ -83,7 +83,7 @@ func Check(ctx context.Context, accounts []*config.Account, opts *Options) []*Ch
 		opts = &Options{}
 	}
 	o := opts.withDefaults()
-	r := &runner{opts: o, hosts: map[string]chan struct{}{}}
+	r := &runner{opts: o, sched: newScheduler(o.Jobs, o.PerHost)}
 	out := make([]*CheckResult, len(accounts))
 	var g errgroup.Group
 	g.SetLimit(o.Jobs)

@@ -253,84 +253,152 @@ func TestSizeDifferenceOfLineEndsIsNotSuspect(t *testing.T) {
 	}
 }
 
-// TestSecondRunOnTheSameJournalIsRefused pins the fault where two runs on
-// one journal both downloaded every message and both reported "stored".
-func TestSecondRunOnTheSameJournalIsRefused(t *testing.T) {
+// TestSecondRunOnTheSameJournalLeavesTheAccount pins the fault where two
+// runs on one journal both downloaded every message and both reported
+// "stored": a run that finds the account's lease held opens nothing and
+// logs in nowhere while the holder lives, and takes the account over once
+// the holder's lease expired.
+func TestSecondRunOnTheSameJournalLeavesTheAccount(t *testing.T) {
 	msgs := smallMsgs("r", 3)
 	e := newEnv(t, []pop3test.Mailbox{mailbox("alice", msgs)}, &pop3test.ServerOptions{
 		UserFaults: map[string]pop3test.Faults{"alice": {NoLock: true}},
 	})
 	ctx := context.Background()
 	other := journal.Holder{ID: "another-run", PID: 1, Host: "elsewhere"}
-	l, err := e.j.AcquireLease(ctx, "alice", other, time.Minute)
-	if err != nil {
+	const ttl = 1500 * time.Millisecond
+	if _, err := e.j.AcquireLease(ctx, "alice", other, ttl); err != nil {
 		t.Fatal(err)
 	}
-	rep := e.run([]*config.Account{e.account("alice")}, testOptions())
-	a := accountReport(t, rep, "alice")
-	if a.Whole || a.Stored != 0 || !strings.Contains(a.Error, "pid 1 on elsewhere") || !strings.Contains(a.Error, "--wait") {
-		t.Fatalf("second run: whole %v stored %d error %q; want refused, naming the holder", a.Whole, a.Stored, a.Error)
-	}
-	if n := e.srv.Stats().Logins; n != 0 {
-		t.Errorf("refused run logged in %d times", n)
-	}
-
-	// With WaitForLease it waits for the holder, then goes on.
 	o := testOptions()
-	o.WaitForLease = true
-	o.LeaseTTL = 400 * time.Millisecond
+	o.LeaseTTL = 400 * time.Millisecond // polls every 100ms
+	loginsWhileHeld := make(chan int, 1)
 	go func() {
-		time.Sleep(300 * time.Millisecond)
-		e.j.ReleaseLease(context.Background(), l)
+		time.Sleep(ttl - 200*time.Millisecond)
+		loginsWhileHeld <- e.srv.Stats().Logins
 	}()
-	rep = e.run([]*config.Account{e.account("alice")}, o)
-	wantCounts(t, accountReport(t, rep, "alice"), 3, 3, 0, 0, true)
+	start := time.Now()
+	rep := e.run([]*config.Account{e.account("alice")}, o)
+	a := accountReport(t, rep, "alice")
+	wantCounts(t, a, 3, 3, 0, 0, true)
+	if a.DoneBy != "" {
+		t.Errorf("DoneBy %q: the holder never released the lease, this run took it over", a.DoneBy)
+	}
+	if took := time.Since(start); took < ttl-100*time.Millisecond {
+		t.Errorf("the account was taken over after %v, before the holder's lease (%v) expired", took, ttl)
+	}
+	if n := <-loginsWhileHeld; n != 0 {
+		t.Errorf("%d logins while another process held the lease", n)
+	}
 }
 
-// Two runs at once on one journal, against a server without mailbox
-// locking: every message is downloaded once.
+// A run that finds the account's lease held by a process that then
+// finishes the account whole reports it done by that process and does
+// nothing to it; with WaitForLease it runs the account anyway.
+func TestAccountFinishedByAnotherProcessIsLeftToIt(t *testing.T) {
+	msgs := smallMsgs("f", 3)
+	e := newEnv(t, []pop3test.Mailbox{mailbox("alice", msgs)}, nil)
+	// An earlier run stored everything: the journal says the account is
+	// whole.
+	wantCounts(t, accountReport(t, e.run([]*config.Account{e.account("alice")}, testOptions()), "alice"), 3, 3, 0, 0, true)
+	logins := e.srv.Stats().Logins
+
+	for _, wait := range []bool{false, true} {
+		ctx := context.Background()
+		other := journal.Holder{ID: fmt.Sprintf("other-%v", wait), PID: 1, Host: "elsewhere"}
+		l, err := e.j.AcquireLease(ctx, "alice", other, time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			time.Sleep(300 * time.Millisecond)
+			e.j.ReleaseLease(context.Background(), l)
+		}()
+		o := testOptions()
+		o.LeaseTTL = 400 * time.Millisecond
+		o.WaitForLease = wait
+		a := accountReport(t, e.run([]*config.Account{e.account("alice")}, o), "alice")
+		now := e.srv.Stats().Logins
+		if !wait {
+			if a.DoneBy != "pid 1 on elsewhere" || !a.Whole || a.Error != "" || now != logins {
+				t.Errorf("done by %q, whole %v, error %q, %d logins; want left to pid 1 on elsewhere, whole, no login", a.DoneBy, a.Whole, a.Error, now-logins)
+			}
+		} else if a.DoneBy != "" || !a.Whole || now != logins+1 {
+			t.Errorf("WaitForLease: done by %q, whole %v, %d logins; want run here with one login", a.DoneBy, a.Whole, now-logins)
+		}
+		logins = now
+	}
+}
+
+// Runs at once on one journal (the workers of a migration), against a
+// server without mailbox locking: every message is downloaded once, every
+// account is logged in to once, and every run reports every account whole,
+// done by itself or by another.
 func TestConcurrentRunsOnOneJournalDownloadEachMessageOnce(t *testing.T) {
-	msgs := smallMsgs("c", 20)
-	e := newEnv(t, []pop3test.Mailbox{mailbox("alice", msgs)}, &pop3test.ServerOptions{
-		UserFaults: map[string]pop3test.Faults{"alice": {NoLock: true, Delay: 2 * time.Millisecond}},
-	})
-	j2 := e.openJournal() // a second process's handle on the same file
+	users := []string{"alice", "bob", "carol", "dave", "erin", "frank"}
+	var boxes []pop3test.Mailbox
+	msgs := map[string][]srcMsg{}
+	faults := map[string]pop3test.Faults{}
+	for _, u := range users {
+		msgs[u] = smallMsgs(u[:1], 10)
+		boxes = append(boxes, mailbox(u, msgs[u]))
+		faults[u] = pop3test.Faults{NoLock: true, Delay: 2 * time.Millisecond}
+	}
+	e := newEnv(t, boxes, &pop3test.ServerOptions{UserFaults: faults})
+	var accounts []*config.Account
+	for _, u := range users {
+		accounts = append(accounts, e.account(u))
+	}
 	type result struct {
 		rep *pipeline.Report
 		err error
 	}
-	out := make(chan result, 2)
-	for _, j := range []*journal.Journal{e.j, j2} {
+	const workers = 3
+	out := make(chan result, workers)
+	for w := range workers {
+		j := e.j
+		if w > 0 {
+			j = e.openJournal() // another process's handle on the same file
+		}
 		go func() {
 			ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 			defer cancel()
 			o := testOptions()
 			o.Holder = journal.NewHolder()
-			rep, err := pipeline.Run(ctx, j, []*config.Account{e.account("alice")}, o)
+			o.LeaseTTL = 2 * time.Second
+			o.Jobs = 2
+			rep, err := pipeline.Run(ctx, j, accounts, o)
 			out <- result{rep, err}
 		}()
 	}
-	var stored, refused int
-	for range 2 {
+	stored := map[string]int{}
+	for range workers {
 		r := <-out
 		if r.err != nil {
 			t.Fatal(r.err)
 		}
-		a := accountReport(t, r.rep, "alice")
-		stored += a.Stored
-		if strings.Contains(a.Error, "another popmigrate") {
-			refused++
+		for _, u := range users {
+			a := accountReport(t, r.rep, u)
+			if !a.Whole {
+				t.Errorf("%s: not whole in one worker's report: %+v", u, a)
+			}
+			stored[u] += a.Stored
 		}
 	}
-	if stored != 20 || refused != 1 {
-		t.Errorf("stored %d in total, %d runs refused; want 20 and 1", stored, refused)
+	// One login per account over all the workers: an account another
+	// worker took and finished during a run is not run again.
+	if n := e.srv.Stats().Logins; n != len(users) {
+		t.Errorf("%d logins over the workers; want %d, one per account", n, len(users))
 	}
-	for _, m := range msgs {
-		if n := e.srv.RetrCount("alice", m.uid); n != 1 {
-			t.Errorf("%s downloaded %d times", m.uid, n)
+	for _, u := range users {
+		if stored[u] != 10 {
+			t.Errorf("%s: stored %d in total over the workers; want 10", u, stored[u])
+		}
+		for _, m := range msgs[u] {
+			if n := e.srv.RetrCount(u, m.uid); n != 1 {
+				t.Errorf("%s %s downloaded %d times", u, m.uid, n)
+			}
 		}
 	}
-	storedOnly(t, e, msgs)
 }
 
 // A process whose lease was taken over (it was paused past the expiry)

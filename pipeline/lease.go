@@ -21,22 +21,22 @@ type heldLease struct {
 	done chan struct{}
 }
 
-// takeLease acquires account's lease for this process (waiting for it with
-// WaitForLease), starts its heartbeat and returns a context that ends when
+// takeLease acquires account's lease for this process (waiting for it when
+// wait is set), starts its heartbeat and returns a context that ends when
 // the lease is lost, together with the lease. Call release when the
 // account is done. The error names the holder when another process has
 // the account.
-func (r *runner) takeLease(ctx context.Context, account string) (context.Context, *heldLease, error) {
+func (r *runner) takeLease(ctx context.Context, account string, wait bool) (context.Context, *heldLease, error) {
 	o := &r.opts
 	var (
 		l   *journal.Lease
 		err error
 	)
-	poll := min(o.LeaseTTL/4, 2*time.Second)
+	poll := leasePoll(o.LeaseTTL)
 	for {
 		l, err = r.j.AcquireLease(ctx, account, o.Holder, o.LeaseTTL)
 		var held *journal.LeaseHeldError
-		if err == nil || !errors.As(err, &held) || !o.WaitForLease {
+		if err == nil || !errors.As(err, &held) || !wait {
 			break
 		}
 		o.Logger.Info("waiting for the account's lease", "account", account, "holder", held.Holder.String())
@@ -85,6 +85,13 @@ func (r *runner) takeLease(ctx context.Context, account string) (context.Context
 		}
 	}()
 	return lctx, h, nil
+}
+
+// leasePoll is how often a process asks again for a lease another one
+// holds: often enough to take a dead holder's accounts over soon after the
+// expiry (ttl), seldom enough not to load a shared journal.
+func leasePoll(ttl time.Duration) time.Duration {
+	return min(ttl/4, 2*time.Second)
 }
 
 // release stops the heartbeat and gives the lease up.

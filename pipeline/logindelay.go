@@ -42,6 +42,7 @@ func (ar *accountRun) waitLoginDelay(ctx context.Context) error {
 		return nil
 	}
 	ar.r.opts.Logger.Info("waiting for the server's LOGIN-DELAY", "account", ar.a.Name, "in", d.Round(time.Second))
+	ar.park()
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {

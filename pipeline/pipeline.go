@@ -23,8 +23,8 @@ import (
 	"crypto/tls"
 	"log/slog"
 	"os"
+	"slices"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -39,7 +39,9 @@ import (
 
 // Options tune a run. The zero value of every field means its default.
 type Options struct {
-	// Jobs is how many accounts are migrated at once. Default 8.
+	// Jobs is how many accounts work at once; an account that waits
+	// (between sessions, for its host, for another process's lease) holds
+	// none (see scheduler). Default 8.
 	Jobs int
 	// PerHost is the most sessions open at once to one POP3 host. Default 4.
 	PerHost int
@@ -107,8 +109,12 @@ type Options struct {
 	// account whose provider behaves so (config.Account.UntilEmpty) is
 	// treated so whatever this says.
 	UntilEmpty bool
-	// WaitForLease makes an account whose lease another process holds
-	// wait until it is free (or ctx ends) instead of failing at once.
+	// WaitForLease is for an account whose lease another process holds.
+	// Run always leaves such an account to it while it lives (see
+	// scheduler) and reports it done by that process when it finished it
+	// whole; with WaitForLease, Run runs it once it is free whatever the
+	// other did. Purge waits for it with WaitForLease, and without fails
+	// it at once.
 	WaitForLease bool
 	// MaxMessageSize caps one message. Default 2 GiB.
 	MaxMessageSize int64
@@ -340,6 +346,10 @@ type AccountReport struct {
 	Sessions int `json:"sessions"`
 	// Error is why the account could not be completed, if it could not.
 	Error string `json:"error,omitempty"`
+	// DoneBy names the other popmigrate (on the same journal) that
+	// finished the account while this run waited for its lease: this run
+	// did nothing to it, and Whole and Error are how that one left it.
+	DoneBy string `json:"done_by,omitempty"`
 	// Whole is true when every message on the server is stored in every
 	// destination.
 	Whole bool `json:"whole"`
@@ -395,32 +405,58 @@ func Run(ctx context.Context, j *journal.Journal, accounts []*config.Account, op
 		opts:   o,
 		j:      j,
 		spool:  newSpooler(o.SpoolDir, o.SpoolThreshold),
-		hosts:  map[string]chan struct{}{},
+		sched:  newScheduler(o.Jobs, o.PerHost),
 		limits: ratelimit.NewSet(o.MaxBandwidth, o.MaxBandwidthPerHost),
+		seen:   map[string]journal.LeaseInfo{},
+
+		startEpochs: map[string]int64{},
+	}
+	// The leases as the run begins: an account that another process
+	// takes and finishes after this point was done during this run (see
+	// doneByOther).
+	leases, err := j.Leases(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, l := range leases {
+		r.startEpochs[l.Account] = l.Epoch
 	}
 	rep := &Report{Started: time.Now()}
 	rep.Accounts = make([]*AccountReport, len(accounts))
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(o.Jobs)
 	for i, a := range accounts {
+		r.sched.add(i, a.Host, a.PerHost)
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	for {
+		i, t, err := r.sched.next(gctx)
+		if err != nil || i < 0 {
+			break
+		}
 		g.Go(func() error {
-			ar, err := r.account(gctx, a)
+			a := accounts[i]
+			ar, again, err := r.account(gctx, a, t)
+			if !again.IsZero() {
+				o.Metrics.AccountState(a.Name, "waiting")
+				t.retryAt(i, again)
+				return nil
+			}
+			t.done()
 			rep.Accounts[i] = ar
 			o.Progress.AccountDone(a.Name, ar)
 			return err
 		})
 	}
-	err := g.Wait()
+	err = g.Wait()
 	if err == nil {
 		err = ctx.Err()
 	}
 	rep.Finished = time.Now()
 	rep.Duration = rep.Finished.Sub(rep.Started).Seconds()
+	// An account not started when the run ended (ctx, a journal error)
+	// has no report.
+	rep.Accounts = slices.DeleteFunc(rep.Accounts, func(a *AccountReport) bool { return a == nil })
 	sort.Slice(rep.Accounts, func(a, b int) bool { return rep.Accounts[a].Account < rep.Accounts[b].Account })
 	for _, a := range rep.Accounts {
-		if a == nil {
-			continue
-		}
 		if a.verify != nil {
 			rep.Verify = append(rep.Verify, a.verify)
 		}
@@ -454,9 +490,14 @@ type runner struct {
 	spool *spooler
 
 	mu     sync.Mutex
-	hosts  map[string]chan struct{}
+	sched  *scheduler
 	limits *ratelimit.Set // nil: no bandwidth cap
 	tlsc   tls.ClientSessionCache
+	// seen holds, per account, the lease another process held when this
+	// run first found the account taken (see account); startEpochs the
+	// lease epochs as the run began.
+	seen        map[string]journal.LeaseInfo
+	startEpochs map[string]int64
 
 	putCount, syncCount, commitCount counter
 }
@@ -493,26 +534,11 @@ func (o *Options) untilEmpty(a *config.Account) bool {
 // hostSlot blocks until a session to a's host may open, and returns the
 // function that frees the slot. The host's limit is the PerHost of its
 // provider (a.PerHost) when the account has one, else opts.PerHost; the
-// first account to open a session to a host sets it.
+// first account to open a session to a host sets it. Run's sessions take
+// their slots through the scheduler's tickets instead; this is for verify,
+// purge and check.
 func (r *runner) hostSlot(ctx context.Context, a *config.Account) (func(), error) {
-	host := strings.ToLower(a.Host)
-	r.mu.Lock()
-	sem, ok := r.hosts[host]
-	if !ok {
-		n := r.opts.PerHost
-		if a.PerHost > 0 {
-			n = a.PerHost
-		}
-		sem = make(chan struct{}, n)
-		r.hosts[host] = sem
-	}
-	r.mu.Unlock()
-	select {
-	case sem <- struct{}{}:
-		return func() { <-sem }, nil
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
+	return r.sched.hostSlot(ctx, a.Host, a.PerHost)
 }
 
 func (a *AccountReport) fail(uidl string, id int, err error) {

@@ -160,7 +160,7 @@ func Purge(ctx context.Context, j *journal.Journal, accounts []*config.Account, 
 		po.Now = time.Now
 	}
 	o := opts.withDefaults()
-	r := &runner{opts: o, j: j, hosts: map[string]chan struct{}{}, limits: ratelimit.NewSet(o.MaxBandwidth, o.MaxBandwidthPerHost)}
+	r := &runner{opts: o, j: j, sched: newScheduler(o.Jobs, o.PerHost), limits: ratelimit.NewSet(o.MaxBandwidth, o.MaxBandwidthPerHost)}
 	out := make([]*PurgeReport, len(accounts))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(o.Jobs)
@@ -211,7 +211,7 @@ func (r *runner) purgeAccount(ctx context.Context, a *config.Account, po *PurgeO
 	if err != nil {
 		return err
 	}
-	ctx, lease, err := r.takeLease(ctx, a.Name)
+	ctx, lease, err := r.takeLease(ctx, a.Name, r.opts.WaitForLease)
 	if err != nil {
 		return err
 	}

@@ -26,8 +26,11 @@ import (
 
 // accountRun is the state of one account across its sessions.
 type accountRun struct {
-	r      *runner
-	a      *config.Account
+	r *runner
+	a *config.Account
+	// ticket holds the account's job and session slots in a Run (see
+	// scheduler); nil in verify, purge and check.
+	ticket *ticket
 	rep    *AccountReport
 	dests  []exporters.Exporter
 	ids    []string // destination ids, parallel to dests
@@ -66,26 +69,43 @@ type accountRun struct {
 	progress int
 }
 
-// account migrates one account, retrying its session on retryable errors.
-// The error it returns is a journal failure; everything else is in the
-// report.
-func (r *runner) account(ctx context.Context, a *config.Account) (*AccountReport, error) {
-	rep := &AccountReport{Account: a.Name, Source: a.SourceURL()}
-	ar := &accountRun{r: r, a: a, rep: rep, storedNow: map[string]bool{}, skip: map[string]bool{}, failedNow: map[string]int{}, startAttempts: map[string]int{}, broke: map[string]bool{}}
+// account migrates one account, retrying its session on retryable errors,
+// with the slots of t (see scheduler). The error it returns is a journal
+// failure; everything else is in the report.
+//
+// When another process holds the account's lease, account opens nothing
+// and returns the time to look again (again): the scheduler puts the
+// account back until then. When such a process released the lease since,
+// having finished the account whole, the report says so (DoneBy) and
+// nothing more is done, unless Options.WaitForLease asks to run it anyway.
+func (r *runner) account(ctx context.Context, a *config.Account, t *ticket) (rep *AccountReport, again time.Time, err error) {
+	rep = &AccountReport{Account: a.Name, Source: a.SourceURL()}
+	ar := &accountRun{r: r, a: a, rep: rep, ticket: t, storedNow: map[string]bool{}, skip: map[string]bool{}, failedNow: map[string]int{}, startAttempts: map[string]int{}, broke: map[string]bool{}}
 	defer rep.finish()
-	lctx, lease, err := r.takeLease(ctx, a.Name)
-	if err != nil {
-		// Another process has the account: nothing of it is ours to
-		// record, not even this error.
-		rep.Error = explain(err)
-		var jerr *journalError
-		if errors.As(err, &jerr) {
-			return rep, err
+	lctx, lease, err := r.takeLease(ctx, a.Name, false)
+	var held *journal.LeaseHeldError
+	if errors.As(err, &held) {
+		r.mu.Lock()
+		_, again := r.seen[a.Name]
+		if !again {
+			r.seen[a.Name] = held.LeaseInfo
 		}
-		return rep, nil
+		r.mu.Unlock()
+		if !again {
+			r.opts.Logger.Info("another popmigrate works on the account; leaving it to it while it lives", "account", a.Name,
+				"holder", held.Holder.String(), "lease_expires", held.ExpiresAt.Local().Format(time.TimeOnly))
+		}
+		return nil, time.Now().Add(leasePoll(r.opts.LeaseTTL)), nil
+	}
+	if err != nil {
+		rep.Error = explain(err)
+		return rep, time.Time{}, err // a journal error
 	}
 	defer r.releaseLease(ctx, lease)
 	ar.lease = lease.l
+	if done, err := r.doneByOther(lctx, lease.l, rep); done || err != nil {
+		return rep, time.Time{}, err
+	}
 	r.opts.Metrics.AccountState(a.Name, "running")
 	defer func() {
 		if rep.Error == "" && len(rep.failures) == 0 {
@@ -108,18 +128,53 @@ func (r *runner) account(ctx context.Context, a *config.Account) (*AccountReport
 	}
 	var jerr *journalError
 	if errors.As(err, &jerr) {
-		return rep, err
+		return rep, time.Time{}, err
 	}
 	defer func() {
 		r.opts.Logger.Info(evDone, "account", a.Name, "stored", rep.Stored, "failed", len(rep.failures), "whole", rep.Error == "" && len(rep.failures) == 0, "sessions", rep.Sessions)
 	}()
 	if errors.Is(err, errLeaseLost) {
-		return rep, nil // the account is another process's now
+		return rep, time.Time{}, nil // the account is another process's now
 	}
 	if e := r.j.SetAccountError(context.WithoutCancel(ctx), a.Name, rep.Error); e != nil {
-		return rep, &journalError{e}
+		return rep, time.Time{}, &journalError{e}
 	}
-	return rep, nil
+	return rep, time.Time{}, nil
+}
+
+// doneByOther reports whether another process finished the account whole
+// during this run: l was taken from a lease that its holder released, and
+// that holder took it after this run began (its epoch is newer than the
+// one the run started with) or held it when this run found it taken. Its
+// report then says so. With Options.WaitForLease it is never done.
+func (r *runner) doneByOther(ctx context.Context, l *journal.Lease, rep *AccountReport) (bool, error) {
+	if r.opts.WaitForLease || l.Prev.Holder.ID != "" || l.Prev.Epoch == 0 {
+		return false, nil
+	}
+	r.mu.Lock()
+	first, seen := r.seen[l.Account]
+	start := r.startEpochs[l.Account]
+	r.mu.Unlock()
+	if l.Prev.Epoch <= start && !(seen && l.Prev.Epoch >= first.Epoch) {
+		return false, nil // released before this run began
+	}
+	holder := l.Prev.Holder.String()
+	if seen {
+		holder = first.Holder.String()
+	}
+	errText, failed, err := r.j.AccountOutcome(ctx, l.Account)
+	if err != nil {
+		return false, &journalError{err}
+	}
+	if errText != "" || failed > 0 {
+		// Left unfinished: this run has a go at it too.
+		r.opts.Logger.Info("another popmigrate left the account unfinished; trying it here", "account", l.Account, "holder", holder,
+			"failed", failed, "error", errText)
+		return false, nil
+	}
+	rep.DoneBy = holder
+	r.opts.Logger.Info(evDone, "account", l.Account, "done_by", rep.DoneBy, "whole", true)
+	return true, nil
 }
 
 // prepare resolves the secret, loads the CA file and opens the
@@ -318,6 +373,7 @@ func (ar *accountRun) sessions(ctx context.Context) error {
 		}
 		o.Logger.Info("retrying", "account", ar.a.Name, "attempt", attempt+1, "in", d.Round(time.Millisecond), "error", err)
 		o.Metrics.Retry()
+		ar.park()
 		t := time.NewTimer(d)
 		select {
 		case <-ctx.Done():
@@ -405,14 +461,13 @@ type listedMsg struct {
 // and store everything missing, QUIT.
 func (ar *accountRun) session(ctx context.Context) error {
 	r := ar.r
-	release, err := r.hostSlot(ctx, ar.a)
-	if err != nil {
-		return err
-	}
-	defer release()
 	if err := ar.waitLoginDelay(ctx); err != nil {
 		return err
 	}
+	if err := ar.ticket.acquire(ctx); err != nil {
+		return err
+	}
+	r.opts.Metrics.AccountState(ar.a.Name, "running")
 	c, err := ar.connect(ctx)
 	if err != nil {
 		return err

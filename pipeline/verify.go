@@ -51,7 +51,7 @@ func Verify(ctx context.Context, j *journal.Journal, accounts []*config.Account,
 		opts = &VerifyOptions{}
 	}
 	o := opts.Options.withDefaults()
-	r := &runner{opts: o, j: j, hosts: map[string]chan struct{}{}, limits: ratelimit.NewSet(o.MaxBandwidth, o.MaxBandwidthPerHost)}
+	r := &runner{opts: o, j: j, sched: newScheduler(o.Jobs, o.PerHost), limits: ratelimit.NewSet(o.MaxBandwidth, o.MaxBandwidthPerHost)}
 	out := make([]*verify.Result, len(accounts))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(o.Jobs)

@@ -35,7 +35,12 @@ func printRunReport(w io.Writer, rep *pipeline.Report) {
 			status = "NOT WHOLE"
 		}
 		onServer := fmt.Sprintf("%d (%s)", a.ServerMessages, units.Bytes(a.ServerBytes))
-		if !a.ServerListed {
+		switch {
+		case a.DoneBy != "":
+			// Another worker on the journal finished it during this
+			// run; its own report has the counts.
+			onServer, status = "-", "ok, done by "+a.DoneBy
+		case !a.ServerListed:
 			onServer = "unknown"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\n", a.Account, onServer, a.Stored, a.SkippedAlreadyStored, a.Failed, status)

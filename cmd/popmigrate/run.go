@@ -79,6 +79,7 @@ type runOptions struct {
 	MessageAttempts int
 	RetryFailed     bool
 	Wait            bool
+	LeaseTTL        time.Duration
 
 	MaxBandwidth, MaxBandwidthPerHost string
 	UntilEmpty                        bool
@@ -158,7 +159,8 @@ Destinations (--to, repeatable, templates {user} {host} {account}):
 	f.StringVar(&opts.MaxBandwidthPerHost, "max-bandwidth-per-host", "", "cap the bytes per second read from each POP3 host (e.g. 5MiB/s; default no cap)")
 	f.DurationVar(&opts.MaxWait, "max-wait", 30*time.Minute, "most time one account waits between its sessions in all (backoff, the server's LOGIN-DELAY) before it fails")
 	f.BoolVar(&opts.UntilEmpty, "until-empty", false, "repeat sessions until a listing brings nothing new: for servers that list a mailbox in slices and hide what a session retrieved (Gmail)")
-	f.BoolVar(&opts.Wait, "wait", false, "wait for accounts another popmigrate is working on (with this journal) instead of failing them")
+	f.BoolVar(&opts.Wait, "wait", false, "run accounts another popmigrate is working on (with this journal) here too once it lets them go, even when it finished them (default: leave them to it)")
+	f.DurationVar(&opts.LeaseTTL, "lease-ttl", journal.DefaultLeaseTTL, "how long an account's lease lasts without a heartbeat: after this, another worker takes over the accounts of one that died")
 	f.StringVar(&opts.SpoolDir, "spool-dir", "", "where messages over 4 MiB are spooled (default the system temp dir)")
 	f.StringVar(&opts.TraceDir, "trace-dir", "", "write a POP3 protocol transcript per account into `DIR` (passwords redacted)")
 	f.StringVar(&opts.IMAPFlags, "imap-flags", `\Seen`, "flags of messages uploaded to IMAP, comma-separated, or \"none\"")
@@ -380,6 +382,9 @@ func runRun(ctx context.Context, opts *runOptions) error {
 	if opts.MessageAttempts < 1 {
 		return usageError("--message-attempts %d: want 1 or more", opts.MessageAttempts)
 	}
+	if err := checkLeaseTTL(opts.LeaseTTL); err != nil {
+		return err
+	}
 	maxBW, err := ratelimit.Parse(opts.MaxBandwidth)
 	if err != nil {
 		return usageError("--max-bandwidth: %v", err)
@@ -427,7 +432,7 @@ func runRun(ctx context.Context, opts *runOptions) error {
 		Jobs:         opts.Jobs, PerHost: opts.PerHost, Window: opts.Window,
 		BatchSize: opts.BatchSize, BatchInterval: opts.BatchInterval,
 		Timeout: opts.Timeout, Attempts: opts.Attempts, SpoolDir: opts.SpoolDir,
-		MessageAttempts: opts.MessageAttempts, RetryFailed: opts.RetryFailed, WaitForLease: opts.Wait,
+		MessageAttempts: opts.MessageAttempts, RetryFailed: opts.RetryFailed, WaitForLease: opts.Wait, LeaseTTL: opts.LeaseTTL,
 		MaxBandwidth: maxBW, MaxBandwidthPerHost: maxBWHost, UntilEmpty: opts.UntilEmpty, MaxWait: opts.MaxWait,
 		Progress: prog, Logger: logger,
 	}
@@ -579,4 +584,13 @@ func imapOptions(opts *runOptions) (pipeline.IMAPOptions, error) {
 		o.QuarantineDir = filepath.Join(dir, "popmigrate-quarantine")
 	}
 	return o, nil
+}
+
+// checkLeaseTTL refuses a --lease-ttl too short for its heartbeat (every
+// third of it) to keep up with a busy journal.
+func checkLeaseTTL(d time.Duration) error {
+	if d < time.Second {
+		return usageError("--lease-ttl %v: want 1s or more (the heartbeat renews the lease every third of it)", d)
+	}
+	return nil
 }

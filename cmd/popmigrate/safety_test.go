@@ -92,26 +92,36 @@ func TestSuspectMessagesAreListedAndKept(t *testing.T) {
 	}
 }
 
-// A second run on a journal whose account another popmigrate holds exits 1
-// at once, naming the holder, and touches nothing.
-func TestRunRefusesAnAccountAnotherRunHolds(t *testing.T) {
+// A second run on a journal whose account another popmigrate holds leaves
+// the account to it, saying so, and logs in nowhere while the holder's
+// lease lives; once it expired (the holder died), the run takes the
+// account over and finishes it.
+func TestRunLeavesAnAccountAnotherRunHoldsUntilItsLeaseExpires(t *testing.T) {
 	f := newFixture(t, []string{"alice"}, []int{2}, pop3test.ServerOptions{Implicit: true})
 	ctx := context.Background()
 	j, err := journal.Open(ctx, f.journal)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := j.AcquireLease(ctx, f.account("alice"), journal.Holder{ID: "x", PID: 4242, Host: "otherhost"}, time.Hour); err != nil {
+	const ttl = 2 * time.Second
+	if _, err := j.AcquireLease(ctx, f.account("alice"), journal.Holder{ID: "x", PID: 4242, Host: "otherhost"}, ttl); err != nil {
 		t.Fatal(err)
 	}
 	j.Close()
-	r := runMain(t, f.runArgs("--source", f.source("alice"), "--password-file", f.pwFiles["alice"])...)
-	r.wantCode(t, exitFailed)
-	if !strings.Contains(r.stdout+r.stderr, "pid 4242 on otherhost") || !strings.Contains(r.stdout+r.stderr, "--wait") {
-		t.Errorf("the refusal does not name the holder:\n%s", r)
+	start := time.Now()
+	r := runMain(t, f.runArgs("--source", f.source("alice"), "--password-file", f.pwFiles["alice"], "--lease-ttl", "4s", "-v")...)
+	r.wantCode(t, exitOK)
+	if !strings.Contains(r.stderr, "pid 4242 on otherhost") || !strings.Contains(r.stderr, "another popmigrate works on the account") {
+		t.Errorf("the run does not say whose the account was:\n%s", r)
 	}
-	if got := f.srv.Stats().Logins; got != 0 {
-		t.Errorf("%d logins by a refused run", got)
+	if took := time.Since(start); took < ttl {
+		t.Errorf("the account was taken over after %v, before the holder's lease (%v) expired", took, ttl)
+	}
+	if got := f.srv.Stats().Logins; got != 1 {
+		t.Errorf("%d logins; want 1, after the takeover", got)
+	}
+	if r := runMain(t, f.runArgs("--source", f.source("alice"), "--password-file", f.pwFiles["alice"], "--lease-ttl", "500ms")...); r.code != exitUsage || !strings.Contains(r.stderr, "--lease-ttl") {
+		t.Errorf("--lease-ttl 500ms: want a usage error naming it:\n%s", r)
 	}
 }
 
