@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
@@ -39,7 +40,7 @@ func New() *Metrics {
 	m := &Metrics{
 		reg: prometheus.NewRegistry(),
 		accounts: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "popmigrate_accounts", Help: "Accounts by state: running, done (whole) or failed.",
+			Name: "popmigrate_accounts", Help: "Accounts by state: running, waiting (between sessions or for another worker), done (whole) or failed.",
 		}, []string{"state"}),
 		stored: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "popmigrate_messages_stored_total", Help: "Messages stored in every destination and committed to the journal.",
@@ -69,7 +70,7 @@ func New() *Metrics {
 		state: map[string]string{},
 	}
 	m.reg.MustRegister(m.accounts, m.stored, m.bytes, m.verified, m.deleted, m.failed, m.sessions, m.retries, m.commit,
-		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
@@ -78,7 +79,8 @@ func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
 }
 
-// AccountState moves account to state ("running", "done" or "failed").
+// AccountState moves account to state ("running", "waiting", "done" or
+// "failed").
 func (m *Metrics) AccountState(account, state string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
