@@ -167,6 +167,11 @@ func (ar *accountRun) writer(ctx context.Context, ch <-chan fetched) error {
 		if batch.Len() == 0 {
 			return nil
 		}
+		// Sync makes the batch visible (a Maildir's rename into new/):
+		// not once another process took the account over.
+		if err := ar.held.check(wctx); err != nil {
+			return err
+		}
 		for i, d := range ar.dests {
 			if !dirty[i] {
 				continue
@@ -188,6 +193,7 @@ func (ar *accountRun) writer(ctx context.Context, ch <-chan fetched) error {
 		if err := ar.r.j.Commit(wctx, &batch); err != nil {
 			return leaseErr(err)
 		}
+		ar.held.renewed(began) // a fenced commit renews the lease
 		o.Metrics.JournalCommit(time.Since(began))
 
 		if h := o.hooks.afterCommit; h != nil {
@@ -297,21 +303,34 @@ func (ar *accountRun) put(ctx context.Context, f fetched) outcome {
 	}
 	defer f.body.Release()
 	name, uidl := ar.a.Name, f.p.uidl
+	// Every read of the body, which a destination makes as it writes
+	// (an IMAP APPEND's literal), checks the lease first: a process that
+	// was paused mid-message stops writing before another byte goes out.
+	var body exporters.Body = f.body
+	if ar.held != nil {
+		body = fencedBody{Body: f.body, ctx: ctx, h: ar.held}
+	}
 	msg := &exporters.Message{
 		Key:      exporters.MessageKey(name, uidl),
 		Account:  name,
 		UIDL:     uidl,
-		Body:     f.body,
+		Body:     body,
 		SHA256:   f.body.sum,
 		Received: time.Now(),
 	}
 	r.size = f.body.Size()
 	for _, i := range f.p.missing {
+		if err := ar.held.check(ctx); err != nil {
+			return outcome{err: err}
+		}
 		d, err := ar.dests[i].Put(ctx, msg)
 		if h := ar.r.opts.hooks.afterPut; h != nil {
 			h(ar.r.putCount.next())
 		}
 		if err != nil {
+			if cause := context.Cause(ctx); errors.Is(cause, errLeaseLost) {
+				return outcome{err: cause}
+			}
 			if ctx.Err() != nil {
 				// Destinations this message already reached keep
 				// an unrecorded copy, which the next run's Put
@@ -417,4 +436,20 @@ func quarantined(err error) (string, bool) {
 		return q.Path, true
 	}
 	return "", false
+}
+
+// fencedBody is a message body whose every read first checks the
+// account's lease (heldLease.check): a destination that writes as it
+// reads stops when the account is no longer this process's.
+type fencedBody struct {
+	exporters.Body
+	ctx context.Context
+	h   *heldLease
+}
+
+func (b fencedBody) ReadAt(p []byte, off int64) (int, error) {
+	if err := b.h.check(b.ctx); err != nil {
+		return 0, err
+	}
+	return b.Body.ReadAt(p, off)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/popmigrate/popmigrate/journal"
@@ -15,10 +16,70 @@ import (
 var errLeaseLost = errors.New("the account's lease in the journal was taken over by another popmigrate; stopped before writing again")
 
 // heldLease is an account lease and its heartbeat.
+//
+// The journal's fence (a commit carries the lease's epoch) keeps a process
+// whose lease was taken over from recording anything; it cannot keep it
+// from writing to a destination, which knows nothing of leases. So a
+// holder also fences itself before every destination write (see check):
+// it writes only while it renewed the lease less than three quarters of
+// the TTL ago, and otherwise asks the journal first. A process that was
+// paused past its expiry (SIGSTOP, a VM frozen, a GC pause) wakes up with
+// a stale lease and learns from the journal whether another took the
+// account over before it writes another byte. The quarter of the TTL left
+// is the margin for the clocks of the workers, which decide expiry each by
+// its own: keep them within TTL/4 of each other (NTP does far better).
 type heldLease struct {
-	l    *journal.Lease
-	stop func()
-	done chan struct{}
+	l      *journal.Lease
+	j      *journal.Journal
+	stop   func()
+	cancel context.CancelCauseFunc
+	done   chan struct{}
+
+	mu    sync.Mutex
+	fresh time.Time // writes need no word from the journal before this
+}
+
+// renewed notes a renewal that began at t (a heartbeat, a fenced commit).
+func (h *heldLease) renewed(t time.Time) {
+	if h == nil {
+		return
+	}
+	ttl := h.l.TTL
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if f := t.Add(ttl - ttl/4); f.After(h.fresh) {
+		h.fresh = f
+	}
+}
+
+// check returns nil when the account is still this process's to write
+// to: at once while the lease is fresh, else after renewing it in the
+// journal. When another process took the account over it ends the
+// account's context and returns an error wrapping errLeaseLost; when the
+// journal cannot say, that error, and nothing may be written either. A
+// nil h (verify) always passes.
+func (h *heldLease) check(ctx context.Context) error {
+	if h == nil {
+		return nil
+	}
+	h.mu.Lock()
+	fresh := time.Now().Before(h.fresh)
+	h.mu.Unlock()
+	if fresh {
+		return nil
+	}
+	began := time.Now()
+	err := h.j.RenewLease(context.WithoutCancel(ctx), h.l)
+	switch {
+	case errors.Is(err, journal.ErrLeaseLost):
+		h.cancel(errLeaseLost)
+		return fmt.Errorf("%w: %w", errLeaseLost, err)
+	case err != nil:
+		return &journalError{fmt.Errorf("the account's lease was not renewed for %v and the journal cannot confirm it; nothing more is written: %w",
+			h.l.TTL-h.l.TTL/4, err)}
+	}
+	h.renewed(began)
+	return nil
 }
 
 // takeLease acquires account's lease for this process (waiting for it when
@@ -29,11 +90,13 @@ type heldLease struct {
 func (r *runner) takeLease(ctx context.Context, account string, wait bool) (context.Context, *heldLease, error) {
 	o := &r.opts
 	var (
-		l   *journal.Lease
-		err error
+		l     *journal.Lease
+		err   error
+		began time.Time
 	)
 	poll := leasePoll(o.LeaseTTL)
 	for {
+		began = time.Now()
 		l, err = r.j.AcquireLease(ctx, account, o.Holder, o.LeaseTTL)
 		var held *journal.LeaseHeldError
 		if err == nil || !errors.As(err, &held) || !wait {
@@ -56,7 +119,8 @@ func (r *runner) takeLease(ctx context.Context, account string, wait bool) (cont
 		return nil, nil, &journalError{err}
 	}
 	lctx, cancel := context.WithCancelCause(ctx)
-	h := &heldLease{l: l, done: make(chan struct{})}
+	h := &heldLease{l: l, j: r.j, cancel: cancel, done: make(chan struct{})}
+	h.renewed(began)
 	stopBeat := make(chan struct{})
 	h.stop = func() { close(stopBeat); <-h.done; cancel(nil) }
 	go func() {
@@ -71,7 +135,11 @@ func (r *runner) takeLease(ctx context.Context, account string, wait bool) (cont
 				return
 			case <-t.C:
 			}
+			began := time.Now()
 			err := r.j.RenewLease(lctx, l)
+			if err == nil {
+				h.renewed(began)
+			}
 			switch {
 			case errors.Is(err, journal.ErrLeaseLost):
 				o.Logger.Warn("lease lost", "account", account, "error", err)

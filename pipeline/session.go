@@ -45,9 +45,11 @@ type accountRun struct {
 	// skip holds the UIDLs of messages over the size cap: later sessions
 	// of this run do not ask for them again.
 	skip map[string]bool
-	// lease is the account's lease; the writer's commits are fenced by it.
-	// Nil for verify, which takes none.
+	// lease is the account's lease; the writer's commits are fenced by it,
+	// and held.check comes before every destination write. Nil for
+	// verify, which takes none.
 	lease *journal.Lease
+	held  *heldLease
 	// broke holds the UIDLs of the messages a session of this run broke
 	// on: later sessions ask for them after the rest (see brokeOn).
 	broke map[string]bool
@@ -102,7 +104,7 @@ func (r *runner) account(ctx context.Context, a *config.Account, t *ticket) (rep
 		return rep, time.Time{}, err // a journal error
 	}
 	defer r.releaseLease(ctx, lease)
-	ar.lease = lease.l
+	ar.lease, ar.held = lease.l, lease
 	if done, err := r.doneByOther(lctx, lease.l, rep); done || err != nil {
 		return rep, time.Time{}, err
 	}
@@ -221,9 +223,19 @@ func (ar *accountRun) resume(ctx context.Context, e exporters.Exporter, id strin
 	if err != nil {
 		return &journalError{err}
 	}
+	// The state (an IMAP intent, saved before the APPENDs it covers) is
+	// saved fenced by the lease, as the batches are: a process that was
+	// paused past its lease cannot overwrite what the account's new
+	// holder recorded.
 	save := func(ctx context.Context, state string) error {
-		if err := j.SaveDestState(ctx, name, id, state); err != nil {
-			return &journalError{err}
+		if err := ar.held.check(ctx); err != nil {
+			return err
+		}
+		var b journal.Batch
+		b.Fence(ar.lease)
+		b.DestState(name, id, state)
+		if err := j.Commit(ctx, &b); err != nil {
+			return leaseErr(err)
 		}
 		return nil
 	}
