@@ -43,7 +43,7 @@ func FuzzMpop(f *testing.F) {
 }
 
 func FuzzGetmail(f *testing.F) {
-	addSeeds(f, "oldmail-127.0.0.1-41995-getmail-user",
+	addSeeds(f, "oldmail-127.0.0.1-46003-getmail-user",
 		"u1\x001735689600\nu2\x001735689601\n", "\n u1\x00 17 \r\n", "1/2\x003\n", "u1\x00x\n", "u1\x0017\nu2")
 	f.Fuzz(func(t *testing.T, data []byte) {
 		st := checkParse(t, Getmail, data)
