@@ -36,6 +36,9 @@ import (
 // holding '/' is an IMAP message's (getmail's IMAP retrievers keep
 // UIDVALIDITY/UID in oldmail-SERVER-PORT-USERNAME-FOLDER): such a file is
 // refused, popmigrate imports POP3 state only. An empty UIDL is refused.
+// getmail's BrokenUIDLPOP3Retriever keeps message numbers in the file, not
+// UIDLs; they look like the numeric UIDLs some servers use, so they cannot
+// be told apart here: such a file must not be imported.
 func parseGetmail(lr *lineReader) (*State, error) {
 	m := Mailbox{Line: 1}
 	var set uidlSet
