@@ -141,3 +141,12 @@ func TestJournalImportRefusals(t *testing.T) {
 		})
 	}
 }
+
+func TestJournalCommandRefusesAnUnknownSubcommand(t *testing.T) {
+	runMain(t, "journal").wantCode(t, exitOK)
+	r := runMain(t, "journal", "imprt")
+	r.wantCode(t, exitUsage)
+	if !strings.Contains(r.stderr, `unknown command "imprt" for popmigrate journal`) {
+		t.Errorf("stderr: %s", r)
+	}
+}
