@@ -26,12 +26,14 @@ build:
 	$(GO) build -o $(BIN)/popmigrate ./cmd/popmigrate
 
 # deps installs what the tests need on a fresh Debian machine: Dovecot,
-# PostgreSQL and Chromium (apt-get, as root). It fails loudly when it
-# cannot; tests never skip.
+# PostgreSQL, Chromium, and the POP3 clients whose state journal import
+# adopts (mpop, getmail6, fetchmail) (apt-get, as root). It fails loudly
+# when it cannot; tests never skip.
 deps:
 	bash scripts/ensure-dovecot.sh
 	bash scripts/ensure-postgres.sh
 	bash scripts/ensure-chromium.sh
+	bash scripts/ensure-switch-tools.sh
 
 test: deps
 	$(GO) vet $(PKGS)

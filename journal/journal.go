@@ -10,7 +10,9 @@
 // Beside the messages, the journal keeps one opaque state per account and
 // destination for the destinations whose crash safety needs one (mbox's
 // committed end offset, IMAP's APPEND intent): see DestState,
-// SaveDestState and Batch.DestState.
+// SaveDestState and Batch.DestState; and the UIDLs an account adopted from
+// another POP3 client's state, messages popmigrate never downloads,
+// verifies or deletes: see Adopt.
 //
 // The journal is a SQLite database file in WAL mode with synchronous=FULL
 // (the embedded default, for one machine), or a PostgreSQL database that

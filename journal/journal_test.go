@@ -35,7 +35,7 @@ func testOpenMigratesFromEmpty(t *testing.T, be backend) {
 	if v := be.schemaVersion(t, path); v != SchemaVersion {
 		t.Errorf("schema version = %d, want %d", v, SchemaVersion)
 	}
-	for _, table := range []string{"runs", "accounts", "messages", "deliveries", "dest_states", "leases"} {
+	for _, table := range []string{"runs", "accounts", "messages", "deliveries", "dest_states", "leases", "account_destinations", "adopted"} {
 		var n int
 		err := j.r.QueryRowContext(ctx, "SELECT COUNT(*) FROM "+table).Scan(&n)
 		if err != nil || n != 0 {

@@ -121,10 +121,16 @@ type AccountStatus struct {
 	// ServerCount and ServerBytes are what the last listing reported.
 	ServerCount int
 	ServerBytes int64
-	// Messages per state.
+	// Messages per state. An adopted UIDL (see Adopt) that a listing
+	// recorded, or that failed before it was adopted, counts as adopted
+	// only, not as listed or failed.
 	Listed, Stored, Verified, Deleted, Failed int
-	LastError                                 string    // the account's last error; "" if none
-	LastRun                                   time.Time // the last listing; zero if never listed
+	// Adopted counts the UIDLs the account adopted from another POP3
+	// client's state (see Adopt): never downloaded, verified or deleted
+	// by popmigrate, whether the server still lists them or not.
+	Adopted   int
+	LastError string    // the account's last error; "" if none
+	LastRun   time.Time // the last listing; zero if never listed
 	// Failures are the first StatusFailureLimit failed messages by UIDL.
 	Failures []MessageFailure
 	// Suspect counts the messages marked suspect, whatever their state;
@@ -179,7 +185,8 @@ FROM accounts ORDER BY account`))
 	}
 	rows.Close()
 
-	rows, err = tx.QueryContext(ctx, q(`SELECT account, state, COUNT(*) FROM messages GROUP BY account, state`))
+	rows, err = tx.QueryContext(ctx, q(`SELECT account, state, COUNT(*) FROM messages
+WHERE NOT (`+adoptedMessage+`) GROUP BY account, state`))
 	if err != nil {
 		return nil, err
 	}
@@ -215,7 +222,29 @@ FROM accounts ORDER BY account`))
 	}
 	rows.Close()
 
-	err = firstPerAccount(ctx, tx, d, "error", "state = 'failed'", func(account string, f MessageFailure, _ int) {
+	rows, err = tx.QueryContext(ctx, q(`SELECT account, COUNT(*) FROM adopted GROUP BY account`))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			account string
+			n       int
+		)
+		if err := rows.Scan(&account, &n); err != nil {
+			return nil, err
+		}
+		if i, ok := idx[account]; ok { // always: adopted.account references accounts
+			out[i].Adopted = n
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	rows.Close()
+
+	err = firstPerAccount(ctx, tx, d, "error", "state = 'failed' AND NOT ("+adoptedMessage+")", func(account string, f MessageFailure, _ int) {
 		if i, ok := idx[account]; ok {
 			out[i].Failures = append(out[i].Failures, f)
 		}
@@ -234,6 +263,12 @@ FROM accounts ORDER BY account`))
 	}
 	return out, nil
 }
+
+// adoptedMessage is an SQL condition on a row of messages: it is listed or
+// failed, and its UIDL is adopted. Status counts such a message as
+// adopted only (a stored one stays popmigrate's, adopted or not).
+const adoptedMessage = `state IN ('listed', 'failed') AND EXISTS (SELECT 1 FROM adopted a
+	WHERE a.account = messages.account AND a.uidl = messages.uidl)`
 
 // firstPerAccount calls fn with the first StatusFailureLimit messages by
 // UIDL of each account that match where (a constant SQL condition), with

@@ -152,7 +152,11 @@ func tryEveryWrite(t *testing.T, j *Journal) {
 			_, err := j.AcquireLease(ctx, "bob", Holder{ID: "h2", PID: 2, Host: "y"}, time.Hour)
 			return err
 		},
-		"RenewLease":   func() error { return j.RenewLease(ctx, lease) },
+		"RenewLease": func() error { return j.RenewLease(ctx, lease) },
+		"Adopt": func() error {
+			_, err := j.Adopt(ctx, "alice", "mpop", "uidls", []string{"u0009"})
+			return err
+		},
 		"ReleaseLease": func() error { return j.ReleaseLease(ctx, lease) },
 	}
 	for name, write := range writes {

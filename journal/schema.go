@@ -124,11 +124,30 @@ var migrations = []migration{
 			PRIMARY KEY (account, dest_id)
 		)`,
 	}},
+	// Version 5: UIDLs adopted from another POP3 client's state (popmigrate
+	// journal import): messages that getmail, mpop or fetchmail fetched
+	// and left on the server before popmigrate took the mailbox over. A
+	// run never downloads an adopted UIDL, verify expects no copy of it
+	// and purge never deletes it (popmigrate never read a copy of it
+	// back). tool names the client whose state file it came from, file
+	// is that file as given to the import, imported_at when it was
+	// recorded. The account row exists before its adoptions (Adopt
+	// creates it), as before its messages.
+	{version: 5, stmts: []string{
+		`CREATE TABLE adopted (
+			account     TEXT NOT NULL REFERENCES accounts (account),
+			uidl        TEXT NOT NULL,
+			tool        TEXT NOT NULL,
+			file        TEXT NOT NULL,
+			imported_at BIGINT NOT NULL,
+			PRIMARY KEY (account, uidl)
+		)`,
+	}},
 }
 
 // SchemaVersion is the newest journal schema this package knows: the version
 // of the last migration. Open refuses a journal with a newer version.
-const SchemaVersion = 4
+const SchemaVersion = 5
 
 // migrate brings the database up to SchemaVersion, one migration per
 // transaction. It refuses a database whose version is newer than

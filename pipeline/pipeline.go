@@ -295,6 +295,7 @@ type Totals struct {
 	Stored               int   `json:"stored"`
 	StoredBytes          int64 `json:"stored_bytes"`
 	SkippedAlreadyStored int   `json:"skipped_already_stored"`
+	Adopted              int   `json:"adopted"`
 	Failed               int   `json:"failed"`
 }
 
@@ -317,6 +318,12 @@ type AccountReport struct {
 	// SkippedAlreadyStored is how many listed messages earlier runs had
 	// already stored everywhere.
 	SkippedAlreadyStored int `json:"skipped_already_stored"`
+	// Adopted is how many listed messages the account adopted from
+	// another POP3 client's state (popmigrate journal import, see
+	// journal.Adopt): that client fetched them, so they were not
+	// downloaded, are not verified and are never deleted from the
+	// server. They are not failures.
+	Adopted int `json:"adopted"`
 	// Failed is how many listed messages are not stored everywhere at
 	// the end of this run; Failures says why.
 	Failed   int              `json:"failed"`
@@ -351,7 +358,7 @@ type AccountReport struct {
 	// did nothing to it, and Whole and Error are how that one left it.
 	DoneBy string `json:"done_by,omitempty"`
 	// Whole is true when every message on the server is stored in every
-	// destination.
+	// destination, or is adopted.
 	Whole bool `json:"whole"`
 
 	failures map[string]MessageFailure
@@ -473,6 +480,7 @@ func Run(ctx context.Context, j *journal.Journal, accounts []*config.Account, op
 		t.Stored += a.Stored
 		t.StoredBytes += a.StoredBytes
 		t.SkippedAlreadyStored += a.SkippedAlreadyStored
+		t.Adopted += a.Adopted
 		t.Failed += a.Failed
 	}
 	return rep, err

@@ -51,13 +51,17 @@ const (
 	// a size LIST does not explain, so the copy may be incomplete); only
 	// PurgeOptions.DeleteSuspect deletes it.
 	SkipSuspect = "suspect"
+	// SkipAdopted: the account adopted the message from another POP3
+	// client's state (popmigrate journal import): that client fetched it,
+	// popmigrate never stored a copy of it, so none was verified.
+	SkipAdopted = "adopted from another client"
 )
 
 // SkipReasons lists every key of PurgeReport.Skipped, in the order reports
 // print them.
 var SkipReasons = []string{
 	SkipNotVerified, SkipNotEverywhere, SkipDuplicateUIDL, SkipNoUIDL,
-	SkipSizeChanged, SkipTooRecent, SkipNotOnServer, SkipAlreadyDeleted, SkipSuspect,
+	SkipSizeChanged, SkipTooRecent, SkipNotOnServer, SkipAlreadyDeleted, SkipSuspect, SkipAdopted,
 }
 
 // PurgeOptions tune Purge. A nil *PurgeOptions means the zero value:
@@ -277,6 +281,8 @@ type purgeSession struct {
 	// deleSent is set once a DELE has been sent: from then on the session
 	// is not retried.
 	deleSent bool
+	// adopted are the account's adopted UIDLs (see SkipAdopted).
+	adopted map[string]bool
 }
 
 // purgeEntry is one message of the purge session's listing.
@@ -320,6 +326,9 @@ func (s *purgeSession) purgeWith(ctx context.Context, c *pop3.Client, listing []
 	}
 	dels, err := r.j.Deliveries(ctx, ar.a.Name)
 	if err != nil {
+		return &journalError{err}
+	}
+	if s.adopted, err = r.j.Adopted(ctx, ar.a.Name); err != nil {
 		return &journalError{err}
 	}
 	s.plan(listing, noUIDL, rows, dels)
@@ -400,6 +409,9 @@ func (s *purgeSession) plan(listing []purgeEntry, noUIDL bool, rows []journal.Me
 	stillListed := 0
 	for _, e := range listing {
 		reason := s.check(e, noUIDL, count[e.uidl], byUIDL[e.uidl], everDuplicated[e.uidl], dels[e.uidl], cutoff)
+		if reason == SkipNotVerified && s.adopted[e.uidl] {
+			reason = SkipAdopted // why it was never verified
+		}
 		if reason == "" {
 			rep.Planned = append(rep.Planned, PurgeItem{UIDL: e.uidl, ID: e.id, Size: e.size})
 			continue

@@ -633,7 +633,9 @@ type planned struct {
 }
 
 // plan returns the listed messages some destination does not hold yet,
-// according to the journal: first those no attempt has failed on, in
+// according to the journal, but those the account adopted from another
+// POP3 client's state (counted in the report's Adopted: never downloaded,
+// and so never verified or deleted): first those no attempt has failed on, in
 // listing order, then those that failed before or that a session of this
 // run broke on (see brokeOn), fewest failures first, so that a message
 // that stalls or breaks the session never keeps the ones after it from
@@ -648,6 +650,10 @@ func (ar *accountRun) plan(ctx context.Context, listing []listedMsg) ([]planned,
 	if err != nil {
 		return nil, &journalError{err}
 	}
+	adopted, err := ar.r.j.Adopted(ctx, ar.a.Name)
+	if err != nil {
+		return nil, &journalError{err}
+	}
 	attempts := make(map[string]journal.MessageRow, len(rows))
 	for _, m := range rows {
 		if m.Attempts > 0 && m.State == journal.StateFailed {
@@ -657,7 +663,7 @@ func (ar *accountRun) plan(ctx context.Context, listing []listedMsg) ([]planned,
 	o := &ar.r.opts
 	var out, retry []planned
 	var bytes int64
-	ar.rep.SkippedAlreadyStored = 0
+	ar.rep.SkippedAlreadyStored, ar.rep.Adopted = 0, 0
 	for _, m := range listing {
 		var missing []int
 		for i, id := range ar.ids {
@@ -669,6 +675,10 @@ func (ar *accountRun) plan(ctx context.Context, listing []listedMsg) ([]planned,
 			if !ar.storedNow[m.uidl] {
 				ar.rep.SkippedAlreadyStored++
 			}
+			continue
+		}
+		if adopted[m.uidl] {
+			ar.rep.Adopted++
 			continue
 		}
 		p := planned{listedMsg: m, missing: missing}

@@ -104,7 +104,9 @@ func (r *runner) verifyAccount(ctx context.Context, a *config.Account, againstSo
 }
 
 // verifyWith verifies a's copies against the journal and, when uidls is
-// not nil, against that listing of the server (see verify.Account). Each
+// not nil, against that listing of the server (see verify.Account), but
+// for the UIDLs the account adopted from another POP3 client's state: no
+// copy of them is expected (see withoutAdopted). Each
 // destination is opened read-only for it (see openDestination), so what
 // is read back is what a fresh reader finds, and closed after; one that
 // cannot be opened is an Unreadable finding.
@@ -127,6 +129,12 @@ func (r *runner) verifyWith(ctx context.Context, a *config.Account, uidls []stri
 			continue
 		}
 		dests[e.Properties().ID] = e
+	}
+	if uidls != nil {
+		var err error
+		if uidls, err = withoutAdopted(ctx, r.j, account, uidls); err != nil {
+			return nil, err
+		}
 	}
 	res, err := verify.Account(ctx, r.j, account, dests, uidls)
 	if err != nil {

@@ -111,6 +111,10 @@ type Account struct {
 	Deleted        int   `json:"deleted"`  // of Verified, deleted from the server
 	Failed         int   `json:"failed"`
 	Suspect        int   `json:"suspect"` // RETR delivered a size LIST does not explain; kept on the server
+	// Adopted counts the messages another POP3 client fetched before the
+	// migration (popmigrate journal import): not copied by popmigrate,
+	// never removed from the server, and not counted as pending.
+	Adopted int `json:"adopted"`
 	// Stored and StoredBytes are the messages that became stored in the
 	// period, and their size as received; FirstStored and LastStored when
 	// the first and the last of them were; Duration the time between.
@@ -151,6 +155,7 @@ type Totals struct {
 	Deleted          int   `json:"deleted"`
 	Failed           int   `json:"failed"`
 	Suspect          int   `json:"suspect"`
+	Adopted          int   `json:"adopted"`
 	Stored           int   `json:"stored"`
 	StoredBytes      int64 `json:"stored_bytes"`
 	// FirstStored and LastStored span every account's stores in the
@@ -314,6 +319,7 @@ func fromStatus(s journal.AccountStatus) Account {
 		Deleted:  s.Deleted,
 		Failed:   s.Failed,
 		Suspect:  s.Suspect,
+		Adopted:  s.Adopted,
 		LastRun:  s.LastRun,
 		Error:    s.LastError,
 	}
@@ -333,7 +339,7 @@ func fromStatus(s journal.AccountStatus) Account {
 		a.Status = StatusIncomplete
 	case a.Copied == 0 && a.ServerMessages == 0:
 		a.Status = StatusEmpty
-	case a.Verified == a.Copied && a.ServerMessages <= a.Copied:
+	case a.Verified == a.Copied && a.ServerMessages <= a.Copied+a.Adopted:
 		a.Status = StatusVerified
 	default:
 		a.Status = StatusCopied
@@ -357,6 +363,7 @@ func totals(accounts []Account) Totals {
 		t.Deleted += a.Deleted
 		t.Failed += a.Failed
 		t.Suspect += a.Suspect
+		t.Adopted += a.Adopted
 		t.Stored += a.Stored
 		t.StoredBytes += a.StoredBytes
 		if a.Stored == 0 {

@@ -343,3 +343,46 @@ func TestHint(t *testing.T) {
 		t.Error("hasHint does not tell the run's hint from a parenthesis")
 	}
 }
+
+// TestAdoptedMessages: messages another client fetched before the
+// migration (journal import) are neither pending nor missing copies: an
+// account whose other messages are all verified is verified, and the
+// page says how many were adopted.
+func TestAdoptedMessages(t *testing.T) {
+	ctx := t.Context()
+	j, err := journal.Open(ctx, filepath.Join(t.TempDir(), "journal.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	const name = "dave@example.org"
+	if _, err := j.Adopt(ctx, name, "mpop", "/home/dave/.mpop_uidls/dave", []string{"d1", "d2", "d3"}); err != nil {
+		t.Fatal(err)
+	}
+	ls := []journal.Listed{{UIDL: "d1", Kind: journal.KindUIDL, Size: 10}, {UIDL: "d2", Kind: journal.KindUIDL, Size: 10},
+		{UIDL: "d3", Kind: journal.KindUIDL, Size: 10}, {UIDL: "d4", Kind: journal.KindUIDL, Size: 10}}
+	if err := j.RecordListing(ctx, name, "pop3s://dave@pop.example.org:995", ls); err != nil {
+		t.Fatal(err)
+	}
+	var b journal.Batch
+	b.Stored(journal.StoredMessage{Account: name, UIDL: "d4", ReceivedSize: 10, SHA256: strings.Repeat("a", 64), Complete: true,
+		Deliveries: []journal.Delivery{{DestID: "maildir:/m", Ref: "new/x"}}})
+	b.Verified(name, "d4", "maildir:/m", time.Time{})
+	if err := j.Commit(ctx, &b); err != nil {
+		t.Fatal(err)
+	}
+	r, err := Build(ctx, j, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := accountOf(t, r, name)
+	if a.Status != StatusVerified || a.Adopted != 3 || a.Pending != 0 || a.Copied != 1 || r.Totals.Adopted != 3 {
+		t.Errorf("account %+v, totals %+v: want verified, 3 adopted, none pending", a, r.Totals)
+	}
+	page := html(t, r)
+	for _, want := range []string{`3 adopted`, `3 fetched before by another client`, `adopted: fetched by another mail client`} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the page does not say %q", want)
+		}
+	}
+}

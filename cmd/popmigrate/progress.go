@@ -72,8 +72,12 @@ func (p *progress) AccountDone(account string, r *pipeline.AccountReport) {
 				status += ": " + r.Error
 			}
 		}
-		fmt.Fprintf(p.io.Err, "popmigrate: %s: %d on server, stored %d, already stored %d, failed %d: %s\n",
-			account, r.ServerMessages, r.Stored, r.SkippedAlreadyStored, r.Failed, status)
+		adopted := ""
+		if r.Adopted > 0 {
+			adopted = fmt.Sprintf(", adopted %d", r.Adopted)
+		}
+		fmt.Fprintf(p.io.Err, "popmigrate: %s: %d on server, stored %d, already stored %d%s, failed %d: %s\n",
+			account, r.ServerMessages, r.Stored, r.SkippedAlreadyStored, adopted, r.Failed, status)
 	}
 }
 

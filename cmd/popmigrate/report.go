@@ -28,7 +28,7 @@ func mustJSON(v any) []byte {
 // the problems under it, and the totals.
 func printRunReport(w io.Writer, rep *pipeline.Report) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ACCOUNT\tON SERVER\tSTORED\tALREADY STORED\tFAILED\tSTATUS")
+	fmt.Fprintln(tw, "ACCOUNT\tON SERVER\tSTORED\tALREADY STORED\tADOPTED\tFAILED\tSTATUS")
 	for _, a := range rep.Accounts {
 		status := "ok"
 		if !a.Whole {
@@ -43,7 +43,7 @@ func printRunReport(w io.Writer, rep *pipeline.Report) {
 		case !a.ServerListed:
 			onServer = "unknown"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\n", a.Account, onServer, a.Stored, a.SkippedAlreadyStored, a.Failed, status)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%s\n", a.Account, onServer, a.Stored, a.SkippedAlreadyStored, a.Adopted, a.Failed, status)
 	}
 	tw.Flush()
 	for _, a := range rep.Accounts {
@@ -70,6 +70,9 @@ func printRunReport(w io.Writer, rep *pipeline.Report) {
 		if a.OverlongUIDLs > 0 {
 			fmt.Fprintf(w, "* %s: %d messages have a UIDL too long to keep; they were keyed by their headers and size, and purge never deletes them\n", a.Account, a.OverlongUIDLs)
 		}
+		if a.Adopted > 0 {
+			fmt.Fprintf(w, "* %s: %d messages were fetched by another client before (journal import): not downloaded, and never deleted from the server\n", a.Account, a.Adopted)
+		}
 		if a.DuplicateUIDLs > 0 {
 			fmt.Fprintf(w, "* %s: %d messages repeat another message's UIDL; each was stored separately\n", a.Account, a.DuplicateUIDLs)
 		}
@@ -79,6 +82,6 @@ func printRunReport(w io.Writer, rep *pipeline.Report) {
 	if rep.Duration > 0 && t.Stored > 0 {
 		rate = fmt.Sprintf(" (%.0f msg/s, %s/s)", float64(t.Stored)/rep.Duration, units.Bytes(int64(float64(t.StoredBytes)/rep.Duration)))
 	}
-	fmt.Fprintf(w, "\n%d accounts (%d not whole): %d messages on the servers; stored %d (%s), already stored %d, failed %d; %.1fs%s\n",
-		t.Accounts, t.AccountsFailed, t.ServerMessages, t.Stored, units.Bytes(t.StoredBytes), t.SkippedAlreadyStored, t.Failed, rep.Duration, rate)
+	fmt.Fprintf(w, "\n%d accounts (%d not whole): %d messages on the servers; stored %d (%s), already stored %d, adopted %d, failed %d; %.1fs%s\n",
+		t.Accounts, t.AccountsFailed, t.ServerMessages, t.Stored, units.Bytes(t.StoredBytes), t.SkippedAlreadyStored, t.Adopted, t.Failed, rep.Duration, rate)
 }

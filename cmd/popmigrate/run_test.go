@@ -101,12 +101,12 @@ func TestRunHumanReport(t *testing.T) {
 
 	r := runMain(t, args...)
 	r.wantCode(t, exitOK)
-	if !regexp.MustCompile(`(?m)^ACCOUNT\s{2,}ON SERVER\s{2,}STORED\s{2,}ALREADY STORED\s{2,}FAILED\s{2,}STATUS$`).MatchString(r.stdout) {
+	if !regexp.MustCompile(`(?m)^ACCOUNT\s{2,}ON SERVER\s{2,}STORED\s{2,}ALREADY STORED\s{2,}ADOPTED\s{2,}FAILED\s{2,}STATUS$`).MatchString(r.stdout) {
 		t.Errorf("no table header:\n%s", r.stdout)
 	}
 	row := tableRow(t, r.stdout, f.account("alice"))
-	// ACCOUNT, ON SERVER "3 (n B)", STORED, ALREADY STORED, FAILED, STATUS
-	if len(row) != 6 || !strings.HasPrefix(row[1], "3 (") || row[2] != "3" || row[3] != "0" || row[4] != "0" || row[5] != "ok" {
+	// ACCOUNT, ON SERVER "3 (n B)", STORED, ALREADY STORED, ADOPTED, FAILED, STATUS
+	if len(row) != 7 || !strings.HasPrefix(row[1], "3 (") || row[2] != "3" || row[3] != "0" || row[4] != "0" || row[5] != "0" || row[6] != "ok" {
 		t.Errorf("row = %q, want 3 on server, 3 stored, ok", row)
 	}
 	if !strings.Contains(r.stdout, "1 accounts (0 not whole): 3 messages on the servers; stored 3") {
@@ -122,7 +122,7 @@ func TestRunHumanReport(t *testing.T) {
 	r = runMain(t, args...)
 	r.wantCode(t, exitOK)
 	row = tableRow(t, r.stdout, f.account("alice"))
-	if len(row) != 6 || row[2] != "0" || row[3] != "3" || row[5] != "ok" {
+	if len(row) != 7 || row[2] != "0" || row[3] != "3" || row[6] != "ok" {
 		t.Errorf("second run row = %q, want 0 stored, 3 already stored", row)
 	}
 	f.checkMaildir(t, "alice")

@@ -48,7 +48,7 @@ func TestRunReportsAStalledMessageAndStoresTheRest(t *testing.T) {
 		t.Errorf("report does not name the stalled message by number and UIDL:\n%s", r.stdout)
 	}
 	row := tableRow(t, r.stdout, f.account("alice"))
-	if row[2] != "3" || row[4] != "1" {
+	if row[2] != "3" || row[5] != "1" { // ACCOUNT, ON SERVER, STORED, ALREADY STORED, ADOPTED, FAILED
 		t.Errorf("row %q, want 3 stored and 1 failed", row)
 	}
 	st := journalStatus(t, f.journal)[f.account("alice")]

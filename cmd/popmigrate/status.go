@@ -37,9 +37,11 @@ purge has upgraded it.
   DELETED    deleted from the server by purge (or run --delete)
   FAILED     failed (see the errors below the table)
   SUSPECT    RETR delivered a size LIST does not explain; kept on the server
+  ADOPTED    fetched by another POP3 client before (popmigrate journal import):
+             never downloaded, verified or deleted by popmigrate
 
-LISTED, STORED, DELETED and FAILED add up to every message of the account;
-VERIFIED is part of STORED. --json prints the same counts.`,
+LISTED, STORED, DELETED and FAILED add up to every message of the account that
+is not adopted; VERIFIED is part of STORED. --json prints the same counts.`,
 		Example: `  popmigrate status --journal /var/lib/popmigrate/run.db
   popmigrate status --json | jq '.[] | select(.failed > 0)'`,
 		Args: cobra.NoArgs,
@@ -56,7 +58,8 @@ VERIFIED is part of STORED. --json prints the same counts.`,
 }
 
 // statusJSON is one account in `status --json`. Listed, Stored, Deleted
-// and Failed add up to the account's messages; Verified is part of Stored.
+// and Failed add up to the account's messages that are not adopted;
+// Verified is part of Stored.
 type statusJSON struct {
 	Account     string                   `json:"account"`
 	Source      string                   `json:"source"`          // the server, without password
@@ -68,6 +71,7 @@ type statusJSON struct {
 	Deleted     int                      `json:"deleted"`  // deleted from the server
 	Failed      int                      `json:"failed"`
 	Suspect     int                      `json:"suspect"` // suspect, whatever their state
+	Adopted     int                      `json:"adopted"` // adopted from another client's state, apart from the others
 	LastError   string                   `json:"last_error,omitempty"`
 	LastRun     *time.Time               `json:"last_run,omitempty"`
 	Failures    []journal.MessageFailure `json:"failures,omitempty"`
@@ -94,7 +98,7 @@ func statusRun(ctx context.Context, opts *statusOptions) error {
 			// The journal counts each state apart; a verified message
 			// is stored all the same.
 			Listed: s.Listed, Stored: s.Stored + s.Verified, Verified: s.Verified, Deleted: s.Deleted, Failed: s.Failed,
-			LastError: s.LastError, Failures: s.Failures, Suspect: s.Suspect, Suspects: s.Suspects,
+			LastError: s.LastError, Failures: s.Failures, Suspect: s.Suspect, Suspects: s.Suspects, Adopted: s.Adopted,
 		}
 		if !s.LastRun.IsZero() {
 			t := s.LastRun
@@ -110,7 +114,7 @@ func statusRun(ctx context.Context, opts *statusOptions) error {
 		return nil
 	}
 	tw := tabwriter.NewWriter(opts.io.Out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ACCOUNT\tON SERVER\tLISTED\tSTORED\tVERIFIED\tDELETED\tFAILED\tSUSPECT\tLAST RUN")
+	fmt.Fprintln(tw, "ACCOUNT\tON SERVER\tLISTED\tSTORED\tVERIFIED\tDELETED\tFAILED\tSUSPECT\tADOPTED\tLAST RUN")
 	for _, s := range out {
 		last := "-"
 		if s.LastRun != nil {
@@ -120,7 +124,7 @@ func statusRun(ctx context.Context, opts *statusOptions) error {
 		if s.LastRun == nil {
 			onServer = "unknown" // never listed: not zero, not known
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\n", s.Account, onServer, s.Listed, s.Stored, s.Verified, s.Deleted, s.Failed, s.Suspect, last)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\n", s.Account, onServer, s.Listed, s.Stored, s.Verified, s.Deleted, s.Failed, s.Suspect, s.Adopted, last)
 	}
 	tw.Flush()
 	for _, s := range out {
