@@ -157,3 +157,18 @@ func (j *Journal) RecentRate(ctx context.Context, window time.Duration) (bytesPe
 	}
 	return float64(bytes) / window.Seconds(), float64(n) / window.Seconds(), nil
 }
+
+// Remaining returns what a migration has left, as far as the journal
+// knows: the messages listed and not stored yet (failed ones included)
+// with their listed bytes, and how many accounts were never listed (their
+// size is unknown).
+func (j *Journal) Remaining(ctx context.Context) (msgs int, bytes int64, unlisted int, err error) {
+	err = j.r.QueryRowContext(ctx, j.q(`SELECT COUNT(*), COALESCE(SUM(listed_size), 0) FROM messages WHERE state IN ('listed', 'failed')`)).Scan(&msgs, &bytes)
+	if err == nil {
+		err = j.r.QueryRowContext(ctx, j.q(`SELECT COUNT(*) FROM accounts WHERE last_run IS NULL`)).Scan(&unlisted)
+	}
+	if err != nil {
+		return 0, 0, 0, fmt.Errorf("journal: remaining: %w", err)
+	}
+	return msgs, bytes, unlisted, nil
+}

@@ -91,4 +91,9 @@ func testWorkers(t *testing.T, be backend) {
 	if err != nil || mps*300 < 3.99 || bps*300 < 4*42-0.01 {
 		t.Errorf("recent rate %v B/s %v msg/s, %v; want the 4 messages of the last 5 minutes", bps, mps, err)
 	}
+	// alice: 0 left; bob: 2; carol, dave: 3 each (sizes 100, 101, 102).
+	msgs, bytes, unlisted, err := j.Remaining(ctx)
+	if err != nil || msgs != 8 || bytes != 101+102+2*(100+101+102) || unlisted != 0 {
+		t.Errorf("remaining %d messages, %d bytes, %d unlisted, %v; want 8, %d, 0", msgs, bytes, unlisted, err, 101+102+2*(100+101+102))
+	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"text/tabwriter"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/popmigrate/popmigrate/internal/units"
 	"github.com/popmigrate/popmigrate/journal"
 )
 
@@ -17,6 +19,7 @@ type statusOptions struct {
 	io      *iostreams
 	Journal string
 	JSON    bool
+	Workers bool
 }
 
 func newStatusCmd(io *iostreams, runF func(context.Context, *statusOptions) error) *cobra.Command {
@@ -54,6 +57,7 @@ is not adopted; VERIFIED is part of STORED. --json prints the same counts.`,
 	}
 	cmd.Flags().StringVar(&opts.Journal, "journal", defaultJournal, "journal: a SQLite `FILE` or a postgres://USER@HOST/DB URL")
 	cmd.Flags().BoolVar(&opts.JSON, "json", false, "print JSON on stdout")
+	cmd.Flags().BoolVar(&opts.Workers, "workers", false, "show the migration as a whole instead: accounts by state, what is left, the pace and an ETA, and each worker sharing the journal")
 	return cmd
 }
 
@@ -76,7 +80,58 @@ type statusJSON struct {
 	LastRun     *time.Time               `json:"last_run,omitempty"`
 	Failures    []journal.MessageFailure `json:"failures,omitempty"`
 	Suspects    []journal.MessageFailure `json:"suspects,omitempty"`
+	// State is "running" (a worker holds the account's live lease: Worker
+	// and Since say which and since when), "done" (listed, everything
+	// stored, no failure), "failed" (an error or failed messages) or
+	// "waiting" (not listed yet, or messages left to store).
+	State  string     `json:"state"`
+	Worker string     `json:"worker,omitempty"`
+	Since  *time.Time `json:"since,omitempty"`
 }
+
+// accountState is the State of statusJSON for s, given its live lease
+// (nil when none).
+func accountState(s journal.AccountStatus, live *journal.LeaseInfo) string {
+	switch {
+	case live != nil:
+		return "running"
+	case s.LastError != "" || s.Failed > 0:
+		return "failed"
+	case !s.LastRun.IsZero() && s.Listed == 0:
+		return "done"
+	}
+	return "waiting"
+}
+
+// workersJSON is `status --workers --json`: the migration as a whole and
+// each worker that shares it.
+type workersJSON struct {
+	Accounts map[string]int `json:"accounts"` // by state
+	// Remaining is what the journal knows is left: messages listed and
+	// not stored, their bytes, and accounts never listed (size unknown).
+	RemainingMessages int     `json:"remaining_messages"`
+	RemainingBytes    int64   `json:"remaining_bytes"`
+	Unlisted          int     `json:"unlisted_accounts"`
+	RecentBytesPerSec float64 `json:"recent_bytes_per_second"` // all workers, over the last 5 minutes
+	// ETASeconds is RemainingBytes at the recent rate; absent when nothing
+	// was stored lately.
+	ETASeconds *float64     `json:"eta_seconds,omitempty"`
+	Workers    []workerJSON `json:"workers"`
+}
+
+type workerJSON struct {
+	Worker       string     `json:"worker"` // "pid N on HOST"
+	Live         bool       `json:"live"`
+	Running      int        `json:"running"`
+	RunningSince *time.Time `json:"running_since,omitempty"`
+	Finished     int        `json:"finished"`
+	Messages     int        `json:"messages"` // stored in its accounts while it held them
+	Bytes        int64      `json:"bytes"`
+	BytesPerSec  float64    `json:"bytes_per_second"`
+}
+
+// rateWindow is the window of the recent rate an ETA assumes.
+const rateWindow = 5 * time.Minute
 
 func statusRun(ctx context.Context, opts *statusOptions) error {
 	if _, err := os.Stat(opts.Journal); err != nil && !journal.IsPostgres(opts.Journal) {
@@ -91,6 +146,17 @@ func statusRun(ctx context.Context, opts *statusOptions) error {
 	if err != nil {
 		return err
 	}
+	leases, err := j.Leases(ctx)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	live := map[string]*journal.LeaseInfo{}
+	for i, l := range leases {
+		if l.Holder.ID != "" && now.Before(l.ExpiresAt) {
+			live[l.Account] = &leases[i]
+		}
+	}
 	out := make([]statusJSON, 0, len(st))
 	for _, s := range st {
 		sj := statusJSON{
@@ -99,12 +165,28 @@ func statusRun(ctx context.Context, opts *statusOptions) error {
 			// is stored all the same.
 			Listed: s.Listed, Stored: s.Stored + s.Verified, Verified: s.Verified, Deleted: s.Deleted, Failed: s.Failed,
 			LastError: s.LastError, Failures: s.Failures, Suspect: s.Suspect, Suspects: s.Suspects, Adopted: s.Adopted,
+			State: accountState(s, live[s.Account]),
 		}
 		if !s.LastRun.IsZero() {
 			t := s.LastRun
 			sj.LastRun = &t
 		}
+		if l := live[s.Account]; l != nil {
+			since := l.AcquiredAt
+			sj.Worker, sj.Since = l.Holder.String(), &since
+		}
 		out = append(out, sj)
+	}
+	if opts.Workers {
+		w, err := migrationView(ctx, j, out)
+		if err != nil {
+			return err
+		}
+		if opts.JSON {
+			return writeJSON(opts.io.Out, w)
+		}
+		printWorkers(opts.io.Out, w)
+		return nil
 	}
 	if opts.JSON {
 		return writeJSON(opts.io.Out, out)
@@ -114,7 +196,7 @@ func statusRun(ctx context.Context, opts *statusOptions) error {
 		return nil
 	}
 	tw := tabwriter.NewWriter(opts.io.Out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ACCOUNT\tON SERVER\tLISTED\tSTORED\tVERIFIED\tDELETED\tFAILED\tSUSPECT\tADOPTED\tLAST RUN")
+	fmt.Fprintln(tw, "ACCOUNT\tON SERVER\tLISTED\tSTORED\tVERIFIED\tDELETED\tFAILED\tSUSPECT\tADOPTED\tLAST RUN\tSTATE")
 	for _, s := range out {
 		last := "-"
 		if s.LastRun != nil {
@@ -124,7 +206,11 @@ func statusRun(ctx context.Context, opts *statusOptions) error {
 		if s.LastRun == nil {
 			onServer = "unknown" // never listed: not zero, not known
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\n", s.Account, onServer, s.Listed, s.Stored, s.Verified, s.Deleted, s.Failed, s.Suspect, s.Adopted, last)
+		state := s.State
+		if s.Worker != "" {
+			state += " (" + s.Worker + ", since " + s.Since.Local().Format("15:04") + ")"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\n", s.Account, onServer, s.Listed, s.Stored, s.Verified, s.Deleted, s.Failed, s.Suspect, s.Adopted, last, state)
 	}
 	tw.Flush()
 	for _, s := range out {
@@ -139,4 +225,74 @@ func statusRun(ctx context.Context, opts *statusOptions) error {
 		}
 	}
 	return nil
+}
+
+// migrationView builds `status --workers`: the accounts by state (from
+// accounts), what is left, the recent rate and an ETA, and the workers.
+func migrationView(ctx context.Context, j *journal.Journal, accounts []statusJSON) (*workersJSON, error) {
+	v := &workersJSON{Accounts: map[string]int{"done": 0, "running": 0, "waiting": 0, "failed": 0}, Workers: []workerJSON{}}
+	for _, a := range accounts {
+		v.Accounts[a.State]++
+	}
+	var err error
+	if v.RemainingMessages, v.RemainingBytes, v.Unlisted, err = j.Remaining(ctx); err != nil {
+		return nil, err
+	}
+	if v.RecentBytesPerSec, _, err = j.RecentRate(ctx, rateWindow); err != nil {
+		return nil, err
+	}
+	if v.RecentBytesPerSec > 0 {
+		eta := float64(v.RemainingBytes) / v.RecentBytesPerSec
+		v.ETASeconds = &eta
+	}
+	ws, err := j.Workers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, w := range ws {
+		wj := workerJSON{Worker: w.Holder.String(), Live: w.Live, Running: w.Running, Finished: w.Finished,
+			Messages: w.Messages, Bytes: w.Bytes, BytesPerSec: w.Rate()}
+		if !w.RunningSince.IsZero() {
+			t := w.RunningSince
+			wj.RunningSince = &t
+		}
+		v.Workers = append(v.Workers, wj)
+	}
+	return v, nil
+}
+
+// printWorkers writes the text of `status --workers`.
+func printWorkers(w io.Writer, v *workersJSON) {
+	a := v.Accounts
+	fmt.Fprintf(w, "accounts: %d done, %d running, %d waiting, %d failed\n", a["done"], a["running"], a["waiting"], a["failed"])
+	left := fmt.Sprintf("left: %d messages (%s) listed and not stored", v.RemainingMessages, units.Bytes(v.RemainingBytes))
+	if v.Unlisted > 0 {
+		left += fmt.Sprintf(", and %d accounts not listed yet", v.Unlisted)
+	}
+	fmt.Fprintln(w, left)
+	switch {
+	case v.ETASeconds != nil:
+		fmt.Fprintf(w, "pace: %s/s over the last %v, all workers; ETA %v for what is listed\n",
+			units.Bytes(int64(v.RecentBytesPerSec)), rateWindow, (time.Duration(*v.ETASeconds) * time.Second).Round(time.Second))
+	default:
+		fmt.Fprintf(w, "pace: nothing stored in the last %v; no ETA\n", rateWindow)
+	}
+	if len(v.Workers) == 0 {
+		fmt.Fprintln(w, "no worker has taken an account yet")
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "WORKER\tLIVE\tRUNNING\tSINCE\tFINISHED\tSTORED\tRATE")
+	for _, x := range v.Workers {
+		since := "-"
+		if x.RunningSince != nil {
+			since = x.RunningSince.Local().Format("15:04:05")
+		}
+		live := "no"
+		if x.Live {
+			live = "yes"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\t%d (%s)\t%s/s\n", x.Worker, live, x.Running, since, x.Finished, x.Messages, units.Bytes(x.Bytes), units.Bytes(int64(x.BytesPerSec)))
+	}
+	tw.Flush()
 }

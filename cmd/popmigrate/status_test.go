@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/sha256"
 	"database/sql"
 	"encoding/json"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/popmigrate/popmigrate/journal"
 	"github.com/popmigrate/popmigrate/pop3/pop3test"
 )
 
@@ -135,6 +137,61 @@ func TestStatusAndManifestRefuseAnotherSchemaVersion(t *testing.T) {
 		}
 		if after := journalFileOf(t, f.journal); after != before {
 			t.Errorf("schema version %d: the refused journal changed", c.version)
+		}
+	}
+}
+
+// status shows which worker runs an account and since when, and
+// status --workers the migration as a whole: accounts by state, what is
+// left, and each worker with what it finished and stored.
+func TestStatusShowsWorkers(t *testing.T) {
+	f := newFixture(t, []string{"alice", "bob"}, []int{3, 2}, pop3test.ServerOptions{Implicit: true})
+	runMain(t, f.runArgs("--accounts", f.csv(t, "alice", "bob"))...).wantCode(t, exitOK)
+	ctx := context.Background()
+	j, err := journal.Open(ctx, f.journal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := j.AcquireLease(ctx, f.account("bob"), journal.Holder{ID: "w2", PID: 77, Host: "node-b"}, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	j.Close()
+
+	if s := statusOf(t, f.journal, f.account("bob")); s.State != "running" || s.Worker != "pid 77 on node-b" || s.Since == nil {
+		t.Errorf("bob: state %q worker %q since %v; want running on pid 77 on node-b", s.State, s.Worker, s.Since)
+	}
+	if s := statusOf(t, f.journal, f.account("alice")); s.State != "done" || s.Worker != "" {
+		t.Errorf("alice: state %q worker %q; want done, no worker", s.State, s.Worker)
+	}
+	r := runMain(t, "status", "--journal", f.journal, "--workers", "--json")
+	r.wantCode(t, exitOK)
+	var v workersJSON
+	if err := json.Unmarshal([]byte(r.stdout), &v); err != nil {
+		t.Fatalf("status --workers --json: %v\n%s", err, r)
+	}
+	if v.Accounts["done"] != 1 || v.Accounts["running"] != 1 || v.RemainingMessages != 0 || v.Unlisted != 0 {
+		t.Errorf("migration view %+v; want 1 done, 1 running, nothing left", v)
+	}
+	var other, me *workerJSON
+	for i, w := range v.Workers {
+		switch {
+		case w.Worker == "pid 77 on node-b":
+			other = &v.Workers[i]
+		case strings.HasPrefix(w.Worker, fmt.Sprintf("pid %d on ", os.Getpid())):
+			me = &v.Workers[i]
+		}
+	}
+	if other == nil || !other.Live || other.Running != 1 || other.Messages != 0 {
+		t.Errorf("the other worker: %+v; want live, running bob, nothing stored yet", other)
+	}
+	if me == nil || me.Live || me.Finished != 1 || me.Messages != 3 {
+		t.Errorf("this process as a worker: %+v; want alice finished with its 3 messages", me)
+	}
+	text := runMain(t, "status", "--journal", f.journal, "--workers")
+	text.wantCode(t, exitOK)
+	for _, want := range []string{"accounts: 1 done, 1 running, 0 waiting, 0 failed", "pid 77 on node-b", "WORKER"} {
+		if !strings.Contains(text.stdout, want) {
+			t.Errorf("status --workers lacks %q:\n%s", want, text.stdout)
 		}
 	}
 }
