@@ -85,6 +85,7 @@ verifies what it stored, and only then, when asked, deletes from the source.
 	root.AddCommand(newVerifyCmd(io, nil))
 	root.AddCommand(newManifestCmd(io, nil))
 	root.AddCommand(newReportCmd(io, nil))
+	root.AddCommand(newJournalCmd(io))
 	return root
 }
 
