@@ -232,7 +232,8 @@ func TestRunFromJournalTwoShardsOnPostgres(t *testing.T) {
 
 // Two workers without shards on one SQLite journal, at once, with --wait:
 // they meet on every account, one waits for the other's lease, and still
-// every message is stored once.
+// every message is stored once. The second reads the passwords with a
+// command, as the Kubernetes workers do.
 func TestRunFromJournalTwoWorkersWithoutShards(t *testing.T) {
 	users := []string{"gus", "hal", "ann"}
 	const n = 4
@@ -240,10 +241,16 @@ func TestRunFromJournalTwoWorkersWithoutShards(t *testing.T) {
 	jpath := filepath.Join(m.dir, "journal.db")
 	runMain(t, m.enrolArgs(jpath)...).wantCode(t, exitOK)
 
-	results := runConcurrently(t, m.workerArgs(jpath, "--wait"), m.workerArgs(jpath, "--wait"))
+	cat := "cat " + filepath.Join(m.dir, "{user}.password")
+	byCommand := []string{"run", "--from-journal", "--journal", jpath, "--ca-file", m.srv.CAFile,
+		"--password-command", cat, "--to-password-command", cat, "--wait", "--json", "--no-progress"}
+	results := runConcurrently(t, m.workerArgs(jpath, "--wait"), byCommand)
 	stored := 0
 	for i, r := range results {
 		r.wantCode(t, exitOK)
+		if strings.Contains(r.stderr, "WARNING") {
+			t.Errorf("worker %d warns:\n%s", i, r.stderr)
+		}
 		rep := decodeReport(t, r.stdout)
 		stored += rep.Totals.Stored
 		if rep.Totals.Accounts != len(users) || rep.Totals.Stored+rep.Totals.SkippedAlreadyStored != n*len(users) {
