@@ -156,7 +156,7 @@ func enrolRun(ctx context.Context, opts *enrolOptions) error {
 			if ctx.Err() != nil {
 				return outcome{Interrupted: true}.err(outcomeText{Interrupted: "interrupted; some accounts may be enrolled: run the same command again, it changes nothing that is already recorded"})
 			}
-			return err
+			return fmt.Errorf("%w; some accounts may be enrolled: run the same command again once the journal works, it changes nothing that is already recorded", err)
 		}
 	}
 	printEnrolNotes(opts.io.Err, opts, accounts)

@@ -61,7 +61,7 @@ type runOptions struct {
 
 	// FromJournal takes the accounts from the journal (--from-journal);
 	// Only (--account) and Shard (--shard) narrow them, or the accounts
-	// of the files.
+	// of the files. LeaseTTL is --lease-ttl (pipeline.Options.LeaseTTL).
 	FromJournal bool
 	Only        []string
 	Shard       string
