@@ -250,6 +250,10 @@ type Defaults struct {
 	// PasswordOptional accepts accounts without a password, for commands
 	// that never log in (verify without --against-source).
 	PasswordOptional bool
+	// DestinationPasswordOptional accepts destinations that log in (IMAP)
+	// without a password or token, for commands that only record them
+	// and open none (journal enrol).
+	DestinationPasswordOptional bool
 }
 
 // accountInput is one account as written by the user, before defaults,
@@ -452,7 +456,7 @@ func (in *accountInput) build(d Defaults, share *tokenShare) (*Account, error) {
 			if err != nil {
 				return nil, fmt.Errorf("%s: account %s: %w", in.origin, a.Name, err)
 			}
-			if login && a.ToPassword.IsZero() && a.ToOAuth2Token.IsZero() {
+			if login && a.ToPassword.IsZero() && a.ToOAuth2Token.IsZero() && !d.DestinationPasswordOptional {
 				return nil, fmt.Errorf("%s: account %s: destination %s has no password: give to_password_env, to_password_file or to_password_command (flags: --to-password-env, --to-password-file, --to-password-command)", in.origin, a.Name, exp)
 			}
 			place = p

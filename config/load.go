@@ -12,7 +12,15 @@ import (
 // FromFlags returns the one account described by --source and the other
 // flags.
 func FromFlags(source, name string, d Defaults) (*Account, error) {
-	in := accountInput{origin: "flags", source: source, name: name}
+	return FromSource("flags", source, name, d)
+}
+
+// FromSource returns the account named name (default USER@HOST) whose
+// source is the URL source, with d's secrets, destinations and settings.
+// origin says where source and name were found ("flags", "journal
+// migration.db"), for the account's Origin and its errors.
+func FromSource(origin, source, name string, d Defaults) (*Account, error) {
+	in := accountInput{origin: origin, source: source, name: name}
 	return in.build(d, nil)
 }
 

@@ -17,24 +17,6 @@ import (
 	"github.com/popmigrate/popmigrate/journal/adopt"
 )
 
-// newJournalCmd is the parent of the commands that work on the journal
-// itself.
-func newJournalCmd(io *iostreams) *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "journal",
-		Short: "Work on the journal itself: adopt another POP3 client's state",
-		Args:  cobra.ArbitraryArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if len(args) > 0 {
-				return usageError("unknown command %q for %s (see %s --help)", args[0], cmd.CommandPath(), cmd.CommandPath())
-			}
-			return cmd.Help()
-		},
-	}
-	cmd.AddCommand(newJournalImportCmd(io, nil))
-	return cmd
-}
-
 type journalImportOptions struct {
 	io      *iostreams
 	From    string

@@ -70,7 +70,7 @@ func TestJournalImport(t *testing.T) {
 	// status shows them apart.
 	r = runMain(t, "status", "--journal", jpath)
 	r.wantCode(t, exitOK)
-	if row := tableRow(t, r.stdout, "alice@pop.example.org"); len(row) != 10 || row[1] != "unknown" || row[2] != "0" || row[8] != "2" {
+	if row := tableRow(t, r.stdout, "alice@pop.example.org"); len(row) != 11 || row[1] != "unknown" || row[2] != "0" || row[8] != "2" {
 		t.Errorf("status row %q, want never listed, 2 adopted\n%s", row, r.stdout)
 	}
 }

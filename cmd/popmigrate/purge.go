@@ -76,7 +76,7 @@ error, 130 interrupted.`,
 	f.IntVar(&opts.KeepDays, "keep-days", 0, "delete only messages first seen at least `N` days ago (0: no age limit)")
 	f.BoolVar(&opts.DeleteSuspect, "delete-suspect", false, "delete suspect messages too (RETR delivered a size LIST does not explain: the stored copy may be incomplete)")
 	f.BoolVar(&opts.Wait, "wait", false, "wait for accounts another popmigrate is working on (with this journal) instead of failing them")
-	f.DurationVar(&opts.LeaseTTL, "lease-ttl", journal.DefaultLeaseTTL, "how long an account's lease lasts without a heartbeat")
+	f.DurationVar(&opts.LeaseTTL, "lease-ttl", journal.DefaultLeaseTTL, "how long an account's lease outlives a purge that stopped renewing it (it is renewed every third of this)")
 	f.IntVar(&opts.Jobs, "jobs", 8, "accounts purged at once")
 	f.IntVar(&opts.PerHost, "per-host", 4, "most sessions open at once to one POP3 host")
 	f.DurationVar(&opts.Timeout, "timeout", 60*time.Second, "POP3 idle timeout per command")
@@ -97,8 +97,8 @@ func purgeRun(ctx context.Context, opts *purgeOptions) error {
 	if opts.KeepDays < 0 {
 		return usageError("--keep-days %d: want 0 or more", opts.KeepDays)
 	}
-	if err := checkLeaseTTL(opts.LeaseTTL); err != nil {
-		return err
+	if opts.LeaseTTL < minLeaseTTL {
+		return usageError("--lease-ttl %v: want %v or more (the lease is renewed every third of it)", opts.LeaseTTL, minLeaseTTL)
 	}
 	accounts, err := loadAccounts(&opts.accountFlags, accountNeeds{Destination: true, Password: true})
 	if err != nil {

@@ -59,6 +59,14 @@ type runOptions struct {
 	io *iostreams
 	accountFlags
 
+	// FromJournal takes the accounts from the journal (--from-journal);
+	// Only (--account) and Shard (--shard) narrow them, or the accounts
+	// of the files. LeaseTTL is --lease-ttl (pipeline.Options.LeaseTTL).
+	FromJournal bool
+	Only        []string
+	Shard       string
+	LeaseTTL    time.Duration
+
 	Journal       string
 	Jobs          int
 	PerHost       int
@@ -79,7 +87,6 @@ type runOptions struct {
 	MessageAttempts int
 	RetryFailed     bool
 	Wait            bool
-	LeaseTTL        time.Duration
 
 	MaxBandwidth, MaxBandwidthPerHost string
 	UntilEmpty                        bool
@@ -117,8 +124,12 @@ given, and then only the messages verified in every destination (see popmigrate
 purge --help), in that same session too: one login per account.
 
 Accounts come from --source (one account), --accounts FILE.csv or --config
-FILE.yaml. Passwords come from --password-env, --password-file or
---password-command, never from a plain argument.
+FILE.yaml, or with --from-journal from the journal: the accounts enrolled there
+(popmigrate journal enrol) with their sources and destinations, for workers
+that share one migration. --account NAME and --shard INDEX/COUNT narrow them.
+Passwords come from --password-env, --password-file or --password-command,
+never from a plain argument; templates {user} {host} {account} in a file or
+command give each account its own.
 
 Destinations (--to, repeatable, templates {user} {host} {account}):
 ` + destinations().Help() + `
@@ -133,7 +144,11 @@ Destinations (--to, repeatable, templates {user} {host} {account}):
 
   # onto the new IMAP server, with an mbox archive beside, then clean the source
   popmigrate run --accounts users.csv --to 'imaps://{user}@imap.example.org/INBOX' \
-      --to 'mbox:/archive/{user}.mbox' --to-password-env NEW_PASSWORD --delete --keep-days 7`,
+      --to 'mbox:/archive/{user}.mbox' --to-password-env NEW_PASSWORD --delete --keep-days 7
+
+  # worker 2 of 4 sharing a migration enrolled in PostgreSQL (popmigrate journal enrol)
+  popmigrate run --from-journal --journal postgres://popmigrate@db.example/migration \
+      --shard 2/4 --wait --password-file '/run/secrets/pop/{user}' --to-password-file '/run/secrets/imap/{user}'`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.PerHostGiven = cmd.Flags().Changed("per-host")
@@ -145,6 +160,10 @@ Destinations (--to, repeatable, templates {user} {host} {account}):
 	}
 	f := cmd.Flags()
 	addAccountFlags(cmd, &opts.accountFlags)
+	f.BoolVar(&opts.FromJournal, "from-journal", false, "run the accounts enrolled in the journal (popmigrate journal enrol, or earlier runs), with their sources and destinations, instead of --source/--accounts/--config")
+	f.StringArrayVar(&opts.Only, "account", nil, "run only the account `NAME` (repeatable): of the journal's with --from-journal, else of --accounts/--config")
+	f.StringVar(&opts.Shard, "shard", "", "run only shard `INDEX/COUNT` of the accounts (0 <= INDEX < COUNT), by a stable hash of the account name: COUNT workers given 0/COUNT ... COUNT-1/COUNT share a migration without meeting")
+	f.DurationVar(&opts.LeaseTTL, "lease-ttl", journal.DefaultLeaseTTL, "how long an account's lease outlives a worker that stopped renewing it (it is renewed every third of this); another worker takes the account over after that")
 	f.StringVar(&opts.Journal, "journal", defaultJournal, "journal: a SQLite `FILE` (created 0600), or a postgres://USER@HOST/DB URL that many runs share")
 	f.IntVar(&opts.Jobs, "jobs", 8, "accounts migrated at once")
 	f.IntVar(&opts.PerHost, "per-host", 4, "most sessions open at once to one POP3 host")
@@ -160,7 +179,6 @@ Destinations (--to, repeatable, templates {user} {host} {account}):
 	f.DurationVar(&opts.MaxWait, "max-wait", 30*time.Minute, "most time one account waits between its sessions in all (backoff, the server's LOGIN-DELAY) before it fails")
 	f.BoolVar(&opts.UntilEmpty, "until-empty", false, "repeat sessions until a listing brings nothing new: for servers that list a mailbox in slices and hide what a session retrieved (Gmail)")
 	f.BoolVar(&opts.Wait, "wait", false, "run accounts another popmigrate is working on (with this journal) here too once it lets them go, even when it finished them (default: leave them to it)")
-	f.DurationVar(&opts.LeaseTTL, "lease-ttl", journal.DefaultLeaseTTL, "how long an account's lease lasts without a heartbeat: after this, another worker takes over the accounts of one that died")
 	f.StringVar(&opts.SpoolDir, "spool-dir", "", "where messages over 4 MiB are spooled (default the system temp dir)")
 	f.StringVar(&opts.TraceDir, "trace-dir", "", "write a POP3 protocol transcript per account into `DIR` (passwords redacted)")
 	f.StringVar(&opts.IMAPFlags, "imap-flags", `\Seen`, "flags of messages uploaded to IMAP, comma-separated, or \"none\"")
@@ -224,6 +242,10 @@ func addAccountFlags(cmd *cobra.Command, opts *accountFlags) {
 type accountNeeds struct {
 	Destination bool // it reads or writes the destinations
 	Password    bool // it logs in to the POP3 server
+	// RecordOnly says it only records the accounts and their
+	// destinations, opening none (journal enrol): a destination that
+	// logs in needs no password or token then.
+	RecordOnly bool
 }
 
 func loadAccounts(opts *accountFlags, needs accountNeeds) ([]*config.Account, error) {
@@ -306,6 +328,8 @@ func accountDefaults(opts *accountFlags, needs accountNeeds) (config.Defaults, e
 		InsecurePlaintext:   opts.InsecurePlaintext,
 		Provider:            opts.Provider,
 	}
+	// Only the commands that open destinations need their secrets.
+	d.DestinationPasswordOptional = needs.RecordOnly
 	for _, m := range opts.Auth {
 		d.Auth = append(d.Auth, strings.ToUpper(strings.TrimSpace(m)))
 	}
@@ -364,15 +388,76 @@ func describeRun(head string, opts *accountFlags, accounts []*config.Account) st
 // runArgs describes the run for the journal's runs table.
 func runArgs(opts *runOptions, accounts []*config.Account) string {
 	head := fmt.Sprintf("run jobs=%d per-host=%d window=%d batch=%d", opts.Jobs, opts.PerHost, opts.Window, opts.BatchSize)
+	if opts.FromJournal {
+		head += " from-journal"
+	}
+	if opts.Shard != "" {
+		head += " shard=" + opts.Shard
+	}
+	if len(opts.Only) > 0 {
+		head += fmt.Sprintf(" only=%d", len(opts.Only))
+	}
 	return describeRun(head, &opts.accountFlags, accounts)
 }
 
-func runRun(ctx context.Context, opts *runOptions) error {
-	accounts, err := loadAccounts(&opts.accountFlags, accountNeeds{Destination: true, Password: true})
-	if err != nil {
-		return &exitError{code: exitUsage, err: err}
+// minLeaseTTL is the shortest --lease-ttl: the heartbeat, every third of
+// it, must reach the journal in time. Short leases are for tests and for
+// quick takeover on a fast journal; a writer whose heartbeat falls behind
+// stops writing rather than risk it (see pipeline's heldLease).
+const minLeaseTTL = time.Second
+
+// checkFromJournal refuses the flags that name accounts or destinations
+// along with --from-journal: the journal names them.
+func checkFromJournal(opts *runOptions) error {
+	if !opts.FromJournal {
+		return nil
 	}
-	printConfigWarnings(opts.io.Err, accounts)
+	switch {
+	case opts.Source != "" || opts.Name != "":
+		return usageError("--from-journal runs the accounts of the journal; --source and --name describe another: give one or the other (narrow the journal's accounts with --account NAME)")
+	case opts.Accounts != "" || opts.Config != "":
+		return usageError("--from-journal runs the accounts of the journal; --accounts and --config name them from a file: give one or the other (enrol the file's accounts with popmigrate journal enrol, and narrow the journal's with --account NAME)")
+	case len(opts.To) > 0:
+		return usageError("--from-journal runs each account with the destinations the journal records; --to would change them: enrol the destinations with popmigrate journal enrol --to DEST, or run without --from-journal")
+	}
+	return nil
+}
+
+// loadRunAccounts returns the accounts of the run: from the journal j
+// with --from-journal, else from the flags and files; narrowed by
+// --account and --shard.
+func loadRunAccounts(ctx context.Context, opts *runOptions, j *journal.Journal, sel selection) ([]*config.Account, error) {
+	needs := accountNeeds{Destination: true, Password: true}
+	if opts.FromJournal {
+		return runAccountsFromJournal(ctx, j, &opts.accountFlags, sel, needs)
+	}
+	accounts, err := loadAccounts(&opts.accountFlags, needs)
+	if err != nil {
+		return nil, err
+	}
+	return sel.apply(accounts, "the accounts given (--source, --accounts, --config)")
+}
+
+func runRun(ctx context.Context, opts *runOptions) error {
+	if err := checkFromJournal(opts); err != nil {
+		return err
+	}
+	sh, err := parseShard(opts.Shard)
+	if err != nil {
+		return usageError("%v", err)
+	}
+	sel := selection{Names: opts.Only, Shard: sh}
+	var accounts []*config.Account
+	if !opts.FromJournal {
+		// Accounts from flags and files are checked before the journal
+		// is touched: a usage error creates nothing.
+		if accounts, err = loadRunAccounts(ctx, opts, nil, sel); err != nil {
+			return &exitError{code: exitUsage, err: err}
+		}
+	}
+	if opts.LeaseTTL < minLeaseTTL {
+		return usageError("--lease-ttl %v: want %v or more (the lease is renewed every third of it)", opts.LeaseTTL, minLeaseTTL)
+	}
 	if opts.Delete && opts.NoVerify {
 		return usageError("--delete needs the verify phase: drop --no-verify")
 	}
@@ -381,9 +466,6 @@ func runRun(ctx context.Context, opts *runOptions) error {
 	}
 	if opts.MessageAttempts < 1 {
 		return usageError("--message-attempts %d: want 1 or more", opts.MessageAttempts)
-	}
-	if err := checkLeaseTTL(opts.LeaseTTL); err != nil {
-		return err
 	}
 	maxBW, err := ratelimit.Parse(opts.MaxBandwidth)
 	if err != nil {
@@ -396,17 +478,14 @@ func runRun(ctx context.Context, opts *runOptions) error {
 	if opts.KeepDays < 0 {
 		return usageError("--keep-days %d: want 0 or more", opts.KeepDays)
 	}
-	for _, a := range accounts {
-		if a.InsecureSkipVerify {
-			fmt.Fprintf(opts.io.Err, "popmigrate: WARNING: account %s: TLS certificate verification is OFF (--insecure-skip-verify); anyone on the path can read the password and the mail\n", a.Name)
-		}
-		if a.Security == config.SecurityPlain {
-			fmt.Fprintf(opts.io.Err, "popmigrate: WARNING: account %s: connecting WITHOUT TLS (--insecure-plaintext); the password and the mail cross the network in the clear\n", a.Name)
-		}
-	}
 	if opts.TraceDir != "" {
 		if err := os.MkdirAll(opts.TraceDir, 0o700); err != nil {
 			return &exitError{code: exitUsage, err: err}
+		}
+	}
+	if opts.FromJournal {
+		if err := journalMissing(opts.Journal); err != nil {
+			return err
 		}
 	}
 	j, err := journal.Open(ctx, opts.Journal)
@@ -417,6 +496,27 @@ func runRun(ctx context.Context, opts *runOptions) error {
 		return &exitError{code: exitUsage, err: err}
 	}
 	defer j.Close()
+	if opts.FromJournal {
+		if accounts, err = loadRunAccounts(ctx, opts, j, sel); err != nil {
+			if ctx.Err() != nil {
+				return outcome{Interrupted: true}.err(outcomeText{Interrupted: "interrupted before anything was done"})
+			}
+			return &exitError{code: exitUsage, err: err}
+		}
+	}
+	if len(accounts) == 0 {
+		// Only a shard can be empty: the other cases are errors.
+		fmt.Fprintf(opts.io.Err, "popmigrate: shard %s holds none of the accounts; nothing to do\n", sh)
+	}
+	printConfigWarnings(opts.io.Err, accounts)
+	for _, a := range accounts {
+		if a.InsecureSkipVerify {
+			fmt.Fprintf(opts.io.Err, "popmigrate: WARNING: account %s: TLS certificate verification is OFF (--insecure-skip-verify); anyone on the path can read the password and the mail\n", a.Name)
+		}
+		if a.Security == config.SecurityPlain {
+			fmt.Fprintf(opts.io.Err, "popmigrate: WARNING: account %s: connecting WITHOUT TLS (--insecure-plaintext); the password and the mail cross the network in the clear\n", a.Name)
+		}
+	}
 	runID, err := j.StartRun(ctx, runArgs(opts, accounts))
 	if err != nil {
 		return err
@@ -584,13 +684,4 @@ func imapOptions(opts *runOptions) (pipeline.IMAPOptions, error) {
 		o.QuarantineDir = filepath.Join(dir, "popmigrate-quarantine")
 	}
 	return o, nil
-}
-
-// checkLeaseTTL refuses a --lease-ttl too short for its heartbeat (every
-// third of it) to keep up with a busy journal.
-func checkLeaseTTL(d time.Duration) error {
-	if d < time.Second {
-		return usageError("--lease-ttl %v: want 1s or more (the heartbeat renews the lease every third of it)", d)
-	}
-	return nil
 }
