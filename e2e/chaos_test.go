@@ -2,11 +2,13 @@ package e2e
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -126,7 +128,7 @@ func TestChaosWorkersShareOneMigration(t *testing.T) {
 		"--password-file", filepath.Join(dir, "pw", "{user}"), "--to-password-file", filepath.Join(dir, "pw", "{user}"),
 		"--lease-ttl", leaseTTL.String(), "--batch-size", "3", "--batch-interval", "100ms", "--json"}
 	// Slowed down, so that the blows land while accounts are under way.
-	chaosArgs := append(append([]string(nil), base...), "--jobs", "3", "--max-bandwidth", "40KB/s")
+	chaosArgs := append(append([]string(nil), base...), "--jobs", "3", "--max-bandwidth", "40KB/s", "--log-format", "json")
 
 	var (
 		mu  sync.Mutex
@@ -203,10 +205,11 @@ func TestChaosWorkersShareOneMigration(t *testing.T) {
 		if code := w.state.ExitCode(); !w.killed && code != 0 && code != 1 {
 			t.Errorf("worker %d exited %d (%v); want 0 or 1:\n%s", w.n, code, w.state, w.stderr.String())
 		}
-		if strings.Contains(w.stderr.String(), "lease") {
-			t.Logf("worker %d (exit %d) lost a lease:\n%s", w.n, w.state.ExitCode(), firstLines(w.stderr.String(), 5))
+		if strings.Contains(w.stderr.String(), "lease lost") {
+			t.Logf("worker %d (exit %d) lost a lease", w.n, w.state.ExitCode())
 		}
 	}
+	checkTenures(t, all)
 	mu.Unlock()
 
 	// One clean run finishes what the chaos left.
@@ -244,10 +247,57 @@ func TestChaosWorkersShareOneMigration(t *testing.T) {
 	v.wantCode(t, 0)
 }
 
-func firstLines(s string, n int) string {
-	lines := strings.SplitN(s, "\n", n+1)
-	if len(lines) > n {
-		lines = lines[:n]
+// checkTenures asserts from the workers' logs that no account was written
+// by two workers at once: each group commit names the lease epoch it was
+// fenced by, and per account, in the order the commits happened, the
+// epochs never go back and each belongs to one worker. A worker that kept
+// committing after another took its account over would show its older
+// epoch after the newer one.
+func checkTenures(t *testing.T, workers []*worker) {
+	t.Helper()
+	type commit struct {
+		at     time.Time
+		epoch  int64
+		worker int
 	}
-	return strings.Join(lines, "\n")
+	byAccount := map[string][]commit{}
+	for _, w := range workers {
+		for _, line := range strings.Split(w.stderr.String(), "\n") {
+			var ev struct {
+				Time    time.Time `json:"time"`
+				Msg     string    `json:"msg"`
+				Account string    `json:"account"`
+				Epoch   int64     `json:"epoch"`
+			}
+			if !strings.HasPrefix(line, "{") || json.Unmarshal([]byte(line), &ev) != nil || ev.Msg != "batch" {
+				continue
+			}
+			byAccount[ev.Account] = append(byAccount[ev.Account], commit{ev.Time, ev.Epoch, w.n})
+		}
+	}
+	if len(byAccount) == 0 {
+		t.Fatal("no group commit in the workers' logs")
+	}
+	tenures := 0
+	for account, cs := range byAccount {
+		sort.SliceStable(cs, func(i, j int) bool { return cs[i].at.Before(cs[j].at) })
+		owner := map[int64]int{}
+		for i, c := range cs {
+			if c.epoch < 1 {
+				t.Errorf("%s: a commit without a lease epoch (worker %d)", account, c.worker)
+			}
+			if w, ok := owner[c.epoch]; ok && w != c.worker {
+				t.Errorf("%s: epoch %d committed by workers %d and %d", account, c.epoch, w, c.worker)
+			}
+			if _, ok := owner[c.epoch]; !ok {
+				tenures++
+			}
+			owner[c.epoch] = c.worker
+			if i > 0 && c.epoch < cs[i-1].epoch {
+				t.Errorf("%s: worker %d committed under epoch %d at %s, after worker %d under epoch %d at %s",
+					account, c.worker, c.epoch, c.at.Format(time.StampMicro), cs[i-1].worker, cs[i-1].epoch, cs[i-1].at.Format(time.StampMicro))
+			}
+		}
+	}
+	t.Logf("%d accounts committed to in %d tenures", len(byAccount), tenures)
 }

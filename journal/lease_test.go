@@ -337,20 +337,24 @@ func TestAccountOutcome(t *testing.T) { forEachBackend(t, testAccountOutcome) }
 func testAccountOutcome(t *testing.T, be backend) {
 	j, _ := be.open(t)
 	ctx := testCtx(t)
-	if text, n, err := j.AccountOutcome(ctx, "alice"); err != nil || text == "" || n != 0 {
-		t.Fatalf("never listed: %q %d %v; want a text saying so", text, n, err)
+	if text, n, left, err := j.AccountOutcome(ctx, "alice"); err != nil || text == "" || n != 0 || left != 0 {
+		t.Fatalf("never listed: %q %d %d %v; want a text saying so", text, n, left, err)
 	}
 	mustListing(t, j, "alice", listing("u", 3))
-	if text, n, err := j.AccountOutcome(ctx, "alice"); err != nil || text != "" || n != 0 {
-		t.Fatalf("listed: %q %d %v", text, n, err)
+	if text, n, left, err := j.AccountOutcome(ctx, "alice"); err != nil || text != "" || n != 0 || left != 3 {
+		t.Fatalf("listed: %q %d %d %v; want 3 left", text, n, left, err)
 	}
 	var b Batch
+	b.Stored(stored("alice", "u0000", true, "d"))
 	b.Failed("alice", "u0001", "broken")
 	mustCommit(t, j, &b)
+	if _, err := j.Adopt(ctx, "alice", "mpop", "/x", []string{"u0002"}); err != nil {
+		t.Fatal(err)
+	}
 	if err := j.SetAccountError(ctx, "alice", "login refused"); err != nil {
 		t.Fatal(err)
 	}
-	if text, n, err := j.AccountOutcome(ctx, "alice"); err != nil || text != "login refused" || n != 1 {
-		t.Fatalf("after a failure: %q %d %v; want the error and 1 failed", text, n, err)
+	if text, n, left, err := j.AccountOutcome(ctx, "alice"); err != nil || text != "login refused" || n != 1 || left != 0 {
+		t.Fatalf("after a failure: %q %d %d %v; want the error, 1 failed, none left (u0002 is adopted)", text, n, left, err)
 	}
 }

@@ -132,19 +132,24 @@ func (j *Journal) SetAccountError(ctx context.Context, account, errText string) 
 
 // AccountOutcome says how the last process that worked on account left it:
 // the account's error ("" when it ended without one; a text saying so when
-// its listing was never recorded) and how many of its messages are failed. A worker uses it to tell whether an account another
-// worker finished during its run needs anything more.
-func (j *Journal) AccountOutcome(ctx context.Context, account string) (errText string, failed int, err error) {
+// its listing was never recorded), how many of its messages are failed and
+// how many are listed and not stored yet (adopted ones aside). A worker
+// uses it to tell whether an account another worker finished during its
+// run needs anything more: it does unless all three are zero.
+func (j *Journal) AccountOutcome(ctx context.Context, account string) (errText string, failed, left int, err error) {
 	var text sql.NullString
 	err = j.r.QueryRowContext(ctx, j.q(`SELECT last_error FROM accounts WHERE account = ?`), account).Scan(&text)
 	if errors.Is(err, sql.ErrNoRows) {
-		return "the account's listing was never recorded", 0, nil
+		return "the account's listing was never recorded", 0, 0, nil
 	}
 	if err == nil {
-		err = j.r.QueryRowContext(ctx, j.q(`SELECT COUNT(*) FROM messages WHERE account = ? AND state = 'failed'`), account).Scan(&failed)
+		err = j.r.QueryRowContext(ctx, j.q(`SELECT
+	COALESCE(SUM(CASE WHEN state = 'failed' THEN 1 ELSE 0 END), 0),
+	COALESCE(SUM(CASE WHEN state = 'listed' THEN 1 ELSE 0 END), 0)
+FROM messages WHERE account = ? AND NOT (`+adoptedMessage+`)`), account).Scan(&failed, &left)
 	}
 	if err != nil {
-		return "", 0, fmt.Errorf("journal: outcome of account %q: %w", account, err)
+		return "", 0, 0, fmt.Errorf("journal: outcome of account %q: %w", account, err)
 	}
-	return text.String, failed, nil
+	return text.String, failed, left, nil
 }

@@ -205,7 +205,8 @@ func (ar *accountRun) writer(ctx context.Context, ch <-chan fetched) error {
 			f()
 		}
 		done = done[:0]
-		o.Logger.Info(evBatch, "account", ar.a.Name, "stored", rep.Stored-stored, "failed", ar.progress-moved-(rep.Stored-stored), "bytes", rep.StoredBytes-bytes)
+		o.Logger.Info(evBatch, "account", ar.a.Name, "stored", rep.Stored-stored, "failed", ar.progress-moved-(rep.Stored-stored), "bytes", rep.StoredBytes-bytes,
+			"epoch", ar.epoch())
 		o.Metrics.Stored(rep.Stored-stored, rep.StoredBytes-bytes)
 		batch.Reset()
 		return nil
@@ -452,4 +453,13 @@ func (b fencedBody) ReadAt(p []byte, off int64) (int, error) {
 		return 0, err
 	}
 	return b.Body.ReadAt(p, off)
+}
+
+// epoch is the account's lease epoch, for the log: which tenure of the
+// account a commit belongs to (0 without a lease).
+func (ar *accountRun) epoch() int64 {
+	if ar.lease == nil {
+		return 0
+	}
+	return ar.lease.Epoch
 }

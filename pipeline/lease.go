@@ -155,6 +155,10 @@ func (r *runner) takeLease(ctx context.Context, account string, wait bool) (cont
 	return lctx, h, nil
 }
 
+// maxLeaseLosses is how often a run puts an account back after losing its
+// lease before it reports the loss as the account's error.
+const maxLeaseLosses = 3
+
 // leasePoll is how often a process asks again for a lease another one
 // holds: often enough to take a dead holder's accounts over soon after the
 // expiry (ttl), seldom enough not to load a shared journal.

@@ -415,6 +415,7 @@ func Run(ctx context.Context, j *journal.Journal, accounts []*config.Account, op
 		sched:  newScheduler(o.Jobs, o.PerHost),
 		limits: ratelimit.NewSet(o.MaxBandwidth, o.MaxBandwidthPerHost),
 		seen:   map[string]journal.LeaseInfo{},
+		lost:   map[string]int{},
 
 		startEpochs: map[string]int64{},
 	}
@@ -506,6 +507,9 @@ type runner struct {
 	// lease epochs as the run began.
 	seen        map[string]journal.LeaseInfo
 	startEpochs map[string]int64
+	// lost counts, per account, the leases this run lost to another
+	// process (see maxLeaseLosses).
+	lost map[string]int
 
 	putCount, syncCount, commitCount counter
 }

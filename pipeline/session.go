@@ -97,7 +97,7 @@ func (r *runner) account(ctx context.Context, a *config.Account, t *ticket) (rep
 			r.opts.Logger.Info("another popmigrate works on the account; leaving it to it while it lives", "account", a.Name,
 				"holder", held.Holder.String(), "lease_expires", held.ExpiresAt.Local().Format(time.TimeOnly))
 		}
-		return nil, time.Now().Add(leasePoll(r.opts.LeaseTTL)), nil
+		return rep, time.Now().Add(leasePoll(r.opts.LeaseTTL)), nil
 	}
 	if err != nil {
 		rep.Error = explain(err)
@@ -132,12 +132,23 @@ func (r *runner) account(ctx context.Context, a *config.Account, t *ticket) (rep
 	if errors.As(err, &jerr) {
 		return rep, time.Time{}, err
 	}
+	if errors.Is(err, errLeaseLost) {
+		// The account is another process's now. It is put back, as an
+		// account found taken is, so that this run reports how that one
+		// leaves it; a few times at most, so that a run that keeps
+		// losing its leases (a journal too slow for --lease-ttl) says so.
+		r.mu.Lock()
+		r.lost[a.Name]++
+		n := r.lost[a.Name]
+		r.mu.Unlock()
+		if n <= maxLeaseLosses {
+			return rep, time.Now().Add(leasePoll(r.opts.LeaseTTL)), nil
+		}
+		return rep, time.Time{}, nil
+	}
 	defer func() {
 		r.opts.Logger.Info(evDone, "account", a.Name, "stored", rep.Stored, "failed", len(rep.failures), "whole", rep.Error == "" && len(rep.failures) == 0, "sessions", rep.Sessions)
 	}()
-	if errors.Is(err, errLeaseLost) {
-		return rep, time.Time{}, nil // the account is another process's now
-	}
 	if e := r.j.SetAccountError(context.WithoutCancel(ctx), a.Name, rep.Error); e != nil {
 		return rep, time.Time{}, &journalError{e}
 	}
@@ -164,14 +175,14 @@ func (r *runner) doneByOther(ctx context.Context, l *journal.Lease, rep *Account
 	if seen {
 		holder = first.Holder.String()
 	}
-	errText, failed, err := r.j.AccountOutcome(ctx, l.Account)
+	errText, failed, left, err := r.j.AccountOutcome(ctx, l.Account)
 	if err != nil {
 		return false, &journalError{err}
 	}
-	if errText != "" || failed > 0 {
+	if errText != "" || failed > 0 || left > 0 {
 		// Left unfinished: this run has a go at it too.
 		r.opts.Logger.Info("another popmigrate left the account unfinished; trying it here", "account", l.Account, "holder", holder,
-			"failed", failed, "error", errText)
+			"failed", failed, "not_stored", left, "error", errText)
 		return false, nil
 	}
 	rep.DoneBy = holder

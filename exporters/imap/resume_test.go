@@ -283,13 +283,21 @@ func TestSyncWaitsForPuts(t *testing.T) {
 	if err := e.Sync(testCtx(t)); err != nil {
 		t.Fatalf("Sync: %v (the Put in flight recovers by reconnecting)", err)
 	}
+	// The Put has left when Sync returns; its goroutine may not have
+	// handed its result over yet.
+	e.mu.Lock()
+	n := e.inflight
+	e.mu.Unlock()
+	if n != 0 {
+		t.Fatal("Sync returned before the Put in flight")
+	}
 	select {
 	case err := <-done:
 		if err != nil {
 			t.Fatalf("Put: %v", err)
 		}
-	default:
-		t.Fatal("Sync returned before the Put in flight")
+	case <-time.After(5 * time.Second):
+		t.Fatal("the Put did not return after Sync")
 	}
 	// A short context ends a Sync waiting for a stalled Put.
 	f.stallOn = []string{" APPEND ", " SEARCH "}
