@@ -32,6 +32,7 @@ func newJournalCmd(io *iostreams) *cobra.Command {
 		},
 	}
 	cmd.AddCommand(newJournalImportCmd(io, nil))
+	cmd.AddCommand(newJournalRebuildCmd(io, nil))
 	return cmd
 }
 
