@@ -16,6 +16,7 @@ import (
 
 	"github.com/popmigrate/popmigrate/config"
 	"github.com/popmigrate/popmigrate/exporters"
+	"github.com/popmigrate/popmigrate/exporters/location"
 	"github.com/popmigrate/popmigrate/internal/ratelimit"
 	"github.com/popmigrate/popmigrate/journal"
 	"github.com/popmigrate/popmigrate/pop3"
@@ -300,6 +301,9 @@ func (c copyRead) fits(listed int64) bool {
 // that does not exist holds nothing.
 func (r *runner) rebuildDests(ctx context.Context, a *config.Account, rep *RebuildReport) ([]*rebuildDest, error) {
 	var out []*rebuildDest
+	if r.opts.Destinations == nil {
+		return nil, location.ErrNoRegistry
+	}
 	for _, spec := range a.To {
 		l, err := r.opts.Destinations.Parse(spec)
 		if err != nil {
