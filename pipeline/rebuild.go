@@ -80,8 +80,11 @@ type RebuildReport struct {
 	Missing int `json:"missing"`
 	// Dests is what each destination held and what of it matched.
 	Dests []RebuildDest `json:"destination_counts"`
-	// Error is why the rebuild of the account failed; nothing of the
-	// account's messages was recorded then.
+	// Error is why the rebuild of the account failed. Matches are
+	// recorded only after the POP3 session ended, in batches: a failure
+	// before then records none, a journal failure after may leave the
+	// first batches recorded. Either way a rebuild run again completes
+	// it, and records nothing twice.
 	Error string `json:"error,omitempty"`
 	// Warnings are things that deserve a look but recorded nothing wrong.
 	Warnings []string `json:"warnings,omitempty"`

@@ -82,8 +82,8 @@ them), and the --journal to rebuild: a missing one is created. Try --dry-run
 first: it prints what would be recorded and writes nothing.
 
 Exit codes: 0 every account rebuilt (or planned, with --dry-run), 1 some account
-failed (nothing of its messages was recorded), 2 usage or configuration error,
-130 interrupted (what was recorded stays; run the same command again).`,
+failed (see the report; run the same command again: what was recorded stays and
+is not recorded twice), 2 usage or configuration error, 130 interrupted (the same).`,
 		Example: `  # the journal of a migration into IMAP and Maildir was lost
   popmigrate journal rebuild --source pop3s://alice@mail.example.org --password-env POP_PASSWORD \
       --to imaps://alice@imap.example.org/INBOX --to-password-env IMAP_PASSWORD \
@@ -200,7 +200,7 @@ func journalRebuildRun(ctx context.Context, opts *journalRebuildOptions) error {
 	}
 	return o.err(outcomeText{
 		Interrupted: "interrupted; what was recorded stays, run the same command again",
-		Failed:      fmt.Sprintf("%d of %d accounts failed (see the report); nothing of their messages was recorded", rebuildFailed(reps), len(reps)),
+		Failed:      fmt.Sprintf("%d of %d accounts failed (see the report); run the same command again: what was recorded stays and is not recorded twice", rebuildFailed(reps), len(reps)),
 	})
 }
 
