@@ -61,14 +61,15 @@ const (
 	opMismatch
 	opLost
 	opDestState
+	opRebuilt
 )
 
 type batchOp struct {
 	kind    opKind
 	stored  StoredMessage // opStored
-	account string        // opFailed, opVerified, opDestState
-	uidl    string        // opFailed, opVerified
-	text    string        // opFailed: the error; opDestState: the state
+	account string        // opFailed, opVerified, opDestState, opRebuilt
+	uidl    string        // opFailed, opVerified, opRebuilt
+	text    string        // opFailed: the error; opDestState: the state; opRebuilt: how it matched
 	destID  string        // opVerified, opDestState
 	at      time.Time     // opVerified
 }
@@ -208,6 +209,7 @@ func (j *Journal) commit(ctx context.Context, b *Batch) error {
 		demoteVerified:  tx.StmtContext(ctx, j.st.demoteVerified),
 		dropDelivery:    tx.StmtContext(ctx, j.st.dropDelivery),
 		lost:            tx.StmtContext(ctx, j.st.lost),
+		rebuilt:         tx.StmtContext(ctx, j.st.rebuilt),
 	}
 	if j.st.lockMessage != nil {
 		w.lockMessage = tx.StmtContext(ctx, j.st.lockMessage)
@@ -271,7 +273,7 @@ func (j *Journal) markDeleted(ctx context.Context, account string, uidls []strin
 type txStmts struct {
 	d                                                                                                       dialect
 	storedComplete, storedPartial, deliveryUpsert, failed, verifyDelivery, promoteVerified, destStateUpsert *sql.Stmt
-	unverify, demoteVerified, dropDelivery, lost                                                            *sql.Stmt
+	unverify, demoteVerified, dropDelivery, lost, rebuilt                                                   *sql.Stmt
 	lockMessage                                                                                             *sql.Stmt // nil: the dialect needs none
 }
 
@@ -351,6 +353,11 @@ func (w *txStmts) apply(ctx context.Context, op *batchOp, now time.Time) error {
 		if _, err := w.lost.ExecContext(ctx, clipText(op.text), op.account, uidl); err != nil {
 			return opError("lost", op.account, op.uidl, err)
 		}
+	case opRebuilt:
+		res, err := w.rebuilt.ExecContext(ctx, op.account, uidl, op.text, toNanos(now), op.account, uidl)
+		if err := changedOne(res, err); err != nil {
+			return opError("rebuilt", op.account, op.uidl, err)
+		}
 	case opDestState:
 		if _, err := w.destStateUpsert.ExecContext(ctx, op.account, op.destID, op.text, toNanos(now)); err != nil {
 			return fmt.Errorf("journal: destination state: account %q, destination %q: %w; nothing of the write was recorded",
@@ -425,6 +432,8 @@ func checkOp(op *batchOp) error {
 			return fmt.Errorf("verified: empty account, uidl or destination (account %q, uidl %q, destination %q)",
 				op.account, op.uidl, op.destID)
 		}
+	case opRebuilt:
+		return checkRebuilt(op)
 	case opDestState:
 		if err := checkDestState(op.account, op.destID, op.text); err != nil {
 			return fmt.Errorf("destination state: %w", err)

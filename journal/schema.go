@@ -143,11 +143,28 @@ var migrations = []migration{
 			PRIMARY KEY (account, uidl)
 		)`,
 	}},
+	// Version 6: messages recorded by popmigrate journal rebuild, which
+	// matched the copies a destination already held against the server's
+	// listing instead of downloading them. matched_by says how strongly
+	// (see the Matched constants): 'headers' (same header block, a size
+	// that fits, not compared byte for byte) keeps the message from
+	// being deleted from the source until a rebuild with --confirm
+	// compares it. One row per message, the weakest match of its copies.
+	{version: 6, stmts: []string{
+		`CREATE TABLE rebuilt (
+			account    TEXT NOT NULL,
+			uidl       TEXT NOT NULL,
+			matched_by TEXT NOT NULL CHECK (matched_by IN ('key', 'content', 'headers')),
+			rebuilt_at BIGINT NOT NULL,
+			PRIMARY KEY (account, uidl),
+			FOREIGN KEY (account, uidl) REFERENCES messages (account, uidl)
+		)`,
+	}},
 }
 
 // SchemaVersion is the newest journal schema this package knows: the version
 // of the last migration. Open refuses a journal with a newer version.
-const SchemaVersion = 5
+const SchemaVersion = 6
 
 // migrate brings the database up to SchemaVersion, one migration per
 // transaction. It refuses a database whose version is newer than

@@ -24,6 +24,7 @@ type stmts struct {
 	demoteVerified  *sql.Stmt
 	dropDelivery    *sql.Stmt
 	lost            *sql.Stmt
+	rebuilt         *sql.Stmt
 	// lockMessage is the dialect's lockMessageSQL; nil when it has none.
 	lockMessage *sql.Stmt
 }
@@ -128,6 +129,7 @@ func (s *stmts) all(lockSQL string) []stmtEntry {
 		{&s.unverify, sqlUnverify},
 		{&s.demoteVerified, sqlDemoteVerified},
 		{&s.dropDelivery, sqlDropDelivery},
+		{&s.rebuilt, sqlRebuilt},
 		{&s.lost, sqlLost},
 		{&s.lockMessage, lockSQL},
 	}

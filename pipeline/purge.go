@@ -55,13 +55,19 @@ const (
 	// client's state (popmigrate journal import): that client fetched it,
 	// popmigrate never stored a copy of it, so none was verified.
 	SkipAdopted = "adopted from another client"
+	// SkipUnconfirmed: popmigrate journal rebuild recorded the message's
+	// copies by their header block and size (journal.MatchedByHeaders),
+	// without comparing them byte for byte with the message on the
+	// server. A verify proves only that the copies are still what the
+	// rebuild read; "journal rebuild --confirm" compares them with RETR.
+	SkipUnconfirmed = "rebuilt, not confirmed byte for byte"
 )
 
 // SkipReasons lists every key of PurgeReport.Skipped, in the order reports
 // print them.
 var SkipReasons = []string{
 	SkipNotVerified, SkipNotEverywhere, SkipDuplicateUIDL, SkipNoUIDL,
-	SkipSizeChanged, SkipTooRecent, SkipNotOnServer, SkipAlreadyDeleted, SkipSuspect, SkipAdopted,
+	SkipSizeChanged, SkipTooRecent, SkipNotOnServer, SkipAlreadyDeleted, SkipSuspect, SkipAdopted, SkipUnconfirmed,
 }
 
 // PurgeOptions tune Purge. A nil *PurgeOptions means the zero value:
@@ -130,6 +136,9 @@ type PurgeItem struct {
 //   - listed with the size the journal recorded;
 //   - first seen at least KeepDays days ago;
 //   - not marked suspect, unless DeleteSuspect;
+//   - not recorded by journal rebuild on the strength of its header block
+//     alone (journal.MatchedByHeaders): its copies were never compared
+//     byte for byte with it;
 //
 // then sends DELE for each by its number in this session, and QUIT. Only
 // when QUIT answers +OK (RFC 1939 UPDATE state) does the journal mark them
@@ -283,6 +292,9 @@ type purgeSession struct {
 	deleSent bool
 	// adopted are the account's adopted UIDLs (see SkipAdopted).
 	adopted map[string]bool
+	// rebuilt says how journal rebuild matched the messages it recorded
+	// (see SkipUnconfirmed).
+	rebuilt map[string]string
 }
 
 // purgeEntry is one message of the purge session's listing.
@@ -329,6 +341,9 @@ func (s *purgeSession) purgeWith(ctx context.Context, c *pop3.Client, listing []
 		return &journalError{err}
 	}
 	if s.adopted, err = r.j.Adopted(ctx, ar.a.Name); err != nil {
+		return &journalError{err}
+	}
+	if s.rebuilt, err = r.j.Rebuilt(ctx, ar.a.Name); err != nil {
 		return &journalError{err}
 	}
 	s.plan(listing, noUIDL, rows, dels)
@@ -411,6 +426,9 @@ func (s *purgeSession) plan(listing []purgeEntry, noUIDL bool, rows []journal.Me
 		reason := s.check(e, noUIDL, count[e.uidl], byUIDL[e.uidl], everDuplicated[e.uidl], dels[e.uidl], cutoff)
 		if reason == SkipNotVerified && s.adopted[e.uidl] {
 			reason = SkipAdopted // why it was never verified
+		}
+		if reason == "" && s.rebuilt[e.uidl] == journal.MatchedByHeaders {
+			reason = SkipUnconfirmed
 		}
 		if reason == "" {
 			rep.Planned = append(rep.Planned, PurgeItem{UIDL: e.uidl, ID: e.id, Size: e.size})

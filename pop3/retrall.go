@@ -61,7 +61,24 @@ const DefaultWindow = 32
 // RetrError. Errors found before any RETR is sent (bad ids, CAPA failing,
 // an unusable client, ctx already done) are returned as they are.
 func (c *Client) RetrAll(ctx context.Context, ids []int, window int, fn func(id int, body *Body, err error) error) error {
-	const verb = "RETR"
+	return c.fetchAll(ctx, "RETR", "", ids, window, fn)
+}
+
+// TopAll issues TOP id lines (RFC 1939 section 7) for the messages ids in
+// order and calls fn with each answer: the headers, the blank line and the
+// first lines lines of the body, as Top returns them. It pipelines, checks
+// the replies' sync with LIST markers and reports errors exactly as
+// RetrAll does (a *RetrError names the message of a broken session); a
+// negative lines is refused before anything is sent.
+func (c *Client) TopAll(ctx context.Context, ids []int, lines, window int, fn func(id int, body *Body, err error) error) error {
+	if lines < 0 {
+		return fmt.Errorf("pop3: TOP: %w: negative line count", ErrInvalidArgument)
+	}
+	return c.fetchAll(ctx, "TOP", " "+strconv.Itoa(lines), ids, window, fn)
+}
+
+// fetchAll is RetrAll and TopAll: it sends "verb id" + arg for every id.
+func (c *Client) fetchAll(ctx context.Context, verb, arg string, ids []int, window int, fn func(id int, body *Body, err error) error) error {
 	for _, id := range ids {
 		if err := checkID(verb, id); err != nil {
 			return err
@@ -114,7 +131,7 @@ func (c *Client) RetrAll(ctx context.Context, ids []int, window int, fn func(id 
 			sent = recv + 1
 		} else if sent < len(ids) && sent-recv <= window-refill {
 			for sent < recv+window && sent < len(ids) {
-				line := "RETR " + strconv.Itoa(ids[sent])
+				line := verb + " " + strconv.Itoa(ids[sent]) + arg
 				c.queue(line, line)
 				if pipelined {
 					marker := "LIST " + strconv.Itoa(ids[sent])
@@ -158,7 +175,7 @@ func (c *Client) RetrAll(ctx context.Context, ids []int, window int, fn func(id 
 				}
 			}
 			if ferr := fn(id, nil, pe); ferr != nil {
-				return c.stopRetrAll(ferr, !alone)
+				return c.stopRetrAll(verb, ferr, !alone)
 			}
 			continue
 		}
@@ -171,7 +188,7 @@ func (c *Client) RetrAll(ctx context.Context, ids []int, window int, fn func(id 
 				next = ids[recv+1]
 			}
 			b.next = func() (ioErr, syncErr error) {
-				st, ioErr, syncErr := c.lookahead(id, next)
+				st, ioErr, syncErr := c.lookahead(verb, arg, id, next)
 				if ioErr == nil && syncErr == nil && next > 0 {
 					ahead = true
 					if !st.OK {
@@ -187,9 +204,9 @@ func (c *Client) RetrAll(ctx context.Context, ids []int, window int, fn func(id 
 			}
 			if !b.done && b.err == nil {
 				c.body = nil
-				return c.stopRetrAll(ferr, true)
+				return c.stopRetrAll(verb, ferr, true)
 			}
-			return c.stopRetrAll(ferr, !alone || ahead)
+			return c.stopRetrAll(verb, ferr, !alone || ahead)
 		}
 		if err := b.Close(); err != nil {
 			return &RetrError{ID: id, Started: true, Err: err}
@@ -201,20 +218,20 @@ func (c *Client) RetrAll(ctx context.Context, ids []int, window int, fn func(id 
 
 // stopRetrAll ends RetrAll early with the caller's error; when the session
 // is out of step (responses pending) the client is made unusable.
-func (c *Client) stopRetrAll(err error, outOfStep bool) error {
+func (c *Client) stopRetrAll(verb string, err error, outOfStep bool) error {
 	if outOfStep {
-		_ = c.fatal(fmt.Errorf("pop3: RETR: stopped with responses pending: %w", err))
+		_ = c.fatal(fmt.Errorf("pop3: %s: stopped with responses pending: %w", verb, err))
 	}
 	return err
 }
 
-// lookahead runs in lockstep RetrAll after the terminator of the body of
-// id: it sends "RETR next" and reads its status line, or, when next is 0
+// lookahead runs in lockstep RetrAll (TopAll) after the terminator of the
+// body of id: it sends "RETR next" ("TOP next" + arg) and reads its status line, or, when next is 0
 // (id was the last), sends the marker "LIST id" and checks it. A status
 // line that is neither +OK nor -ERR is out of sync: the rest of a body the
 // server ended early. ioErr is an I/O error (the body of id is complete,
 // the session is broken); syncErr wraps ErrOutOfSync.
-func (c *Client) lookahead(id, next int) (st wire.Status, ioErr, syncErr error) {
+func (c *Client) lookahead(verb, arg string, id, next int) (st wire.Status, ioErr, syncErr error) {
 	if next == 0 {
 		line := "LIST " + strconv.Itoa(id)
 		if err := c.send(line, line, line); err != nil {
@@ -223,7 +240,7 @@ func (c *Client) lookahead(id, next int) (st wire.Status, ioErr, syncErr error) 
 		ioErr, syncErr = c.readMarker(id, false)
 		return st, ioErr, syncErr
 	}
-	cmd := "RETR " + strconv.Itoa(next)
+	cmd := verb + " " + strconv.Itoa(next) + arg
 	if err := c.send(cmd, cmd, cmd); err != nil {
 		return st, err, nil
 	}
@@ -232,11 +249,11 @@ func (c *Client) lookahead(id, next int) (st wire.Status, ioErr, syncErr error) 
 	case err != nil:
 		return st, c.ioError(cmd, err), nil
 	case long > 0:
-		return st, nil, fmt.Errorf("pop3: RETR %d: %w: %s after its body answered a line over %d bytes", id, ErrOutOfSync, cmd, c.opts.MaxLineLength)
+		return st, nil, fmt.Errorf("pop3: %s %d: %w: %s after its body answered a line over %d bytes", verb, id, ErrOutOfSync, cmd, c.opts.MaxLineLength)
 	}
 	st, ok := wire.ParseStatus(line)
 	if !ok {
-		return st, nil, fmt.Errorf("pop3: RETR %d: %w: %s after its body answered %q (expected +OK or -ERR)", id, ErrOutOfSync, cmd, truncate(string(line), 80))
+		return st, nil, fmt.Errorf("pop3: %s %d: %w: %s after its body answered %q (expected +OK or -ERR)", verb, id, ErrOutOfSync, cmd, truncate(string(line), 80))
 	}
 	return st, nil, nil
 }

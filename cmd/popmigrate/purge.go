@@ -97,8 +97,8 @@ func purgeRun(ctx context.Context, opts *purgeOptions) error {
 	if opts.KeepDays < 0 {
 		return usageError("--keep-days %d: want 0 or more", opts.KeepDays)
 	}
-	if opts.LeaseTTL < minLeaseTTL {
-		return usageError("--lease-ttl %v: want %v or more (the lease is renewed every third of it)", opts.LeaseTTL, minLeaseTTL)
+	if err := checkLeaseTTL(opts.LeaseTTL); err != nil {
+		return err
 	}
 	accounts, err := loadAccounts(&opts.accountFlags, accountNeeds{Destination: true, Password: true})
 	if err != nil {

@@ -106,9 +106,9 @@ func Main(args []string, stdout, stderr io.Writer) int {
 // corruptJournalHint says what to do about a damaged journal.
 const corruptJournalHint = `popmigrate: the journal file is damaged or is not a popmigrate journal; running again will not help.
   Restore it from a backup, or try "sqlite3 FILE .recover | sqlite3 NEW" and pass --journal NEW.
-  Or move it aside and run with a new --journal: Maildir, mbox and eml destinations recognise the
-  copies they already hold; an IMAP folder may receive a second copy, so check it first.
-  Never purge with a new journal before a run and a verify have rebuilt what it knows.`
+  Or move it aside and rebuild a new one from the destinations: popmigrate journal rebuild with the
+  run's accounts, --to and a new --journal, then run with it (an IMAP folder receives no second copy).
+  Never purge with a new journal before a run and a verify have read every copy back.`
 
 // unwrapExit returns the error an *exitError carries, or err.
 func unwrapExit(err error) error {

@@ -406,6 +406,14 @@ func runArgs(opts *runOptions, accounts []*config.Account) string {
 // stops writing rather than risk it (see pipeline's heldLease).
 const minLeaseTTL = time.Second
 
+// checkLeaseTTL refuses a --lease-ttl shorter than minLeaseTTL.
+func checkLeaseTTL(d time.Duration) error {
+	if d < minLeaseTTL {
+		return usageError("--lease-ttl %v: want %v or more (the lease is renewed every third of it)", d, minLeaseTTL)
+	}
+	return nil
+}
+
 // checkFromJournal refuses the flags that name accounts or destinations
 // along with --from-journal: the journal names them.
 func checkFromJournal(opts *runOptions) error {
@@ -455,8 +463,8 @@ func runRun(ctx context.Context, opts *runOptions) error {
 			return &exitError{code: exitUsage, err: err}
 		}
 	}
-	if opts.LeaseTTL < minLeaseTTL {
-		return usageError("--lease-ttl %v: want %v or more (the lease is renewed every third of it)", opts.LeaseTTL, minLeaseTTL)
+	if err := checkLeaseTTL(opts.LeaseTTL); err != nil {
+		return err
 	}
 	if opts.Delete && opts.NoVerify {
 		return usageError("--delete needs the verify phase: drop --no-verify")

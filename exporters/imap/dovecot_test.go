@@ -13,6 +13,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
 
+	"github.com/popmigrate/popmigrate/exporters"
 	"github.com/popmigrate/popmigrate/exporters/exportertest"
 	"github.com/popmigrate/popmigrate/internal/dovecottest"
 	"github.com/popmigrate/popmigrate/internal/testmsg"
@@ -24,7 +25,7 @@ const dovecotPassword = "dove-pw"
 // every subtest, one user each).
 func TestDovecot(t *testing.T) {
 	users := []dovecottest.User{}
-	for _, name := range []string{"roundtrip", "starttls", "dates", "crash", "recreate"} {
+	for _, name := range []string{"roundtrip", "starttls", "dates", "crash", "recreate", "survey"} {
 		users = append(users, dovecottest.User{Name: name, Password: dovecotPassword})
 	}
 	srv := dovecottest.Start(t, users, nil)
@@ -54,6 +55,7 @@ func TestDovecot(t *testing.T) {
 		}
 	})
 	t.Run("FlagsAndDates", func(t *testing.T) { dovecotFlagsAndDates(t, srv, opts) })
+	t.Run("Survey", func(t *testing.T) { dovecotSurvey(t, opts("survey", "INBOX/Surveyed")) })
 	t.Run("Crash", func(t *testing.T) {
 		o := opts("crash", "Migrated")
 		testCrash(t, o, func() int { return dovecotCount(t, srv, "crash", "Migrated") })
@@ -223,4 +225,47 @@ func dovecotCount(t *testing.T, srv *dovecottest.Server, user, folder string) in
 		t.Fatalf("STATUS %q: %v", folder, err)
 	}
 	return int(*st.NumMessages)
+}
+
+// dovecotSurvey: Survey of an empty folder finds nothing; after Puts of
+// the tricky samples it finds each at the Ref Put returned, with the
+// HeaderSum of the message put and Dovecot's RFC822.SIZE (every LF
+// counted as CRLF), and sets no flag.
+func dovecotSurvey(t *testing.T, o *Options) {
+	o.Flags = []imap.Flag{}
+	e := newExporter(t, o)
+	got, err := e.Survey(testCtx(t), "")
+	if err != nil || len(got) != 0 {
+		t.Fatalf("Survey of an empty folder = %v, %v", got, err)
+	}
+	want := map[string]*exporters.Message{}
+	for _, s := range testmsg.Load(t) {
+		if bytes.IndexByte(s.Data, 0) >= 0 || len(s.Data) == 0 {
+			continue // IMAP cannot carry NUL; Dovecot refuses an empty message
+		}
+		msg := exportertest.NewMessage(s.Name, s.Data)
+		want[mustPut(t, e, msg)] = msg
+	}
+	got, err = e.Survey(testCtx(t), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(want) {
+		t.Errorf("Survey found %d messages, want %d", len(got), len(want))
+	}
+	for _, s := range got {
+		msg, ok := want[s.Ref]
+		if !ok {
+			t.Errorf("Survey found %+v, which no Put returned", s)
+			continue
+		}
+		data := messageBytes(msg)
+		if hs, _ := exporters.HeaderSum(bytes.NewReader(data)); s.HeaderSHA256 != hs {
+			t.Errorf("%s: header sum %s, want %s", msg.UIDL, s.HeaderSHA256, hs)
+		}
+		// A CR the canonical form holds is the server's to count.
+		if n := int64(len(data) + bytes.Count(data, []byte("\n"))); s.Size != n && bytes.IndexByte(data, '\r') < 0 {
+			t.Errorf("%s: size %d, want %d (CRLF)", msg.UIDL, s.Size, n)
+		}
+	}
 }
