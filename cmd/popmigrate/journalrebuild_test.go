@@ -6,9 +6,11 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/emersion/go-imap/v2"
@@ -28,6 +30,7 @@ type rebuildFixture struct {
 	source, target     string // user names
 	sourceURL, account string
 	imapSpec, maildir  string
+	mbox, eml          string // the mbox file and the eml tree
 	srcPW, tgtPW       string // password files
 }
 
@@ -44,20 +47,48 @@ func newRebuildFixture(t *testing.T, srv *dovecottest.Server, source, target, pa
 		sourceURL: "pop3s://" + source + "@127.0.0.1:" + port, account: source + "@127.0.0.1",
 		imapSpec: "imaps://" + target + "@" + srv.IMAPSAddr + "/INBOX/Imported",
 		maildir:  filepath.Join(dir, "maildir"),
+		mbox:     filepath.Join(dir, "mail.mbox"),
+		eml:      filepath.Join(dir, "eml"),
 		srcPW:    writeFile(t, dir, "src.password", password+"\n"),
 		tgtPW:    writeFile(t, dir, "tgt.password", password+"\n"),
 	}
 }
 
 // args returns the arguments of command (run, journal rebuild, purge)
-// with the account and destinations: IMAP, and Maildir with withMaildir.
-func (f *rebuildFixture) args(withMaildir bool, command ...string) []string {
+// with the account and destinations: IMAP, and with withFiles a Maildir,
+// an mbox file and an eml tree too.
+func (f *rebuildFixture) args(withFiles bool, command ...string) []string {
 	a := append(command, "--source", f.sourceURL, "--password-file", f.srcPW, "--ca-file", f.srv.CAFile,
 		"--to", f.imapSpec, "--to-password-file", f.tgtPW, "--journal", f.journal, "--json")
-	if withMaildir {
-		a = append(a, "--to", "maildir:"+f.maildir)
+	if withFiles {
+		a = append(a, "--to", "maildir:"+f.maildir, "--to", "mbox:"+f.mbox, "--to", "eml:"+f.eml)
 	}
 	return a
+}
+
+// countFiles returns how many messages the fixture's mbox file (its From_
+// lines) and eml tree (its .eml files) hold.
+func (f *rebuildFixture) countFiles(t *testing.T) (mbox, eml int) {
+	t.Helper()
+	data, err := os.ReadFile(f.mbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(line, "From ") {
+			mbox++
+		}
+	}
+	err = filepath.WalkDir(f.eml, func(path string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && strings.HasSuffix(path, ".eml") {
+			eml++
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mbox, eml
 }
 
 // loseJournal deletes the journal file and its companions.
@@ -188,7 +219,7 @@ func TestJournalRebuildDovecot(t *testing.T) {
 		{Name: "rtgt2", Password: password},
 	}, nil)
 
-	t.Run("IMAPAndMaildir", func(t *testing.T) {
+	t.Run("IMAPAndFiles", func(t *testing.T) {
 		f := newRebuildFixture(t, srv, "rsrc1", "rtgt1", password)
 		r := runMain(t, f.args(true, "run", "--no-progress")...)
 		r.wantCode(t, exitOK)
@@ -220,6 +251,9 @@ func TestJournalRebuildDovecot(t *testing.T) {
 		wantOnce(t, "after rebuild and run", f.imapSums(t, password), first)
 		if got := countMaildir(t, f.maildir); got != n {
 			t.Errorf("the Maildir holds %d messages, want %d", got, n)
+		}
+		if mb, eml := f.countFiles(t); mb != n || eml != n {
+			t.Errorf("the mbox holds %d messages and the eml tree %d, want %d each", mb, eml, n)
 		}
 	})
 
