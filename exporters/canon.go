@@ -73,6 +73,32 @@ func (c *CanonicalWriter) Close() error {
 	return nil
 }
 
+var crlf = []byte("\r\n")
+
+// CanonicalizeInPlace turns every CRLF in p into LF in place and returns
+// the result, a prefix of p; it allocates nothing. A CR at the end of p is
+// left as it is: a caller converting a stream chunk by chunk keeps such a
+// CR back and puts it before the next chunk, where an LF may follow it,
+// and leaves it as it is at the end of the stream (as CanonicalWriter
+// does).
+func CanonicalizeInPlace(p []byte) []byte {
+	i := bytes.Index(p, crlf)
+	if i < 0 {
+		return p
+	}
+	// w is where the next byte goes, r the LF of the CRLF found last.
+	w, r := i, i+1
+	for {
+		j := bytes.Index(p[r+1:], crlf)
+		if j < 0 {
+			w += copy(p[w:], p[r:])
+			return p[:w]
+		}
+		w += copy(p[w:], p[r:r+1+j])
+		r += j + 2
+	}
+}
+
 // Canonicalize returns b with every CRLF turned into LF.
 func Canonicalize(b []byte) []byte {
 	var out bytes.Buffer

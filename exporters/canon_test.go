@@ -61,6 +61,62 @@ func FuzzCanonicalWriter(f *testing.F) {
 	})
 }
 
+// canonicalizeChunks converts in as the pipeline's spool does: chunks of
+// at most size bytes converted in place, a CR at the end of a chunk kept
+// back for the next one.
+func canonicalizeChunks(in []byte, size int) []byte {
+	var out []byte
+	buf := make([]byte, size)
+	carry := 0
+	for len(in) > 0 {
+		n := copy(buf[carry:], in)
+		in = in[n:]
+		chunk := buf[:carry+n]
+		carry = 0
+		if len(in) > 0 && chunk[len(chunk)-1] == '\r' {
+			chunk, carry = chunk[:len(chunk)-1], 1
+		}
+		out = append(out, CanonicalizeInPlace(chunk)...)
+		buf[0] = '\r' // kept back when carry is 1
+	}
+	return out
+}
+
+func TestCanonicalizeInPlace(t *testing.T) {
+	for _, in := range []string{"", "x", "\r", "\n", "\r\n", "a\r\nb\r\n", "\r\r\n", "\r\n\r\n\r", "a\rb\r\r\r\nc\r\n\n", "end\r"} {
+		want := Canonicalize([]byte(in))
+		if got := CanonicalizeInPlace([]byte(in)); !bytes.Equal(got, want) {
+			t.Errorf("CanonicalizeInPlace(%q) = %q, want %q", in, got, want)
+		}
+		for size := 2; size <= len(in)+1; size++ {
+			if got := canonicalizeChunks([]byte(in), size); !bytes.Equal(got, want) {
+				t.Errorf("in chunks of %d: %q gives %q, want %q", size, in, got, want)
+			}
+		}
+	}
+}
+
+func FuzzCanonicalizeInPlace(f *testing.F) {
+	f.Add([]byte("a\r\nb\r"), 3)
+	f.Fuzz(func(t *testing.T, in []byte, size int) {
+		want := bytes.ReplaceAll(in, []byte("\r\n"), []byte("\n"))
+		if got := CanonicalizeInPlace(bytes.Clone(in)); !bytes.Equal(got, want) {
+			t.Fatalf("CanonicalizeInPlace(%q) = %q, want %q", in, got, want)
+		}
+		size = 2 + abs(size)%64
+		if got := canonicalizeChunks(in, size); !bytes.Equal(got, want) {
+			t.Fatalf("in chunks of %d: %q gives %q, want %q", size, in, got, want)
+		}
+	})
+}
+
+func abs(n int) int {
+	if n < 0 {
+		return -n
+	}
+	return n
+}
+
 func TestMessageKeyIsSafeName(t *testing.T) {
 	k := MessageKey("alice@example.org", "../../etc/passwd")
 	if len(k) != 32 || bytes.ContainsAny([]byte(k), "/.:*") {

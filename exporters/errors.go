@@ -23,6 +23,9 @@ var (
 	ErrInvalidKey = errors.New("exporters: invalid message key")
 	// ErrShortBody is wrapped by Put when a Body ends before its Size.
 	ErrShortBody = errors.New("exporters: body shorter than its size")
+	// ErrNoStream is wrapped by Streamer.Stream of a decorator whose
+	// destination cannot take streams: the caller Puts the message.
+	ErrNoStream = errors.New("exporters: destination cannot take streams")
 )
 
 // RejectedError reports a message that a destination refuses for what it

@@ -17,7 +17,10 @@
 // Exporters take a spooled body of known length and checksum, never the live
 // POP3 stream: a retry can rewind it, and an IMAP APPEND needs the size first.
 // The body is in the canonical form: the message after dot-unstuffing, with
-// every CRLF turned into LF (see Canonicalize).
+// every CRLF turned into LF (see Canonicalize). The one exception is a
+// Streamer, a file destination that takes a message while it arrives: it
+// only ever writes into a temporary file of its own, which the writer that
+// fed it either commits (once the size and checksum are known) or aborts.
 //
 // Exporters never import the pop3 or journal packages: each sub-package is
 // usable on its own.
@@ -117,6 +120,43 @@ type Opener interface {
 	// Open returns the stored message with reference ref in canonical form.
 	// The caller closes the reader.
 	Open(ctx context.Context, ref string) (io.ReadCloser, error)
+}
+
+// Streamer is implemented by file destinations (Maildir) that can take a
+// message while it downloads, so that its bytes pass once from the POP3
+// stream into the destination's temporary file, without a spool copy and a
+// second read. The pipeline streams a message only into the one destination
+// that lacks it; a message for several destinations is spooled and Put.
+//
+// What a Stream writes is invisible until Sync, as for Put: Commit stages
+// the file like Put, and an aborted or uncommitted stream leaves nothing
+// in the destination (at most a temporary file that the destination's
+// usual clean-up of stale temporary files removes after a crash).
+//
+// A Streamer takes every message as it is: its Commit never fails with a
+// *RejectedError, so a quarantine has nothing to keep and a decorator can
+// pass streams through (or refuse them with ErrNoStream).
+type Streamer interface {
+	// Stream starts writing the message with key into a new temporary
+	// file. When the destination already holds key, Stream writes nothing
+	// and returns a nil Stream with the copy's Delivery, as Put would
+	// return it. The caller ends a non-nil Stream with Commit or Abort.
+	Stream(ctx context.Context, key string) (Stream, Delivery, error)
+}
+
+// Stream is one message being written by a Streamer. Its methods are used
+// by one goroutine at a time.
+type Stream interface {
+	// Write appends canonical bytes of the message.
+	io.Writer
+	// Commit ends the message, which must hold exactly size bytes, and
+	// makes it what a Put of the same message would have made it: staged
+	// for the next Sync, idempotent per key. On error nothing of the
+	// message is left, as if Abort had been called.
+	Commit(ctx context.Context, size int64) (Delivery, error)
+	// Abort discards what was written. It may be called after Commit (it
+	// then does nothing) and more than once.
+	Abort()
 }
 
 // MessageKey returns the stable key of the message with uidl in account:

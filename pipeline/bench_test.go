@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/popmigrate/popmigrate/config"
+	"github.com/popmigrate/popmigrate/exporters/all"
 	"github.com/popmigrate/popmigrate/journal"
 	"github.com/popmigrate/popmigrate/pipeline"
 	"github.com/popmigrate/popmigrate/pop3/pop3test"
@@ -53,7 +54,7 @@ func BenchmarkRun(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.StartTimer()
-		rep, err := pipeline.Run(context.Background(), j, []*config.Account{a}, nil)
+		rep, err := pipeline.Run(context.Background(), j, []*config.Account{a}, &pipeline.Options{Destinations: all.Registry()})
 		b.StopTimer()
 		if err != nil || rep.Totals.Stored != n {
 			b.Fatalf("run: %v, %+v", err, rep.Totals)

@@ -76,8 +76,12 @@ func (ar *accountRun) download(ctx context.Context, c *pop3.Client, plan []plann
 		if err != nil {
 			return send(fetched{p: p, err: fmt.Errorf("retr %d (uidl %q): %w", id, p.uidl, err)})
 		}
-		sp, err := ar.r.spool.fill(body)
+		stream := ar.stream(gctx, p)
+		sp, err := ar.r.spool.fill(body, stream)
 		if err != nil {
+			if stream != nil {
+				stream.Abort() // a body whose RETR broke is never stored
+			}
 			err = fmt.Errorf("retr %d (uidl %q): %w", id, p.uidl, err)
 			if errors.Is(err, pop3.ErrMessageTooLarge) {
 				ar.skip[p.uidl] = true
@@ -107,6 +111,34 @@ func (ar *accountRun) download(ctx context.Context, c *pop3.Client, plan []plann
 		return werr
 	}
 	return rerr
+}
+
+// stream returns where p's body goes as it arrives, when it goes to one
+// destination only and that destination takes streams
+// (exporters.Streamer: Maildir): its bytes then pass once from the POP3
+// stream into the destination's temporary file, and the writer commits
+// it. It returns nil, for the spool and Put, when p goes to several
+// destinations or to one that cannot stream, when the destination
+// already holds p (Put then finds that copy again), and when the stream
+// cannot start (Put then meets the same failure and reports it for p).
+// Every write to the stream checks the account's lease first, as every
+// read of a spooled body by a destination does.
+func (ar *accountRun) stream(ctx context.Context, p *planned) exporters.Stream {
+	if len(p.missing) != 1 {
+		return nil
+	}
+	s, ok := ar.dests[p.missing[0]].(exporters.Streamer)
+	if !ok || ar.held.check(ctx) != nil {
+		return nil
+	}
+	st, _, err := s.Stream(ctx, exporters.MessageKey(ar.a.Name, p.uidl))
+	if err != nil || st == nil {
+		return nil
+	}
+	if ar.held != nil {
+		st = fencedStream{Stream: st, ctx: ctx, h: ar.held}
+	}
+	return st
 }
 
 // brokeOn records that the session broke while p's answer was due or
@@ -324,7 +356,21 @@ func (ar *accountRun) put(ctx context.Context, f fetched) outcome {
 		if err := ar.held.check(ctx); err != nil {
 			return outcome{err: err}
 		}
-		d, err := ar.dests[i].Put(ctx, msg)
+		var (
+			d   exporters.Delivery
+			err error
+		)
+		switch st := f.body.stream; {
+		case st == nil:
+			d, err = ar.dests[i].Put(ctx, msg)
+		case f.body.streamErr != nil:
+			// The download wrote into the destination's stream (its
+			// only one, i) and failed there: the message fails there
+			// as a Put would have.
+			err = f.body.streamErr
+		default:
+			d, err = st.Commit(ctx, r.size)
+		}
 		if h := ar.r.opts.hooks.afterPut; h != nil {
 			h(ar.r.putCount.next())
 		}
@@ -462,4 +508,19 @@ func (ar *accountRun) epoch() int64 {
 		return 0
 	}
 	return ar.lease.Epoch
+}
+
+// fencedStream is a destination's stream whose every write first checks
+// the account's lease, as fencedBody's reads do.
+type fencedStream struct {
+	exporters.Stream
+	ctx context.Context
+	h   *heldLease
+}
+
+func (s fencedStream) Write(p []byte) (int, error) {
+	if err := s.h.check(s.ctx); err != nil {
+		return 0, err
+	}
+	return s.Stream.Write(p)
 }

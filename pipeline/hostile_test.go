@@ -1,6 +1,7 @@
 package pipeline_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"strings"
@@ -140,6 +141,31 @@ func TestStalledMessageDoesNotBlockTheRest(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A message going to one Maildir is streamed into a tmp file of that
+// Maildir while it arrives; a body that breaks after many chunks were
+// written there leaves no file, in new/, cur/ or tmp/, and no delivery in
+// the journal, and the message is journaled as failed.
+func TestBodyBrokenMidStreamLeavesNothing(t *testing.T) {
+	big := bytes.Repeat([]byte("a line of a large message, written into the tmp file as it comes.\n"), 16<<10)
+	msgs := append(smallMsgs("s", 3), newMsg("big", big))
+	msgs[1], msgs[3] = msgs[3], msgs[1] // message 2 is the large one
+	e, a := faultRun(t, msgs, userFaults(pop3test.Faults{DropInRetr: map[int]int64{2: 600 << 10}}), hostileOptions())
+	wantCounts(t, a, 4, 3, 0, 1, false)
+	storedOnly(t, e, msgs, "big") // tmp/ empty too
+	row := journalRow(t, e.j, "alice", "big")
+	if row.State != journal.StateFailed || row.Error == "" {
+		t.Errorf("journal row of the broken message: state %s error %q; want failed with its reason", row.State, row.Error)
+	}
+	dels, err := e.j.Deliveries(context.Background(), "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := dels["big"]; len(d) != 0 {
+		t.Errorf("journal: the broken message has deliveries %v, want none", d)
+	}
+	checkDeliveriesOnDisk(t, e.j, e.maildir("alice"), "alice")
 }
 
 // A server that is slow but alive (bytes keep coming) is not a failure,

@@ -3,7 +3,10 @@
 // not yet hold into every destination, in the order the durability
 // protocol demands:
 //
-//	RETR -> spool (canonical form, sha256, size) -> Put to each destination
+//	RETR -> canonical form, sha256, size in one pass, 64 KiB at a time
+//	     -> into the one destination's temporary file (exporters.Streamer:
+//	        Maildir), committed once the body ended whole; or into a spool,
+//	        then Put to each destination
 //	     -> every K messages or T: Sync each destination, then ONE journal
 //	        transaction records the batch as stored.
 //

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"hash"
 	"io"
@@ -12,11 +13,14 @@ import (
 	"github.com/popmigrate/popmigrate/exporters"
 )
 
-// spooler turns a RETR stream into a spooled body in canonical form while
-// hashing it: one pass over the bytes (read -> canonicalise -> hash ->
-// spool). Bodies up to threshold bytes stay in memory; a larger body moves
-// to an unlinked temporary file in dir, so memory stays flat whatever the
-// message size and a crash leaves nothing behind.
+// spooler turns a RETR stream into a body in canonical form while hashing
+// it: one pass over the bytes (read -> canonicalise in place -> hash ->
+// sink), a pooled chunk at a time. The sink is the one destination's
+// temporary file when a message goes to one destination that can take it
+// as it arrives (exporters.Streamer), else the spool: bodies up to
+// threshold bytes stay in memory; a larger body moves to an unlinked
+// temporary file in dir, so memory stays flat whatever the message size
+// and a crash leaves nothing behind.
 type spooler struct {
 	dir       string
 	threshold int64
@@ -27,19 +31,30 @@ func newSpooler(dir string, threshold int64) *spooler {
 	return &spooler{dir: dir, threshold: threshold}
 }
 
-// spooled is a message body held by the spool. It implements
-// exporters.Body. Release frees it; it must not be used afterwards.
+// spooled is a message body held by the spool, or written into a
+// destination's stream. It implements exporters.Body when spooled.
+// Release frees it (aborting a stream not yet committed); it must not be
+// used afterwards.
 type spooled struct {
 	sp   *spooler
 	mem  []byte
 	file *os.File
 	size int64
 	sum  string
+
+	// stream, when not nil, holds the body instead of the spool: the
+	// writer commits it. streamErr is the first error writing to it, after
+	// which the rest of the body was read and hashed but not written.
+	stream    exporters.Stream
+	streamErr error
 }
 
 func (s *spooled) Size() int64 { return s.size }
 
 func (s *spooled) ReadAt(p []byte, off int64) (int, error) {
+	if s.stream != nil {
+		return 0, errors.New("spool: the body went to a destination's stream and cannot be read again")
+	}
 	if s.file != nil {
 		return s.file.ReadAt(p, off)
 	}
@@ -53,8 +68,12 @@ func (s *spooled) ReadAt(p []byte, off int64) (int, error) {
 	return n, nil
 }
 
-// Release returns the memory or closes the temporary file.
+// Release returns the memory, closes the temporary file, or aborts a
+// stream that was not committed.
 func (s *spooled) Release() {
+	if s.stream != nil {
+		s.stream.Abort()
+	}
 	if s.file != nil {
 		s.file.Close()
 		s.file = nil
@@ -111,31 +130,85 @@ func (w *spoolWriter) release() {
 	}
 }
 
-// fill reads r to EOF and returns the canonical, hashed body. On error
-// nothing is kept.
-func (sp *spooler) fill(r io.Reader) (*spooled, error) {
+// fill reads r to EOF and returns the canonical, hashed body: spooled when
+// stream is nil, else written into stream (and only its size and hash
+// kept). An error writing to stream does not end the read: the rest of the
+// body is read and hashed, so that the POP3 session goes on, and the error
+// is the body's streamErr. On a read error nothing is kept; stream is left
+// to the caller to abort.
+func (sp *spooler) fill(r io.Reader, stream exporters.Stream) (*spooled, error) {
 	w := &spoolWriter{sp: sp}
-	if b, ok := sp.bufs.Get().(*[]byte); ok {
-		w.mem = (*b)[:0]
-	}
-	h := sha256.New()
-	cw := exporters.NewCanonicalWriter(io.MultiWriter(h, w))
-	_, err := copyBuffer(cw, r)
-	if err == nil {
-		err = cw.Close()
-	}
-	if err != nil {
-		if w.file != nil {
-			w.file.Close()
+	if stream == nil {
+		if b, ok := sp.bufs.Get().(*[]byte); ok {
+			w.mem = (*b)[:0]
 		}
-		w.release()
-		return nil, err
 	}
-	return &spooled{sp: sp, mem: w.mem, file: w.file, size: w.n, sum: hexSum(h)}, nil
+	out := &spooled{sp: sp, stream: stream}
+	h := sha256.New()
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	buf := *bp
+	carry := 0 // a CR kept back at buf[0]: an LF may follow in the next chunk
+	for {
+		n, err := readFull(r, buf[carry:])
+		chunk := buf[:carry+n]
+		carry = 0
+		if err == nil && chunk[len(chunk)-1] == '\r' {
+			chunk, carry = chunk[:len(chunk)-1], 1
+		}
+		if err != nil && err != io.EOF {
+			if w.file != nil {
+				w.file.Close()
+			}
+			w.release()
+			return nil, err
+		}
+		c := exporters.CanonicalizeInPlace(chunk)
+		h.Write(c)
+		out.size += int64(len(c))
+		switch {
+		case len(c) == 0:
+		case stream == nil:
+			if _, werr := w.Write(c); werr != nil {
+				if w.file != nil {
+					w.file.Close()
+				}
+				w.release()
+				return nil, werr
+			}
+		case out.streamErr == nil:
+			if _, werr := stream.Write(c); werr != nil {
+				out.streamErr = werr
+			}
+		}
+		if err == io.EOF {
+			break
+		}
+		buf[0] = '\r' // the CR kept back, when carry is 1
+	}
+	out.sum = hexSum(h)
+	out.mem, out.file = w.mem, w.file
+	return out, nil
+}
+
+// readFull reads from r until p is full, an error, or io.EOF, which it
+// returns with what it read.
+func readFull(r io.Reader, p []byte) (int, error) {
+	n := 0
+	for n < len(p) {
+		k, err := r.Read(p[n:])
+		n += k
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
 }
 
 func hexSum(h hash.Hash) string { return hex.EncodeToString(h.Sum(nil)) }
 
+// copyBufs holds the chunks fill reads, canonicalises and hashes a body
+// in, and copyBuffer's.
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
 
 func copyBuffer(dst io.Writer, src io.Reader) (int64, error) {

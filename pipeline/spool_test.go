@@ -80,7 +80,7 @@ func TestSpoolThresholdBoundary(t *testing.T) {
 	}
 	for _, c := range cases {
 		for _, chunk := range []int{1, 7, 64 << 10} {
-			b, err := sp.fill(&chunkReader{data: c.input, n: chunk})
+			b, err := sp.fill(&chunkReader{data: c.input, n: chunk}, nil)
 			if err != nil {
 				t.Fatalf("%s/%d: %v", c.name, chunk, err)
 			}
@@ -113,7 +113,7 @@ func TestSpoolCRAtChunkBoundary(t *testing.T) {
 	for threshold := int64(1); threshold <= int64(len(input))+1; threshold++ {
 		sp := newSpooler(dir, threshold)
 		for _, r := range []io.Reader{iotest.OneByteReader(bytes.NewReader(input)), &chunkReader{data: input, n: 2}, iotest.HalfReader(bytes.NewReader(input))} {
-			b, err := sp.fill(r)
+			b, err := sp.fill(r, nil)
 			if err != nil {
 				t.Fatalf("threshold %d: %v", threshold, err)
 			}
@@ -130,7 +130,7 @@ func TestSpoolRelease(t *testing.T) {
 	dir := t.TempDir()
 	sp := newSpooler(dir, 16)
 
-	b, err := sp.fill(strings.NewReader(strings.Repeat("line\r\n", 100)))
+	b, err := sp.fill(strings.NewReader(strings.Repeat("line\r\n", 100)), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +147,7 @@ func TestSpoolRelease(t *testing.T) {
 	}
 	b.Release() // twice is harmless
 
-	m, err := sp.fill(strings.NewReader("short\r\n"))
+	m, err := sp.fill(strings.NewReader("short\r\n"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,7 +170,7 @@ func TestSpoolErrorKeepsNothing(t *testing.T) {
 	boom := errors.New("connection reset")
 	for _, n := range []int{10, 1000} {
 		r := io.MultiReader(bytes.NewReader(bytes.Repeat([]byte("x"), n)), iotest.ErrReader(boom))
-		b, err := sp.fill(r)
+		b, err := sp.fill(r, nil)
 		if !errors.Is(err, boom) || b != nil {
 			t.Errorf("%d bytes then an error: body %v err %v", n, b, err)
 		}
@@ -178,7 +178,7 @@ func TestSpoolErrorKeepsNothing(t *testing.T) {
 	emptyDir(t, dir)
 
 	sp = newSpooler(filepath.Join(dir, "missing"), 4)
-	if _, err := sp.fill(strings.NewReader("more than four bytes")); err == nil || !strings.Contains(err.Error(), "spool") {
+	if _, err := sp.fill(strings.NewReader("more than four bytes"), nil); err == nil || !strings.Contains(err.Error(), "spool") {
 		t.Errorf("unusable spool folder: err %v, want a spool error", err)
 	}
 }

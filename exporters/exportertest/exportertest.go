@@ -107,6 +107,10 @@ func Run(t *testing.T, open OpenFunc) {
 // and compared byte for byte and by sha256). If it implements
 // exporters.Finder, Has must find every message Put stored, with the same
 // Ref, and must not find one whose Put failed. If it implements
+// exporters.Streamer, the Stream subtests write every sample through a
+// Stream and check that it is stored as a Put would store it, and that a
+// stream aborted, of the wrong size, cancelled or open at Close leaves
+// nothing. If it implements
 // exporters.Resumable, the ResumeState subtest drives Resume and
 // CommitState through runs that crash. A Resumable destination that is
 // not a Finder (IMAP) relies on the pipeline's journal to know what it
@@ -153,6 +157,10 @@ func RunWithOptions(t *testing.T, open OpenFunc, opts *Options) {
 		t.Run("ListStored", s.testListStored)
 		t.Run("ListCancelled", s.testListCancelled)
 	}
+	if s.streamer {
+		t.Run("Stream", s.testStream)
+		t.Run("StreamFailures", s.testStreamFailures)
+	}
 	t.Run("Many", s.testMany)
 	if opts.Concurrent {
 		t.Run("Concurrent", s.testConcurrent)
@@ -164,7 +172,7 @@ type suite struct {
 	opts *Options
 
 	// What the destination implements, from a first Exporter.
-	finder, resumable, lister bool
+	finder, resumable, lister, streamer bool
 
 	mu       sync.Mutex
 	journals map[string]*journal             // by dir
@@ -201,6 +209,7 @@ func (s *suite) probe(t *testing.T) {
 	_, s.finder = e.(exporters.Finder)
 	_, s.resumable = e.(exporters.Resumable)
 	_, s.lister = e.(exporters.Lister)
+	_, s.streamer = e.(exporters.Streamer)
 	if err := e.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}

@@ -24,9 +24,13 @@
 // # Durability
 //
 // Put writes tmp/<key>.<random>.tmp (created exclusively, mode 0600), checks
-// its length, fsyncs and closes it, then renames it to new/. Sync fsyncs new/
-// so that the renames survive a crash. A file is therefore complete whenever
-// it is visible in new/: Has never finds a torn message.
+// its length and closes it, without fsync. Sync is the group commit: it makes
+// every file written since the last Sync durable with one barrier (syncfs(2)
+// on Linux, an fsync per file elsewhere), only then renames them into new/,
+// and fsyncs new/ so that the renames survive a crash. A file is therefore
+// complete and durable whenever it is visible in new/: Has never finds a torn
+// message. Stream writes the same tmp file as the message arrives, and its
+// Commit stages it as Put does.
 //
 // # Read-only mode
 //
@@ -44,8 +48,10 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -116,6 +122,7 @@ type Exporter struct {
 	scans     uint64            // scans of cur/ started so far
 	cur       map[string]string // base name -> name in cur/ (with info part); nil until the first scan
 	renamedAt map[string]uint64 // base names renamed into new/ by this Exporter -> scans at that time
+	streams   map[*stream]bool  // Streams neither committed nor aborted; Close aborts them
 	// staged holds the messages Put wrote to tmp/, keyed by their name in
 	// new/, until the next Sync (or Close) publishes them.
 	staged durable.Staged
@@ -125,6 +132,7 @@ var (
 	_ exporters.Exporter = (*Exporter)(nil)
 	_ exporters.Finder   = (*Exporter)(nil)
 	_ exporters.Opener   = (*Exporter)(nil)
+	_ exporters.Streamer = (*Exporter)(nil)
 )
 
 // New opens the Maildir at dir for writing, creating dir and its tmp/,
@@ -301,9 +309,26 @@ func (e *Exporter) Put(ctx context.Context, msg *exporters.Message) (exporters.D
 	}
 	defer e.ops.RUnlock()
 
+	ref, err := e.held(name)
+	if err != nil || ref != "" {
+		if err != nil {
+			err = wrap(err)
+		}
+		return exporters.Delivery{Ref: ref}, err
+	}
+	if err := e.write(ctx, name, msg); err != nil {
+		return exporters.Delivery{}, wrap(err)
+	}
+	return exporters.Delivery{Ref: "new/" + name}, nil
+}
+
+// held returns the Ref of the message file with base name name when the
+// Maildir holds it, or "" when a new file may be written for it. The
+// caller holds ops shared.
+func (e *Exporter) held(name string) (string, error) {
 	ref, err := e.locate(name)
 	if err != nil {
-		return exporters.Delivery{}, wrap(err)
+		return "", err
 	}
 	if ref != "" {
 		// A file this Exporter did not write may come from a run that
@@ -315,17 +340,155 @@ func (e *Exporter) Put(ctx context.Context, msg *exporters.Message) (exporters.D
 			e.dirty = true
 		}
 		e.mu.Unlock()
-		return exporters.Delivery{Ref: ref}, nil
+		return ref, nil
 	}
 	// Sync's rename replaces a file or a link at the final name but fails
 	// on a folder: find that now, so it fails this message, not the batch.
 	if fi, err := e.root.Lstat("new/" + name); err == nil && fi.IsDir() {
-		return exporters.Delivery{}, wrap(fmt.Errorf("a folder sits at %s", e.w.Path("new/"+name)))
+		return "", fmt.Errorf("a folder sits at %s", e.w.Path("new/"+name))
 	}
-	if err := e.write(ctx, name, msg); err != nil {
+	return "", nil
+}
+
+// Stream starts writing the message with key into a fresh tmp file,
+// tmp/<key>.<random>.tmp, as Put would, and returns the Stream that takes
+// its bytes. If the Maildir already holds the key, in new/ or in cur/,
+// Stream writes nothing and returns a nil Stream and the copy's Ref.
+// Commit checks the length, closes the file and stages it for the next
+// Sync, exactly as Put does once it has copied a body; Abort, or Close of
+// the Exporter, removes it. A read-only Exporter fails with
+// exporters.ErrReadOnly and writes nothing.
+func (e *Exporter) Stream(ctx context.Context, key string) (exporters.Stream, exporters.Delivery, error) {
+	if e.readOnly {
+		return nil, exporters.Delivery{}, fmt.Errorf("maildir: stream %s into %s: %w", key, e.dir, exporters.ErrReadOnly)
+	}
+	name, err := fileName(key)
+	if err != nil {
+		return nil, exporters.Delivery{}, fmt.Errorf("maildir: stream into %s: %w", e.dir, err)
+	}
+	wrap := func(err error) error {
+		return fmt.Errorf("maildir: stream %s into %s: %w", key, e.dir, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, exporters.Delivery{}, wrap(err)
+	}
+	if err := e.begin(); err != nil {
+		return nil, exporters.Delivery{}, wrap(err)
+	}
+	defer e.ops.RUnlock()
+	ref, err := e.held(name)
+	if err != nil || ref != "" {
+		if err != nil {
+			err = wrap(err)
+		}
+		return nil, exporters.Delivery{Ref: ref}, err
+	}
+	tmp, f, err := e.w.Create(func() string { return "tmp/" + key + "." + durable.RandomHex() + durable.TmpSuffix })
+	if err != nil {
+		return nil, exporters.Delivery{}, wrap(err)
+	}
+	s := &stream{e: e, key: key, name: name, tmp: tmp, f: f}
+	e.mu.Lock()
+	if e.streams == nil {
+		e.streams = map[*stream]bool{}
+	}
+	e.streams[s] = true
+	e.mu.Unlock()
+	return s, exporters.Delivery{}, nil
+}
+
+// stream is a message being written into tmp/ by Stream.
+type stream struct {
+	e         *Exporter
+	key, name string
+	tmp       string // name of the tmp file, relative to the root
+
+	mu  sync.Mutex // guards f against Close of the Exporter
+	f   *os.File   // nil once committed or aborted
+	n   int64      // bytes written
+	err error      // the first write error
+}
+
+func (s *stream) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.err != nil:
+		return 0, s.err
+	case s.f == nil:
+		return 0, fmt.Errorf("maildir: stream %s into %s: %w", s.key, s.e.dir, exporters.ErrClosed)
+	}
+	n, err := s.f.Write(p)
+	s.n += int64(n)
+	if err != nil {
+		s.err = fmt.Errorf("maildir: stream %s into %s: write %s: %w", s.key, s.e.dir, s.e.w.Path(s.tmp), err)
+		return n, s.err
+	}
+	return n, nil
+}
+
+func (s *stream) Commit(ctx context.Context, size int64) (exporters.Delivery, error) {
+	e := s.e
+	wrap := func(err error) error {
+		return fmt.Errorf("maildir: put %s into %s: %w", s.key, e.dir, err)
+	}
+	if err := e.begin(); err != nil {
+		s.Abort() // Close has aborted it already
 		return exporters.Delivery{}, wrap(err)
 	}
-	return exporters.Delivery{Ref: "new/" + name}, nil
+	defer e.ops.RUnlock()
+	s.mu.Lock()
+	f, n, werr := s.f, s.n, s.err
+	s.f = nil
+	s.mu.Unlock()
+	if f == nil {
+		return exporters.Delivery{}, wrap(errors.New("stream already ended"))
+	}
+	e.untrack(s)
+	err := werr
+	switch {
+	case err != nil:
+	case n != size:
+		err = fmt.Errorf("write %s: %w: %d of %d bytes", e.w.Path(s.tmp), exporters.ErrShortBody, n, size)
+	default:
+		err = ctx.Err()
+	}
+	if cerr := f.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("close %s: %w", e.w.Path(s.tmp), cerr)
+	}
+	if err != nil {
+		e.root.Remove(s.tmp)
+		if err == werr {
+			return exporters.Delivery{}, err
+		}
+		return exporters.Delivery{}, wrap(err)
+	}
+	if !e.staged.Add("new/"+s.name, s.tmp) {
+		e.root.Remove(s.tmp) // another Put of the key got there first
+	}
+	return exporters.Delivery{Ref: "new/" + s.name}, nil
+}
+
+func (s *stream) Abort() {
+	s.mu.Lock()
+	f := s.f
+	s.f = nil
+	s.mu.Unlock()
+	if f == nil {
+		return
+	}
+	f.Close()
+	s.e.untrack(s)
+	// The root stays open while Close aborts streams, and a stream that
+	// Close aborted is not aborted again here.
+	s.e.root.Remove(s.tmp)
+}
+
+// untrack forgets s, committed or aborted.
+func (e *Exporter) untrack(s *stream) {
+	e.mu.Lock()
+	delete(e.streams, s)
+	e.mu.Unlock()
 }
 
 // write copies msg into a fresh tmp file, not yet durable, and records it
@@ -413,6 +576,14 @@ func (e *Exporter) Close() error {
 	e.mu.Unlock()
 	e.ops.Lock()
 	defer e.ops.Unlock()
+	// Streams still open are aborted: their messages were never
+	// committed, and nothing of them may stay.
+	e.mu.Lock()
+	open := slices.Collect(maps.Keys(e.streams))
+	e.mu.Unlock()
+	for _, s := range open {
+		s.Abort()
+	}
 	// Messages Put since the last Sync are published now, durably: a
 	// file is never left half-way between tmp/ and new/. A read-only
 	// Exporter has none, and writes nothing.

@@ -157,8 +157,10 @@ func (f *Folder) Close() error {
 // The Exporter returned implements exactly the optional interfaces of e
 // among exporters.Finder, exporters.Opener, exporters.Resumable and
 // exporters.Lister, each answered by e, so that a caller's type assertion
-// sees through the wrapper. For any other optional interface, it has
-// Unwrap() exporters.Exporter, which returns e.
+// sees through the wrapper. It always implements exporters.Streamer:
+// e's streams when e takes them, exporters.ErrNoStream when it does not.
+// For any other optional interface, it has Unwrap() exporters.Exporter,
+// which returns e.
 func Wrap(e exporters.Exporter, dir string) exporters.Exporter {
 	w := &wrapper{e: e, f: &Folder{dir: dir}}
 	fi, isF := e.(exporters.Finder)
@@ -291,7 +293,10 @@ type wrapper struct {
 	f *Folder
 }
 
-var _ exporters.Exporter = (*wrapper)(nil)
+var (
+	_ exporters.Exporter = (*wrapper)(nil)
+	_ exporters.Streamer = (*wrapper)(nil)
+)
 
 // Put is e's Put; a rejected message is kept in the folder.
 func (w *wrapper) Put(ctx context.Context, msg *exporters.Message) (exporters.Delivery, error) {
@@ -305,6 +310,17 @@ func (w *wrapper) Put(ctx context.Context, msg *exporters.Message) (exporters.De
 		return d, err
 	}
 	return exporters.Delivery{}, w.f.Keep(ctx, msg, err)
+}
+
+// Stream is e's Stream when e is an exporters.Streamer, and otherwise
+// fails with exporters.ErrNoStream. A Streamer never rejects a message
+// (see exporters.Streamer), so nothing streamed needs the quarantine.
+func (w *wrapper) Stream(ctx context.Context, key string) (exporters.Stream, exporters.Delivery, error) {
+	s, ok := w.e.(exporters.Streamer)
+	if !ok {
+		return nil, exporters.Delivery{}, fmt.Errorf("quarantine: stream %s: %w", key, exporters.ErrNoStream)
+	}
+	return s.Stream(ctx, key)
 }
 
 // Sync is e's Sync.

@@ -484,3 +484,33 @@ func only(f *fake, mask int) exporters.Exporter {
 	}
 	panic("mask out of range")
 }
+
+// streamer is a destination that takes streams (the fake's Put, and a
+// Stream that records what it was asked).
+type streamer struct {
+	*fake
+	asked []string
+}
+
+func (s *streamer) Stream(_ context.Context, key string) (exporters.Stream, exporters.Delivery, error) {
+	s.asked = append(s.asked, key)
+	return nil, exporters.Delivery{Ref: "held-" + key}, nil
+}
+
+// The wrapper passes streams through to a destination that takes them,
+// and refuses them with exporters.ErrNoStream for one that does not, so
+// that the caller Puts (and the quarantine sees every Put).
+func TestWrapStream(t *testing.T) {
+	inner := &streamer{fake: newFake()}
+	e := Wrap(inner, t.TempDir())
+	defer e.Close()
+	st, d, err := e.(exporters.Streamer).Stream(t.Context(), "k1")
+	if st != nil || d.Ref != "held-k1" || err != nil || len(inner.asked) != 1 {
+		t.Errorf("Stream through the wrapper = %v, %q, %v (asked %v); want the destination's answer", st, d.Ref, err, inner.asked)
+	}
+	plain := Wrap(newFake(), t.TempDir())
+	defer plain.Close()
+	if st, _, err := plain.(exporters.Streamer).Stream(t.Context(), "k2"); st != nil || !errors.Is(err, exporters.ErrNoStream) {
+		t.Errorf("Stream of a destination without streams = %v, %v; want exporters.ErrNoStream", st, err)
+	}
+}

@@ -119,9 +119,12 @@ func (w *Writer) Stage(ctx context.Context, tmpName func() string, body exporter
 	return tmp, nil
 }
 
-// create makes the temporary file and copies body into it; on error it
-// removes the file. The caller closes the returned file.
-func (w *Writer) create(ctx context.Context, tmpName func() string, body exporters.Body) (string, *os.File, error) {
+// Create makes a new temporary file as step 1 of Write does (exclusively,
+// mode 0600, at the name tmpName returns, trying up to 3 names) and
+// returns its name and the file, open for writing. The caller writes it,
+// closes it, and removes it on failure; Stage and Write do the rest of
+// their steps on the files they create this way.
+func (w *Writer) Create(tmpName func() string) (string, *os.File, error) {
 	var (
 		tmp string
 		f   *os.File
@@ -136,6 +139,16 @@ func (w *Writer) create(ctx context.Context, tmpName func() string, body exporte
 	}
 	if err != nil {
 		return "", nil, fmt.Errorf("create %s: %w", w.Path(tmp), err)
+	}
+	return tmp, f, nil
+}
+
+// create makes the temporary file and copies body into it; on error it
+// removes the file. The caller closes the returned file.
+func (w *Writer) create(ctx context.Context, tmpName func() string, body exporters.Body) (string, *os.File, error) {
+	tmp, f, err := w.Create(tmpName)
+	if err != nil {
+		return "", nil, err
 	}
 	if err := w.copyBody(ctx, f, body); err != nil {
 		f.Close()

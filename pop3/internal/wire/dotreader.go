@@ -31,6 +31,9 @@ const (
 	stateData             // inside a line
 )
 
+// dotLine is a line end followed by a line that starts with a dot.
+var dotLine = []byte("\n.")
+
 // NewDotReader returns a DotReader reading from r.
 func NewDotReader(r *bufio.Reader) *DotReader {
 	return &DotReader{r: r}
@@ -106,8 +109,14 @@ func (d *DotReader) Read(p []byte) (int, error) {
 				m = len(p) - n
 			}
 			b, _ := d.r.Peek(m)
-			if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			// Copy through line ends whose next line is buffered and
+			// does not start with a dot: only a line that does, or
+			// whose first byte has not arrived, needs the states
+			// above. One copy per chunk, not per line.
+			if i := bytes.Index(b, dotLine); i >= 0 {
 				b = b[:i+1]
+				d.state = stateBeginLine
+			} else if b[len(b)-1] == '\n' {
 				d.state = stateBeginLine
 			}
 			n += copy(p[n:], b)
