@@ -51,12 +51,14 @@ demo: build
 	bash scripts/demo.sh
 
 # bench: Go benchmarks, then popmigrate vs mpop against the same private
-# Dovecot, then the journal at the scale of 100 000 accounts and 10 million
-# messages on SQLite and PostgreSQL (see README, "Benchmarks").
+# Dovecot, then 1, 2 and 4 workers sharing one journal, then the journal at
+# the scale of 100 000 accounts and 10 million messages, on SQLite and
+# PostgreSQL (see README, "Benchmarks").
 bench: deps build
 	bash scripts/ensure-bench-tools.sh
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./pop3/... ./journal/... ./exporters/... ./pipeline/...
 	$(GO) test -count=1 -run '^TestBenchCompare$$' -v -timeout 30m ./bench/ -args -bench-compare
+	$(GO) test -count=1 -run '^TestBenchScaleOut$$' -v -timeout 30m ./bench/ -args -bench-scaleout
 	$(GO) test -count=1 -run '^TestJournalAtScale$$' -v -timeout 60m ./journal/ -args -journal-scale
 
 soak: deps

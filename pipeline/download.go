@@ -226,7 +226,8 @@ func (ar *accountRun) writer(ctx context.Context, ch <-chan fetched) error {
 			return leaseErr(err)
 		}
 		ar.held.renewed(began) // a fenced commit renews the lease
-		o.Metrics.JournalCommit(time.Since(began))
+		took := time.Since(began)
+		o.Metrics.JournalCommit(took)
 
 		if h := o.hooks.afterCommit; h != nil {
 			h(ar.r.commitCount.next())
@@ -238,7 +239,7 @@ func (ar *accountRun) writer(ctx context.Context, ch <-chan fetched) error {
 		}
 		done = done[:0]
 		o.Logger.Info(evBatch, "account", ar.a.Name, "stored", rep.Stored-stored, "failed", ar.progress-moved-(rep.Stored-stored), "bytes", rep.StoredBytes-bytes,
-			"epoch", ar.epoch())
+			"epoch", ar.epoch(), "journal_ms", float64(took.Microseconds())/1000)
 		o.Metrics.Stored(rep.Stored-stored, rep.StoredBytes-bytes)
 		batch.Reset()
 		return nil

@@ -166,6 +166,19 @@ func leasePoll(ttl time.Duration) time.Duration {
 	return min(ttl/4, 2*time.Second)
 }
 
+// heldPoll is when a run asks again, for the n-th time, for an account
+// another process holds: 100 ms, doubling up to leasePoll, so that a
+// worker waiting for a small account another one is finishing does not
+// wait a whole poll interval for it, and one waiting for a big one does
+// not load the journal.
+func heldPoll(n int, ttl time.Duration) time.Duration {
+	d := 100 * time.Millisecond
+	for i := 1; i < n && d < leasePoll(ttl); i++ {
+		d *= 2
+	}
+	return min(d, leasePoll(ttl))
+}
+
 // release stops the heartbeat and gives the lease up.
 func (r *runner) releaseLease(ctx context.Context, h *heldLease) {
 	if h == nil {

@@ -66,3 +66,19 @@ type bytesBody string
 
 func (b bytesBody) ReadAt(p []byte, off int64) (int, error) { return copy(p, b[off:]), nil }
 func (b bytesBody) Size() int64                             { return int64(len(b)) }
+
+// A held account is asked for again soon at first, then at most every
+// leasePoll.
+func TestHeldPoll(t *testing.T) {
+	ttl := time.Minute
+	want := []time.Duration{100 * time.Millisecond, 200 * time.Millisecond, 400 * time.Millisecond, 800 * time.Millisecond,
+		1600 * time.Millisecond, 2 * time.Second, 2 * time.Second}
+	for i, w := range want {
+		if got := heldPoll(i+1, ttl); got != w {
+			t.Errorf("poll %d: %v, want %v", i+1, got, w)
+		}
+	}
+	if got := heldPoll(1, 200*time.Millisecond); got != 50*time.Millisecond {
+		t.Errorf("short TTL: %v, want its quarter", got)
+	}
+}

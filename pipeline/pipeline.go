@@ -419,6 +419,7 @@ func Run(ctx context.Context, j *journal.Journal, accounts []*config.Account, op
 		limits: ratelimit.NewSet(o.MaxBandwidth, o.MaxBandwidthPerHost),
 		seen:   map[string]journal.LeaseInfo{},
 		lost:   map[string]int{},
+		polls:  map[string]int{},
 
 		startEpochs: map[string]int64{},
 	}
@@ -513,6 +514,9 @@ type runner struct {
 	// lost counts, per account, the leases this run lost to another
 	// process (see maxLeaseLosses).
 	lost map[string]int
+	// polls counts, per account, how often this run found it held by
+	// another process (see heldPoll).
+	polls map[string]int
 
 	putCount, syncCount, commitCount counter
 }

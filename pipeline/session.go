@@ -92,12 +92,14 @@ func (r *runner) account(ctx context.Context, a *config.Account, t *ticket) (rep
 		if !again {
 			r.seen[a.Name] = held.LeaseInfo
 		}
+		r.polls[a.Name]++
+		n := r.polls[a.Name]
 		r.mu.Unlock()
 		if !again {
 			r.opts.Logger.Info("another popmigrate works on the account; leaving it to it while it lives", "account", a.Name,
 				"holder", held.Holder.String(), "lease_expires", held.ExpiresAt.Local().Format(time.TimeOnly))
 		}
-		return rep, time.Now().Add(leasePoll(r.opts.LeaseTTL)), nil
+		return rep, time.Now().Add(heldPoll(n, r.opts.LeaseTTL)), nil
 	}
 	if err != nil {
 		rep.Error = explain(err)
