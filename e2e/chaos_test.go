@@ -71,8 +71,9 @@ func (w *worker) running() bool {
 // accounts taken over and must stop before it writes again. A bounded
 // number of such blows at random moments (the seed is logged; set
 // POPMIGRATE_CHAOS_SEED to replay one), then one clean run: every message
-// is stored exactly once in its destination, every account is whole, and
-// verify finds nothing wrong.
+// is stored exactly once in its destination, every account is whole,
+// status agrees with the destinations, verify finds nothing wrong, and the
+// workers' commits show no account written by two workers at once.
 func TestChaosWorkersShareOneMigration(t *testing.T) {
 	t.Parallel()
 	const (
@@ -241,6 +242,15 @@ func TestChaosWorkersShareOneMigration(t *testing.T) {
 		}
 		for h, n := range got {
 			t.Errorf("%s: %d unexpected messages in the IMAP folder (sha256 %s)", u.Name, n, h[:12])
+		}
+	}
+	// status agrees with the destinations: every account done, every
+	// message stored and verified, nothing listed or failed.
+	st := statusJSON(t, jurl)
+	for _, u := range users {
+		if s := st[u.Name]; s.State != "done" || s.ServerCount != perAccount || s.Stored != perAccount || s.Verified != perAccount ||
+			s.Listed != 0 || s.Failed != 0 {
+			t.Errorf("status of %s: %+v; want done, %d stored and verified", u.Name, s, perAccount)
 		}
 	}
 	v := popmigrate(t, nil, "verify", "--journal", jurl, "--ca-file", srv.CAFile, "--to-password-file", filepath.Join(dir, "pw", "{user}"))

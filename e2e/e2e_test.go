@@ -148,6 +148,7 @@ type statusEntry struct {
 	Deleted     int    `json:"deleted"`
 	Failed      int    `json:"failed"`
 	LastError   string `json:"last_error"`
+	State       string `json:"state"`
 }
 
 func statusJSON(t *testing.T, journalPath string) map[string]statusEntry {
