@@ -161,7 +161,8 @@ func (ar *accountRun) brokeOn(p *planned, ids []int, err error) bool {
 }
 
 // writer Puts each fetched message into the destinations that lack it and
-// group-commits: every BatchSize messages or BatchInterval, each written
+// group-commits: every BatchSize messages, BatchBytes bytes or
+// BatchInterval, whichever comes first, each written
 // destination is Synced, then one journal transaction records the batch.
 // Messages that arrived before a download error are still committed.
 //
@@ -182,6 +183,7 @@ func (ar *accountRun) writer(ctx context.Context, ch <-chan fetched) error {
 		closed   bool  // ch is drained
 		due      bool  // a commit is due once the Puts in flight end
 		stop     error // the first error: take no more input
+		pending  int64 // bytes of the messages in the batch
 	)
 	timer.Stop()
 	defer timer.Stop()
@@ -242,6 +244,7 @@ func (ar *accountRun) writer(ctx context.Context, ch <-chan fetched) error {
 			"epoch", ar.epoch(), "journal_ms", float64(took.Microseconds())/1000)
 		o.Metrics.Stored(rep.Stored-stored, rep.StoredBytes-bytes)
 		batch.Reset()
+		pending = 0
 		return nil
 	}
 	for {
@@ -279,7 +282,11 @@ func (ar *accountRun) writer(ctx context.Context, ch <-chan fetched) error {
 				continue
 			}
 			ar.record(r, &batch, &done, dirty)
-			if batch.Len() >= o.BatchSize {
+			// Small messages fill a batch by count, large ones by
+			// bytes: one barrier amortised over many small files, and
+			// a large message never waits behind BatchSize others.
+			pending += r.size
+			if batch.Len() >= o.BatchSize || pending >= o.BatchBytes {
 				due = true
 			} else if !timerOn && batch.Len() > 0 {
 				timer.Reset(o.BatchInterval)

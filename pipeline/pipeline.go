@@ -51,8 +51,13 @@ type Options struct {
 	// Window is how many RETR commands are kept in flight when the server
 	// offers PIPELINING. Default 32.
 	Window int
-	// BatchSize is how many messages one group commit holds. Default 64.
+	// BatchSize is how many messages one group commit holds at most.
+	// Default 64.
 	BatchSize int
+	// BatchBytes ends a group commit once its messages hold this many
+	// bytes, so that large messages are made durable and recorded soon
+	// rather than after BatchSize of them. Default 16 MiB.
+	BatchBytes int64
 	// BatchInterval is the longest a stored message waits for its group
 	// commit. Default 1s.
 	BatchInterval time.Duration
@@ -181,6 +186,9 @@ func (o *Options) withDefaults() Options {
 	def(&c.PerHost, 4)
 	def(&c.Window, 32)
 	def(&c.BatchSize, 64)
+	if c.BatchBytes <= 0 {
+		c.BatchBytes = 16 << 20
+	}
 	def(&c.Attempts, 5)
 	def(&c.MessageAttempts, 3)
 	if c.Holder.ID == "" {

@@ -72,6 +72,7 @@ type runOptions struct {
 	PerHost       int
 	Window        int
 	BatchSize     int
+	BatchBytes    string
 	BatchInterval time.Duration
 	Timeout       time.Duration
 	Attempts      int
@@ -168,7 +169,8 @@ Destinations (--to, repeatable, templates {user} {host} {account}):
 	f.IntVar(&opts.Jobs, "jobs", 8, "accounts migrated at once")
 	f.IntVar(&opts.PerHost, "per-host", 4, "most sessions open at once to one POP3 host")
 	f.IntVar(&opts.Window, "window", 32, "RETR commands in flight when the server offers PIPELINING")
-	f.IntVar(&opts.BatchSize, "batch-size", 64, "messages per group commit (fsync + journal transaction)")
+	f.IntVar(&opts.BatchSize, "batch-size", 64, "most messages per group commit (fsync + journal transaction)")
+	f.StringVar(&opts.BatchBytes, "batch-bytes", "16MiB", "a group commit ends once its messages hold this much (e.g. 16MiB, 4MB)")
 	f.DurationVar(&opts.BatchInterval, "batch-interval", time.Second, "longest wait before a group commit")
 	f.DurationVar(&opts.Timeout, "timeout", 60*time.Second, "POP3 idle timeout per command")
 	f.IntVar(&opts.Attempts, "attempts", 5, "sessions tried per account on temporary errors ([IN-USE], [SYS/TEMP], network)")
@@ -475,6 +477,10 @@ func runRun(ctx context.Context, opts *runOptions) error {
 	if opts.MessageAttempts < 1 {
 		return usageError("--message-attempts %d: want 1 or more", opts.MessageAttempts)
 	}
+	batchBytes, err := ratelimit.Parse(opts.BatchBytes)
+	if err != nil || batchBytes <= 0 {
+		return usageError("--batch-bytes %q: want a size such as 16MiB or 4MB", opts.BatchBytes)
+	}
 	maxBW, err := ratelimit.Parse(opts.MaxBandwidth)
 	if err != nil {
 		return usageError("--max-bandwidth: %v", err)
@@ -538,7 +544,7 @@ func runRun(ctx context.Context, opts *runOptions) error {
 	po := &pipeline.Options{
 		Destinations: destinations(),
 		Jobs:         opts.Jobs, PerHost: opts.PerHost, Window: opts.Window,
-		BatchSize: opts.BatchSize, BatchInterval: opts.BatchInterval,
+		BatchSize: opts.BatchSize, BatchBytes: batchBytes, BatchInterval: opts.BatchInterval,
 		Timeout: opts.Timeout, Attempts: opts.Attempts, SpoolDir: opts.SpoolDir,
 		MessageAttempts: opts.MessageAttempts, RetryFailed: opts.RetryFailed, WaitForLease: opts.Wait, LeaseTTL: opts.LeaseTTL,
 		MaxBandwidth: maxBW, MaxBandwidthPerHost: maxBWHost, UntilEmpty: opts.UntilEmpty, MaxWait: opts.MaxWait,
