@@ -17,21 +17,33 @@ func TestRoundTripsPerAccount(t *testing.T) {
 	for _, c := range []struct {
 		messages int
 		verify   bool
+		noUIDL   bool
 		want     int
 	}{
 		// greeting, CAPA, USER, PASS, CAPA+LIST+UIDL, the RETRs, QUIT
-		{10, false, 7},
+		{10, false, false, 7},
 		// the in-session verify reads the destination, not the server
-		{10, true, 7},
+		{10, true, false, 7},
 		// the RETRs go out in windows
-		{200, true, 19},
+		{200, true, false, 19},
+		// without UIDL, the TOP n 0 that key the messages go out in
+		// windows too (one TOP per message, waited for, took 17 and
+		// 218): one more round trip for 10 messages, 11 more for 200
+		{10, true, true, 8},
+		{200, true, true, 30},
 	} {
-		t.Run(fmt.Sprintf("%d messages, verify %v", c.messages, c.verify), func(t *testing.T) {
-			e := newEnv(t, []pop3test.Mailbox{mailbox("alice", smallMsgs("r", c.messages))}, nil)
+		t.Run(fmt.Sprintf("%d messages, verify %v, no UIDL %v", c.messages, c.verify, c.noUIDL), func(t *testing.T) {
+			e := newEnv(t, []pop3test.Mailbox{mailbox("alice", smallMsgs("r", c.messages))}, &pop3test.ServerOptions{
+				Faults: pop3test.Faults{NoUIDL: c.noUIDL},
+			})
 			o := testOptions()
 			o.VerifyInSession = c.verify
 			rep := e.run([]*config.Account{e.account("alice")}, o)
-			wantCounts(t, accountReport(t, rep, "alice"), c.messages, c.messages, 0, 0, true)
+			a := accountReport(t, rep, "alice")
+			wantCounts(t, a, c.messages, c.messages, 0, 0, true)
+			if a.NoUIDL != c.noUIDL {
+				t.Errorf("NoUIDL %v, want %v", a.NoUIDL, c.noUIDL)
+			}
 			st := e.srv.Stats()
 			if st.Sessions != 1 || st.Turns > c.want {
 				t.Logf("%d round trips", st.Turns)

@@ -561,19 +561,25 @@ func (ar *accountRun) list(ctx context.Context, c *pop3.Client) ([]listedMsg, er
 	ar.rep.OverlongUIDLs = 0
 	ar.rep.ServerMessages, ar.rep.ServerBytes, ar.rep.DuplicateUIDLs = len(sizes), 0, 0
 	ar.rep.ServerListed = true
+	// A UIDL longer than the line bound cannot be kept: that message
+	// alone is keyed like one of a server without UIDL (and so is never
+	// deleted by purge). The keys come from TOP n 0, pipelined.
+	var need []pop3.MessageInfo
+	for _, s := range sizes {
+		if noUIDL || overlong[s.ID] {
+			need = append(need, s)
+		}
+	}
+	keys, err := syntheticKeys(ctx, c, need, ar.r.opts.Window)
+	if err != nil {
+		return nil, err
+	}
 	seen := make(map[string]int, len(sizes))
 	out := make([]listedMsg, 0, len(sizes))
 	for _, s := range sizes {
 		ar.rep.ServerBytes += s.Size
 		m := listedMsg{id: s.ID, size: s.Size, kind: "uidl"}
-		if noUIDL || overlong[s.ID] {
-			// A UIDL longer than the line bound cannot be kept: that
-			// message alone is keyed like one of a server without
-			// UIDL (and so is never deleted by purge).
-			key, err := syntheticKey(ctx, c, s)
-			if err != nil {
-				return nil, err
-			}
+		if key, ok := keys[s.ID]; ok {
 			m.uidl, m.kind = key, "synthetic"
 			if !noUIDL {
 				ar.rep.OverlongUIDLs++
@@ -619,23 +625,47 @@ func listUIDL(ctx context.Context, c *pop3.Client) ([]pop3.MessageInfo, []pop3.U
 	return nil, nil, false, fmt.Errorf("list: %w", err)
 }
 
-// syntheticKey makes a key for a message of a server without UIDL: a hash
-// of its header block (TOP n 0) and its size.
-func syntheticKey(ctx context.Context, c *pop3.Client, s pop3.MessageInfo) (string, error) {
-	body, err := c.Top(ctx, s.ID, 0)
-	if err != nil {
-		return "", fmt.Errorf("no UIDL, and TOP %d failed too, so messages cannot be told apart across runs: %w", s.ID, err)
+// syntheticKeys makes the keys of msgs, messages of a server without UIDL
+// (or whose UIDL is too long to keep): a hash of each one's header block
+// (TOP n 0) and size, by message number. The TOP commands are pipelined
+// (window at a time) when the server offers PIPELINING.
+func syntheticKeys(ctx context.Context, c *pop3.Client, msgs []pop3.MessageInfo, window int) (map[int]string, error) {
+	keys := make(map[int]string, len(msgs))
+	if len(msgs) == 0 {
+		return keys, nil
 	}
-	h := sha256.New()
-	fmt.Fprintf(h, "%d\n", s.Size)
-	_, err = copyBuffer(exporters.NewCanonicalWriter(h), body)
-	if cerr := body.Close(); err == nil {
-		err = cerr
+	ids := make([]int, len(msgs))
+	size := make(map[int]int64, len(msgs))
+	for i, m := range msgs {
+		ids[i], size[m.ID] = m.ID, m.Size
 	}
-	if err != nil {
-		return "", fmt.Errorf("top %d: %w", s.ID, err)
+	var keyErr error // an error of one message, as fn returned it
+	err := c.TopAll(ctx, ids, 0, window, func(id int, body *pop3.Body, err error) error {
+		if err != nil {
+			keyErr = fmt.Errorf("no UIDL, and TOP %d failed too, so messages cannot be told apart across runs: %w", id, err)
+			return keyErr
+		}
+		h := sha256.New()
+		fmt.Fprintf(h, "%d\n", size[id])
+		_, err = copyBuffer(exporters.NewCanonicalWriter(h), body)
+		if cerr := body.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			keyErr = fmt.Errorf("top %d: %w", id, err)
+			return keyErr
+		}
+		keys[id] = "synthetic " + hexSum(h)[:32]
+		return nil
+	})
+	switch {
+	case err == nil:
+	case keyErr != nil && errors.Is(err, keyErr):
+		return nil, err
+	default:
+		return nil, fmt.Errorf("no UIDL, and the TOP commands that key the messages failed: %w", err)
 	}
-	return "synthetic " + hexSum(h)[:32], nil
+	return keys, nil
 }
 
 // planned is one message to download and the destinations that lack it.
