@@ -98,6 +98,9 @@ func (c *Client) Login(ctx context.Context, a *Auth) error {
 			login = func() error { return c.APOP(ctx, a.Username, a.Password) }
 		case m == "USER" && a.Password != "" && (caps.Has("USER") || !c.capaOK):
 			login = func() error {
+				if caps.Pipelining() {
+					return c.userPassPipelined(ctx, a.Username, a.Password)
+				}
 				if err := c.User(ctx, a.Username); err != nil {
 					return err
 				}
@@ -211,6 +214,46 @@ func (c *Client) Pass(ctx context.Context, pw string) error {
 	}
 	if _, err := c.simple(ctx, "PASS", 0, "PASS "+pw, "PASS ********"); err != nil {
 		return err
+	}
+	c.loggedIn()
+	return nil
+}
+
+// userPassPipelined sends USER and PASS in one write, for a server whose
+// CAPA offers PIPELINING (RFC 2449 section 6.6): one round trip less per
+// login. Both answers are read, so the session stays in step; a refused
+// USER is the error returned (its PASS, refused too, told the server
+// nothing it may not know: the connection is the same TLS one).
+func (c *Client) userPassPipelined(ctx context.Context, name, pw string) error {
+	if err := checkArg("USER", "name", name, true); err != nil {
+		return err
+	}
+	if err := checkArg("PASS", "password", pw, true); err != nil {
+		return err
+	}
+	release, err := c.begin(ctx, "USER")
+	if err != nil {
+		return err
+	}
+	defer release()
+	c.queue("USER "+name, "USER "+name)
+	c.queue("PASS "+pw, "PASS ********")
+	if err := c.flush("USER"); err != nil {
+		return err
+	}
+	_, userErr := c.status("USER", 0)
+	if userErr != nil && !isERR(userErr) {
+		return userErr
+	}
+	_, passErr := c.status("PASS", 0)
+	if userErr != nil {
+		if passErr != nil && !isERR(passErr) {
+			return passErr
+		}
+		return userErr
+	}
+	if passErr != nil {
+		return passErr
 	}
 	c.loggedIn()
 	return nil

@@ -275,3 +275,43 @@ func TestAuthSASLCancel(t *testing.T) {
 		t.Fatalf("client unusable after cancelled AUTH: %v", err)
 	}
 }
+
+// A server that offers PIPELINING before login gets USER and PASS in one
+// write: one round trip less. A refused USER is the error, and its PASS's
+// answer is read too, so the session stays in step.
+func TestLoginUserPassPipelined(t *testing.T) {
+	c, sc := newScripted(t, nil,
+		step{s: greet},
+		step{c: "CAPA\r\n", s: "+OK\r\nUSER\r\nPIPELINING\r\n.\r\n"},
+		step{c: "USER bob\r\nPASS pw\r\n", s: "+OK\r\n+OK maildrop locked and ready\r\n"},
+	)
+	if err := c.Login(ctxT(t), &Auth{Username: "bob", Password: "pw", AllowPlaintext: true}); err != nil {
+		t.Fatal(err)
+	}
+	if m := c.Mechanism(); m != "USER" {
+		t.Errorf("Mechanism() = %q, want USER", m)
+	}
+	sc.waitDone(t)
+	sc.mu.Lock()
+	writes := sc.writes
+	sc.mu.Unlock()
+	if len(writes) < 2 || writes[1] != "USER bob\r\nPASS pw\r\n" {
+		t.Errorf("client writes %q; want USER and PASS in one", writes)
+	}
+
+	c, sc = newScripted(t, nil,
+		step{s: greet},
+		step{c: "CAPA\r\n", s: "+OK\r\nUSER\r\nPIPELINING\r\n.\r\n"},
+		step{c: "USER bob\r\nPASS pw\r\n", s: "-ERR [AUTH] no such user\r\n-ERR no USER\r\n"},
+		step{c: "QUIT\r\n", s: "+OK bye\r\n"},
+	)
+	err := c.Login(ctxT(t), &Auth{Username: "bob", Password: "pw", AllowPlaintext: true})
+	var perr *Error
+	if !errors.As(err, &perr) || perr.Command != "USER" || perr.Code != "AUTH" {
+		t.Fatalf("refused USER: %v; want USER's [AUTH] error", err)
+	}
+	if err := c.Quit(ctxT(t)); err != nil {
+		t.Errorf("the session is out of step after the refused USER: %v", err)
+	}
+	sc.waitDone(t)
+}
