@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 )
 
@@ -52,7 +53,9 @@ type Holder struct {
 }
 
 // NewHolder returns the identity of this process: a random ID, its pid and
-// its host name.
+// its host name. The ID ends with "@" and the process's pid space (see
+// processSpace), so that the early takeover of a dead holder's lease on
+// the same host only ever compares pids of one space.
 func NewHolder() Holder {
 	var b [12]byte
 	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on Linux and friends
@@ -60,7 +63,29 @@ func NewHolder() Holder {
 	if err != nil || host == "" {
 		host = "unknown-host"
 	}
-	return Holder{ID: hex.EncodeToString(b[:]), PID: os.Getpid(), Host: host}
+	id := hex.EncodeToString(b[:])
+	if sp := processSpace(); sp != "" {
+		id += "@" + sp
+	}
+	return Holder{ID: id, PID: os.Getpid(), Host: host}
+}
+
+// space returns the pid space the holder's ID names ("" when it names
+// none).
+func (h Holder) space() string {
+	if i := strings.LastIndexByte(h.ID, '@'); i >= 0 {
+		return h.ID[i+1:]
+	}
+	return ""
+}
+
+// samePidSpace reports whether a pid of h and one of o name processes of
+// one pid space: the same host name and the same space. Two containers
+// that share a host name (a replacement pod, docker run --hostname twice)
+// but not a pid namespace have different spaces, so neither takes the
+// other's live lease for a dead pid of its own.
+func (h Holder) samePidSpace(o Holder) bool {
+	return h.Host == o.Host && h.space() == o.space()
 }
 
 func (h Holder) String() string { return fmt.Sprintf("pid %d on %s", h.PID, h.Host) }
@@ -168,7 +193,7 @@ func (j *Journal) acquireLease(ctx context.Context, account string, h Holder, tt
 		case cur.Holder.ID == h.ID:
 			epoch, acquired = cur.Epoch, cur.AcquiredAt
 		case cur.Holder.ID == "" || !now.Before(cur.ExpiresAt) ||
-			(cur.Holder.Host == h.Host && cur.Holder.PID != h.PID && processGone(cur.Holder.PID)):
+			(cur.Holder.samePidSpace(h) && cur.Holder.PID != h.PID && processGone(cur.Holder.PID)):
 			epoch = cur.Epoch + 1
 		default:
 			return nil, &LeaseHeldError{Account: account, LeaseInfo: cur}

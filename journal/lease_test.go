@@ -358,3 +358,35 @@ func testAccountOutcome(t *testing.T, be backend) {
 		t.Fatalf("after a failure: %q %d %d %v; want the error, 1 failed, none left (u0002 is adopted)", text, n, left, err)
 	}
 }
+
+// A dead pid of another pid space on a host of the same name (a container
+// with the host name of another) takes no lease before its expiry; one of
+// this process's space does.
+func TestLeaseOfAGoneProcessInAnotherPidSpaceWaits(t *testing.T) {
+	j, _ := sqliteBackend.open(t)
+	ctx := testCtx(t)
+	cmd := exec.Command("true")
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	gone := cmd.Process.Pid
+	me := NewHolder()
+	if me.space() == "" {
+		t.Fatal("NewHolder names no pid space on this system")
+	}
+	other := Holder{ID: "dead@another-space", PID: gone, Host: me.Host}
+	if _, err := j.AcquireLease(ctx, "alice", other, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	var held *LeaseHeldError
+	if _, err := j.AcquireLease(ctx, "alice", me, time.Hour); !errors.As(err, &held) {
+		t.Fatalf("lease of a gone pid of another pid space: %v; want it held until it expires", err)
+	}
+	same := Holder{ID: "dead@" + me.space(), PID: gone, Host: me.Host}
+	if _, err := j.AcquireLease(ctx, "bob", same, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := j.AcquireLease(ctx, "bob", me, time.Hour); err != nil {
+		t.Fatalf("lease of a gone pid of this pid space: %v; want it taken at once", err)
+	}
+}
