@@ -122,6 +122,29 @@ type Opener interface {
 	Open(ctx context.Context, ref string) (io.ReadCloser, error)
 }
 
+// BatchOpener is implemented by destinations that read many stored
+// messages back in fewer round trips than one Open each: an IMAP folder
+// answers one UID FETCH for a whole set of messages. What it reads is what
+// Open would return, byte for byte; verification uses it when a
+// destination offers it.
+type BatchOpener interface {
+	// OpenAll reads back the stored messages at refs, in canonical form,
+	// and calls fn once for every index i of refs: with a reader of the
+	// copy at refs[i] and a nil error, the reader valid only until fn
+	// returns (fn need not read it to the end); or with a nil reader and
+	// the error Open would have returned for refs[i] (one wrapping
+	// ErrNotFound for a copy that is gone). A read that fails in the middle of a copy fails that
+	// copy's reader, and the copies not yet passed to fn are read again.
+	//
+	// fn may be called from several goroutines at once, in any order,
+	// never twice for one index. An error from fn stops OpenAll, which
+	// returns it. OpenAll returns once every fn call it made has returned:
+	// nil when every index was passed to fn; otherwise ctx's error when
+	// ctx ended, or an error wrapping ErrClosed when the destination was
+	// closed, and the indexes not passed to fn were not read.
+	OpenAll(ctx context.Context, refs []string, fn func(i int, r io.Reader, err error) error) error
+}
+
 // Streamer is implemented by file destinations (Maildir) that can take a
 // message while it downloads, so that its bytes pass once from the POP3
 // stream into the destination's temporary file, without a spool copy and a

@@ -10,6 +10,7 @@ import (
 	"io"
 	"sort"
 	"strconv"
+	"sync"
 
 	"github.com/popmigrate/popmigrate/exporters"
 )
@@ -32,14 +33,28 @@ func readBack(ctx context.Context, o exporters.Opener, ref string, buf []byte) (
 	if err != nil {
 		return copyStats{}, err
 	}
+	st, err := readStats(ctx, rc, buf)
+	if cerr := rc.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return copyStats{}, err
+	}
+	return st, nil
+}
+
+// readStats reads the canonical copy r to the end through buf, hashing
+// it. ctx is checked between reads.
+func readStats(ctx context.Context, r io.Reader, buf []byte) (copyStats, error) {
 	h := sha256.New()
 	var st copyStats
+	var err error
 	for {
 		if err = ctx.Err(); err != nil {
 			break
 		}
 		var n int
-		n, err = rc.Read(buf)
+		n, err = r.Read(buf)
 		if n > 0 {
 			h.Write(buf[:n])
 			st.n += int64(n)
@@ -52,14 +67,52 @@ func readBack(ctx context.Context, o exporters.Opener, ref string, buf []byte) (
 	if err == io.EOF {
 		err = nil
 	}
-	if cerr := rc.Close(); err == nil {
-		err = cerr
-	}
 	if err != nil {
 		return copyStats{}, err
 	}
 	st.sum = hex.EncodeToString(h.Sum(nil))
 	return st, nil
+}
+
+// readResult is what reading one copy back gave.
+type readResult struct {
+	st  copyStats
+	err error
+}
+
+// bufPool holds the read buffers of batch reads, which run on several
+// goroutines at once.
+var bufPool = sync.Pool{New: func() any { b := make([]byte, readBufSize); return &b }}
+
+// readBatch reads the copies at refs back from b with one OpenAll and
+// returns what each gave, in the order of refs. A copy OpenAll did not
+// reach gets its error (as an Unreadable finding will say). It returns an
+// error only when ctx ended.
+func readBatch(ctx context.Context, b exporters.BatchOpener, refs []string) ([]readResult, error) {
+	out := make([]readResult, len(refs))
+	done := make([]bool, len(refs))
+	err := b.OpenAll(ctx, refs, func(i int, r io.Reader, err error) error {
+		done[i] = true
+		if err != nil {
+			out[i].err = err
+			return nil
+		}
+		bp := bufPool.Get().(*[]byte)
+		out[i].st, out[i].err = readStats(ctx, r, *bp)
+		bufPool.Put(bp)
+		return nil
+	})
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	if err != nil {
+		for i := range out {
+			if !done[i] {
+				out[i].err = err
+			}
+		}
+	}
+	return out, nil
 }
 
 // sizeFits reports whether a canonical copy of st.n bytes holding st.lfs
@@ -97,9 +150,15 @@ func newChecker(res *Result) *checker {
 // Match, or the first of Missing, Unreadable, Size, Checksum that applies.
 // It returns whether the copy matched, and an error only when ctx ended.
 func (c *checker) check(ctx context.Context, o exporters.Opener, x expected) (bool, error) {
+	st, err := readBack(ctx, o, x.ref, c.buf)
+	return c.judge(ctx, x, st, err)
+}
+
+// judge adds the finding of the copy x describes, read back as st or
+// failing with err, as check does.
+func (c *checker) judge(ctx context.Context, x expected, st copyStats, err error) (bool, error) {
 	c.res.Checked++
 	f := Finding{UIDL: x.uidl, DestID: x.destID, Ref: x.ref}
-	st, err := readBack(ctx, o, x.ref, c.buf)
 	if ctx.Err() != nil {
 		return false, ctx.Err()
 	}

@@ -14,12 +14,18 @@ import (
 // records.
 const verifiedBatch = 256
 
+// readBackWindow is how many copies Account hands a BatchOpener at most
+// in one OpenAll.
+const readBackWindow = 2048
+
 // Account verifies the copies of account's messages in dests, a map from
 // destination id to an open destination, which must implement
 // exporters.Opener. Account does not close them.
 //
 // Every delivery the journal records for a destination in dests is read
-// back through Opener.Open and hashed; the copy matches when its sha256 is
+// back through Opener.Open, or many at once through
+// exporters.BatchOpener.OpenAll when the destination offers it (the same
+// bytes, in fewer round trips), and hashed byte for byte; the copy matches when its sha256 is
 // both the delivery's and the message's, and its length fits the
 // received size (see the Size kind). Deliveries to destinations not in
 // dests are not checked. A destination that implements exporters.Lister
@@ -43,6 +49,7 @@ const verifiedBatch = 256
 func Account(ctx context.Context, j *journal.Journal, account string, dests map[string]exporters.Exporter, serverUIDLs []string) (*Result, error) {
 	ids := make([]string, 0, len(dests))
 	openers := make(map[string]exporters.Opener, len(dests))
+	batchers := map[string]exporters.BatchOpener{}
 	for id, d := range dests {
 		o, ok := d.(exporters.Opener)
 		if !ok {
@@ -50,6 +57,9 @@ func Account(ctx context.Context, j *journal.Journal, account string, dests map[
 		}
 		ids = append(ids, id)
 		openers[id] = o
+		if b, ok := d.(exporters.BatchOpener); ok {
+			batchers[id] = b
+		}
 	}
 	sort.Strings(ids)
 	msgs, err := j.Messages(ctx, account)
@@ -72,19 +82,45 @@ func Account(ctx context.Context, j *journal.Journal, account string, dests map[
 		batch.Reset()
 		return nil
 	}
-	for _, m := range msgs {
-		for _, id := range ids {
-			d, ok := dels[m.UIDL][id]
-			if !ok {
+	// The copies are taken in windows of readBackWindow: those in a
+	// destination that reads many at once (a BatchOpener) are read
+	// first, together; then every copy of the window is judged in order
+	// (the others read as they come), so the findings and the journal's
+	// records come in the same order whichever way a copy was read.
+	window := make([]expected, 0, readBackWindow)
+	judgeWindow := func() error {
+		results := make([]*readResult, len(window))
+		for id, b := range batchers {
+			var refs []string
+			var at []int
+			for k, x := range window {
+				if x.destID == id {
+					refs, at = append(refs, x.ref), append(at, k)
+				}
+			}
+			if len(refs) == 0 {
 				continue
 			}
-			ok, err := c.check(ctx, openers[id], expected{
-				uidl: m.UIDL, destID: id, ref: d.Ref,
-				sum: d.SHA256, msgSum: m.SHA256, wire: m.ReceivedSize,
-			})
+			rr, err := readBatch(ctx, b, refs)
 			if err != nil {
-				return nil, fmt.Errorf("verify: account %q: %w", account, err)
+				return fmt.Errorf("verify: account %q: %w", account, err)
 			}
+			for n, k := range at {
+				results[k] = &rr[n]
+			}
+		}
+		for k, x := range window {
+			var ok bool
+			var err error
+			if r := results[k]; r != nil {
+				ok, err = c.judge(ctx, x, r.st, r.err)
+			} else {
+				ok, err = c.check(ctx, openers[x.destID], x)
+			}
+			if err != nil {
+				return fmt.Errorf("verify: account %q: %w", account, err)
+			}
+			id := x.destID
 			if !ok {
 				// A copy that no longer matches loses any earlier
 				// verification: purge must not trust it.
@@ -94,27 +130,44 @@ func Account(ctx context.Context, j *journal.Journal, account string, dests map[
 					if f.Kind == Missing {
 						// Forget the copy: the next run delivers
 						// it again while the server has it.
-						batch.Lost(account, m.UIDL, id, text)
+						batch.Lost(account, x.uidl, id, text)
 					} else {
-						batch.Mismatch(account, m.UIDL, id, text)
+						batch.Mismatch(account, x.uidl, id, text)
 					}
 				} else {
-					batch.Mismatch(account, m.UIDL, id, "verify: copy in "+id+" does not match")
+					batch.Mismatch(account, x.uidl, id, "verify: copy in "+id+" does not match")
 				}
-				if batch.Len() >= verifiedBatch {
-					if err := flush(); err != nil {
-						return nil, err
-					}
-				}
-				continue
+			} else {
+				batch.Verified(account, x.uidl, id, time.Time{})
 			}
-			batch.Verified(account, m.UIDL, id, time.Time{})
 			if batch.Len() >= verifiedBatch {
 				if err := flush(); err != nil {
+					return err
+				}
+			}
+		}
+		window = window[:0]
+		return nil
+	}
+	for _, m := range msgs {
+		for _, id := range ids {
+			d, ok := dels[m.UIDL][id]
+			if !ok {
+				continue
+			}
+			window = append(window, expected{
+				uidl: m.UIDL, destID: id, ref: d.Ref,
+				sum: d.SHA256, msgSum: m.SHA256, wire: m.ReceivedSize,
+			})
+			if len(window) == cap(window) {
+				if err := judgeWindow(); err != nil {
 					return nil, err
 				}
 			}
 		}
+	}
+	if err := judgeWindow(); err != nil {
+		return nil, err
 	}
 	if err := flush(); err != nil {
 		return nil, err

@@ -171,6 +171,13 @@ func newCanonicalReader(r io.Reader, tick func()) *canonicalReader {
 	return cr
 }
 
+// reset makes cr read r from its start, keeping its buffers.
+func (cr *canonicalReader) reset(r io.Reader, tick func()) {
+	cr.r, cr.err, cr.tick = r, nil, tick
+	cr.out.Reset()
+	cr.cw = exporters.NewCanonicalWriter(&cr.out)
+}
+
 func (cr *canonicalReader) Read(p []byte) (int, error) {
 	for cr.out.Len() == 0 && cr.err == nil {
 		n, err := cr.r.Read(cr.buf)

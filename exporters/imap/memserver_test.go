@@ -402,6 +402,7 @@ type faults struct {
 	stall        atomic.Int32 // stop delivering server bytes after the next N commands of stallOn
 	stallOn      []string     // command words that stall; nil means " APPEND "
 	cutAt        atomic.Int64 // close after this many client bytes on the next connection (0: never)
+	cutFetch     atomic.Int64 // once: close after this many server bytes that follow the next FETCH sent (0: never)
 	dials        atomic.Int32
 }
 
@@ -422,6 +423,7 @@ type faultConn struct {
 	mu      sync.Mutex
 	tail    []byte
 	stalled bool
+	left    int64 // server bytes still delivered before closing (cutFetch); 0: no cut armed
 	once    sync.Once
 	closed  chan struct{}
 }
@@ -449,6 +451,13 @@ func (c *faultConn) Write(p []byte) (int, error) {
 			break
 		}
 	}
+	if bytes.Contains(p, []byte(" FETCH ")) {
+		if n := c.f.cutFetch.Swap(0); n > 0 {
+			c.mu.Lock()
+			c.left = n
+			c.mu.Unlock()
+		}
+	}
 	n, err := c.Conn.Write(p)
 	c.written += int64(n)
 	return n, err
@@ -465,7 +474,24 @@ func (c *faultConn) Read(p []byte) (int, error) {
 		<-c.closed
 		return 0, net.ErrClosed
 	}
+	c.mu.Lock()
+	left := c.left
+	c.mu.Unlock()
+	if left > 0 && int64(len(p)) > left {
+		p = p[:left]
+	}
 	n, err := c.Conn.Read(p)
+	if left > 0 {
+		c.mu.Lock()
+		c.left -= int64(n)
+		cut := c.left <= 0
+		c.mu.Unlock()
+		if cut {
+			// Deliver what came, then nothing more.
+			c.Close()
+			return n, nil
+		}
+	}
 	if c.isStalled() {
 		// What arrived after the APPEND went out is never delivered.
 		<-c.closed
