@@ -3,10 +3,12 @@ package imap
 import (
 	"bytes"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -25,7 +27,7 @@ const dovecotPassword = "dove-pw"
 // every subtest, one user each).
 func TestDovecot(t *testing.T) {
 	users := []dovecottest.User{}
-	for _, name := range []string{"roundtrip", "starttls", "dates", "crash", "recreate", "survey"} {
+	for _, name := range []string{"roundtrip", "starttls", "dates", "crash", "recreate", "survey", "openall"} {
 		users = append(users, dovecottest.User{Name: name, Password: dovecotPassword})
 	}
 	srv := dovecottest.Start(t, users, nil)
@@ -56,6 +58,7 @@ func TestDovecot(t *testing.T) {
 	})
 	t.Run("FlagsAndDates", func(t *testing.T) { dovecotFlagsAndDates(t, srv, opts) })
 	t.Run("Survey", func(t *testing.T) { dovecotSurvey(t, opts("survey", "INBOX/Surveyed")) })
+	t.Run("OpenAll", func(t *testing.T) { dovecotOpenAll(t, opts("openall", "INBOX/ReadBack")) })
 	t.Run("Crash", func(t *testing.T) {
 		o := opts("crash", "Migrated")
 		testCrash(t, o, func() int { return dovecotCount(t, srv, "crash", "Migrated") })
@@ -266,6 +269,65 @@ func dovecotSurvey(t *testing.T, o *Options) {
 		// A CR the canonical form holds is the server's to count.
 		if n := int64(len(data) + bytes.Count(data, []byte("\n"))); s.Size != n && bytes.IndexByte(data, '\r') < 0 {
 			t.Errorf("%s: size %d, want %d (CRLF)", msg.UIDL, s.Size, n)
+		}
+	}
+}
+
+// dovecotOpenAll reads a folder back in sets (more than one FETCH's worth,
+// over two connections) from a real Dovecot: every copy as Open reads it,
+// and a UID the folder does not hold, in the middle, reported missing.
+func dovecotOpenAll(t *testing.T, o *Options) {
+	o.Conns = 2
+	e := newExporter(t, o)
+	var refs []string
+	for _, s := range testmsg.Load(t) {
+		if bytes.IndexByte(s.Data, 0) >= 0 || len(s.Data) == 0 {
+			continue // IMAP cannot carry NUL; Dovecot refuses an empty message
+		}
+		refs = append(refs, mustPut(t, e, exportertest.NewMessage(s.Name, s.Data)))
+	}
+	for i := range 450 {
+		refs = append(refs, mustPut(t, e, msgN(i)))
+	}
+	if err := e.Sync(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	validity, _, _ := strings.Cut(refs[0], "/")
+	missing := len(refs) / 2
+	refs = append(refs[:missing], append([]string{validity + "/999999"}, refs[missing:]...)...)
+	var mu sync.Mutex
+	got := make(map[int][]byte, len(refs))
+	errs := map[int]error{}
+	err := e.OpenAll(testCtx(t), refs, func(i int, r io.Reader, err error) error {
+		var data []byte
+		if err == nil {
+			data, err = io.ReadAll(r)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil {
+			errs[i] = err
+		} else {
+			got[i] = data
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, ref := range refs {
+		if i == missing {
+			if !errors.Is(errs[i], exporters.ErrNotFound) {
+				t.Errorf("a UID the folder does not hold: %v; want ErrNotFound", errs[i])
+			}
+			continue
+		}
+		if errs[i] != nil {
+			t.Errorf("copy %d (%s): %v", i, ref, errs[i])
+			continue
+		}
+		if want := mustOpen(t, e, ref); !bytes.Equal(got[i], want) {
+			t.Errorf("copy %d (%s): OpenAll read %d bytes that differ from Open's %d", i, ref, len(got[i]), len(want))
 		}
 	}
 }
