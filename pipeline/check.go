@@ -83,7 +83,7 @@ func Check(ctx context.Context, accounts []*config.Account, opts *Options) []*Ch
 		opts = &Options{}
 	}
 	o := opts.withDefaults()
-	r := &runner{opts: o, sched: newScheduler(o.Jobs, o.PerHost)}
+	r := newRunner(o, nil)
 	out := make([]*CheckResult, len(accounts))
 	var g errgroup.Group
 	g.SetLimit(o.Jobs)

@@ -419,18 +419,8 @@ func Run(ctx context.Context, j *journal.Journal, accounts []*config.Account, op
 		opts = &Options{}
 	}
 	o := opts.withDefaults()
-	r := &runner{
-		opts:   o,
-		j:      j,
-		spool:  newSpooler(o.SpoolDir, o.SpoolThreshold),
-		sched:  newScheduler(o.Jobs, o.PerHost),
-		limits: ratelimit.NewSet(o.MaxBandwidth, o.MaxBandwidthPerHost),
-		seen:   map[string]journal.LeaseInfo{},
-		lost:   map[string]int{},
-		polls:  map[string]int{},
-
-		startEpochs: map[string]int64{},
-	}
+	r := newRunner(o, j)
+	r.spool = newSpooler(o.SpoolDir, o.SpoolThreshold)
 	// The leases as the run begins: an account that another process
 	// takes and finishes after this point was done during this run (see
 	// doneByOther).
@@ -497,6 +487,46 @@ func Run(ctx context.Context, j *journal.Journal, accounts []*config.Account, op
 		t.Failed += a.Failed
 	}
 	return rep, err
+}
+
+// newRunner returns the runner of Run, Purge, Verify, Rebuild and Check
+// (j is nil for Check): their options with the defaults filled in, one
+// scheduler for their sessions, the bandwidth caps. Run adds its spooler.
+func newRunner(o Options, j *journal.Journal) *runner {
+	return &runner{
+		opts:        o,
+		j:           j,
+		sched:       newScheduler(o.Jobs, o.PerHost),
+		limits:      ratelimit.NewSet(o.MaxBandwidth, o.MaxBandwidthPerHost),
+		seen:        map[string]journal.LeaseInfo{},
+		lost:        map[string]int{},
+		polls:       map[string]int{},
+		startEpochs: map[string]int64{},
+	}
+}
+
+// eachAccount calls fn for every account, o.Jobs at once, and returns the
+// reports fn returned, those it returned nil left out, sorted by
+// account(report), with the first error fn returned, or else ctx's. An
+// error ends the context the other calls get.
+func eachAccount[R any](ctx context.Context, o *Options, accounts []*config.Account, fn func(ctx context.Context, a *config.Account) (*R, error), account func(*R) string) ([]*R, error) {
+	out := make([]*R, len(accounts))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(o.Jobs)
+	for i, a := range accounts {
+		g.Go(func() error {
+			rep, err := fn(gctx, a)
+			out[i] = rep
+			return err
+		})
+	}
+	err := g.Wait()
+	if err == nil {
+		err = ctx.Err()
+	}
+	out = slices.DeleteFunc(out, func(r *R) bool { return r == nil })
+	sort.Slice(out, func(a, b int) bool { return account(out[a]) < account(out[b]) })
+	return out, err
 }
 
 // journalError marks a journal failure: the run cannot go on safely.

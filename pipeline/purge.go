@@ -4,15 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
 	"strings"
 	"time"
 
-	"golang.org/x/sync/errgroup"
-
 	"github.com/popmigrate/popmigrate/config"
 	"github.com/popmigrate/popmigrate/exporters/location"
-	"github.com/popmigrate/popmigrate/internal/ratelimit"
 	"github.com/popmigrate/popmigrate/journal"
 	"github.com/popmigrate/popmigrate/pop3"
 )
@@ -173,31 +169,13 @@ func Purge(ctx context.Context, j *journal.Journal, accounts []*config.Account, 
 		po.Now = time.Now
 	}
 	o := opts.withDefaults()
-	r := &runner{opts: o, j: j, sched: newScheduler(o.Jobs, o.PerHost), limits: ratelimit.NewSet(o.MaxBandwidth, o.MaxBandwidthPerHost)}
-	out := make([]*PurgeReport, len(accounts))
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(o.Jobs)
-	for i, a := range accounts {
-		g.Go(func() error {
-			rep, err := r.purge(gctx, a, &po)
-			out[i] = rep
-			o.Logger.Info(evDelete, "account", a.Name, "planned", len(rep.Planned), "deleted", rep.Deleted, "dry_run", po.DryRun, "error", rep.Error)
-			o.Metrics.Deleted(rep.Deleted)
-			return err
-		})
-	}
-	err := g.Wait()
-	if err == nil {
-		err = ctx.Err()
-	}
-	var reps []*PurgeReport
-	for _, rep := range out {
-		if rep != nil {
-			reps = append(reps, rep)
-		}
-	}
-	sort.Slice(reps, func(a, b int) bool { return reps[a].Account < reps[b].Account })
-	return reps, err
+	r := newRunner(o, j)
+	return eachAccount(ctx, &o, accounts, func(ctx context.Context, a *config.Account) (*PurgeReport, error) {
+		rep, err := r.purge(ctx, a, &po)
+		o.Logger.Info(evDelete, "account", a.Name, "planned", len(rep.Planned), "deleted", rep.Deleted, "dry_run", po.DryRun, "error", rep.Error)
+		o.Metrics.Deleted(rep.Deleted)
+		return rep, err
+	}, func(r *PurgeReport) string { return r.Account })
 }
 
 // purge purges one account. The error it returns is a journal failure;

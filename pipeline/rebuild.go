@@ -9,15 +9,11 @@ import (
 	"io"
 	"io/fs"
 	"slices"
-	"sort"
 	"time"
-
-	"golang.org/x/sync/errgroup"
 
 	"github.com/popmigrate/popmigrate/config"
 	"github.com/popmigrate/popmigrate/exporters"
 	"github.com/popmigrate/popmigrate/exporters/location"
-	"github.com/popmigrate/popmigrate/internal/ratelimit"
 	"github.com/popmigrate/popmigrate/journal"
 	"github.com/popmigrate/popmigrate/pop3"
 )
@@ -155,31 +151,13 @@ func Rebuild(ctx context.Context, j *journal.Journal, accounts []*config.Account
 		ro = *ropts
 	}
 	o := opts.withDefaults()
-	r := &runner{opts: o, j: j, sched: newScheduler(o.Jobs, o.PerHost), limits: ratelimit.NewSet(o.MaxBandwidth, o.MaxBandwidthPerHost)}
-	out := make([]*RebuildReport, len(accounts))
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(o.Jobs)
-	for i, a := range accounts {
-		g.Go(func() error {
-			rep, err := r.rebuild(gctx, a, &ro)
-			out[i] = rep
-			o.Logger.Info("rebuild", "account", a.Name, "matched", rep.Matched, "retrieved", rep.Retrieved,
-				"missing", rep.Missing, "dry_run", ro.DryRun, "error", rep.Error)
-			return err
-		})
-	}
-	err := g.Wait()
-	if err == nil {
-		err = ctx.Err()
-	}
-	var reps []*RebuildReport
-	for _, rep := range out {
-		if rep != nil {
-			reps = append(reps, rep)
-		}
-	}
-	sort.Slice(reps, func(a, b int) bool { return reps[a].Account < reps[b].Account })
-	return reps, err
+	r := newRunner(o, j)
+	return eachAccount(ctx, &o, accounts, func(ctx context.Context, a *config.Account) (*RebuildReport, error) {
+		rep, err := r.rebuild(ctx, a, &ro)
+		o.Logger.Info("rebuild", "account", a.Name, "matched", rep.Matched, "retrieved", rep.Retrieved,
+			"missing", rep.Missing, "dry_run", ro.DryRun, "error", rep.Error)
+		return rep, err
+	}, func(r *RebuildReport) string { return r.Account })
 }
 
 // rebuild rebuilds one account, retrying its session on temporary errors.

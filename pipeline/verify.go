@@ -11,7 +11,6 @@ import (
 	"github.com/popmigrate/popmigrate/config"
 	"github.com/popmigrate/popmigrate/exporters"
 	"github.com/popmigrate/popmigrate/exporters/location"
-	"github.com/popmigrate/popmigrate/internal/ratelimit"
 	"github.com/popmigrate/popmigrate/journal"
 	"github.com/popmigrate/popmigrate/verify"
 )
@@ -51,7 +50,7 @@ func Verify(ctx context.Context, j *journal.Journal, accounts []*config.Account,
 		opts = &VerifyOptions{}
 	}
 	o := opts.Options.withDefaults()
-	r := &runner{opts: o, j: j, sched: newScheduler(o.Jobs, o.PerHost), limits: ratelimit.NewSet(o.MaxBandwidth, o.MaxBandwidthPerHost)}
+	r := newRunner(o, j)
 	out := make([]*verify.Result, len(accounts))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(o.Jobs)

@@ -236,13 +236,7 @@ func openRebuildJournal(ctx context.Context, path string, exists, dryRun bool) (
 
 // rebuildFailed counts the accounts rebuild failed.
 func rebuildFailed(reps []*pipeline.RebuildReport) int {
-	n := 0
-	for _, r := range reps {
-		if r.Error != "" {
-			n++
-		}
-	}
-	return n
+	return countFailed(reps, func(r *pipeline.RebuildReport) string { return r.Error })
 }
 
 // printRebuildReport writes the human report: per account its counts, one

@@ -170,9 +170,14 @@ func purgeOutcome(reps []*pipeline.PurgeReport) outcome {
 
 // purgeFailed counts the accounts purge failed.
 func purgeFailed(reps []*pipeline.PurgeReport) int {
+	return countFailed(reps, func(r *pipeline.PurgeReport) string { return r.Error })
+}
+
+// countFailed counts the reports whose error (errOf) is not empty.
+func countFailed[R any](reps []R, errOf func(R) string) int {
 	n := 0
 	for _, r := range reps {
-		if r.Error != "" {
+		if errOf(r) != "" {
 			n++
 		}
 	}
