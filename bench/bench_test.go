@@ -92,24 +92,8 @@ func TestBenchCompare(t *testing.T) {
 		e.popmigrate = buildPopmigrate(t, e.work)
 	}
 
-	users, boxes := makeCorpus(*flagUsers, *flagMessages)
-	var total int64
-	for _, b := range boxes {
-		total += b.bytes
-	}
-	t.Logf("bench: starting Dovecot with %d mailboxes x %d messages (%.1f MB)", len(boxes), *flagMessages, float64(total)/1e6)
-	e.srv = dovecottest.Start(t, users, nil)
-	e.boxes = boxes
-	e.pwDir = filepath.Join(e.work, "passwords")
-	if err := os.Mkdir(e.pwDir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	for _, b := range boxes {
-		if err := os.WriteFile(e.pwFile(b.user), []byte(b.password), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	e.warm(t)
+	total := e.serve(t, *flagUsers, *flagMessages)
+	boxes := e.boxes
 
 	popmigrateOne := tool{name: "popmigrate (default window)", run: e.runPopmigrate}
 	popmigrateAll := tool{name: fmt.Sprintf("popmigrate --jobs %d --per-host %d", e.jobs, e.jobs), run: e.runPopmigrate}
@@ -163,6 +147,32 @@ func TestBenchCompare(t *testing.T) {
 		"for msg/s and MB/s above 1 means popmigrate is faster.\n")
 	fmt.Fprintf(&b, "\nbenchmark time: %v\n", time.Since(started).Round(time.Second))
 	fmt.Print(b.String())
+}
+
+// serve starts the private Dovecot with the seeded corpus of users
+// mailboxes of perUser messages, writes their password files and warms
+// the server; it returns the corpus's bytes.
+func (e *env) serve(t *testing.T, users, perUser int) int64 {
+	t.Helper()
+	us, boxes := makeCorpus(users, perUser)
+	var total int64
+	for _, b := range boxes {
+		total += b.bytes
+	}
+	t.Logf("bench: starting Dovecot with %d mailboxes x %d messages (%.1f MB)", len(boxes), perUser, float64(total)/1e6)
+	e.srv = dovecottest.Start(t, us, nil)
+	e.boxes = boxes
+	e.pwDir = filepath.Join(e.work, "passwords")
+	if err := os.Mkdir(e.pwDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range boxes {
+		if err := os.WriteFile(e.pwFile(b.user), []byte(b.password), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.warm(t)
+	return total
 }
 
 // env is what the runs share.

@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/popmigrate/popmigrate/internal/dovecottest"
 	"github.com/popmigrate/popmigrate/internal/pgtest"
 )
 
@@ -50,23 +49,8 @@ func TestBenchScaleOut(t *testing.T) {
 	if e.popmigrate = *flagBinary; e.popmigrate == "" {
 		e.popmigrate = buildPopmigrate(t, e.work)
 	}
-	users, boxes := makeCorpus(*flagScaleOutUsers, *flagScaleOutMessages)
-	var total int64
-	for _, b := range boxes {
-		total += b.bytes
-	}
-	e.srv = dovecottest.Start(t, users, nil)
-	e.boxes = boxes
-	e.pwDir = filepath.Join(e.work, "passwords")
-	if err := os.Mkdir(e.pwDir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	for _, b := range boxes {
-		if err := os.WriteFile(e.pwFile(b.user), []byte(b.password), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	e.warm(t)
+	total := e.serve(t, *flagScaleOutUsers, *flagScaleOutMessages)
+	boxes := e.boxes
 	pg := pgtest.Start(t)
 
 	type config struct {
