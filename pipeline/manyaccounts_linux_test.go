@@ -2,10 +2,7 @@ package pipeline_test
 
 import (
 	"fmt"
-	"os"
 	"runtime"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -42,38 +39,13 @@ func TestTwoHundredAccountsAtOnce(t *testing.T) {
 	runtime.GC()
 	var before runtime.MemStats
 	runtime.ReadMemStats(&before)
-	var peakHeap, peakFDs atomic.Uint64
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		tick := time.NewTicker(5 * time.Millisecond)
-		defer tick.Stop()
-		var ms runtime.MemStats
-		for {
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-			}
-			runtime.ReadMemStats(&ms)
-			if ms.HeapInuse > peakHeap.Load() {
-				peakHeap.Store(ms.HeapInuse)
-			}
-			if fds, err := os.ReadDir("/proc/self/fd"); err == nil && uint64(len(fds)) > peakFDs.Load() {
-				peakFDs.Store(uint64(len(fds)))
-			}
-		}
-	}()
+	peaks := samplePeaks(5 * time.Millisecond)
 	start := time.Now()
 	rep := e.run(list, o)
-	close(stop)
-	wg.Wait()
+	heap, fds := peaks()
 	for _, n := range names {
 		wantCounts(t, accountReport(t, rep, n), perAccount, perAccount, 0, 0, true)
 	}
-	heap, fds := peakHeap.Load(), peakFDs.Load()
 	t.Logf("%d accounts at once: peak heap in use %d MiB (%d before), peak open descriptors %d (limit %d), %v",
 		accounts, heap>>20, before.HeapInuse>>20, fds, lim.Cur, time.Since(start).Round(time.Millisecond))
 	if heap > 256<<20 {

@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -210,3 +211,35 @@ func (c *countReader) Read(p []byte) (int, error) {
 }
 
 func (c *countReader) Size() int64 { return c.size }
+
+// samplePeaks samples, every period until the returned function is called,
+// the Go heap in use and this process's open descriptors; that function
+// returns their peaks.
+func samplePeaks(period time.Duration) func() (heap, fds uint64) {
+	var peakHeap, peakFDs uint64
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(period)
+		defer tick.Stop()
+		var ms runtime.MemStats
+		for {
+			runtime.ReadMemStats(&ms)
+			peakHeap = max(peakHeap, ms.HeapInuse)
+			if ents, err := os.ReadDir("/proc/self/fd"); err == nil {
+				peakFDs = max(peakFDs, uint64(len(ents)))
+			}
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return func() (uint64, uint64) {
+		close(stop)
+		<-done
+		return peakHeap, peakFDs
+	}
+}

@@ -14,7 +14,6 @@ import (
 	"runtime"
 	"runtime/debug"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -191,32 +190,11 @@ func testLargeMessageMemoryFlat(t *testing.T, d largeDest) {
 	var before runtime.MemStats
 	runtime.ReadMemStats(&before)
 
-	var peak atomic.Uint64
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		tick := time.NewTicker(2 * time.Millisecond)
-		defer tick.Stop()
-		var ms runtime.MemStats
-		for {
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-				runtime.ReadMemStats(&ms)
-				if ms.HeapInuse > peak.Load() {
-					peak.Store(ms.HeapInuse)
-				}
-			}
-		}
-	}()
+	peaks := samplePeaks(2 * time.Millisecond)
 	start := time.Now()
 	rep := e.run([]*config.Account{a}, o)
 	elapsed := time.Since(start)
-	close(stop)
-	wg.Wait()
+	peak, _ := peaks()
 	var after runtime.MemStats
 	runtime.ReadMemStats(&after)
 
@@ -232,7 +210,7 @@ func testLargeMessageMemoryFlat(t *testing.T, d largeDest) {
 		t.Errorf("%d deleted spool files open during Put, want 1", n)
 	}
 
-	growth := int64(peak.Load()) - int64(before.HeapInuse)
+	growth := int64(peak) - int64(before.HeapInuse)
 	allocated := after.TotalAlloc - before.TotalAlloc
 	t.Logf("%s: heap in use: %d MiB before, peak growth %.1f MiB; allocated during the run %.1f MiB; %v",
 		d.kind, before.HeapInuse>>20, float64(growth)/(1<<20), float64(allocated)/(1<<20), elapsed.Round(time.Millisecond))
