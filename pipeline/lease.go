@@ -37,6 +37,15 @@ type heldLease struct {
 
 	mu    sync.Mutex
 	fresh time.Time // writes need no word from the journal before this
+
+	renewing sync.Mutex // held by the check that renews a stale lease
+}
+
+// isFresh reports whether writes need no word from the journal now.
+func (h *heldLease) isFresh() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return time.Now().Before(h.fresh)
 }
 
 // renewed notes a renewal that began at t (a heartbeat, a fenced commit).
@@ -62,10 +71,15 @@ func (h *heldLease) check(ctx context.Context) error {
 	if h == nil {
 		return nil
 	}
-	h.mu.Lock()
-	fresh := time.Now().Before(h.fresh)
-	h.mu.Unlock()
-	if fresh {
+	if h.isFresh() {
+		return nil
+	}
+	// One renewal for all the writers that found the lease stale at once
+	// (every connection of a destination, after a pause): the others wait
+	// for it and find the lease fresh.
+	h.renewing.Lock()
+	defer h.renewing.Unlock()
+	if h.isFresh() {
 		return nil
 	}
 	began := time.Now()
