@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -153,19 +154,29 @@ func TestFailingPasswordHelperNeverLeaksItsOutput(t *testing.T) {
 }
 
 // run --delete downloads, reads back, lists and deletes in one session per
-// account: one login each (what a LOGIN-DELAY server needs).
+// account: one login each, also against a server that announces
+// LOGIN-DELAY 60 (it refuses a second login within the minute), and
+// without waiting for the delay.
 func TestRunDeleteLogsInOncePerAccount(t *testing.T) {
-	f := newFixture(t, []string{"alice", "bob"}, []int{3, 2}, pop3test.ServerOptions{Implicit: true})
-	r := runMain(t, f.runArgs("--accounts", f.csv(t, "alice", "bob"), "--delete")...)
-	r.wantCode(t, exitOK)
-	if st := f.srv.Stats(); st.Logins != 2 || st.DelesCommitted != 5 {
-		t.Errorf("logins %d, deletions %d; want 2 logins (one per account) and 5 deletions", st.Logins, st.DelesCommitted)
-	}
-	for _, u := range []string{"alice", "bob"} {
-		if n := len(f.srv.Mailbox(u)); n != 0 {
-			t.Errorf("%s still holds %d messages", u, n)
-		}
-		f.checkMaildir(t, u)
+	for _, delay := range []time.Duration{0, 60 * time.Second} {
+		t.Run(fmt.Sprintf("LOGIN-DELAY %v", delay), func(t *testing.T) {
+			f := newFixture(t, []string{"alice", "bob"}, []int{3, 2}, pop3test.ServerOptions{Implicit: true, Faults: pop3test.Faults{LoginDelay: delay}})
+			start := time.Now()
+			r := runMain(t, f.runArgs("--accounts", f.csv(t, "alice", "bob"), "--delete")...)
+			r.wantCode(t, exitOK)
+			if st := f.srv.Stats(); st.Logins != 2 || st.FailedLogins != 0 || st.DelesCommitted != 5 {
+				t.Errorf("logins %d (%d refused), deletions %d; want 2 logins (one per account) and 5 deletions", st.Logins, st.FailedLogins, st.DelesCommitted)
+			}
+			if took := time.Since(start); took > 15*time.Second {
+				t.Errorf("the run took %v: it waited for the LOGIN-DELAY", took)
+			}
+			for _, u := range []string{"alice", "bob"} {
+				if n := len(f.srv.Mailbox(u)); n != 0 {
+					t.Errorf("%s still holds %d messages", u, n)
+				}
+				f.checkMaildir(t, u)
+			}
+		})
 	}
 }
 
