@@ -102,7 +102,19 @@ func LoadYAML(r io.Reader, name string, d Defaults) ([]*Account, error) {
 	var out []*Account
 	share := newTokenShare()
 	if accNode != nil {
+		// built maps an account item's node to its account: an item that
+		// is an alias (*NAME) of an earlier item is that same account
+		// again, a duplicate that Validate would refuse, and is refused
+		// at once, before it is built (a file of many such aliases is
+		// otherwise built account by account until the alias budget
+		// runs out).
+		built := map[*yaml.Node]*Account{}
 		for _, item := range accNode.Content {
+			if item.Kind == yaml.AliasNode {
+				if prev := built[item.Alias]; prev != nil {
+					return nil, fmt.Errorf("%s:%d: account %s is already defined at %s; give one of them a distinct name", name, item.Line, prev.Name, prev.Origin)
+				}
+			}
 			in, err := w.account(item, fmt.Sprintf("%s:%d", name, item.Line))
 			if err != nil {
 				return nil, err
@@ -126,6 +138,7 @@ func LoadYAML(r io.Reader, name string, d Defaults) ([]*Account, error) {
 			if err != nil {
 				return nil, err
 			}
+			built[item] = a
 			out = append(out, a)
 		}
 	}
