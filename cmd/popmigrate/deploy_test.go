@@ -72,10 +72,7 @@ func checkCommandLine(t *testing.T, where string, args []string) (string, *runOp
 			t.Errorf("%s: popmigrate run: %v", where, err)
 			return cmd.CommandPath(), nil
 		}
-		if err := checkFromJournal(o); err != nil {
-			t.Errorf("%s: popmigrate run: %v", where, err)
-		}
-		if _, err := parseShard(o.Shard); err != nil {
+		if _, err := o.workFlags.check(&o.accountFlags, "run"); err != nil {
 			t.Errorf("%s: popmigrate run: %v", where, err)
 		}
 		if o.LeaseTTL < minLeaseTTL {

@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -325,5 +327,63 @@ func TestRunFromJournalTakesOverAnExpiredLease(t *testing.T) {
 		if l.Account == f.account("alice") && (l.Epoch != 2 || l.Holder.ID != "") {
 			t.Errorf("alice's lease after the takeover: %+v, want epoch 2 (taken over once), released", l)
 		}
+	}
+}
+
+// Workers that ran an enrolled migration purge it the same way: purge
+// --from-journal takes the accounts and destinations from the journal and
+// --shard splits them, so two purges, one shard each, empty every
+// server mailbox, each deleting only its shard's accounts, and every copy
+// stays in its Maildir and IMAP folder.
+func TestPurgeFromJournalByShards(t *testing.T) {
+	users := []string{"ivy", "jon", "kim", "lea"}
+	const n = 3
+	m := newDovecotMigration(t, users, n)
+	jpath := filepath.Join(m.dir, "journal.db")
+	runMain(t, m.enrolArgs(jpath)...).wantCode(t, exitOK)
+	runMain(t, m.workerArgs(jpath)...).wantCode(t, exitOK)
+
+	purgeArgs := func(extra ...string) []string {
+		return append([]string{"purge", "--from-journal", "--journal", jpath, "--ca-file", m.srv.CAFile,
+			"--password-file", filepath.Join(m.dir, "{user}.password"),
+			"--to-password-file", filepath.Join(m.dir, "{user}.password"), "--json"}, extra...)
+	}
+	if r := runMain(t, purgeArgs("--to", "maildir:"+m.out)...); r.code != exitUsage || !strings.Contains(r.stderr, "--to would change them") {
+		t.Errorf("purge --from-journal --to: exit %d, stderr %q; want %d and why", r.code, r.stderr, exitUsage)
+	}
+	deletedBy := map[string]string{}
+	for _, sh := range []string{"0/2", "1/2"} {
+		r := runMain(t, purgeArgs("--shard", sh)...)
+		r.wantCode(t, exitOK)
+		var out purgeJSON
+		if err := json.Unmarshal([]byte(r.stdout), &out); err != nil {
+			t.Fatalf("purge --shard %s: %v\n%s", sh, err, r.stdout)
+		}
+		for _, rep := range out.Accounts {
+			if prev, dup := deletedBy[rep.Account]; dup {
+				t.Errorf("account %s purged by shards %s and %s", rep.Account, prev, sh)
+			}
+			deletedBy[rep.Account] = sh
+			if rep.Deleted != n || rep.Error != "" {
+				t.Errorf("purge --shard %s: %s deleted %d (error %q), want %d", sh, rep.Account, rep.Deleted, rep.Error, n)
+			}
+		}
+	}
+	for _, u := range users {
+		if _, ok := deletedBy[m.account(u)]; !ok {
+			t.Errorf("no shard purged %s", m.account(u))
+		}
+		var left int
+		for _, sub := range []string{"new", "cur"} {
+			es, err := os.ReadDir(filepath.Join(m.srv.MaildirPath(u), sub))
+			if err != nil {
+				t.Fatal(err)
+			}
+			left += len(es)
+		}
+		if left != 0 {
+			t.Errorf("%s's server mailbox holds %d messages after the purge, want 0", u, left)
+		}
+		m.checkOnce(t, u)
 	}
 }

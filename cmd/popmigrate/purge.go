@@ -19,6 +19,7 @@ import (
 type purgeOptions struct {
 	io *iostreams
 	accountFlags
+	workFlags
 
 	Journal       string
 	DryRun        bool
@@ -51,15 +52,21 @@ LIST does not explain; --delete-suspect deletes those too). The journal records 
 the server confirms the deletions (QUIT answers +OK); a session that breaks
 before that deletes nothing.
 
-Give the same accounts and destinations as the run, and its --journal.
-Try --dry-run first: it prints the plan and changes nothing.
+Give the same accounts and destinations as the run, and its --journal; or,
+for a migration enrolled in the journal (popmigrate journal enrol),
+--from-journal, which takes both from the journal, narrowed by --account and
+--shard as run's are. Try --dry-run first: it prints the plan and changes
+nothing.
 
 Exit codes: 0 every account purged (or planned, with --dry-run), 1 some
 account failed (nothing of it was marked deleted), 2 usage or configuration
 error, 130 interrupted.`,
 		Example: `  popmigrate purge --source pop3s://alice@mail.example.org --password-env POP_PASSWORD \
       --to maildir:/srv/mail/alice --journal popmigrate.db --dry-run
-  popmigrate purge --accounts users.csv --to 'maildir:/srv/mail/{user}' --keep-days 30 --json`,
+  popmigrate purge --accounts users.csv --to 'maildir:/srv/mail/{user}' --keep-days 30 --json
+  # worker 2 of 4 of a migration enrolled in PostgreSQL
+  popmigrate purge --from-journal --journal postgres://popmigrate@db.example/migration \
+      --shard 2/4 --password-file '/run/secrets/pop/{user}' --to-password-file '/run/secrets/imap/{user}'`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.PerHostGiven = cmd.Flags().Changed("per-host")
@@ -71,6 +78,7 @@ error, 130 interrupted.`,
 	}
 	addAccountFlags(cmd, &opts.accountFlags)
 	f := cmd.Flags()
+	addWorkFlags(f, &opts.workFlags, "purge")
 	f.StringVar(&opts.Journal, "journal", defaultJournal, "journal of the run: a SQLite `FILE` or a postgres://USER@HOST/DB URL")
 	f.BoolVar(&opts.DryRun, "dry-run", false, "print what would be deleted; delete nothing, write nothing")
 	f.IntVar(&opts.KeepDays, "keep-days", 0, "delete only messages first seen at least `N` days ago (0: no age limit)")
@@ -100,16 +108,42 @@ func purgeRun(ctx context.Context, opts *purgeOptions) error {
 	if err := checkLeaseTTL(opts.LeaseTTL); err != nil {
 		return err
 	}
-	accounts, err := loadAccounts(&opts.accountFlags, accountNeeds{Destination: true, Password: true})
+	sel, err := opts.workFlags.check(&opts.accountFlags, "purge")
 	if err != nil {
-		return usageError("%w", err)
+		return err
 	}
-	printConfigWarnings(opts.io.Err, accounts)
+	needs := accountNeeds{Destination: true, Password: true}
+	var accounts []*config.Account
+	if !opts.FromJournal {
+		// Accounts from flags and files are checked before the journal
+		// is touched.
+		if accounts, err = opts.workFlags.load(ctx, &opts.accountFlags, nil, sel, needs); err != nil {
+			return usageError("%w", err)
+		}
+	}
 	// Purge works from what a run recorded: a missing journal is a wrong
 	// --journal, not an empty migration.
 	if _, err := os.Stat(opts.Journal); err != nil && !journal.IsPostgres(opts.Journal) {
 		return usageError("journal %s: %v (give --journal FILE of the run that stored the messages)", opts.Journal, err)
 	}
+	j, err := journal.Open(ctx, opts.Journal)
+	if err != nil {
+		return usageError("%w", err)
+	}
+	defer j.Close()
+	if opts.FromJournal {
+		if accounts, err = opts.workFlags.load(ctx, &opts.accountFlags, j, sel, needs); err != nil {
+			if ctx.Err() != nil {
+				return outcome{Interrupted: true}.err(outcomeText{Interrupted: "interrupted before anything was done"})
+			}
+			return usageError("%w", err)
+		}
+		if len(accounts) == 0 {
+			// Only a shard can be empty: the other cases are errors.
+			fmt.Fprintf(opts.io.Err, "popmigrate: shard %s holds none of the accounts; nothing to do\n", sel.Shard)
+		}
+	}
+	printConfigWarnings(opts.io.Err, accounts)
 	for _, a := range accounts {
 		if a.InsecureSkipVerify {
 			fmt.Fprintf(opts.io.Err, "popmigrate: WARNING: account %s: TLS certificate verification is OFF (--insecure-skip-verify); anyone on the path can read the password\n", a.Name)
@@ -118,14 +152,9 @@ func purgeRun(ctx context.Context, opts *purgeOptions) error {
 			fmt.Fprintf(opts.io.Err, "popmigrate: WARNING: account %s: connecting WITHOUT TLS (--insecure-plaintext)\n", a.Name)
 		}
 	}
-	j, err := journal.Open(ctx, opts.Journal)
-	if err != nil {
-		return usageError("%w", err)
-	}
-	defer j.Close()
 	var runID int64
 	if !opts.DryRun {
-		if runID, err = j.StartRun(ctx, describeRun(fmt.Sprintf("purge keep-days=%d", opts.KeepDays), &opts.accountFlags, accounts)); err != nil {
+		if runID, err = j.StartRun(ctx, describeRun(opts.workFlags.describe(fmt.Sprintf("purge keep-days=%d", opts.KeepDays)), &opts.accountFlags, accounts)); err != nil {
 			return err
 		}
 	}

@@ -59,13 +59,9 @@ type runOptions struct {
 	io *iostreams
 	accountFlags
 
-	// FromJournal takes the accounts from the journal (--from-journal);
-	// Only (--account) and Shard (--shard) narrow them, or the accounts
-	// of the files. LeaseTTL is --lease-ttl (pipeline.Options.LeaseTTL).
-	FromJournal bool
-	Only        []string
-	Shard       string
-	LeaseTTL    time.Duration
+	workFlags
+	// LeaseTTL is --lease-ttl (pipeline.Options.LeaseTTL).
+	LeaseTTL time.Duration
 
 	Journal       string
 	Jobs          int
@@ -161,9 +157,7 @@ Destinations (--to, repeatable, templates {user} {host} {account}):
 	}
 	f := cmd.Flags()
 	addAccountFlags(cmd, &opts.accountFlags)
-	f.BoolVar(&opts.FromJournal, "from-journal", false, "run the accounts enrolled in the journal (popmigrate journal enrol, or earlier runs), with their sources and destinations, instead of --source/--accounts/--config")
-	f.StringArrayVar(&opts.Only, "account", nil, "run only the account `NAME` (repeatable): of the journal's with --from-journal, else of --accounts/--config")
-	f.StringVar(&opts.Shard, "shard", "", "run only shard `INDEX/COUNT` of the accounts (0 <= INDEX < COUNT), by a stable hash of the account name: COUNT workers given 0/COUNT ... COUNT-1/COUNT share a migration without meeting")
+	addWorkFlags(f, &opts.workFlags, "run")
 	f.DurationVar(&opts.LeaseTTL, "lease-ttl", journal.DefaultLeaseTTL, "how long an account's lease outlives a worker that stopped renewing it (it is renewed every third of this); another worker takes the account over after that")
 	f.StringVar(&opts.Journal, "journal", defaultJournal, "journal: a SQLite `FILE` (created 0600), or a postgres://USER@HOST/DB URL that many runs share")
 	f.IntVar(&opts.Jobs, "jobs", 8, "accounts migrated at once")
@@ -390,16 +384,7 @@ func describeRun(head string, opts *accountFlags, accounts []*config.Account) st
 // runArgs describes the run for the journal's runs table.
 func runArgs(opts *runOptions, accounts []*config.Account) string {
 	head := fmt.Sprintf("run jobs=%d per-host=%d window=%d batch=%d", opts.Jobs, opts.PerHost, opts.Window, opts.BatchSize)
-	if opts.FromJournal {
-		head += " from-journal"
-	}
-	if opts.Shard != "" {
-		head += " shard=" + opts.Shard
-	}
-	if len(opts.Only) > 0 {
-		head += fmt.Sprintf(" only=%d", len(opts.Only))
-	}
-	return describeRun(head, &opts.accountFlags, accounts)
+	return describeRun(opts.describe(head), &opts.accountFlags, accounts)
 }
 
 // minLeaseTTL is the shortest --lease-ttl: the heartbeat, every third of
@@ -416,52 +401,17 @@ func checkLeaseTTL(d time.Duration) error {
 	return nil
 }
 
-// checkFromJournal refuses the flags that name accounts or destinations
-// along with --from-journal: the journal names them.
-func checkFromJournal(opts *runOptions) error {
-	if !opts.FromJournal {
-		return nil
-	}
-	switch {
-	case opts.Source != "" || opts.Name != "":
-		return usageError("--from-journal runs the accounts of the journal; --source and --name describe another: give one or the other (narrow the journal's accounts with --account NAME)")
-	case opts.Accounts != "" || opts.Config != "":
-		return usageError("--from-journal runs the accounts of the journal; --accounts and --config name them from a file: give one or the other (enrol the file's accounts with popmigrate journal enrol, and narrow the journal's with --account NAME)")
-	case len(opts.To) > 0:
-		return usageError("--from-journal runs each account with the destinations the journal records; --to would change them: enrol the destinations with popmigrate journal enrol --to DEST, or run without --from-journal")
-	}
-	return nil
-}
-
-// loadRunAccounts returns the accounts of the run: from the journal j
-// with --from-journal, else from the flags and files; narrowed by
-// --account and --shard.
-func loadRunAccounts(ctx context.Context, opts *runOptions, j *journal.Journal, sel selection) ([]*config.Account, error) {
-	needs := accountNeeds{Destination: true, Password: true}
-	if opts.FromJournal {
-		return runAccountsFromJournal(ctx, j, &opts.accountFlags, sel, needs)
-	}
-	accounts, err := loadAccounts(&opts.accountFlags, needs)
-	if err != nil {
-		return nil, err
-	}
-	return sel.apply(accounts, "the accounts given (--source, --accounts, --config)")
-}
-
 func runRun(ctx context.Context, opts *runOptions) error {
-	if err := checkFromJournal(opts); err != nil {
+	sel, err := opts.workFlags.check(&opts.accountFlags, "run")
+	if err != nil {
 		return err
 	}
-	sh, err := parseShard(opts.Shard)
-	if err != nil {
-		return usageError("%v", err)
-	}
-	sel := selection{Names: opts.Only, Shard: sh}
+	needs := accountNeeds{Destination: true, Password: true}
 	var accounts []*config.Account
 	if !opts.FromJournal {
 		// Accounts from flags and files are checked before the journal
 		// is touched: a usage error creates nothing.
-		if accounts, err = loadRunAccounts(ctx, opts, nil, sel); err != nil {
+		if accounts, err = opts.load(ctx, &opts.accountFlags, nil, sel, needs); err != nil {
 			return &exitError{code: exitUsage, err: err}
 		}
 	}
@@ -511,7 +461,7 @@ func runRun(ctx context.Context, opts *runOptions) error {
 	}
 	defer j.Close()
 	if opts.FromJournal {
-		if accounts, err = loadRunAccounts(ctx, opts, j, sel); err != nil {
+		if accounts, err = opts.load(ctx, &opts.accountFlags, j, sel, needs); err != nil {
 			if ctx.Err() != nil {
 				return outcome{Interrupted: true}.err(outcomeText{Interrupted: "interrupted before anything was done"})
 			}
@@ -520,7 +470,7 @@ func runRun(ctx context.Context, opts *runOptions) error {
 	}
 	if len(accounts) == 0 {
 		// Only a shard can be empty: the other cases are errors.
-		fmt.Fprintf(opts.io.Err, "popmigrate: shard %s holds none of the accounts; nothing to do\n", sh)
+		fmt.Fprintf(opts.io.Err, "popmigrate: shard %s holds none of the accounts; nothing to do\n", sel.Shard)
 	}
 	printConfigWarnings(opts.io.Err, accounts)
 	for _, a := range accounts {
