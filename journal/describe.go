@@ -28,40 +28,60 @@ type AccountInfo struct {
 // those recorded before (a destination left out of a later run still
 // holds its copies). A spec that carries a password is refused.
 func (j *Journal) SaveDestinations(ctx context.Context, account, source string, dests []AccountDestination) error {
-	if account == "" {
-		return fmt.Errorf("journal: save destinations: empty account")
-	}
+	return j.SaveAccounts(ctx, []AccountInfo{{Name: account, Source: source, Destinations: dests}})
+}
+
+// SaveAccounts records each account's source and destinations as
+// SaveDestinations does, all in one transaction: either every account is
+// recorded or none is. An account with an empty Source keeps the source
+// recorded before. Enrolling many accounts goes faster in transactions
+// of a few hundred than one at a time.
+func (j *Journal) SaveAccounts(ctx context.Context, accounts []AccountInfo) error {
 	if err := j.writable("save destinations"); err != nil {
 		return err
 	}
-	if hasPassword(source) {
-		return fmt.Errorf("journal: save destinations of account %q: source URL carries a password; refusing to record it", account)
-	}
-	for _, d := range dests {
-		if d.ID == "" || d.Spec == "" || hasPassword(d.Spec) {
-			return fmt.Errorf("journal: save destinations of account %q: destination %q: empty, or its spec carries a password", account, d.ID)
+	for _, a := range accounts {
+		if a.Name == "" {
+			return fmt.Errorf("journal: save destinations: empty account")
 		}
+		if hasPassword(a.Source) {
+			return fmt.Errorf("journal: save destinations of account %q: source URL carries a password; refusing to record it", a.Name)
+		}
+		for _, d := range a.Destinations {
+			if d.ID == "" || d.Spec == "" || hasPassword(d.Spec) {
+				return fmt.Errorf("journal: save destinations of account %q: destination %q: empty, or its spec carries a password", a.Name, d.ID)
+			}
+		}
+	}
+	if len(accounts) == 0 {
+		return nil
+	}
+	what := fmt.Sprintf("account %q", accounts[0].Name)
+	if len(accounts) > 1 {
+		what = fmt.Sprintf("accounts %q ... %q", accounts[0].Name, accounts[len(accounts)-1].Name)
 	}
 	tx, err := j.w.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("journal: save destinations of account %q: %w", account, err)
+		return fmt.Errorf("journal: save destinations of %s: %w", what, err)
 	}
 	defer tx.Rollback() // no-op after Commit
 	now := toNanos(j.now())
-	if _, err := tx.ExecContext(ctx, j.q(`INSERT INTO accounts (account, source, updated_at) VALUES (?, ?, ?)
+	for _, a := range accounts {
+		if _, err := tx.ExecContext(ctx, j.q(`INSERT INTO accounts (account, source, updated_at) VALUES (?, ?, ?)
 ON CONFLICT (account) DO UPDATE SET source = CASE WHEN excluded.source = '' THEN accounts.source ELSE excluded.source END`),
-		account, source, now); err != nil {
-		return fmt.Errorf("journal: save destinations of account %q: %w", account, err)
-	}
-	for _, d := range dests {
-		if _, err := tx.ExecContext(ctx, j.q(`INSERT INTO account_destinations (account, dest_id, spec, updated_at) VALUES (?, ?, ?, ?)
+			a.Name, a.Source, now); err != nil {
+			return fmt.Errorf("journal: save destinations of account %q: %w", a.Name, err)
+		}
+		for _, d := range a.Destinations {
+			if _, err := tx.ExecContext(ctx, j.q(`INSERT INTO account_destinations (account, dest_id, spec, updated_at) VALUES (?, ?, ?, ?)
 ON CONFLICT (account, dest_id) DO UPDATE SET spec = excluded.spec, updated_at = excluded.updated_at`),
-			account, d.ID, d.Spec, now); err != nil {
-			return fmt.Errorf("journal: save destinations of account %q: %w", account, err)
+				a.Name, d.ID, d.Spec, now); err != nil {
+				return fmt.Errorf("journal: save destinations of account %q: %w", a.Name, err)
+			}
 		}
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("journal: save destinations of account %q: commit: %w", account, err)
+		return fmt.Errorf("journal: save destinations of %s: commit: %w", what, err)
 	}
 	return nil
 }

@@ -40,6 +40,28 @@ func testJournalDescribesItsAccounts(t *testing.T, be backend) {
 	if err := j.SaveDestinations(ctx, "carol", "", []AccountDestination{{ID: "x", Spec: "imaps://carol:secret@h/INBOX"}}); err == nil {
 		t.Error("a spec with a password was recorded")
 	}
+	// SaveAccounts records all of its accounts or none: one bad account
+	// refuses the batch.
+	batch := []AccountInfo{
+		{Name: "dan", Source: "pop3s://dan@h:995", Destinations: []AccountDestination{{ID: "maildir:/m/dan", Spec: "maildir:/m/dan"}}},
+		{Name: "eve", Source: "pop3s://eve:secret@h:995"},
+	}
+	if err := j.SaveAccounts(ctx, batch); err == nil {
+		t.Error("a batch with a password in a source was recorded")
+	}
+	if got, err = j.Accounts(ctx); err != nil || len(got) != 2 {
+		t.Fatalf("Accounts after a refused batch = %+v, %v; want alice and bob only", got, err)
+	}
+	batch[1].Source = "pop3s://eve@h:995"
+	if err := j.SaveAccounts(ctx, batch); err != nil {
+		t.Fatal(err)
+	}
+	if got, err = j.Accounts(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 4 || got[2].Name != "dan" || len(got[2].Destinations) != 1 || got[3].Name != "eve" || got[3].Source != "pop3s://eve@h:995" {
+		t.Fatalf("Accounts after SaveAccounts = %+v", got)
+	}
 }
 
 func TestJournalDescribesItselfReadOnly(t *testing.T) {

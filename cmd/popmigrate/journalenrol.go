@@ -241,27 +241,33 @@ func planEnrol(path string, accounts []*config.Account, known []journal.AccountI
 	return rep, nil
 }
 
-// saveEnrol records every account's source and destinations in j, a few
-// accounts at once on PostgreSQL. Each account is one transaction: an
-// interrupted enrolment leaves every account either enrolled or as it was.
+// enrolChunk is how many accounts saveEnrol records per transaction.
+const enrolChunk = 500
+
+// saveEnrol records every account's source and destinations in j, in
+// transactions of enrolChunk accounts (a few at once on PostgreSQL): an
+// interrupted enrolment leaves every account either enrolled or as it
+// was.
 func saveEnrol(ctx context.Context, j *journal.Journal, accounts []*config.Account) error {
+	infos := make([]journal.AccountInfo, len(accounts))
+	for k, a := range accounts {
+		dests := make([]journal.AccountDestination, len(a.To))
+		for i, spec := range a.To {
+			id, _, _, err := destinations().Describe(spec)
+			if err != nil {
+				return fmt.Errorf("account %s: %w", a.Name, err)
+			}
+			dests[i] = journal.AccountDestination{ID: id, Spec: spec}
+		}
+		infos[k] = journal.AccountInfo{Name: a.Name, Source: a.SourceURL(), Destinations: dests}
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(1)
 	if journal.IsPostgres(j.Path()) {
 		g.SetLimit(4)
 	}
-	for _, a := range accounts {
-		g.Go(func() error {
-			dests := make([]journal.AccountDestination, len(a.To))
-			for i, spec := range a.To {
-				id, _, _, err := destinations().Describe(spec)
-				if err != nil {
-					return fmt.Errorf("account %s: %w", a.Name, err)
-				}
-				dests[i] = journal.AccountDestination{ID: id, Spec: spec}
-			}
-			return j.SaveDestinations(gctx, a.Name, a.SourceURL(), dests)
-		})
+	for chunk := range slices.Chunk(infos, enrolChunk) {
+		g.Go(func() error { return j.SaveAccounts(gctx, chunk) })
 	}
 	return g.Wait()
 }
