@@ -138,6 +138,11 @@ type AccountStatus struct {
 	// reason in Error.
 	Suspect  int
 	Suspects []MessageFailure
+	// Unconfirmed counts the messages journal rebuild matched by their
+	// header block only (MatchedByHeaders) and has not compared byte for
+	// byte since: purge keeps them on the server until journal rebuild
+	// --confirm has.
+	Unconfirmed int
 }
 
 // Status returns every account the journal knows, ordered by account, as one
@@ -237,6 +242,28 @@ WHERE NOT (`+adoptedMessage+`) GROUP BY account, state`))
 		}
 		if i, ok := idx[account]; ok { // always: adopted.account references accounts
 			out[i].Adopted = n
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	rows.Close()
+
+	rows, err = tx.QueryContext(ctx, q(`SELECT account, COUNT(*) FROM rebuilt WHERE matched_by = '`+MatchedByHeaders+`' GROUP BY account`))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			account string
+			n       int
+		)
+		if err := rows.Scan(&account, &n); err != nil {
+			return nil, err
+		}
+		if i, ok := idx[account]; ok {
+			out[i].Unconfirmed = n
 		}
 	}
 	if err := rows.Err(); err != nil {

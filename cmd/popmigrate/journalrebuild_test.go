@@ -331,7 +331,27 @@ func TestJournalRebuildDovecot(t *testing.T) {
 		if p := purge(); len(p.Planned) != 4 || p.Skipped[pipeline.SkipUnconfirmed] != n-2 {
 			t.Errorf("purge before --confirm: %+v; want the 2 new and the 2 twins planned, %d skipped as not confirmed", p, n-2)
 		}
+		// status says so, in its table's notes and in --json.
+		unconfirmed := func() (text string, count int) {
+			t.Helper()
+			r := runMain(t, "status", "--journal", f.journal)
+			r.wantCode(t, exitOK)
+			rj := runMain(t, "status", "--journal", f.journal, "--json")
+			rj.wantCode(t, exitOK)
+			var st []statusJSON
+			if err := json.Unmarshal([]byte(rj.stdout), &st); err != nil || len(st) != 1 {
+				t.Fatalf("status --json: %v\n%s", err, rj.stdout)
+			}
+			return r.stdout, st[0].Unconfirmed
+		}
+		want := fmt.Sprintf("%d messages matched by headers only by journal rebuild, kept on the server until popmigrate journal rebuild --confirm", n-2)
+		if text, count := unconfirmed(); count != n-2 || !strings.Contains(text, want) {
+			t.Errorf("status before --confirm: %d unconfirmed, want %d; text:\n%s", count, n-2, text)
+		}
 		rep = f.rebuild(t, false, "--confirm")
+		if text, count := unconfirmed(); count != 0 || strings.Contains(text, "headers only") {
+			t.Errorf("status after --confirm: %d unconfirmed, want 0; text:\n%s", count, text)
+		}
 		if rep.Confirmed != n-2 || rep.Forgotten != 0 || rep.Retrieved != n-2 || rep.AlreadyRecorded != n+2 || rep.Matched != 0 {
 			t.Errorf("rebuild --confirm: %+v; want %d confirmed", rep, n-2)
 		}

@@ -44,7 +44,10 @@ purge has upgraded it.
              never downloaded, verified or deleted by popmigrate
 
 LISTED, STORED, DELETED and FAILED add up to every message of the account that
-is not adopted; VERIFIED is part of STORED. --json prints the same counts.`,
+is not adopted; VERIFIED is part of STORED. Below the table, a line per account
+names its errors, its suspect messages, and the messages journal rebuild
+matched by headers only, which purge keeps until journal rebuild --confirm.
+--json prints the same counts.`,
 		Example: `  popmigrate status --journal /var/lib/popmigrate/run.db
   popmigrate status --json | jq '.[] | select(.failed > 0)'`,
 		Args: cobra.NoArgs,
@@ -65,17 +68,20 @@ is not adopted; VERIFIED is part of STORED. --json prints the same counts.`,
 // and Failed add up to the account's messages that are not adopted;
 // Verified is part of Stored.
 type statusJSON struct {
-	Account     string                   `json:"account"`
-	Source      string                   `json:"source"`          // the server, without password
-	ServerCount int                      `json:"server_messages"` // listed by the server at the last run
-	ServerBytes int64                    `json:"server_bytes"`
-	Listed      int                      `json:"listed"`   // listed, not stored yet
-	Stored      int                      `json:"stored"`   // stored in every destination, verified or not, not deleted
-	Verified    int                      `json:"verified"` // of Stored, those a verification read back intact
-	Deleted     int                      `json:"deleted"`  // deleted from the server
-	Failed      int                      `json:"failed"`
-	Suspect     int                      `json:"suspect"` // suspect, whatever their state
-	Adopted     int                      `json:"adopted"` // adopted from another client's state, apart from the others
+	Account     string `json:"account"`
+	Source      string `json:"source"`          // the server, without password
+	ServerCount int    `json:"server_messages"` // listed by the server at the last run
+	ServerBytes int64  `json:"server_bytes"`
+	Listed      int    `json:"listed"`   // listed, not stored yet
+	Stored      int    `json:"stored"`   // stored in every destination, verified or not, not deleted
+	Verified    int    `json:"verified"` // of Stored, those a verification read back intact
+	Deleted     int    `json:"deleted"`  // deleted from the server
+	Failed      int    `json:"failed"`
+	Suspect     int    `json:"suspect"` // suspect, whatever their state
+	Adopted     int    `json:"adopted"` // adopted from another client's state, apart from the others
+	// Unconfirmed counts the messages journal rebuild matched by headers
+	// only: purge keeps them until journal rebuild --confirm.
+	Unconfirmed int                      `json:"unconfirmed"`
 	LastError   string                   `json:"last_error,omitempty"`
 	LastRun     *time.Time               `json:"last_run,omitempty"`
 	Failures    []journal.MessageFailure `json:"failures,omitempty"`
@@ -165,7 +171,7 @@ func statusRun(ctx context.Context, opts *statusOptions) error {
 			// is stored all the same.
 			Listed: s.Listed, Stored: s.Stored + s.Verified, Verified: s.Verified, Deleted: s.Deleted, Failed: s.Failed,
 			LastError: s.LastError, Failures: s.Failures, Suspect: s.Suspect, Suspects: s.Suspects, Adopted: s.Adopted,
-			State: accountState(s, live[s.Account]),
+			Unconfirmed: s.Unconfirmed, State: accountState(s, live[s.Account]),
 		}
 		if !s.LastRun.IsZero() {
 			t := s.LastRun
@@ -222,6 +228,10 @@ func statusRun(ctx context.Context, opts *statusOptions) error {
 		}
 		for _, f := range s.Suspects {
 			fmt.Fprintf(opts.io.Out, "! %s: message %q is SUSPECT, kept on the server: %s\n", s.Account, f.UIDL, f.Error)
+		}
+		if s.Unconfirmed > 0 {
+			fmt.Fprintf(opts.io.Out, "! %s: %s matched by headers only by journal rebuild, kept on the server until popmigrate journal rebuild --confirm compares them byte for byte\n",
+				s.Account, plural(s.Unconfirmed, "message"))
 		}
 	}
 	return nil
