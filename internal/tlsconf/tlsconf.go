@@ -29,12 +29,24 @@ type Options struct {
 	InsecureSkipVerify bool
 }
 
+// sessions is the TLS session cache every config Client returns shares:
+// a reconnect (a retried session, the next account on the same POP3 host,
+// each IMAP connection of a destination) resumes a session instead of a
+// full handshake, one round trip and the server's signature less.
+// Sharing it across accounts with different trust is safe: crypto/tls
+// verifies a cached session's chains again, against the resuming
+// config's RootCAs and ServerName, and drops the session when they fail
+// (a session never resumes into InsecureSkipVerify's absence either).
+var sessions = tls.NewLRUClientSessionCache(4096)
+
 // Client returns a new client tls.Config for o: ServerName, MinVersion
-// TLS 1.2, InsecureSkipVerify, and RootCAs from o.CAFile when set (nil,
-// the system roots, otherwise). It fails, naming the file, when the CA
-// file is missing, unreadable or holds no PEM certificate; see LoadCAFile.
+// TLS 1.2, InsecureSkipVerify, RootCAs from o.CAFile when set (nil, the
+// system roots, otherwise), and the process's shared session cache. It
+// fails, naming the file, when the CA file is missing, unreadable or
+// holds no PEM certificate; see LoadCAFile.
 func Client(o Options) (*tls.Config, error) {
-	cfg := &tls.Config{ServerName: o.ServerName, MinVersion: MinVersion, InsecureSkipVerify: o.InsecureSkipVerify}
+	cfg := &tls.Config{ServerName: o.ServerName, MinVersion: MinVersion, InsecureSkipVerify: o.InsecureSkipVerify,
+		ClientSessionCache: sessions}
 	if o.CAFile != "" {
 		pool, err := LoadCAFile(o.CAFile)
 		if err != nil {

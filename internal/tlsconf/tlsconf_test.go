@@ -133,11 +133,53 @@ func TestClientTrustsCAFile(t *testing.T) {
 	}
 }
 
+// TestClientResumesSessions: a second connection with a new config from
+// Client resumes the first one's session, and a config that trusts
+// another CA does not resume it: its handshake verifies the certificate
+// and fails.
+func TestClientResumesSessions(t *testing.T) {
+	pki, err := testpki.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := testpki.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dial := func(caFile string) (tls.ConnectionState, error) {
+		t.Helper()
+		cfg, err := Client(Options{ServerName: "localhost", CAFile: caFile})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return connect(t, cfg, pki.ServerConfig)
+	}
+	if st, err := dial(pki.CAFile); err != nil || st.DidResume {
+		t.Fatalf("first connection: resumed %v, %v; want a full handshake", st.DidResume, err)
+	}
+	if st, err := dial(pki.CAFile); err != nil || !st.DidResume {
+		t.Fatalf("second connection: resumed %v, %v; want the first one's session resumed", st.DidResume, err)
+	}
+	if st, err := dial(other.CAFile); err == nil || st.DidResume {
+		t.Fatalf("with another CA: resumed %v, %v; want a certificate error", st.DidResume, err)
+	}
+}
+
 // handshake runs a TLS handshake between a client with cfg and a server
-// with srvCfg over loopback TCP (a net.Pipe has no buffer: a client that
-// fails mid-flight and a server still writing would block each other)
-// and returns the client's error.
+// with srvCfg over loopback TCP and returns the client's error.
 func handshake(t *testing.T, cfg, srvCfg *tls.Config) error {
+	t.Helper()
+	_, err := connect(t, cfg, srvCfg)
+	return err
+}
+
+// connect runs a TLS handshake between a client with cfg and a server
+// with srvCfg over loopback TCP (a net.Pipe has no buffer: a client that
+// fails mid-flight and a server still writing would block each other),
+// reads the one byte the server then writes (so that a TLS 1.3 session
+// ticket, sent after the handshake, reaches the client's cache), and
+// returns the client's connection state and error.
+func connect(t *testing.T, cfg, srvCfg *tls.Config) (tls.ConnectionState, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
@@ -154,14 +196,23 @@ func handshake(t *testing.T, cfg, srvCfg *tls.Config) error {
 			return
 		}
 		defer sc.Close()
-		tls.Server(sc, srvCfg).HandshakeContext(ctx)
+		ts := tls.Server(sc, srvCfg)
+		if ts.HandshakeContext(ctx) == nil {
+			ts.Write([]byte{'+'})
+		}
 	}()
 	cc, err := (&net.Dialer{}).DialContext(ctx, "tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = tls.Client(cc, cfg).HandshakeContext(ctx)
-	cc.Close()
-	<-done
-	return err
+	defer func() { cc.Close(); <-done }()
+	cc.SetDeadline(time.Now().Add(10 * time.Second))
+	tc := tls.Client(cc, cfg)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		return tls.ConnectionState{}, err
+	}
+	if _, err := tc.Read(make([]byte, 1)); err != nil {
+		return tc.ConnectionState(), err
+	}
+	return tc.ConnectionState(), nil
 }
