@@ -145,7 +145,7 @@ type BatchOpener interface {
 	OpenAll(ctx context.Context, refs []string, fn func(i int, r io.Reader, err error) error) error
 }
 
-// Streamer is implemented by file destinations (Maildir) that can take a
+// Streamer is implemented by file destinations (Maildir, eml) that can take a
 // message while it downloads, so that its bytes pass once from the POP3
 // stream into the destination's temporary file, without a spool copy and a
 // second read. The pipeline streams a message only into the one destination
@@ -160,11 +160,13 @@ type BatchOpener interface {
 // *RejectedError, so a quarantine has nothing to keep and a decorator can
 // pass streams through (or refuse them with ErrNoStream).
 type Streamer interface {
-	// Stream starts writing the message with key into a new temporary
-	// file. When the destination already holds key, Stream writes nothing
-	// and returns a nil Stream with the copy's Delivery, as Put would
-	// return it. The caller ends a non-nil Stream with Commit or Abort.
-	Stream(ctx context.Context, key string) (Stream, Delivery, error)
+	// Stream starts writing the message with key, downloaded from
+	// account (Message.Key and Message.Account of a Put), into a new
+	// temporary file. When the destination already holds key, Stream
+	// writes nothing and returns a nil Stream with the copy's Delivery, as
+	// Put would return it. The caller ends a non-nil Stream with Commit or
+	// Abort.
+	Stream(ctx context.Context, account, key string) (Stream, Delivery, error)
 }
 
 // Stream is one message being written by a Streamer. Its methods are used

@@ -131,7 +131,7 @@ func (ar *accountRun) stream(ctx context.Context, p *planned) exporters.Stream {
 	if !ok || ar.held.check(ctx) != nil {
 		return nil
 	}
-	st, _, err := s.Stream(ctx, exporters.MessageKey(ar.a.Name, p.uidl))
+	st, _, err := s.Stream(ctx, ar.a.Name, exporters.MessageKey(ar.a.Name, p.uidl))
 	if err != nil || st == nil {
 		return nil
 	}

@@ -54,7 +54,7 @@ type imapChild struct {
 // startIMAPChild starts the child with the certificate of e's PKI (so the
 // account's CA file trusts it) and one user; it is stopped at the end of
 // the test.
-func startIMAPChild(t *testing.T, e *env, user, password string) *imapChild {
+func startIMAPChild(t testing.TB, e *env, user, password string) *imapChild {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestIMAPMemServerChild$", "-test.count=1")
 	cmd.Env = append(os.Environ(), imapChildEnv+"="+strings.Join([]string{e.pki.CertFile, e.pki.KeyFile, user, password}, "|"))

@@ -113,7 +113,7 @@ var largeDests = []largeDest{
 			}
 			checkFileSum(t, files[0], int64(len(data)), wantSum)
 		}
-	}},
+	}, streams: true},
 	// go-imap's in-memory server keeps the message in its heap, so it runs
 	// in a child process (startIMAPChild): the bounds, the same as the
 	// other kinds', measure the client side only.
@@ -139,7 +139,7 @@ var largeDests = []largeDest{
 
 // TestRunLargeMessageMemoryFlat sends a 64 MiB message through the whole
 // pipeline into each kind of destination: it must be streamed into the
-// destination's temporary file (Maildir) or spooled to an unlinked
+// destination's temporary file (Maildir, eml) or spooled to an unlinked
 // temporary file, stored byte-equal, and the heap must not grow
 // by anything near its size. The subtests run one after the other (never
 // in parallel): each measures the whole process's heap.

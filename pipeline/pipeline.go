@@ -5,7 +5,7 @@
 //
 //	RETR -> canonical form, sha256, size in one pass, 64 KiB at a time
 //	     -> into the one destination's temporary file (exporters.Streamer:
-//	        Maildir), committed once the body ended whole; or into a spool,
+//	        Maildir, eml), committed once the body ended whole; or into a spool,
 //	        then Put to each destination
 //	     -> every K messages or T: Sync each destination, then ONE journal
 //	        transaction records the batch as stored.

@@ -130,7 +130,10 @@ type manifestRecord struct {
 // what it can.
 //
 // For every message line, the copy it lists for dest is read back and its
-// sha256 and length compared with the line's. The copy for dest is the one
+// sha256 and length compared with the line's: through Opener.Open, or,
+// when dest implements exporters.BatchOpener, many at once through
+// OpenAll, in windows of at most 2048 copies (the same findings, in the
+// same order, in fewer round trips). The copy for dest is the one
 // whose id is dest's Properties().ID; when the line has none, the one
 // whose id is of dest's kind ("maildir:/old/path" for a Maildir that was
 // moved), if there is exactly one; a line with none of either is not about
@@ -147,8 +150,10 @@ func VerifyManifest(ctx context.Context, r io.Reader, dest exporters.Exporter) (
 	props := dest.Properties()
 	res := NewResult("")
 	c := newChecker(res)
+	b, _ := dest.(exporters.BatchOpener)
+	w := manifestWindow{c: c, o: o, b: b}
 	bad := func(line int, want, got, format string, args ...any) {
-		res.Add(Finding{Kind: Manifest, Want: want, Got: got, Detail: fmt.Sprintf("line %d: ", line) + fmt.Sprintf(format, args...)})
+		w.add(Finding{Kind: Manifest, Want: want, Got: got, Detail: fmt.Sprintf("line %d: ", line) + fmt.Sprintf(format, args...)})
 	}
 
 	br := bufio.NewReaderSize(r, 64<<10)
@@ -242,7 +247,7 @@ func VerifyManifest(ctx context.Context, r io.Reader, dest exporters.Exporter) (
 		if ok {
 			if _, dup := expect[m.UIDL]; !dup {
 				expect[m.UIDL] = d.Ref
-				if _, cerr := c.check(ctx, o, expected{uidl: m.UIDL, destID: props.ID, ref: d.Ref, sum: m.SHA256, wire: m.Size}); cerr != nil {
+				if cerr := w.check(ctx, expected{uidl: m.UIDL, destID: props.ID, ref: d.Ref, sum: m.SHA256, wire: m.Size}); cerr != nil {
 					return nil, fmt.Errorf("verify: manifest: %w", cerr)
 				}
 			}
@@ -250,6 +255,9 @@ func VerifyManifest(ctx context.Context, r io.Reader, dest exporters.Exporter) (
 		if err == io.EOF {
 			break
 		}
+	}
+	if err := w.flush(ctx); err != nil {
+		return nil, fmt.Errorf("verify: manifest: %w", err)
 	}
 	gotRoot := hex.EncodeToString(root.Sum(nil))
 	account := ""
@@ -307,6 +315,84 @@ func VerifyManifest(ctx context.Context, r io.Reader, dest exporters.Exporter) (
 		}
 	}
 	return res, nil
+}
+
+// manifestWindow holds the findings of a manifest's lines, in line order,
+// while the copies among them wait to be read back together by a
+// BatchOpener; without one, each copy is read at once and nothing waits.
+// At most readBackWindow copies, and 2*readBackWindow entries in all,
+// wait at a time, whatever the size of the manifest.
+type manifestWindow struct {
+	c       *checker
+	o       exporters.Opener
+	b       exporters.BatchOpener // nil: read each copy through o
+	pending []pendingCheck
+	copies  int // entries of pending that are copies
+}
+
+// pendingCheck is a finding of a line (x nil) or a copy to read back.
+type pendingCheck struct {
+	f Finding
+	x *expected
+}
+
+// add adds f after what waits.
+func (w *manifestWindow) add(f Finding) {
+	if w.b == nil || len(w.pending) == 0 {
+		w.c.res.Add(f)
+		return
+	}
+	w.pending = append(w.pending, pendingCheck{f: f})
+}
+
+// check reads the copy x back, now or with the window, and adds its
+// finding after what waits. It returns an error only when ctx ended.
+func (w *manifestWindow) check(ctx context.Context, x expected) error {
+	if w.b == nil {
+		_, err := w.c.check(ctx, w.o, x)
+		return err
+	}
+	w.pending = append(w.pending, pendingCheck{x: &x})
+	w.copies++
+	if w.copies >= readBackWindow || len(w.pending) >= 2*readBackWindow {
+		return w.flush(ctx)
+	}
+	return nil
+}
+
+// flush reads the copies that wait with one OpenAll and adds every
+// finding that waits, in order. It returns an error only when ctx ended.
+func (w *manifestWindow) flush(ctx context.Context) error {
+	if len(w.pending) == 0 {
+		return nil
+	}
+	refs := make([]string, 0, w.copies)
+	for _, p := range w.pending {
+		if p.x != nil {
+			refs = append(refs, p.x.ref)
+		}
+	}
+	var rr []readResult
+	if len(refs) > 0 {
+		var err error
+		if rr, err = readBatch(ctx, w.b, refs); err != nil {
+			return err
+		}
+	}
+	k := 0
+	for _, p := range w.pending {
+		if p.x == nil {
+			w.c.res.Add(p.f)
+			continue
+		}
+		if _, err := w.c.judge(ctx, *p.x, rr[k].st, rr[k].err); err != nil {
+			return err
+		}
+		k++
+	}
+	clear(w.pending)
+	w.pending, w.copies = w.pending[:0], 0
+	return nil
 }
 
 // extrasByRef is extras for a manifest: with byRef set (the account is

@@ -59,6 +59,13 @@
 // left by a crash, are removed when the Exporter first reads the account
 // folder. Folders are created with mode 0700.
 //
+// Stream writes the same temporary file as the message arrives from the
+// server, so that its bytes are written once, with no spool copy; it
+// keeps the first MaxHeaderScan bytes, and its Commit names the file from
+// them as Put would and stages it as Put does. A message whose header has
+// no usable date is named after the time of Commit, where Put uses
+// msg.Received (see Exporter.Stream).
+//
 // # Read-only mode
 //
 // With Options.ReadOnly, New opens an existing root folder for reading
@@ -77,6 +84,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -102,9 +110,10 @@ const StaleTmpAge = 36 * time.Hour
 // MaxKeyLen is the longest message key Put accepts.
 const MaxKeyLen = exporters.MaxKeyLen
 
-// MaxHeaderScan is how many bytes at the start of a message Put reads to
-// find its date. Received and Date fields that start later are not seen
-// and the file is named after msg.Received.
+// MaxHeaderScan is how many bytes at the start of a message Put reads,
+// and a Stream keeps, to find its date. Received and Date fields that
+// start later are not seen and the file is named after msg.Received (the
+// time of Commit for a Stream).
 const MaxHeaderScan = 64 << 10
 
 // DateLayout is the layout (in the sense of time.Format) of the date that
@@ -163,6 +172,7 @@ type Exporter struct {
 	dirty     map[string]bool              // account folders renamed into since the last Sync
 	rootDirty bool                         // an account folder was created since the last Sync
 	inflight  map[string]chan struct{}     // "<account-dir>/<key>" of each Put writing now; closed when it ends
+	streams   map[*stream]bool             // Streams neither committed nor aborted; Close aborts them
 	// staged holds the messages Put wrote to their account's TmpDir, keyed
 	// by ref, until the next Sync (or Close) publishes them.
 	staged durable.Staged
@@ -174,6 +184,7 @@ var (
 	_ exporters.Exporter = (*Exporter)(nil)
 	_ exporters.Finder   = (*Exporter)(nil)
 	_ exporters.Opener   = (*Exporter)(nil)
+	_ exporters.Streamer = (*Exporter)(nil)
 )
 
 // New opens the root folder for writing .eml files, creating it (mode
@@ -307,32 +318,59 @@ func (e *Exporter) Put(ctx context.Context, msg *exporters.Message) (exporters.D
 	if ref != "" {
 		return exporters.Delivery{Ref: ref}, nil
 	}
-	name := date.Format(DateLayout) + "-" + msg.Key + Ext
-	tmpName := func() string {
-		return acct + "/" + TmpDir + "/" + msg.Key + "." + durable.RandomHex() + durable.TmpSuffix
-	}
-	// Sync's rename replaces a file or a link at the final name but fails
-	// on a folder: find that now, so it fails this message, not the batch.
-	if fi, err := e.root.Lstat(acct + "/" + name); err == nil && fi.IsDir() {
-		return exporters.Delivery{}, wrap(fmt.Errorf("a folder sits at %s", e.w.Path(acct+"/"+name)))
+	name := fileName(date, msg.Key)
+	if err := e.checkFinal(acct, name); err != nil {
+		return exporters.Delivery{}, wrap(err)
 	}
 	// The file is written now and made durable, then renamed to its
 	// final name, by the next Sync: see publish.
-	tmp, err := e.w.Stage(ctx, tmpName, msg.Body)
+	tmp, err := e.w.Stage(ctx, e.tmpName(acct, msg.Key), msg.Body)
 	if err != nil {
 		return exporters.Delivery{}, wrap(err)
 	}
-	ref = acct + "/" + name
+	return exporters.Delivery{Ref: e.place(acct, msg.Key, name, tmp)}, nil
+}
+
+// fileName returns the name of the file of the message with key, dated
+// date: "<date>-<key>.eml".
+func fileName(date time.Time, key string) string {
+	return date.Format(DateLayout) + "-" + key + Ext
+}
+
+// tmpName returns a function that gives a fresh temporary file name for
+// key in the account folder acct: <acct>/.tmp/<key>.<random>.tmp.
+func (e *Exporter) tmpName(acct, key string) func() string {
+	return func() string {
+		return acct + "/" + TmpDir + "/" + key + "." + durable.RandomHex() + durable.TmpSuffix
+	}
+}
+
+// checkFinal fails when a folder sits at the final name of a message file:
+// Sync's rename replaces a file or a link there but fails on a folder, and
+// finding it now fails this message, not the batch.
+func (e *Exporter) checkFinal(acct, name string) error {
+	if fi, err := e.root.Lstat(acct + "/" + name); err == nil && fi.IsDir() {
+		return fmt.Errorf("a folder sits at %s", e.w.Path(acct+"/"+name))
+	}
+	return nil
+}
+
+// place stages tmp, a complete temporary file of the message with key in
+// the account folder acct, for the next Sync to publish as name, records
+// it in the index and returns its reference. The caller holds the claim of
+// key and found no copy of it. When the reference is already staged
+// (claim makes this unlikely), tmp is removed: one copy is kept.
+func (e *Exporter) place(acct, key, name, tmp string) string {
+	ref := acct + "/" + name
 	if !e.staged.Add(ref, tmp) {
-		// Already staged (claim makes this unlikely): keep one copy.
 		e.root.Remove(tmp)
-		return exporters.Delivery{Ref: ref}, nil
+		return ref
 	}
 	e.mu.Lock()
-	e.accounts[acct][msg.Key] = name
+	e.accounts[acct][key] = name
 	e.dirty[acct] = true
 	e.mu.Unlock()
-	return exporters.Delivery{Ref: ref}, nil
+	return ref
 }
 
 // claim waits until no other Put of this Exporter is writing id, then
@@ -612,6 +650,14 @@ func (e *Exporter) Close() error {
 	e.mu.Unlock()
 	e.ops.Lock()
 	defer e.ops.Unlock()
+	// Streams still open are aborted: their messages were never
+	// committed, and nothing of them may stay.
+	e.mu.Lock()
+	open := slices.Collect(maps.Keys(e.streams))
+	e.mu.Unlock()
+	for _, s := range open {
+		s.Abort()
+	}
 	// Messages Put since the last Sync are published now, durably: a
 	// file is never left between its temporary and its final name.
 	var perr error
@@ -862,13 +908,22 @@ func messageDate(msg *exporters.Message) (time.Time, error) {
 	if err != nil && err != io.EOF {
 		return time.Time{}, fmt.Errorf("read header: %w", err)
 	}
-	if t := mailhdr.Read(buf[:n]).Date(mailhdr.FromReceived, msg.Received); fitsName(t) {
-		return t.UTC(), nil
+	return nameDate(buf[:n], msg.Received), nil
+}
+
+// nameDate returns the date that names the file of a message that
+// starts with head (its first MaxHeaderScan bytes, or all of it when
+// shorter) and was downloaded at received: mailhdr's FromReceived date,
+// with received as the fallback, in UTC. A date whose year in UTC does not
+// fit four digits gives the zero time.
+func nameDate(head []byte, received time.Time) time.Time {
+	if t := mailhdr.Read(head).Date(mailhdr.FromReceived, received); fitsName(t) {
+		return t.UTC()
 	}
-	if t := msg.Received.UTC(); fitsName(t) {
-		return t, nil
+	if t := received.UTC(); fitsName(t) {
+		return t
 	}
-	return time.Time{}, nil
+	return time.Time{}
 }
 
 // fitsName reports whether t, in UTC, formats with DateLayout in exactly

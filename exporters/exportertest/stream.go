@@ -14,7 +14,7 @@ import (
 // cannot, or if e says it already holds the key.
 func stream(t *testing.T, c context.Context, e exporters.Exporter, msg *exporters.Message) exporters.Stream {
 	t.Helper()
-	st, d, err := e.(exporters.Streamer).Stream(c, msg.Key)
+	st, d, err := e.(exporters.Streamer).Stream(c, msg.Account, msg.Key)
 	if err != nil || st == nil {
 		t.Fatalf("Stream %s: stream %v, delivery %q, err %v; want a stream", msg.Key, st, d.Ref, err)
 	}
@@ -64,7 +64,7 @@ func (s *suite) testStream(t *testing.T) {
 		if got := s.put(t, c, e, msg); got != refs[i] {
 			t.Errorf("Put after a committed Stream of %s: Ref %q, want %q", msg.UIDL, got, refs[i])
 		}
-		st, d, err := e.(exporters.Streamer).Stream(c, msg.Key)
+		st, d, err := e.(exporters.Streamer).Stream(c, msg.Account, msg.Key)
 		if err != nil || st != nil || d.Ref != refs[i] {
 			t.Errorf("Stream of the held %s = stream %v, Ref %q, err %v; want no stream and Ref %q", msg.UIDL, st, d.Ref, err, refs[i])
 		}

@@ -357,8 +357,9 @@ func (e *Exporter) held(name string) (string, error) {
 // Commit checks the length, closes the file and stages it for the next
 // Sync, exactly as Put does once it has copied a body; Abort, or Close of
 // the Exporter, removes it. A read-only Exporter fails with
-// exporters.ErrReadOnly and writes nothing.
-func (e *Exporter) Stream(ctx context.Context, key string) (exporters.Stream, exporters.Delivery, error) {
+// exporters.ErrReadOnly and writes nothing. account is not used, as Put
+// does not use msg.Account: a Maildir names its files after the key alone.
+func (e *Exporter) Stream(ctx context.Context, _, key string) (exporters.Stream, exporters.Delivery, error) {
 	if e.readOnly {
 		return nil, exporters.Delivery{}, fmt.Errorf("maildir: stream %s into %s: %w", key, e.dir, exporters.ErrReadOnly)
 	}

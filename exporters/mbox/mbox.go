@@ -548,6 +548,19 @@ func (e *Exporter) usable() error {
 // began and records nothing: Has does not find the key. The entry may sit
 // in a buffer when Put returns: call Sync to make it durable. A read-only
 // Exporter fails with exporters.ErrReadOnly and writes nothing.
+//
+// An mbox takes messages through Put only, from the spool, and is not an
+// exporters.Streamer. A Streamer writes a message into a temporary file
+// of its own while it downloads and publishes it whole at Commit; an mbox
+// entry is appended in place to the one file, and each write is preceded
+// by its intent (offset, length, and the sha256 of every 4 KiB block of
+// exactly the bytes about to be written), so that Resume cuts only what
+// this process wrote. The entry also begins with a From_ line dated from
+// the message's header, needed before its first byte. A stream would hold
+// the end of the file for a whole download, while the previous message is
+// committed into the same file, and a download that broke would leave a
+// torn entry to cut back between group commits. The spool costs one more
+// copy of the bytes and keeps every append whole and its intent exact.
 func (e *Exporter) Put(ctx context.Context, msg *exporters.Message) (exporters.Delivery, error) {
 	if msg == nil || msg.Body == nil {
 		return exporters.Delivery{}, fmt.Errorf("mbox: put into %s: nil message or body", e.path)

@@ -315,12 +315,12 @@ func (w *wrapper) Put(ctx context.Context, msg *exporters.Message) (exporters.De
 // Stream is e's Stream when e is an exporters.Streamer, and otherwise
 // fails with exporters.ErrNoStream. A Streamer never rejects a message
 // (see exporters.Streamer), so nothing streamed needs the quarantine.
-func (w *wrapper) Stream(ctx context.Context, key string) (exporters.Stream, exporters.Delivery, error) {
+func (w *wrapper) Stream(ctx context.Context, account, key string) (exporters.Stream, exporters.Delivery, error) {
 	s, ok := w.e.(exporters.Streamer)
 	if !ok {
 		return nil, exporters.Delivery{}, fmt.Errorf("quarantine: stream %s: %w", key, exporters.ErrNoStream)
 	}
-	return s.Stream(ctx, key)
+	return s.Stream(ctx, account, key)
 }
 
 // Sync is e's Sync.

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -492,8 +493,8 @@ type streamer struct {
 	asked []string
 }
 
-func (s *streamer) Stream(_ context.Context, key string) (exporters.Stream, exporters.Delivery, error) {
-	s.asked = append(s.asked, key)
+func (s *streamer) Stream(_ context.Context, account, key string) (exporters.Stream, exporters.Delivery, error) {
+	s.asked = append(s.asked, account+"/"+key)
 	return nil, exporters.Delivery{Ref: "held-" + key}, nil
 }
 
@@ -504,13 +505,13 @@ func TestWrapStream(t *testing.T) {
 	inner := &streamer{fake: newFake()}
 	e := Wrap(inner, t.TempDir())
 	defer e.Close()
-	st, d, err := e.(exporters.Streamer).Stream(t.Context(), "k1")
-	if st != nil || d.Ref != "held-k1" || err != nil || len(inner.asked) != 1 {
+	st, d, err := e.(exporters.Streamer).Stream(t.Context(), "a1", "k1")
+	if st != nil || d.Ref != "held-k1" || err != nil || !slices.Equal(inner.asked, []string{"a1/k1"}) {
 		t.Errorf("Stream through the wrapper = %v, %q, %v (asked %v); want the destination's answer", st, d.Ref, err, inner.asked)
 	}
 	plain := Wrap(newFake(), t.TempDir())
 	defer plain.Close()
-	if st, _, err := plain.(exporters.Streamer).Stream(t.Context(), "k2"); st != nil || !errors.Is(err, exporters.ErrNoStream) {
+	if st, _, err := plain.(exporters.Streamer).Stream(t.Context(), "a2", "k2"); st != nil || !errors.Is(err, exporters.ErrNoStream) {
 		t.Errorf("Stream of a destination without streams = %v, %v; want exporters.ErrNoStream", st, err)
 	}
 }
