@@ -115,7 +115,7 @@ func (ar *accountRun) download(ctx context.Context, c *pop3.Client, plan []plann
 
 // stream returns where p's body goes as it arrives, when it goes to one
 // destination only and that destination takes streams
-// (exporters.Streamer: Maildir): its bytes then pass once from the POP3
+// (exporters.Streamer: Maildir, eml): its bytes then pass once from the POP3
 // stream into the destination's temporary file, and the writer commits
 // it. It returns nil, for the spool and Put, when p goes to several
 // destinations or to one that cannot stream, when the destination
