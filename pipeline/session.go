@@ -69,6 +69,10 @@ type accountRun struct {
 	// session committed: a session that moved any message on is not
 	// counted against Attempts.
 	progress int
+	// noListAtLogin is set once a session that sent LIST and UIDL with
+	// the login timed out waiting for their answers (a server that drops
+	// what it read past the login): later sessions list after it.
+	noListAtLogin bool
 }
 
 // account migrates one account, retrying its session on retryable errors,
@@ -493,7 +497,8 @@ func (ar *accountRun) session(ctx context.Context) error {
 		return err
 	}
 	r.opts.Metrics.AccountState(ar.a.Name, "running")
-	c, err := ar.connect(ctx)
+	ahead := loginAhead{list: !ar.noListAtLogin}
+	c, err := ar.connectWith(ctx, ahead)
 	if err != nil {
 		return err
 	}
@@ -504,6 +509,9 @@ func (ar *accountRun) session(ctx context.Context) error {
 	// the next session must wait the delay it announced.
 	ar.noteLoginDelay(ctx, c)
 	if err != nil {
+		if ahead.list && errors.Is(err, pop3.ErrTimeout) {
+			ar.noListAtLogin = true
+		}
 		return err
 	}
 	if err := ar.r.j.RecordListing(ctx, ar.a.Name, ar.rep.Source, journalListing(listing)); err != nil {
@@ -764,9 +772,20 @@ func (ar *accountRun) allowed(uidl string, attempts int) int {
 	return max(1, o.MessageAttempts-start)
 }
 
+// loginAhead is what a session sends with its login, when the server
+// pipelines: with list, CAPA, LIST and UIDL (pop3.Options.ListAtLogin).
+type loginAhead struct {
+	list bool
+}
+
 // connect dials the account's server and logs in.
 func (ar *accountRun) connect(ctx context.Context) (*pop3.Client, error) {
-	c, err := ar.dial(ctx)
+	return ar.connectWith(ctx, loginAhead{})
+}
+
+// connectWith is connect, sending ahead with the login.
+func (ar *accountRun) connectWith(ctx context.Context, ahead loginAhead) (*pop3.Client, error) {
+	c, err := ar.dial(ctx, ahead)
 	if err != nil {
 		return nil, err
 	}
@@ -780,14 +799,16 @@ func (ar *accountRun) connect(ctx context.Context) (*pop3.Client, error) {
 }
 
 // dial connects to the account's server, with TLS or STLS as the account
-// says, and reads the greeting; it does not log in.
-func (ar *accountRun) dial(ctx context.Context) (*pop3.Client, error) {
+// says, and reads the greeting; it does not log in. The login will send
+// ahead with it.
+func (ar *accountRun) dial(ctx context.Context, ahead loginAhead) (*pop3.Client, error) {
 	r := ar.r
 	po := &pop3.Options{
 		TLSConfig:      ar.tlsCfg,
 		Timeout:        r.opts.Timeout,
 		MaxMessageSize: r.opts.MaxMessageSize,
 		Dialer:         r.limits.Dialer(ar.a.Host, nil),
+		ListAtLogin:    ahead.list,
 	}
 	switch ar.a.Security {
 	case config.SecurityTLS:

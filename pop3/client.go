@@ -101,6 +101,15 @@ type Options struct {
 	Debug io.Writer
 	// Dialer makes the TCP connection for Dial. nil means a net.Dialer.
 	Dialer Dialer
+	// ListAtLogin makes Login, when it pipelines the login (USER and
+	// PASS, or AUTH PLAIN with its initial response, to a server whose
+	// capabilities before login offer PIPELINING), send CAPA, LIST and
+	// UIDL in the same write, one round trip less per session: the
+	// capabilities after login and the next ListUIDL then answer from
+	// what came back (see ListUIDL). A refused login returns the
+	// login's error as it would without: the answers to the commands
+	// after it are read and dropped.
+	ListAtLogin bool
 }
 
 const (
@@ -163,6 +172,10 @@ type Client struct {
 	// listSizes are the sizes of the session's last complete LIST, by
 	// message number; RetrAll checks its markers against them.
 	listSizes map[int]int64
+	// prelisted is what the LIST and UIDL sent with the login
+	// (Options.ListAtLogin) answered, for the next ListUIDL; nil once
+	// taken or once another command was sent.
+	prelisted *prelisting
 
 	mu     sync.Mutex
 	closed bool  // Close or Quit was called
@@ -448,6 +461,7 @@ func (c *Client) begin(ctx context.Context, verb string) (release func(), err er
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("pop3: %s: %w", verb, err)
 	}
+	c.prelisted = nil
 	return c.dc.bind(ctx), nil
 }
 
@@ -870,11 +884,23 @@ func (c *Client) listBody() ([]MessageInfo, error) {
 // trip when the server offers PIPELINING (both commands in one write),
 // else one after the other. Right after a login to a server that
 // pipelined before it, the CAPA that the capabilities after login need
-// goes out in the same write, and Capabilities then answers from it. A server without UIDL answers it "-ERR": the
+// goes out in the same write, and Capabilities then answers from it.
+// When Login already sent the three with the login (Options.ListAtLogin)
+// and no command was sent since, ListUIDL returns what they answered
+// without sending anything. A server without UIDL answers it "-ERR": the
 // LIST listing is returned with that *Error (Command "UIDL") as the error,
 // and the client stays usable. Any other error is the session's, as for
 // List and UIDL.
 func (c *Client) ListUIDL(ctx context.Context) ([]MessageInfo, []UIDInfo, error) {
+	if p := c.prelisted; p != nil {
+		c.prelisted = nil
+		if p.err == nil {
+			if err := c.usable("LIST"); err != nil {
+				return nil, nil, err
+			}
+		}
+		return p.list, p.uids, p.err
+	}
 	if !c.capsKnown && c.authed && c.pipelinedBefore {
 		// The capabilities after login are not known yet, and the
 		// server pipelined before it: CAPA goes out with LIST and UIDL,
@@ -919,28 +945,41 @@ func (c *Client) listUIDLPipelined(ctx context.Context, capa bool) ([]MessageInf
 			return nil, nil, err
 		}
 	}
-	var list []MessageInfo
+	list, uids, err := c.readListUIDL()
+	if err != nil && !isERR(err) {
+		return nil, nil, err
+	}
+	if qerr := c.quiet("UIDL", 0); qerr != nil {
+		return nil, nil, qerr
+	}
+	return list, uids, err
+}
+
+// readListUIDL reads the answers to a LIST and a UIDL sent one after
+// the other and returns them as ListUIDL does: the UIDL answer is read
+// whatever LIST said, so the session stays in step. An error that is not
+// a *Error has made the client unusable.
+func (c *Client) readListUIDL() ([]MessageInfo, []UIDInfo, error) {
+	var (
+		list []MessageInfo
+		err  error
+	)
 	_, listErr := c.status("LIST", 0)
 	if listErr == nil {
 		if list, err = c.listBody(); err != nil {
 			return nil, nil, err
 		}
-	} else if pe := (*Error)(nil); !errors.As(listErr, &pe) {
+	} else if !isERR(listErr) {
 		return nil, nil, listErr
 	}
-	// The UIDL answer is read whatever LIST said: the session stays in
-	// step.
 	_, uidlErr := c.status("UIDL", 0)
 	var uids []UIDInfo
 	if uidlErr == nil {
 		if uids, err = c.uidlBody(); err != nil {
 			return nil, nil, err
 		}
-	} else if pe := (*Error)(nil); !errors.As(uidlErr, &pe) {
+	} else if !isERR(uidlErr) {
 		return nil, nil, uidlErr
-	}
-	if err := c.quiet("UIDL", 0); err != nil {
-		return nil, nil, err
 	}
 	if listErr != nil {
 		return nil, nil, listErr
