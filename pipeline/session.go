@@ -498,6 +498,13 @@ func (ar *accountRun) session(ctx context.Context) error {
 	}
 	r.opts.Metrics.AccountState(ar.a.Name, "running")
 	ahead := loginAhead{list: !ar.noListAtLogin}
+	if ahead.list {
+		n, err := ar.retrAtLogin(ctx)
+		if err != nil {
+			return err
+		}
+		ahead.retr = n
+	}
 	c, err := ar.connectWith(ctx, ahead)
 	if err != nil {
 		return err
@@ -773,9 +780,52 @@ func (ar *accountRun) allowed(uidl string, attempts int) int {
 }
 
 // loginAhead is what a session sends with its login, when the server
-// pipelines: with list, CAPA, LIST and UIDL (pop3.Options.ListAtLogin).
+// pipelines: with list, CAPA, LIST and UIDL (pop3.Options.ListAtLogin),
+// and RETR 1..retr (pop3.Options.RetrAtLogin).
 type loginAhead struct {
 	list bool
+	retr int
+}
+
+// retrAtLogin returns how many RETRs the session may send with its
+// login, before its listing is known: pop3.MaxRetrAtLogin (or the
+// window, when smaller) when the plan can only be every listed message
+// in number order, else 0. That is so when the journal holds nothing of
+// the account (no message listed, stored, failed or adopted: every
+// message is missing from every destination) and no session of this
+// run broke on a message, skipped one or stored one. A provider that
+// hides what a session retrieved (UntilEmpty, Gmail) gets none: a
+// retrieved message that was then not stored would be hidden from
+// later sessions. The client drops any answer RetrAll does not take,
+// so a plan that differs after all (a server without UIDL, or with an
+// overlong one) costs the bytes of the answers dropped, never a stored
+// message it would not have stored.
+func (ar *accountRun) retrAtLogin(ctx context.Context) (int, error) {
+	o := &ar.r.opts
+	if o.untilEmpty(ar.a) || len(ar.broke) > 0 || len(ar.skip) > 0 || len(ar.storedNow) > 0 || ar.progress > 0 {
+		return 0, nil
+	}
+	j, name := ar.r.j, ar.a.Name
+	rows, err := j.Messages(ctx, name)
+	if err != nil {
+		return 0, &journalError{err}
+	}
+	have, err := j.Deliveries(ctx, name)
+	if err != nil {
+		return 0, &journalError{err}
+	}
+	adopted, err := j.Adopted(ctx, name)
+	if err != nil {
+		return 0, &journalError{err}
+	}
+	if len(rows) > 0 || len(have) > 0 || len(adopted) > 0 {
+		return 0, nil
+	}
+	w := o.Window
+	if w <= 0 {
+		w = pop3.DefaultWindow
+	}
+	return min(w, pop3.MaxRetrAtLogin), nil
 }
 
 // connect dials the account's server and logs in.
@@ -809,6 +859,7 @@ func (ar *accountRun) dial(ctx context.Context, ahead loginAhead) (*pop3.Client,
 		MaxMessageSize: r.opts.MaxMessageSize,
 		Dialer:         r.limits.Dialer(ar.a.Host, nil),
 		ListAtLogin:    ahead.list,
+		RetrAtLogin:    ahead.retr,
 	}
 	switch ar.a.Security {
 	case config.SecurityTLS:

@@ -48,7 +48,9 @@ type Auth struct {
 // session that follows would be readable). It returns ErrNoMechanism when
 // nothing allowed is usable. After a successful login the cached
 // capabilities are discarded, since servers may announce others in the
-// TRANSACTION state.
+// TRANSACTION state. With Options.ListAtLogin the listing goes out with
+// the login (see there); with Options.RetrAtLogin too, a refused login
+// leaves the client unusable.
 func (c *Client) Login(ctx context.Context, a *Auth) error {
 	if a == nil {
 		return fmt.Errorf("pop3: login: %w: nil Auth", ErrInvalidArgument)

@@ -110,7 +110,25 @@ type Options struct {
 	// login's error as it would without: the answers to the commands
 	// after it are read and dropped.
 	ListAtLogin bool
+	// RetrAtLogin, with ListAtLogin, also sends "RETR n" and its marker
+	// "LIST n" (see RetrAll) for n = 1..RetrAtLogin in that write, when
+	// the capabilities before login list UIDL; more than MaxRetrAtLogin
+	// means MaxRetrAtLogin. Their answers wait for the next RetrAll: the
+	// RETRs its ids begin with (1, 2, ... in that order, each listed by
+	// the LIST sent with the login) are taken as sent, each body checked
+	// as RetrAll checks any; the answers to the others, "-ERR" for a
+	// number past the mailbox's count, bodies the ids do not ask for,
+	// are read and dropped before any other answer, never handed over.
+	// A refused login leaves the client unusable (the commands after it
+	// are bad ones in the AUTHORIZATION state, which servers count: the
+	// login's error is what Login returns).
+	RetrAtLogin int
 }
+
+// MaxRetrAtLogin bounds Options.RetrAtLogin. Each RETR sent at login
+// that the mailbox cannot answer costs two refused commands; Dovecot's
+// pop3 process ends a session after 20 refused commands in a row.
+const MaxRetrAtLogin = 8
 
 const (
 	defaultDialTimeout    = 30 * time.Second
@@ -176,6 +194,10 @@ type Client struct {
 	// (Options.ListAtLogin) answered, for the next ListUIDL; nil once
 	// taken or once another command was sent.
 	prelisted *prelisting
+	// ahead are the numbers of the RETRs (each with its LIST marker)
+	// sent with the login (Options.RetrAtLogin) whose answers are still
+	// to be read, in order; they come before any later command's.
+	ahead []int
 
 	mu     sync.Mutex
 	closed bool  // Close or Quit was called
@@ -450,8 +472,16 @@ func (c *Client) StartTLS(ctx context.Context, cfg *tls.Config) error {
 }
 
 // begin prepares one exchange: it checks that the client is usable and
-// idle and binds ctx to the connection until release is called.
+// idle and binds ctx to the connection until release is called. The
+// answers to RETRs sent with the login that are still due are read and
+// dropped first (see Options.RetrAtLogin).
 func (c *Client) begin(ctx context.Context, verb string) (release func(), err error) {
+	return c.start(ctx, verb, false)
+}
+
+// start is begin; with keepAhead the answers still due to RETRs sent
+// with the login are left for the caller (RetrAll).
+func (c *Client) start(ctx context.Context, verb string, keepAhead bool) (release func(), err error) {
 	if err := c.usable(verb); err != nil {
 		return nil, err
 	}
@@ -462,7 +492,16 @@ func (c *Client) begin(ctx context.Context, verb string) (release func(), err er
 		return nil, fmt.Errorf("pop3: %s: %w", verb, err)
 	}
 	c.prelisted = nil
-	return c.dc.bind(ctx), nil
+	release = c.dc.bind(ctx)
+	if len(c.ahead) > 0 && !keepAhead {
+		ahead := c.ahead
+		c.ahead = nil
+		if _, err := c.dropAhead(ahead); err != nil {
+			release()
+			return nil, err
+		}
+	}
+	return release, nil
 }
 
 // usable returns an error when the client was closed or broken.

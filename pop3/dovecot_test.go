@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"reflect"
 	"sync/atomic"
@@ -96,6 +97,86 @@ func TestDovecotListAtLogin(t *testing.T) {
 			var we, ge *Error
 			if !errors.As(want, &we) || !errors.As(got, &ge) || we.Command != ge.Command || we.Code != ge.Code || we.Temporary() != ge.Temporary() {
 				t.Errorf("wrong password: %v with ListAtLogin, %v without", got, want)
+			}
+		})
+	}
+}
+
+// Against the real Dovecot, RETRs sent with the login (more than the
+// mailbox holds, for an empty one too: Dovecot answers the numbers past
+// its count -ERR, well under its limit of 20 refused commands in a row)
+// give the same bodies as RETRs sent after the listing, QUIT still gets
+// +OK, and a wrong password the same error as without.
+func TestDovecotRetrAtLogin(t *testing.T) {
+	var msgs [][]byte
+	for i := range 3 {
+		msgs = append(msgs, fmt.Appendf(nil, "From: a@example.org\nSubject: m %d\n\n.\n..dot %d\n", i, i))
+	}
+	srv := dovecottest.Start(t, []dovecottest.User{
+		{Name: "dora", Password: "pw-dora-Zq3", Messages: msgs},
+		{Name: "emma", Password: "pw-emma-Zq3"},
+	}, &dovecottest.Options{AllowPlaintextAuth: true})
+	session := func(t *testing.T, user, pw string, retr int) ([]string, int64, error) {
+		t.Helper()
+		d := &countingDialer{}
+		ctx := ctxT(t)
+		c, err := Dial(ctx, srv.POP3Addr, &Options{Security: SecurityPlain, Dialer: d, ListAtLogin: true, RetrAtLogin: retr})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if err := c.Login(ctx, &Auth{Username: user, Password: pw, AllowPlaintext: true}); err != nil {
+			return nil, 0, err
+		}
+		list, _, err := c.ListUIDL(ctx)
+		if err != nil {
+			t.Fatalf("ListUIDL: %v", err)
+		}
+		var ids []int
+		for _, m := range list {
+			ids = append(ids, m.ID)
+		}
+		var got []string
+		err = c.RetrAll(ctx, ids, 0, func(id int, b *Body, err error) error {
+			if err != nil {
+				return err
+			}
+			data, err := io.ReadAll(b)
+			got = append(got, fmt.Sprintf("%d %q", id, data))
+			return err
+		})
+		if err != nil {
+			t.Fatalf("RetrAll: %v", err)
+		}
+		writes := d.writes.Load()
+		if err := c.Quit(ctx); err != nil {
+			t.Errorf("QUIT: %v", err)
+		}
+		return got, writes, nil
+	}
+	for _, u := range []struct{ name, pw string }{{"dora", "pw-dora-Zq3"}, {"emma", "pw-emma-Zq3"}} {
+		t.Run(u.name, func(t *testing.T) {
+			want, wantWrites, err := session(t, u.name, u.pw, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, writes, err := session(t, u.name, u.pw, MaxRetrAtLogin)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("bodies with RETRs at login %v; without %v", got, want)
+			}
+			// An empty mailbox sends no RETR either way.
+			if len(want) > 0 && writes != wantWrites-1 || len(want) == 0 && writes != wantWrites {
+				t.Errorf("%d writes with RETRs at login, %d without", writes, wantWrites)
+			}
+			t.Logf("%s: %d writes with RETRs at login, %d without", u.name, writes, wantWrites)
+			_, _, wantErr := session(t, u.name, "wrong", 0)
+			_, _, gotErr := session(t, u.name, "wrong", MaxRetrAtLogin)
+			var we, ge *Error
+			if !errors.As(wantErr, &we) || !errors.As(gotErr, &ge) || we.Command != ge.Command || we.Code != ge.Code || we.Temporary() != ge.Temporary() {
+				t.Errorf("wrong password: %v with RETRs at login, %v without", gotErr, wantErr)
 			}
 		})
 	}

@@ -3,6 +3,8 @@ package pop3
 import (
 	"context"
 	"encoding/base64"
+	"fmt"
+	"strconv"
 
 	"github.com/popmigrate/popmigrate/pop3/internal/wire"
 )
@@ -36,30 +38,47 @@ func (c *Client) pipelinedLogin(ctx context.Context, verb string, lines []loginL
 		c.queue(l.line, l.log)
 	}
 	list := c.opts.ListAtLogin
+	var retrs []int
 	if list {
 		c.queue("CAPA", "CAPA")
 		c.queue("LIST", "LIST")
 		c.queue("UIDL", "UIDL")
+		if n := min(c.opts.RetrAtLogin, MaxRetrAtLogin); n > 0 && c.capsKnown && c.caps.Has("UIDL") {
+			for id := 1; id <= n; id++ {
+				retr, marker := "RETR "+strconv.Itoa(id), "LIST "+strconv.Itoa(id)
+				c.queue(retr, retr)
+				c.queue(marker, marker)
+				retrs = append(retrs, id)
+			}
+		}
 	}
 	if err := c.flush(verb); err != nil {
 		return err
 	}
 	if err := answer(); err != nil {
-		if list && isERR(err) {
+		switch {
+		case !list || !isERR(err):
+		case len(retrs) > 0:
+			_ = c.fatal(fmt.Errorf("pop3: %s: login refused with RETR commands sent after it: %w", verb, err))
+		default:
 			c.dropAfterRefusal()
 		}
 		return err
 	}
 	c.loggedIn()
 	if list {
-		c.prelisted = c.readPrelisting()
+		c.prelisted = c.readPrelisting(len(retrs) > 0)
+		if c.usable(verb) == nil {
+			c.ahead = retrs
+		}
 	}
 	return nil
 }
 
 // readPrelisting reads the answers to the CAPA, LIST and UIDL sent with
-// a successful login.
-func (c *Client) readPrelisting() *prelisting {
+// a successful login; pending says that answers to RETRs sent after them
+// are on their way.
+func (c *Client) readPrelisting(pending bool) *prelisting {
 	if err := c.readCapa(); err != nil {
 		return &prelisting{err: err}
 	}
@@ -67,8 +86,10 @@ func (c *Client) readPrelisting() *prelisting {
 	if err != nil && !isERR(err) {
 		return &prelisting{err: err}
 	}
-	if qerr := c.quiet("UIDL", 0); qerr != nil {
-		return &prelisting{err: qerr}
+	if !pending {
+		if qerr := c.quiet("UIDL", 0); qerr != nil {
+			return &prelisting{err: qerr}
+		}
 	}
 	return &prelisting{list: list, uids: uids, err: err}
 }
@@ -120,4 +141,37 @@ func (c *Client) authPlainPipelined(ctx context.Context, ir []byte) (ok bool, er
 		}
 		return nil
 	})
+}
+
+// dropAhead reads and drops the answers to RETRs sent with the login
+// (each followed by its LIST marker) that no RetrAll takes: a "-ERR"
+// (a number past the mailbox's count) and its marker's "-ERR" are
+// swallowed, a body is read to its end and its marker checked, as
+// RetrAll checks them, so the session stays in step. An error, with the
+// number whose answer it broke in, has made the client unusable.
+func (c *Client) dropAhead(ids []int) (int, error) {
+	for _, id := range ids {
+		if _, err := c.status("RETR", id); err != nil {
+			if !isERR(err) {
+				return id, err
+			}
+			ioErr, syncErr := c.readMarker(id, true)
+			if syncErr != nil {
+				return id, c.fatal(syncErr)
+			}
+			if ioErr != nil {
+				return id, ioErr
+			}
+			continue
+		}
+		b := c.openBody("RETR", id, nil)
+		b.marker = true
+		if err := b.Close(); err != nil {
+			return id, err
+		}
+		if b.markerErr != nil {
+			return id, b.markerErr
+		}
+	}
+	return 0, nil
 }
