@@ -21,13 +21,15 @@ type prelisting struct {
 type loginLine struct{ line, log string }
 
 // pipelinedLogin sends the login commands lines in one write, with CAPA,
-// LIST and UIDL after them when Options.ListAtLogin asks for it, and
-// reads the login's answers with answer, which returns the login's
-// error. After a successful login it reads the answers to the commands
-// after it, for ListUIDL (their errors are ListUIDL's, not the login's);
-// after a refused one it reads and drops them, and returns the login's
-// error. answer must leave the client unusable on any error but a
-// *Error.
+// LIST and UIDL after them when Options.ListAtLogin asks for it (and
+// the RETRs of Options.RetrAtLogin), and reads the login's answers with
+// answer, which returns the login's error. After a successful login it
+// reads the answers to CAPA, LIST and UIDL, for ListUIDL (their errors
+// are ListUIDL's, not the login's), and leaves those to the RETRs for
+// RetrAll. After a refused one it reads and drops the answers to CAPA,
+// LIST and UIDL, or, when RETRs were sent too, makes the client
+// unusable; either way it returns the login's error. answer must leave
+// the client unusable on any error but a *Error.
 func (c *Client) pipelinedLogin(ctx context.Context, verb string, lines []loginLine, answer func() error) error {
 	release, err := c.begin(ctx, verb)
 	if err != nil {
