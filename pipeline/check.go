@@ -135,7 +135,7 @@ func (r *runner) checkSource(ctx context.Context, ar *accountRun, res *CheckResu
 		return err
 	}
 	defer release()
-	c, err := ar.dial(ctx)
+	c, err := ar.dial(ctx, loginAhead{})
 	if err != nil {
 		return err
 	}

@@ -69,6 +69,10 @@ type accountRun struct {
 	// session committed: a session that moved any message on is not
 	// counted against Attempts.
 	progress int
+	// noListAtLogin is set once a session that sent LIST and UIDL with
+	// the login timed out waiting for their answers (a server that drops
+	// what it read past the login): later sessions list after it.
+	noListAtLogin bool
 }
 
 // account migrates one account, retrying its session on retryable errors,
@@ -493,7 +497,15 @@ func (ar *accountRun) session(ctx context.Context) error {
 		return err
 	}
 	r.opts.Metrics.AccountState(ar.a.Name, "running")
-	c, err := ar.connect(ctx)
+	ahead := loginAhead{list: !ar.noListAtLogin}
+	if ahead.list {
+		n, err := ar.retrAtLogin(ctx)
+		if err != nil {
+			return err
+		}
+		ahead.retr = n
+	}
+	c, err := ar.connectWith(ctx, ahead)
 	if err != nil {
 		return err
 	}
@@ -504,6 +516,9 @@ func (ar *accountRun) session(ctx context.Context) error {
 	// the next session must wait the delay it announced.
 	ar.noteLoginDelay(ctx, c)
 	if err != nil {
+		if ahead.list && errors.Is(err, pop3.ErrTimeout) {
+			ar.noListAtLogin = true
+		}
 		return err
 	}
 	if err := ar.r.j.RecordListing(ctx, ar.a.Name, ar.rep.Source, journalListing(listing)); err != nil {
@@ -764,9 +779,63 @@ func (ar *accountRun) allowed(uidl string, attempts int) int {
 	return max(1, o.MessageAttempts-start)
 }
 
+// loginAhead is what a session sends with its login, when the server
+// pipelines: with list, CAPA, LIST and UIDL (pop3.Options.ListAtLogin),
+// and RETR 1..retr (pop3.Options.RetrAtLogin).
+type loginAhead struct {
+	list bool
+	retr int
+}
+
+// retrAtLogin returns how many RETRs the session may send with its
+// login, before its listing is known: pop3.MaxRetrAtLogin (or the
+// window, when smaller) when the plan can only be every listed message
+// in number order, else 0. That is so when the journal holds nothing of
+// the account (no message listed, stored, failed or adopted: every
+// message is missing from every destination) and no session of this
+// run broke on a message, skipped one or stored one. A provider that
+// hides what a session retrieved (UntilEmpty, Gmail) gets none: a
+// retrieved message that was then not stored would be hidden from
+// later sessions. The client drops any answer RetrAll does not take,
+// so a plan that differs after all (a server without UIDL, or with an
+// overlong one) costs the bytes of the answers dropped, never a stored
+// message it would not have stored.
+func (ar *accountRun) retrAtLogin(ctx context.Context) (int, error) {
+	o := &ar.r.opts
+	if o.untilEmpty(ar.a) || len(ar.broke) > 0 || len(ar.skip) > 0 || len(ar.storedNow) > 0 || ar.progress > 0 {
+		return 0, nil
+	}
+	j, name := ar.r.j, ar.a.Name
+	rows, err := j.Messages(ctx, name)
+	if err != nil {
+		return 0, &journalError{err}
+	}
+	have, err := j.Deliveries(ctx, name)
+	if err != nil {
+		return 0, &journalError{err}
+	}
+	adopted, err := j.Adopted(ctx, name)
+	if err != nil {
+		return 0, &journalError{err}
+	}
+	if len(rows) > 0 || len(have) > 0 || len(adopted) > 0 {
+		return 0, nil
+	}
+	w := o.Window
+	if w <= 0 {
+		w = pop3.DefaultWindow
+	}
+	return min(w, pop3.MaxRetrAtLogin), nil
+}
+
 // connect dials the account's server and logs in.
 func (ar *accountRun) connect(ctx context.Context) (*pop3.Client, error) {
-	c, err := ar.dial(ctx)
+	return ar.connectWith(ctx, loginAhead{})
+}
+
+// connectWith is connect, sending ahead with the login.
+func (ar *accountRun) connectWith(ctx context.Context, ahead loginAhead) (*pop3.Client, error) {
+	c, err := ar.dial(ctx, ahead)
 	if err != nil {
 		return nil, err
 	}
@@ -780,14 +849,17 @@ func (ar *accountRun) connect(ctx context.Context) (*pop3.Client, error) {
 }
 
 // dial connects to the account's server, with TLS or STLS as the account
-// says, and reads the greeting; it does not log in.
-func (ar *accountRun) dial(ctx context.Context) (*pop3.Client, error) {
+// says, and reads the greeting; it does not log in. The login will send
+// ahead with it.
+func (ar *accountRun) dial(ctx context.Context, ahead loginAhead) (*pop3.Client, error) {
 	r := ar.r
 	po := &pop3.Options{
 		TLSConfig:      ar.tlsCfg,
 		Timeout:        r.opts.Timeout,
 		MaxMessageSize: r.opts.MaxMessageSize,
 		Dialer:         r.limits.Dialer(ar.a.Host, nil),
+		ListAtLogin:    ahead.list,
+		RetrAtLogin:    ahead.retr,
 	}
 	switch ar.a.Security {
 	case config.SecurityTLS:

@@ -848,6 +848,9 @@ func (s *soakTest) checkBox(where string, b *soakBox, whole bool, res *verify.Re
 		switch {
 		case f.Kind == verify.Extra && b.dirty:
 		case f.Kind == verify.Unreadable && b.disk[f.DestID] == nil && copies[f.DestID] == 0:
+		// A destination a killed child was making (an mbox without its
+		// index yet), which holds nothing and has no recorded copy.
+		case f.Kind == verify.Unreadable && b.dirty && len(b.disk[f.DestID]) == 0 && copies[f.DestID] == 0:
 		case f.Kind == verify.Suspect:
 		default:
 			t.Errorf("%s: verify: %s (%s)", where, f.String(), f.Detail)
@@ -860,6 +863,17 @@ func (s *soakTest) checkBox(where string, b *soakBox, whole bool, res *verify.Re
 	if res.Counts[verify.Match] != total {
 		t.Errorf("%s: verify matched %d copies; the journal records %d", where, res.Counts[verify.Match], total)
 	}
+}
+
+// maildirMade reports whether the Maildir at path has its new, cur and
+// tmp folders.
+func maildirMade(path string) bool {
+	for _, sub := range []string{"new", "cur", "tmp"} {
+		if _, err := os.Stat(filepath.Join(path, sub)); err != nil {
+			return false
+		}
+	}
+	return true
 }
 
 // diskCopies returns the sha256 counts of the messages destination i of b
@@ -887,6 +901,11 @@ func (s *soakTest) diskCopies(where string, b *soakBox, i int) map[string]int {
 	got := map[string]int{}
 	switch i {
 	case 0:
+		if b.dirty && !maildirMade(path) {
+			// A child killed while it made the Maildir: it holds
+			// nothing yet, and the next run finishes it.
+			return got
+		}
 		files, _ := maildirFiles(t, path)
 		for _, f := range files {
 			got[sha256Hex(f.data)]++

@@ -48,7 +48,9 @@ type Auth struct {
 // session that follows would be readable). It returns ErrNoMechanism when
 // nothing allowed is usable. After a successful login the cached
 // capabilities are discarded, since servers may announce others in the
-// TRANSACTION state.
+// TRANSACTION state. With Options.ListAtLogin the listing goes out with
+// the login (see there); with Options.RetrAtLogin too, a refused login
+// leaves the client unusable.
 func (c *Client) Login(ctx context.Context, a *Auth) error {
 	if a == nil {
 		return fmt.Errorf("pop3: login: %w: nil Auth", ErrInvalidArgument)
@@ -87,7 +89,17 @@ func (c *Client) Login(ctx context.Context, a *Auth) error {
 		var login func() error
 		switch {
 		case m == "PLAIN" && a.Password != "" && slices.Contains(offered, m):
-			login = func() error { return c.Auth(ctx, sasl.NewPlainClient("", a.Username, a.Password)) }
+			login = func() error {
+				pc := sasl.NewPlainClient("", a.Username, a.Password)
+				if c.opts.ListAtLogin && caps.Pipelining() {
+					if _, ir, err := pc.Start(); err == nil {
+						if ok, err := c.authPlainPipelined(ctx, ir); ok {
+							return err
+						}
+					}
+				}
+				return c.Auth(ctx, pc)
+			}
 		case m == "OAUTHBEARER" && a.OAuth2Token != "" && slices.Contains(offered, m):
 			login = func() error { return c.Auth(ctx, newOAuthBearerClient(a.Username, a.OAuth2Token)) }
 		case m == "XOAUTH2" && a.OAuth2Token != "" && slices.Contains(offered, m):
@@ -223,7 +235,9 @@ func (c *Client) Pass(ctx context.Context, pw string) error {
 // CAPA offers PIPELINING (RFC 2449 section 6.6): one round trip less per
 // login. Both answers are read, so the session stays in step; a refused
 // USER is the error returned (its PASS, refused too, told the server
-// nothing it may not know: the connection is the same TLS one).
+// nothing it may not know: the connection is the same TLS one). With
+// Options.ListAtLogin, CAPA, LIST and UIDL go out in the same write (see
+// pipelinedLogin).
 func (c *Client) userPassPipelined(ctx context.Context, name, pw string) error {
 	if err := checkArg("USER", "name", name, true); err != nil {
 		return err
@@ -231,32 +245,21 @@ func (c *Client) userPassPipelined(ctx context.Context, name, pw string) error {
 	if err := checkArg("PASS", "password", pw, true); err != nil {
 		return err
 	}
-	release, err := c.begin(ctx, "USER")
-	if err != nil {
-		return err
-	}
-	defer release()
-	c.queue("USER "+name, "USER "+name)
-	c.queue("PASS "+pw, "PASS ********")
-	if err := c.flush("USER"); err != nil {
-		return err
-	}
-	_, userErr := c.status("USER", 0)
-	if userErr != nil && !isERR(userErr) {
-		return userErr
-	}
-	_, passErr := c.status("PASS", 0)
-	if userErr != nil {
-		if passErr != nil && !isERR(passErr) {
-			return passErr
+	lines := []loginLine{{"USER " + name, "USER " + name}, {"PASS " + pw, "PASS ********"}}
+	return c.pipelinedLogin(ctx, "USER", lines, func() error {
+		_, userErr := c.status("USER", 0)
+		if userErr != nil && !isERR(userErr) {
+			return userErr
 		}
-		return userErr
-	}
-	if passErr != nil {
+		_, passErr := c.status("PASS", 0)
+		if userErr != nil {
+			if passErr != nil && !isERR(passErr) {
+				return passErr
+			}
+			return userErr
+		}
 		return passErr
-	}
-	c.loggedIn()
-	return nil
+	})
 }
 
 // APOP issues APOP name digest (RFC 1939 section 7), the digest being the

@@ -101,7 +101,34 @@ type Options struct {
 	Debug io.Writer
 	// Dialer makes the TCP connection for Dial. nil means a net.Dialer.
 	Dialer Dialer
+	// ListAtLogin makes Login, when it pipelines the login (USER and
+	// PASS, or AUTH PLAIN with its initial response, to a server whose
+	// capabilities before login offer PIPELINING), send CAPA, LIST and
+	// UIDL in the same write, one round trip less per session: the
+	// capabilities after login and the next ListUIDL then answer from
+	// what came back (see ListUIDL). A refused login returns the
+	// login's error as it would without: the answers to the commands
+	// after it are read and dropped.
+	ListAtLogin bool
+	// RetrAtLogin, with ListAtLogin, also sends "RETR n" and its marker
+	// "LIST n" (see RetrAll) for n = 1..RetrAtLogin in that write, when
+	// the capabilities before login list UIDL; more than MaxRetrAtLogin
+	// means MaxRetrAtLogin. Their answers wait for the next RetrAll: the
+	// RETRs its ids begin with (1, 2, ... in that order, each listed by
+	// the LIST sent with the login) are taken as sent, each body checked
+	// as RetrAll checks any; the answers to the others, "-ERR" for a
+	// number past the mailbox's count, bodies the ids do not ask for,
+	// are read and dropped before any other answer, never handed over.
+	// A refused login leaves the client unusable (the commands after it
+	// are bad ones in the AUTHORIZATION state, which servers count: the
+	// login's error is what Login returns).
+	RetrAtLogin int
 }
+
+// MaxRetrAtLogin bounds Options.RetrAtLogin. Each RETR sent at login
+// that the mailbox cannot answer costs two refused commands; Dovecot's
+// pop3 process ends a session after 20 refused commands in a row.
+const MaxRetrAtLogin = 8
 
 const (
 	defaultDialTimeout    = 30 * time.Second
@@ -163,6 +190,14 @@ type Client struct {
 	// listSizes are the sizes of the session's last complete LIST, by
 	// message number; RetrAll checks its markers against them.
 	listSizes map[int]int64
+	// prelisted is what the LIST and UIDL sent with the login
+	// (Options.ListAtLogin) answered, for the next ListUIDL; nil once
+	// taken or once another command was sent.
+	prelisted *prelisting
+	// ahead are the numbers of the RETRs (each with its LIST marker)
+	// sent with the login (Options.RetrAtLogin) whose answers are still
+	// to be read, in order; they come before any later command's.
+	ahead []int
 
 	mu     sync.Mutex
 	closed bool  // Close or Quit was called
@@ -437,8 +472,16 @@ func (c *Client) StartTLS(ctx context.Context, cfg *tls.Config) error {
 }
 
 // begin prepares one exchange: it checks that the client is usable and
-// idle and binds ctx to the connection until release is called.
+// idle and binds ctx to the connection until release is called. The
+// answers to RETRs sent with the login that are still due are read and
+// dropped first (see Options.RetrAtLogin).
 func (c *Client) begin(ctx context.Context, verb string) (release func(), err error) {
+	return c.start(ctx, verb, false)
+}
+
+// start is begin; with keepAhead the answers still due to RETRs sent
+// with the login are left for the caller (RetrAll).
+func (c *Client) start(ctx context.Context, verb string, keepAhead bool) (release func(), err error) {
 	if err := c.usable(verb); err != nil {
 		return nil, err
 	}
@@ -448,7 +491,17 @@ func (c *Client) begin(ctx context.Context, verb string) (release func(), err er
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("pop3: %s: %w", verb, err)
 	}
-	return c.dc.bind(ctx), nil
+	c.prelisted = nil
+	release = c.dc.bind(ctx)
+	if len(c.ahead) > 0 && !keepAhead {
+		ahead := c.ahead
+		c.ahead = nil
+		if _, err := c.dropAhead(ahead); err != nil {
+			release()
+			return nil, err
+		}
+	}
+	return release, nil
 }
 
 // usable returns an error when the client was closed or broken.
@@ -870,11 +923,23 @@ func (c *Client) listBody() ([]MessageInfo, error) {
 // trip when the server offers PIPELINING (both commands in one write),
 // else one after the other. Right after a login to a server that
 // pipelined before it, the CAPA that the capabilities after login need
-// goes out in the same write, and Capabilities then answers from it. A server without UIDL answers it "-ERR": the
+// goes out in the same write, and Capabilities then answers from it.
+// When Login already sent the three with the login (Options.ListAtLogin)
+// and no command was sent since, ListUIDL returns what they answered
+// without sending anything. A server without UIDL answers it "-ERR": the
 // LIST listing is returned with that *Error (Command "UIDL") as the error,
 // and the client stays usable. Any other error is the session's, as for
 // List and UIDL.
 func (c *Client) ListUIDL(ctx context.Context) ([]MessageInfo, []UIDInfo, error) {
+	if p := c.prelisted; p != nil {
+		c.prelisted = nil
+		if p.err == nil {
+			if err := c.usable("LIST"); err != nil {
+				return nil, nil, err
+			}
+		}
+		return p.list, p.uids, p.err
+	}
 	if !c.capsKnown && c.authed && c.pipelinedBefore {
 		// The capabilities after login are not known yet, and the
 		// server pipelined before it: CAPA goes out with LIST and UIDL,
@@ -919,28 +984,41 @@ func (c *Client) listUIDLPipelined(ctx context.Context, capa bool) ([]MessageInf
 			return nil, nil, err
 		}
 	}
-	var list []MessageInfo
+	list, uids, err := c.readListUIDL()
+	if err != nil && !isERR(err) {
+		return nil, nil, err
+	}
+	if qerr := c.quiet("UIDL", 0); qerr != nil {
+		return nil, nil, qerr
+	}
+	return list, uids, err
+}
+
+// readListUIDL reads the answers to a LIST and a UIDL sent one after
+// the other and returns them as ListUIDL does: the UIDL answer is read
+// whatever LIST said, so the session stays in step. An error that is not
+// a *Error has made the client unusable.
+func (c *Client) readListUIDL() ([]MessageInfo, []UIDInfo, error) {
+	var (
+		list []MessageInfo
+		err  error
+	)
 	_, listErr := c.status("LIST", 0)
 	if listErr == nil {
 		if list, err = c.listBody(); err != nil {
 			return nil, nil, err
 		}
-	} else if pe := (*Error)(nil); !errors.As(listErr, &pe) {
+	} else if !isERR(listErr) {
 		return nil, nil, listErr
 	}
-	// The UIDL answer is read whatever LIST said: the session stays in
-	// step.
 	_, uidlErr := c.status("UIDL", 0)
 	var uids []UIDInfo
 	if uidlErr == nil {
 		if uids, err = c.uidlBody(); err != nil {
 			return nil, nil, err
 		}
-	} else if pe := (*Error)(nil); !errors.As(uidlErr, &pe) {
+	} else if !isERR(uidlErr) {
 		return nil, nil, uidlErr
-	}
-	if err := c.quiet("UIDL", 0); err != nil {
-		return nil, nil, err
 	}
 	if listErr != nil {
 		return nil, nil, listErr

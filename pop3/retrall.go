@@ -35,6 +35,15 @@ const DefaultWindow = 32
 // complete and, as far as the client can tell, the answer to RETR of its
 // own message; no other body is handed to fn after an out-of-sync one.
 //
+// RETRs sent with the login (Options.RetrAtLogin) count as sent when ids
+// begin with them, in order, and this session's LIST listed them: their
+// answers are handled as those of RETRs sent here (with their markers,
+// even when the capabilities after login no longer offer PIPELINING),
+// and RetrAll sends nothing before it has read them. The answers to the
+// others are read and dropped before the answers to the RETRs sent
+// here (a failure there is a *RetrError naming the number whose answer
+// was dropped, Started true, or, after the last body, the plain error).
+//
 // fn gets either a body (err nil) or a per-message *Error for a "-ERR"
 // answer to that RETR (body nil); such an error is not fatal and RetrAll
 // goes on (in pipelined mode the marker after a "-ERR" may be "+OK n size"
@@ -98,12 +107,37 @@ func (c *Client) fetchAll(ctx context.Context, verb, arg string, ids []int, wind
 	case window <= 0:
 		window = DefaultWindow
 	}
-	release, err := c.begin(ctx, verb)
+	release, err := c.start(ctx, verb, verb == "RETR")
 	if err != nil {
 		return err
 	}
 	defer release()
-	sent := 0
+	// The RETRs sent with the login (Options.RetrAtLogin) that ids begin
+	// with, each listed by this session's LIST, are taken as sent, each
+	// with its marker (also when the capabilities after login no longer
+	// offer PIPELINING: the server took them pipelined); the answers to
+	// the others (extra) come next and are dropped. Nothing is sent here
+	// before all of them are read: a command sent to a server that
+	// hung up after answering some could have the answers still unread
+	// thrown away (a reset), where before the first window was sent
+	// only after the listing.
+	early := c.ahead
+	c.ahead = nil
+	taken := 0
+	for taken < len(early) && taken < len(ids) && ids[taken] == early[taken] {
+		if _, listed := c.listSizes[ids[taken]]; !listed {
+			break
+		}
+		taken++
+	}
+	extra := early[taken:]
+	if taken == 0 && len(extra) > 0 {
+		if _, err := c.dropAhead(extra); err != nil {
+			return err
+		}
+		extra = nil
+	}
+	sent := taken
 	// Refill in batches: once half the window has been answered, send
 	// the next half in one write. One RETR per answer would cost the
 	// server a wakeup and a TLS record per message. A window slot is a
@@ -127,9 +161,15 @@ func (c *Client) fetchAll(ctx context.Context, verb, arg string, ids []int, wind
 			// over; the first iteration was checked by begin.
 			return &RetrError{ID: id, Err: c.fatal(fmt.Errorf("pop3: %s: %w", label(verb, id), err))}
 		}
+		if recv == taken && len(extra) > 0 {
+			if n, err := c.dropAhead(extra); err != nil {
+				return &RetrError{ID: n, Started: true, Err: err}
+			}
+			extra = nil
+		}
 		if ahead {
 			sent = recv + 1
-		} else if sent < len(ids) && sent-recv <= window-refill {
+		} else if recv >= taken && sent < len(ids) && sent-recv <= window-refill {
 			for sent < recv+window && sent < len(ids) {
 				line := verb + " " + strconv.Itoa(ids[sent]) + arg
 				c.queue(line, line)
@@ -145,7 +185,7 @@ func (c *Client) fetchAll(ctx context.Context, verb, arg string, ids []int, wind
 		}
 		// alone: nothing was sent after this RETR (always so in lockstep),
 		// so nothing may follow its response.
-		alone := sent == recv+1
+		alone := sent == recv+1 && len(extra) == 0
 		var err error
 		if ahead {
 			ahead, err = false, nil
@@ -162,7 +202,7 @@ func (c *Client) fetchAll(ctx context.Context, verb, arg string, ids []int, wind
 				started := errors.As(err, &pre) || errors.Is(err, ErrLineTooLong)
 				return &RetrError{ID: id, Started: started, Err: err}
 			}
-			if pipelined {
+			if pipelined || recv < taken {
 				ioErr, syncErr := c.readMarker(id, true)
 				if syncErr != nil {
 					return &RetrError{ID: id, Started: true, Err: c.fatal(syncErr)}
@@ -180,9 +220,9 @@ func (c *Client) fetchAll(ctx context.Context, verb, arg string, ids []int, wind
 			continue
 		}
 		b := c.openBody(verb, id, nil)
-		b.marker = pipelined
+		b.marker = pipelined || recv < taken
 		b.quiet = alone
-		if !pipelined {
+		if !b.marker {
 			var next int
 			if recv+1 < len(ids) {
 				next = ids[recv+1]
@@ -212,6 +252,14 @@ func (c *Client) fetchAll(ctx context.Context, verb, arg string, ids []int, wind
 			return &RetrError{ID: id, Started: true, Err: err}
 		}
 		lost = b.markerErr
+	}
+	if lost == nil && len(extra) > 0 {
+		// Every body was delivered; the answers after them are dropped.
+		_, err := c.dropAhead(extra)
+		if err == nil {
+			err = c.quiet(verb, extra[len(extra)-1])
+		}
+		return err
 	}
 	return lost
 }
