@@ -23,7 +23,6 @@ package pipeline
 
 import (
 	"context"
-	"crypto/tls"
 	"log/slog"
 	"os"
 	"slices"
@@ -543,7 +542,6 @@ type runner struct {
 	mu     sync.Mutex
 	sched  *scheduler
 	limits *ratelimit.Set // nil: no bandwidth cap
-	tlsc   tls.ClientSessionCache
 	// seen holds, per account, the lease another process held when this
 	// run first found the account taken (see account); startEpochs the
 	// lease epochs as the run began.
@@ -569,17 +567,6 @@ func (c *counter) next() int {
 	defer c.mu.Unlock()
 	c.n++
 	return c.n
-}
-
-// tlsSessions returns the runner's TLS session cache, shared by every
-// connection of the run.
-func (r *runner) tlsSessions() tls.ClientSessionCache {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.tlsc == nil {
-		r.tlsc = tls.NewLRUClientSessionCache(1024)
-	}
-	return r.tlsc
 }
 
 // untilEmpty reports whether a's server hides what a session retrieved

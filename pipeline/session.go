@@ -290,9 +290,10 @@ func (ar *accountRun) prepareSession(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	// Reconnects (a retried session, verify, purge) resume the TLS
-	// session: one round trip less and no full handshake for the server.
-	cfg.ClientSessionCache = ar.r.tlsSessions()
+	// Reconnects (a retried session, verify, purge, the next account of
+	// the host) resume the TLS session through the session cache every
+	// tlsconf config shares: one round trip less and no full handshake
+	// for the server.
 	ar.tlsCfg = cfg
 	return nil
 }
@@ -839,7 +840,8 @@ func (ar *accountRun) connectWith(ctx context.Context, ahead loginAhead) (*pop3.
 	if err != nil {
 		return nil, err
 	}
-	ar.r.opts.Logger.Info(evConnect, "account", ar.a.Name, "addr", ar.a.Addr(), "tls", c.IsTLS())
+	st, _ := c.TLSConnectionState()
+	ar.r.opts.Logger.Info(evConnect, "account", ar.a.Name, "addr", ar.a.Addr(), "tls", c.IsTLS(), "tls_resumed", st.DidResume)
 	if err := ar.login(ctx, c); err != nil {
 		c.Close()
 		return nil, fmt.Errorf("login as %s: %w", ar.a.User, err)

@@ -69,3 +69,40 @@ func TestMetricsListenFlag(t *testing.T) {
 	r = runMain(t, f.runArgs("--source", f.source("alice"), "--password-file", f.pwFiles["alice"], "--metrics-listen", "nohost:99999")...)
 	r.wantCode(t, exitUsage)
 }
+
+// The connect event says whether the TLS session was resumed: the
+// accounts after the first of a host resume the session of an earlier one
+// (one handshake round trip and the server's signature less), as a
+// retried session does. (Dovecot's login processes, one per connection by
+// default, share no ticket key, so against Dovecot nothing resumes.)
+func TestTLSSessionsResumeAcrossAccounts(t *testing.T) {
+	users := []string{"rita", "sam", "tom"}
+	f := newFixture(t, users, []int{2, 2, 2}, pop3test.ServerOptions{Implicit: true})
+	r := runMain(t, f.runArgs("--accounts", f.csv(t, users...), "--jobs", "1", "--log-format", "json", "--json", "--no-progress")...)
+	r.wantCode(t, exitOK)
+	resumed := map[string]bool{}
+	for _, line := range strings.Split(strings.TrimSpace(r.stderr), "\n") {
+		var ev struct {
+			Msg     string `json:"msg"`
+			Account string `json:"account"`
+			TLS     bool   `json:"tls"`
+			Resumed *bool  `json:"tls_resumed"`
+		}
+		if json.Unmarshal([]byte(line), &ev) != nil || ev.Msg != "connect" {
+			continue
+		}
+		if !ev.TLS || ev.Resumed == nil {
+			t.Errorf("connect event %s: want tls true and tls_resumed", line)
+			continue
+		}
+		resumed[ev.Account] = *ev.Resumed
+	}
+	if len(resumed) != len(users) {
+		t.Fatalf("connect events for %v, want one per account of %v", resumed, users)
+	}
+	for _, u := range users[1:] {
+		if !resumed[f.account(u)] {
+			t.Errorf("account %s: TLS session not resumed (%v)", f.account(u), resumed)
+		}
+	}
+}
