@@ -113,6 +113,17 @@ func purgeRun(ctx context.Context, opts *purgeOptions) error {
 		return err
 	}
 	needs := accountNeeds{Destination: true, Password: true}
+	warn := func(accounts []*config.Account) {
+		printConfigWarnings(opts.io.Err, accounts)
+		for _, a := range accounts {
+			if a.InsecureSkipVerify {
+				fmt.Fprintf(opts.io.Err, "popmigrate: WARNING: account %s: TLS certificate verification is OFF (--insecure-skip-verify); anyone on the path can read the password\n", a.Name)
+			}
+			if a.Security == config.SecurityPlain {
+				fmt.Fprintf(opts.io.Err, "popmigrate: WARNING: account %s: connecting WITHOUT TLS (--insecure-plaintext)\n", a.Name)
+			}
+		}
+	}
 	var accounts []*config.Account
 	if !opts.FromJournal {
 		// Accounts from flags and files are checked before the journal
@@ -120,6 +131,7 @@ func purgeRun(ctx context.Context, opts *purgeOptions) error {
 		if accounts, err = opts.workFlags.load(ctx, &opts.accountFlags, nil, sel, needs); err != nil {
 			return usageError("%w", err)
 		}
+		warn(accounts)
 	}
 	// Purge works from what a run recorded: a missing journal is a wrong
 	// --journal, not an empty migration.
@@ -142,15 +154,7 @@ func purgeRun(ctx context.Context, opts *purgeOptions) error {
 			// Only a shard can be empty: the other cases are errors.
 			fmt.Fprintf(opts.io.Err, "popmigrate: shard %s holds none of the accounts; nothing to do\n", sel.Shard)
 		}
-	}
-	printConfigWarnings(opts.io.Err, accounts)
-	for _, a := range accounts {
-		if a.InsecureSkipVerify {
-			fmt.Fprintf(opts.io.Err, "popmigrate: WARNING: account %s: TLS certificate verification is OFF (--insecure-skip-verify); anyone on the path can read the password\n", a.Name)
-		}
-		if a.Security == config.SecurityPlain {
-			fmt.Fprintf(opts.io.Err, "popmigrate: WARNING: account %s: connecting WITHOUT TLS (--insecure-plaintext)\n", a.Name)
-		}
+		warn(accounts)
 	}
 	var runID int64
 	if !opts.DryRun {
