@@ -184,6 +184,7 @@ func TestBenchCompare(t *testing.T) {
 	}
 	loadBefore := loadAverage()
 	started := time.Now()
+	commit := treeCommit() // of the tree built and measured
 	e := &env{mpop: mpopPath, mbsync: mbsyncPath, timeCmd: gnuTime(t), work: t.TempDir()}
 	mbsyncVersion := firstLine(commandOutput(mbsyncPath, "--version"))
 	e.mbsyncTLS = mbsyncTLSKeyword(mbsyncVersion)
@@ -273,7 +274,7 @@ func TestBenchCompare(t *testing.T) {
 	}
 	fmt.Fprintf(&b, "Commit %s; %s; %s; %s; %s; %d CPUs; load average before %s, after %s; %d pairs per cell (scale %g); "+
 		"corpus %.0f MB; total bench time %v.\n\n",
-		treeCommit(), which, firstLine(commandOutput(mpopPath, "--version")), mbsyncVersion, dovecotVersion(),
+		commit, which, firstLine(commandOutput(mpopPath, "--version")), mbsyncVersion, dovecotVersion(),
 		runtime.NumCPU(), loadBefore, loadAverage(), *flagReps, *flagScale, float64(total)/1e6, time.Since(started).Round(time.Second))
 	writeCompareTable(&b, rows)
 	fmt.Fprintf(&b, "\nTimes are medians of wall seconds. Ratios are medians of the ratios of the runs of one round (the tools run "+
