@@ -555,6 +555,10 @@ func makeMessageOf(rng *rand.Rand, user string, n int, class sizeClass, scale fl
 	fmt.Fprintf(&b, "\n--%s\nContent-Type: application/pdf; name=\"report-%d.pdf\"\nContent-Transfer-Encoding: base64\n"+
 		"Content-Disposition: attachment; filename=\"report-%d.pdf\"\n\n", boundary, n, n)
 	raw := make([]byte, max(0, target-b.Len())*3/4)
+	if class.exact {
+		// base64 lines of 76 characters and their line ends
+		raw = raw[:len(raw)*76/77]
+	}
 	for i := 0; i < len(raw); i += 8 {
 		v := rng.Uint64()
 		for k := i; k < min(i+8, len(raw)); k++ {
