@@ -34,6 +34,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"strconv"
@@ -65,13 +66,13 @@ func main() {
 		fmt.Fprintln(os.Stderr, "usage: refread -addr HOST:PORT [-ca-file FILE] -accounts FILE [-concurrency N] [-timeout D]")
 		os.Exit(2)
 	}
-	if err := run(*addr, *caFile, *accountsFile, *concurrency, *timeout); err != nil {
+	if err := run(os.Stdout, *addr, *caFile, *accountsFile, *concurrency, *timeout); err != nil {
 		fmt.Fprintln(os.Stderr, "refread:", err)
 		os.Exit(1)
 	}
 }
 
-func run(addr, caFile, accountsFile string, concurrency int, timeout time.Duration) error {
+func run(out io.Writer, addr, caFile, accountsFile string, concurrency int, timeout time.Duration) error {
 	accounts, err := readAccounts(accountsFile)
 	if err != nil {
 		return err
@@ -126,8 +127,8 @@ func run(addr, caFile, accountsFile string, concurrency int, timeout time.Durati
 	if firstErr != nil {
 		return firstErr
 	}
-	fmt.Printf("accounts=%d messages=%d bytes=%d lines=%d\n", len(accounts), total.messages, total.bytes, total.lines)
-	return nil
+	_, err = fmt.Fprintf(out, "accounts=%d messages=%d bytes=%d lines=%d\n", len(accounts), total.messages, total.bytes, total.lines)
+	return err
 }
 
 func readAccounts(path string) ([]account, error) {
