@@ -538,8 +538,10 @@ func (e *env) runMpop(t *testing.T, r *benchRow) sample {
 	cmds = nil
 	for i, g := range gs {
 		state := filepath.Join(dir, fmt.Sprintf("mbsync-state-%d", i))
-		if err := os.Mkdir(state, 0o700); err != nil {
-			t.Fatal(err)
+		for _, b := range g {
+			if err := os.MkdirAll(filepath.Join(state, b.user), 0o700); err != nil {
+				t.Fatal(err)
+			}
 		}
 		conf := mbsyncrc(mbsyncConf{tls: e.mbsyncTLS, port: imapPort, certFile: e.srv.PKI.CertFile, folder: folder,
 			state: state, mail: filepath.Join(dir, "mail")}, g, e.pwFile)
@@ -594,7 +596,10 @@ func mbsyncrc(c mbsyncConf, boxes []mailbox, pwFile func(string) string) string 
 		p("Sync Push")
 		p("Expunge None")
 		p("Remove None")
-		p("SyncState %s/", c.state)
+		// A folder per channel: the state files of channels with the same
+		// box names would otherwise be one, and the second channel would
+		// take its far folder for one that was there and is gone.
+		p("SyncState %s/", filepath.Join(c.state, u))
 		p("")
 	}
 	return b.String()

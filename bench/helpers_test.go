@@ -228,7 +228,7 @@ func TestMbsyncrc(t *testing.T) {
 	for _, want := range []string{
 		"IMAPAccount far-user1\nHost 127.0.0.1\nPort 10993\nUser user1\nPassCmd \"cat /pw/user1\"\nSSLType IMAPS\nCertificateFile /srv.pem\n",
 		"IMAPStore far-user1\nAccount far-user1\n", "MaildirStore near-user1\nInbox /run/mail/user1\n",
-		"Channel user1\nFar :far-user1:bench0001\nNear :near-user1:INBOX\nCreate Far\nSync Push\nExpunge None\nRemove None\nSyncState /run/state/\n",
+		"Channel user1\nFar :far-user1:bench0001\nNear :near-user1:INBOX\nCreate Far\nSync Push\nExpunge None\nRemove None\nSyncState /run/state/user1/\n",
 	} {
 		if !strings.Contains(rc, want) {
 			t.Errorf("mbsyncrc lacks %q:\n%s", want, rc)
