@@ -788,7 +788,7 @@ func writeCompareTable(b *strings.Builder, rows []*benchRow) {
 		case k == tVerify:
 			return fmt.Sprintf("%+.0f %%", v*100)
 		case k == tRSS:
-			return fmt.Sprintf("%.0f", v)
+			return fmt.Sprintf("%.1f", v)
 		}
 		return fmt.Sprintf("%.2f", v)
 	}
