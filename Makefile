@@ -20,6 +20,11 @@ STATICCHECK = $(firstword $(subst :, ,$(shell $(GO) env GOPATH)))/bin/staticchec
 FUZZTIME      ?= 3s
 SOAK_FUZZTIME ?= 60s
 
+# BENCH_ARGS are passed to the comparison of make bench, e.g.
+# BENCH_ARGS='-bench-scale 0.05' for a smoke run of about a minute, or
+# '-bench-reps 5' (see bench/doc.go).
+BENCH_ARGS ?=
+
 all: build
 
 build:
@@ -50,14 +55,15 @@ fuzz:
 demo: build
 	bash scripts/demo.sh
 
-# bench: Go benchmarks, then popmigrate vs mpop against the same private
-# Dovecot, then 1, 2 and 4 workers sharing one journal, then the journal at
-# the scale of 100 000 accounts and 10 million messages, on SQLite and
-# PostgreSQL (see README, "Benchmarks").
+# bench: Go benchmarks, then the comparison table (popmigrate vs mpop, and
+# vs mpop + mbsync into IMAP, against the same private Dovecot, with a
+# reference reader), then 1, 2 and 4 workers sharing one journal, then the
+# journal at the scale of 100 000 accounts and 10 million messages, on
+# SQLite and PostgreSQL (see README, "Benchmarks").
 bench: deps build
 	bash scripts/ensure-bench-tools.sh
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./pop3/... ./journal/... ./exporters/... ./pipeline/...
-	$(GO) test -count=1 -run '^TestBenchCompare$$' -v -timeout 30m ./bench/ -args -bench-compare
+	$(GO) test -count=1 -run '^TestBenchCompare$$' -v -timeout 60m ./bench/ -args -bench-compare $(BENCH_ARGS)
 	$(GO) test -count=1 -run '^TestBenchScaleOut$$' -v -timeout 30m ./bench/ -args -bench-scaleout
 	$(GO) test -count=1 -run '^TestJournalAtScale$$' -v -timeout 60m ./journal/ -args -journal-scale
 

@@ -8,17 +8,14 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io/fs"
 	"math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"syscall"
@@ -30,13 +27,9 @@ import (
 )
 
 var (
-	flagCompare  = flag.Bool("bench-compare", false, "run TestBenchCompare: popmigrate vs mpop against a private Dovecot (make bench)")
-	flagUsers    = flag.Int("bench-users", 8, "TestBenchCompare: mailboxes on the server")
-	flagMessages = flag.Int("bench-messages", 500, "TestBenchCompare: messages per mailbox")
-	flagReps     = flag.Int("bench-reps", 3, "TestBenchCompare: repetitions of each measurement; the median is reported")
-	flagRTT      = flag.Duration("bench-rtt", 2*time.Millisecond, "TestBenchCompare: round-trip time the delay proxy adds in scenario C")
-	flagBinary   = flag.String("bench-popmigrate", "", "TestBenchCompare: popmigrate binary to measure (default: build ./cmd/popmigrate of this tree)")
-	flagJobs     = flag.Int("bench-jobs", 8, "TestBenchCompare: popmigrate --jobs/--per-host and mpop processes at once in scenario B")
+	flagCompare = flag.Bool("bench-compare", false, "run TestBenchCompare: popmigrate vs mpop (and mpop + mbsync) against a private Dovecot (make bench)")
+	flagReps    = flag.Int("bench-reps", 3, "TestBenchCompare, TestBenchScaleOut: pairs (runs of each tool, alternated) per cell; the median is reported")
+	flagBinary  = flag.String("bench-popmigrate", "", "TestBenchCompare, TestBenchScaleOut: popmigrate binary to measure (default: build ./cmd/popmigrate of this tree)")
 )
 
 // Bounds of the benchmark.
@@ -49,15 +42,18 @@ const (
 )
 
 // Message size classes: most mail is small, some carries an attachment.
-var sizeClasses = []struct {
+var sizeClasses = []sizeClass{
+	{size: 2 << 10, share: 0.6},
+	{size: 20 << 10, share: 0.3, dotLine: true},
+	{size: 200 << 10, share: 0.1, attach: true},
+}
+
+type sizeClass struct {
 	size    int     // nominal size in bytes (±25 %)
 	share   float64 // fraction of the messages
 	attach  bool    // a multipart message with a base64 attachment
 	dotLine bool    // a body line starting with "." (dot-stuffed on the wire)
-}{
-	{2 << 10, 0.6, false, false},
-	{20 << 10, 0.3, false, true},
-	{200 << 10, 0.1, true, false},
+	exact   bool    // exactly size bytes, not ±25 %
 }
 
 // mailbox is one account of the benchmark server and what it holds.
@@ -68,99 +64,25 @@ type mailbox struct {
 	sums           []string // sorted hex sha256 of the canonical messages
 }
 
-// TestBenchCompare measures popmigrate against mpop on the same private
-// Dovecot and prints a markdown table of the medians (see the package
-// documentation). It runs only with -bench-compare.
-func TestBenchCompare(t *testing.T) {
-	if !*flagCompare {
-		t.Skip("the popmigrate vs mpop benchmark runs with `make bench` (go test ./bench/ -args -bench-compare)")
-	}
-	if *flagUsers < 1 || *flagUsers > maxUsers || *flagMessages < 1 || *flagMessages > maxMessages ||
-		*flagReps < 1 || *flagReps > maxReps || *flagJobs < 1 || *flagRTT < 0 || *flagRTT > time.Second {
-		t.Fatalf("bench: flags out of range: -bench-users 1..%d, -bench-messages 1..%d, -bench-reps 1..%d, -bench-jobs >= 1, -bench-rtt 0..1s",
-			maxUsers, maxMessages, maxReps)
-	}
-	mpopPath, err := exec.LookPath("mpop")
-	if err != nil {
-		t.Fatalf("bench: mpop is not installed (%v); install it with `sudo scripts/ensure-bench-tools.sh` (Debian package mpop)", err)
-	}
-	timePath := gnuTime(t)
-	loadBefore := loadAverage()
-	started := time.Now()
-	e := &env{mpop: mpopPath, timeCmd: timePath, work: t.TempDir(), jobs: *flagJobs}
-	if e.popmigrate = *flagBinary; e.popmigrate == "" {
-		e.popmigrate = buildPopmigrate(t, e.work)
-	}
-
-	total := e.serve(t, *flagUsers, *flagMessages)
-	boxes := e.boxes
-
-	popmigrateOne := tool{name: "popmigrate (default window)", run: e.runPopmigrate}
-	popmigrateAll := tool{name: fmt.Sprintf("popmigrate --jobs %d --per-host %d", e.jobs, e.jobs), run: e.runPopmigrate}
-	mpopOne := tool{name: "mpop", mpop: true, run: e.mpopRunner(false)}
-	mpopSeq := tool{name: "mpop, one account after another", mpop: true, run: e.mpopRunner(false)}
-	mpopPar := tool{name: fmt.Sprintf("mpop, %d processes at once", len(boxes)), mpop: true, parallel: true, run: e.mpopRunner(true)}
-
-	// Untimed: the first run of each tool pays for loading binaries and
-	// filling caches.
-	for _, tl := range []tool{popmigrateOne, mpopOne} {
-		tl.run(t, e.srv.POP3SAddr, boxes[:1])
-	}
-
-	proxy := startDelayProxy(t, e.srv.POP3SAddr, *flagRTT)
-	rttName := fmt.Sprintf("+%v RTT", *flagRTT)
-	scenarios := []*scenario{
-		{name: "A: one mailbox", addr: e.srv.POP3SAddr, boxes: boxes[:1], tools: []tool{popmigrateOne, mpopOne}},
-		{name: "B: all mailboxes", addr: e.srv.POP3SAddr, boxes: boxes, tools: []tool{popmigrateAll, mpopSeq, mpopPar}},
-		{name: "C: one mailbox, " + rttName, addr: proxy.Addr(), boxes: boxes[:1], tools: []tool{popmigrateOne, mpopOne}},
-		{name: "C: all mailboxes, " + rttName, addr: proxy.Addr(), boxes: boxes, tools: []tool{popmigrateAll, mpopSeq, mpopPar}},
-	}
-	for _, sc := range scenarios {
-		t.Logf("bench: %s", sc.name)
-		sc.measure(t, e, *flagReps)
-	}
-	held, heldMax := proxy.Held()
-
-	var b strings.Builder
-	fmt.Fprintf(&b, "\n## popmigrate vs mpop\n\n")
-	which := "popmigrate (this tree)"
-	if *flagBinary != "" {
-		which = "popmigrate (" + *flagBinary + ")"
-	}
-	var mix []string
-	for _, c := range sizeClasses {
-		mix = append(mix, fmt.Sprintf("%.0f %% ~%d KiB", c.share*100, c.size>>10))
-	}
-	fmt.Fprintf(&b, "%s and %s against %s on 127.0.0.1 over POP3S into Maildir; %d CPUs, %s/%s; load average before %s, after %s.\n",
-		which, firstLine(commandOutput(mpopPath, "--version")), dovecotVersion(),
-		runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, loadBefore, loadAverage())
-	fmt.Fprintf(&b, "%d mailboxes x %d messages, %.1f MB in all (%s). "+
-		"Median of %d runs, order rotated; every run checked byte for byte.\n",
-		len(boxes), *flagMessages, float64(total)/1e6, strings.Join(mix, ", "), *flagReps)
-	fmt.Fprintf(&b, "C: a proxy in the test holds each chunk %v each way (measured: mean %v, max %v).\n\n",
-		*flagRTT/2, held.Round(time.Microsecond), heldMax.Round(time.Microsecond))
-	writeTable(&b, scenarios)
-	b.WriteString("\nMB = 10^6 bytes of messages in canonical form (LF line ends). Peak RSS of several processes " +
-		"one after another is the largest; of processes at once, the sum of their peaks. CPU is user + system " +
-		"time of the client processes; server CPU is that of the Dovecot processes that served the run (pop3-login " +
-		"with TLS, and pop3), as their master reaped them. Ratios are popmigrate / mpop of the medians above; " +
-		"for msg/s and MB/s above 1 means popmigrate is faster.\n")
-	fmt.Fprintf(&b, "\nbenchmark time: %v\n", time.Since(started).Round(time.Second))
-	fmt.Print(b.String())
-}
-
 // serve starts the private Dovecot with the seeded corpus of users
 // mailboxes of perUser messages, writes their password files and warms
 // the server; it returns the corpus's bytes.
 func (e *env) serve(t *testing.T, users, perUser int) int64 {
 	t.Helper()
 	us, boxes := makeCorpus(users, perUser)
+	return e.serveCorpus(t, us, boxes, nil)
+}
+
+// serveCorpus is serve for a corpus made by the caller, with opts for
+// Dovecot.
+func (e *env) serveCorpus(t *testing.T, us []dovecottest.User, boxes []mailbox, opts *dovecottest.Options) int64 {
+	t.Helper()
 	var total int64
 	for _, b := range boxes {
 		total += b.bytes
 	}
-	t.Logf("bench: starting Dovecot with %d mailboxes x %d messages (%.1f MB)", len(boxes), perUser, float64(total)/1e6)
-	e.srv = dovecottest.Start(t, us, nil)
+	t.Logf("bench: starting Dovecot with %d mailboxes (%.1f MB)", len(boxes), float64(total)/1e6)
+	e.srv = dovecottest.Start(t, us, opts)
 	e.boxes = boxes
 	e.pwDir = filepath.Join(e.work, "passwords")
 	if err := os.Mkdir(e.pwDir, 0o700); err != nil {
@@ -181,25 +103,17 @@ type env struct {
 	popmigrate string // built binary
 	mpop       string
 	timeCmd    string // GNU time
+	refread    string // built reference reader (TestBenchCompare)
+	mbsync     string // TestBenchCompare's IMAP rows
+	mbsyncTLS  string // the mbsyncrc keyword for implicit TLS: SSLType before isync 1.5, TLSType since
 	master     int    // pid of the Dovecot master, once found
 	work       string // scratch folder
 	pwDir      string
-	jobs       int
 	boxes      []mailbox
+	folders    int // IMAP folders made so far, for fresh names
 }
 
 func (e *env) pwFile(user string) string { return filepath.Join(e.pwDir, user) }
-
-// tool is one contender of a scenario.
-type tool struct {
-	name     string
-	mpop     bool // for the ratio rows
-	parallel bool // several processes at once (RSS is summed)
-	// run downloads boxes from addr into a fresh folder, checks the result
-	// (calling t.Fatal if it is not exactly the boxes' messages) and
-	// returns what it cost.
-	run func(t *testing.T, addr string, boxes []mailbox) sample
-}
 
 // sample is what one run of a tool cost.
 type sample struct {
@@ -207,39 +121,6 @@ type sample struct {
 	cpu  time.Duration // user + system of every process
 	srv  time.Duration // user + system of the Dovecot processes that served the run
 	rss  int64         // peak RSS in KiB: the largest, or the sum for processes at once
-}
-
-type scenario struct {
-	name    string
-	addr    string
-	boxes   []mailbox
-	tools   []tool
-	samples [][]sample // per tool
-}
-
-func (sc *scenario) messages() (n int, size int64) {
-	for _, b := range sc.boxes {
-		n += b.messages
-		size += b.bytes
-	}
-	return n, size
-}
-
-// measure runs every tool reps times, rotating the order each repetition.
-func (sc *scenario) measure(t *testing.T, e *env, reps int) {
-	t.Helper()
-	sc.samples = make([][]sample, len(sc.tools))
-	for r := range reps {
-		for k := range sc.tools {
-			i := (k + r) % len(sc.tools)
-			before := e.serverCPU(t)
-			s := sc.tools[i].run(t, sc.addr, sc.boxes)
-			s.srv = e.settledServerCPU(t) - before
-			t.Logf("bench: %s: %s: run %d: %v, CPU %v, RSS %d KiB, server CPU %v", sc.name, sc.tools[i].name, r+1,
-				s.wall.Round(time.Millisecond), s.cpu.Round(time.Millisecond), s.rss, s.srv.Round(time.Millisecond))
-			sc.samples[i] = append(sc.samples[i], s)
-		}
-	}
 }
 
 // median is the median of the samples' field f (the mean of the middle two
@@ -257,152 +138,6 @@ func median(ss []sample, f func(sample) float64) float64 {
 		return v[n/2]
 	default:
 		return (v[n/2-1] + v[n/2]) / 2
-	}
-}
-
-// row is a scenario's medians for one tool.
-type row struct {
-	wall, msgs, mbs, rssMiB, cpu, srv float64
-}
-
-func (sc *scenario) row(i int) row {
-	n, size := sc.messages()
-	ss := sc.samples[i]
-	wall := median(ss, func(s sample) float64 { return s.wall.Seconds() })
-	return row{
-		wall:   wall,
-		msgs:   float64(n) / wall,
-		mbs:    float64(size) / 1e6 / wall,
-		rssMiB: median(ss, func(s sample) float64 { return float64(s.rss) / 1024 }),
-		cpu:    median(ss, func(s sample) float64 { return s.cpu.Seconds() }),
-		srv:    median(ss, func(s sample) float64 { return s.srv.Seconds() }),
-	}
-}
-
-func writeTable(b *strings.Builder, scenarios []*scenario) {
-	b.WriteString("| scenario | tool | wall s | msg/s | MB/s | peak RSS MiB | CPU s | server CPU s | runs (wall s) |\n")
-	b.WriteString("|---|---|---:|---:|---:|---:|---:|---:|---|\n")
-	for _, sc := range scenarios {
-		rows := make([]row, len(sc.tools))
-		pm := -1
-		for i, tl := range sc.tools {
-			rows[i] = sc.row(i)
-			if !tl.mpop && pm < 0 {
-				pm = i
-			}
-			var runs []string
-			for _, s := range sc.samples[i] {
-				runs = append(runs, fmt.Sprintf("%.2f", s.wall.Seconds()))
-			}
-			r := rows[i]
-			fmt.Fprintf(b, "| %s | %s | %.2f | %.0f | %.1f | %.1f | %.2f | %.2f | %s |\n",
-				sc.name, tl.name, r.wall, r.msgs, r.mbs, r.rssMiB, r.cpu, r.srv, strings.Join(runs, " "))
-		}
-		if pm < 0 {
-			continue
-		}
-		for i, tl := range sc.tools {
-			if !tl.mpop {
-				continue
-			}
-			p, m := rows[pm], rows[i]
-			fmt.Fprintf(b, "| %s | **popmigrate / %s** | %.2f | **%.2f** | **%.2f** | %.2f | %.2f | %.2f | |\n",
-				sc.name, tl.name, p.wall/m.wall, p.msgs/m.msgs, p.mbs/m.mbs, p.rssMiB/m.rssMiB, p.cpu/m.cpu, p.srv/m.srv)
-		}
-	}
-}
-
-// runPopmigrate runs `popmigrate run` for boxes (--source for one,
-// --accounts CSV for several) into a fresh Maildir per account with a fresh
-// journal, and checks its JSON report and every Maildir.
-func (e *env) runPopmigrate(t *testing.T, addr string, boxes []mailbox) sample {
-	t.Helper()
-	dir := e.scratch(t, "popmigrate-")
-	defer os.RemoveAll(dir)
-	mail := filepath.Join(dir, "mail")
-	args := []string{e.popmigrate, "run", "--ca-file", e.srv.CAFile, "--journal", filepath.Join(dir, "journal.db"),
-		"--json", "--no-progress"}
-	if len(boxes) == 1 {
-		b := boxes[0]
-		args = append(args, "--source", "pop3s://"+b.user+"@"+addr, "--password-file", e.pwFile(b.user),
-			"--to", "maildir:"+filepath.Join(mail, b.user))
-	} else {
-		var csv strings.Builder
-		csv.WriteString("source,password_file\n")
-		for _, b := range boxes {
-			fmt.Fprintf(&csv, "pop3s://%s@%s,%s\n", b.user, addr, e.pwFile(b.user))
-		}
-		csvPath := filepath.Join(dir, "accounts.csv")
-		if err := os.WriteFile(csvPath, []byte(csv.String()), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		args = append(args, "--accounts", csvPath, "--to", "maildir:"+mail+"/{user}",
-			"--jobs", fmt.Sprint(e.jobs), "--per-host", fmt.Sprint(e.jobs))
-	}
-	s, outs := e.runProcs(t, dir, [][]string{args}, false)
-
-	var rep struct {
-		Totals struct {
-			Accounts       int `json:"accounts"`
-			AccountsFailed int `json:"accounts_failed"`
-			Stored         int `json:"stored"`
-			Failed         int `json:"failed"`
-		} `json:"totals"`
-	}
-	if err := json.Unmarshal(outs[0].stdout, &rep); err != nil {
-		t.Fatalf("bench: popmigrate: JSON report: %v\n%s", err, tail(outs[0].stdout))
-	}
-	want := 0
-	for _, b := range boxes {
-		want += b.messages
-	}
-	if tt := rep.Totals; tt.Accounts != len(boxes) || tt.AccountsFailed != 0 || tt.Stored != want || tt.Failed != 0 {
-		t.Fatalf("bench: popmigrate report: %d accounts (%d failed), stored %d, failed %d; want %d accounts, %d stored\n%s",
-			tt.Accounts, tt.AccountsFailed, tt.Stored, tt.Failed, len(boxes), want, tail(outs[0].stdout))
-	}
-	for _, b := range boxes {
-		if err := verifyMaildir(filepath.Join(mail, b.user), b); err != nil {
-			t.Fatalf("bench: popmigrate: %v", err)
-		}
-	}
-	return s
-}
-
-// mpopRunner returns a runner that runs mpop once per account, one after
-// another or all at once, each with a fresh Maildir and UIDL file.
-func (e *env) mpopRunner(parallel bool) func(t *testing.T, addr string, boxes []mailbox) sample {
-	return func(t *testing.T, addr string, boxes []mailbox) sample {
-		t.Helper()
-		dir := e.scratch(t, "mpop-")
-		defer os.RemoveAll(dir)
-		_, port, err := net.SplitHostPort(addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rc := filepath.Join(dir, "mpoprc")
-		if err := os.WriteFile(rc, []byte(mpoprc(e.srv.CAFile, port, dir, boxes, e.pwFile)), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		// mpop makes the UIDL folder itself, but processes at once race.
-		if err := os.Mkdir(filepath.Join(dir, "uidls"), 0o700); err != nil {
-			t.Fatal(err)
-		}
-		var cmds [][]string
-		for _, b := range boxes {
-			for _, sub := range []string{"cur", "new", "tmp"} {
-				if err := os.MkdirAll(filepath.Join(dir, "mail", b.user, sub), 0o700); err != nil {
-					t.Fatal(err)
-				}
-			}
-			cmds = append(cmds, []string{e.mpop, "-C", rc, "--quiet", b.user})
-		}
-		s, _ := e.runProcs(t, dir, cmds, parallel)
-		for _, b := range boxes {
-			if err := verifyMaildir(filepath.Join(dir, "mail", b.user), b); err != nil {
-				t.Fatalf("bench: mpop: %v", err)
-			}
-		}
-		return s
 	}
 }
 
@@ -752,8 +487,9 @@ var words = strings.Fields(`the a of to and in is for on that with as this be ar
 	update review budget migration mailbox server customer account delivery weekend draft contract`)
 
 // makeMessage returns message n of user in canonical form (LF line ends,
-// a final newline): headers, a text body of filler lines, and for the
-// largest class a base64 attachment of random bytes.
+// a final newline), of a size class drawn from sizeClasses: headers, a
+// text body of filler lines, and for the largest class a base64 attachment
+// of random bytes.
 func makeMessage(rng *rand.Rand, user string, n int) []byte {
 	x := rng.Float64()
 	class := sizeClasses[len(sizeClasses)-1]
@@ -764,7 +500,17 @@ func makeMessage(rng *rand.Rand, user string, n int) []byte {
 		}
 		x -= c.share
 	}
+	return makeMessageOf(rng, user, n, class, 1)
+}
+
+// makeMessageOf is makeMessage for a given class, its nominal size
+// multiplied by scale.
+func makeMessageOf(rng *rand.Rand, user string, n int, class sizeClass, scale float64) []byte {
+	class.size = int(float64(class.size) * scale)
 	target := class.size * (75 + rng.IntN(51)) / 100
+	if class.exact {
+		target = class.size
+	}
 	date := time.Date(2023, 1, 1, 8, 0, 0, 0, time.UTC).Add(time.Duration(n) * 37 * time.Minute)
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "Return-Path: <sender%d@example.net>\n", n%17)
@@ -809,8 +555,16 @@ func makeMessage(rng *rand.Rand, user string, n int) []byte {
 	fmt.Fprintf(&b, "\n--%s\nContent-Type: application/pdf; name=\"report-%d.pdf\"\nContent-Transfer-Encoding: base64\n"+
 		"Content-Disposition: attachment; filename=\"report-%d.pdf\"\n\n", boundary, n, n)
 	raw := make([]byte, max(0, target-b.Len())*3/4)
-	for i := range raw {
-		raw[i] = byte(rng.Uint32())
+	if class.exact {
+		// base64 lines of 76 characters and their line ends
+		raw = raw[:len(raw)*76/77]
+	}
+	for i := 0; i < len(raw); i += 8 {
+		v := rng.Uint64()
+		for k := i; k < min(i+8, len(raw)); k++ {
+			raw[k] = byte(v)
+			v >>= 8
+		}
 	}
 	enc := base64.StdEncoding.EncodeToString(raw)
 	for len(enc) > 76 {

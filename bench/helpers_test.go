@@ -208,3 +208,63 @@ func TestMpoprc(t *testing.T) {
 		t.Errorf("mpoprc holds a password:\n%s", rc)
 	}
 }
+
+func TestStripTUID(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{"Subject: a\nX-TUID: 8kins1LOSSjB\n\nbody\n", "Subject: a\n\nbody\n"},
+		{"X-TUID: abc\nSubject: a\n\nbody\n", "Subject: a\n\nbody\n"},
+		{"Subject: a\n\nX-TUID: in the body\n", "Subject: a\n\nX-TUID: in the body\n"},
+		{"Subject: a\n\nbody\n", "Subject: a\n\nbody\n"},
+	} {
+		if got := string(stripTUID([]byte(c.in))); got != c.want {
+			t.Errorf("stripTUID(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
+}
+
+func TestMbsyncrc(t *testing.T) {
+	rc := mbsyncrc(mbsyncConf{tls: "SSLType", port: "10993", certFile: "/srv.pem", folder: "bench0001",
+		state: "/run/state", mail: "/run/mail"}, []mailbox{{user: "user1"}}, func(u string) string { return "/pw/" + u })
+	for _, want := range []string{
+		"IMAPAccount far-user1\nHost 127.0.0.1\nPort 10993\nUser user1\nPassCmd \"cat /pw/user1\"\nSSLType IMAPS\nCertificateFile /srv.pem\n",
+		"IMAPStore far-user1\nAccount far-user1\n", "MaildirStore near-user1\nInbox /run/mail/user1\n",
+		"Channel user1\nFar :far-user1:bench0001\nNear :near-user1:INBOX\nCreate Far\nSync Push\nExpunge None\nRemove None\nSyncState /run/state/user1/\n",
+	} {
+		if !strings.Contains(rc, want) {
+			t.Errorf("mbsyncrc lacks %q:\n%s", want, rc)
+		}
+	}
+	for v, want := range map[string]string{"isync 1.4.4": "SSLType", "isync 1.5.0": "TLSType", "isync 2.0": "TLSType", "?": "SSLType"} {
+		if got := mbsyncTLSKeyword(v); got != want {
+			t.Errorf("mbsyncTLSKeyword(%q) = %q, want %q", v, got, want)
+		}
+	}
+}
+
+// TestPairs: ratios are taken per round, then their median.
+func TestPairs(t *testing.T) {
+	s := func(wall float64) sample { return sample{wall: time.Duration(wall * float64(time.Second))} }
+	r := &benchRow{}
+	r.samples[cPop] = []sample{s(1), s(4), s(3)}
+	r.samples[cBase] = []sample{s(2), s(4), s(2)}
+	r.samples[cPopNoVerify] = []sample{s(1), s(2), s(3)}
+	if v, ok := r.value(tBase); !ok || v != 1 {
+		t.Errorf("popmigrate / mpop = %v, %v; want the median of 0.5, 1, 1.5 = 1", v, ok)
+	}
+	if v, ok := r.value(tVerify); !ok || v != 0 {
+		t.Errorf("verify = %v, %v; want the median of 0, 1, 0 = 0", v, ok)
+	}
+	if _, ok := r.value(tRef); ok {
+		t.Error("popmigrate / reference without reference runs reported a value")
+	}
+	if got := targetString(r, target{tBase, 0.8}); !strings.Contains(got, "missed") {
+		t.Errorf("target 0.8 with value 1: %q, want missed", got)
+	}
+	if got := targetString(r, target{tVerify, 0.15}); !strings.Contains(got, " met") {
+		t.Errorf("verify target 15 %% with value 0: %q, want met", got)
+	}
+	gs := groups([]mailbox{{user: "a"}, {user: "b"}, {user: "c"}}, 2)
+	if len(gs) != 2 || len(gs[0]) != 2 || len(gs[1]) != 1 || gs[0][1].user != "c" {
+		t.Errorf("groups of 3 in 2 = %v", gs)
+	}
+}

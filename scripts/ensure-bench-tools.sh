@@ -1,17 +1,18 @@
 #!/bin/sh
 # ensure-bench-tools.sh makes sure the tools `make bench` compares popmigrate
 # with, and measures it by, are installed: mpop (the POP3 client popmigrate is
-# compared with) and GNU time (peak RSS of each run). See bench/doc.go.
+# compared with), mbsync (Debian package isync: it pushes mpop's Maildir to
+# IMAP in the IMAP rows) and GNU time (peak RSS of each run). See bench/doc.go.
 #
-#   scripts/ensure-bench-tools.sh        # exit 0 if both are ready
+#   scripts/ensure-bench-tools.sh        # exit 0 if all are ready
 #   sudo scripts/ensure-bench-tools.sh   # install what is missing first
 #
 # As root on Debian or Ubuntu it installs the packages with apt-get.
 # Otherwise it exits 1 and says what to install. It never succeeds without a
-# working mpop and GNU time. Dovecot is scripts/ensure-dovecot.sh's job.
+# working mpop, mbsync and GNU time. Dovecot is scripts/ensure-dovecot.sh's job.
 set -eu
 
-PACKAGES="mpop time"
+PACKAGES="mpop isync time"
 
 say() { printf 'ensure-bench-tools: %s\n' "$*" >&2; }
 
@@ -19,6 +20,8 @@ say() { printf 'ensure-bench-tools: %s\n' "$*" >&2; }
 . "$(dirname "$0")/lib/install.sh"
 
 have_mpop() { command -v mpop >/dev/null 2>&1 && mpop --version >/dev/null 2>&1; }
+
+have_mbsync() { command -v mbsync >/dev/null 2>&1 && mbsync --version >/dev/null 2>&1; }
 
 # have_time: the program /usr/bin/time (not the shell keyword), GNU's.
 have_time() {
@@ -36,12 +39,13 @@ have_time() {
 missing() {
 	m=""
 	have_mpop || m="$m mpop"
+	have_mbsync || m="$m isync"
 	have_time || m="$m time"
 	echo "${m# }"
 }
 
 report() {
-	say "$(mpop --version 2>/dev/null | head -n 1) and GNU time are installed"
+	say "$(mpop --version 2>/dev/null | head -n 1), $(mbsync --version 2>/dev/null | head -n 1) and GNU time are installed"
 }
 
 need=$(missing)
@@ -51,7 +55,7 @@ if [ -z "$need" ]; then
 fi
 
 install_packages "missing: $need (Debian packages: $need)" \
-	"install mpop (https://marlam.de/mpop/) and GNU time" "$need"
+	"install mpop (https://marlam.de/mpop/), mbsync (isync, https://isync.sourceforge.io/) and GNU time" "$need"
 
 need=$(missing)
 if [ -n "$need" ]; then
