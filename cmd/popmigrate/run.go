@@ -175,7 +175,7 @@ Destinations (--to, repeatable, templates {user} {host} {account}):
 	f.DurationVar(&opts.MaxWait, "max-wait", 30*time.Minute, "most time one account waits between its sessions in all (backoff, the server's LOGIN-DELAY) before it fails")
 	f.BoolVar(&opts.UntilEmpty, "until-empty", false, "repeat sessions until a listing brings nothing new: for servers that list a mailbox in slices and hide what a session retrieved (Gmail)")
 	f.BoolVar(&opts.Wait, "wait", false, "run accounts another popmigrate is working on (with this journal) here too once it lets them go, even when it finished them (default: leave them to it)")
-	f.StringVar(&opts.SpoolDir, "spool-dir", "", "where messages over 4 MiB are spooled (default the system temp dir)")
+	f.StringVar(&opts.SpoolDir, "spool-dir", "", "where messages over 1 MiB are spooled (default the system temp dir)")
 	f.StringVar(&opts.TraceDir, "trace-dir", "", "write a POP3 protocol transcript per account into `DIR` (passwords redacted)")
 	f.StringVar(&opts.IMAPFlags, "imap-flags", `\Seen`, "flags of messages uploaded to IMAP, comma-separated, or \"none\"")
 	f.StringVar(&opts.IMAPDate, "imap-date", "received", "IMAP INTERNALDATE from: received (newest Received:, then Date:), date (Date:), download (the time of download)")
