@@ -65,6 +65,21 @@ type MessageRow struct {
 	DeletedAt     time.Time
 }
 
+// Holds reports whether the journal holds anything of account's
+// messages: a message row (listed, stored, failed...; every delivery
+// belongs to one) or an adopted UIDL. It reads no row, so that asking it
+// of an account of a million messages costs what asking it of an empty
+// one does.
+func (j *Journal) Holds(ctx context.Context, account string) (bool, error) {
+	var msgs, adopted bool
+	err := j.r.QueryRowContext(ctx, j.q(`SELECT EXISTS (SELECT 1 FROM messages WHERE account = ?),
+	EXISTS (SELECT 1 FROM adopted WHERE account = ?)`), account, account).Scan(&msgs, &adopted)
+	if err != nil {
+		return false, fmt.Errorf("journal: messages of account %q: %w", account, err)
+	}
+	return msgs || adopted, nil
+}
+
 // Messages returns every message row of account, ordered by UIDL (byte
 // order; on PostgreSQL a UIDL that is not valid UTF-8 or has a NUL byte
 // comes first, see encodeOpaque). An unknown account has none.

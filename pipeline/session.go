@@ -806,20 +806,11 @@ func (ar *accountRun) retrAtLogin(ctx context.Context) (int, error) {
 	if o.untilEmpty(ar.a) || len(ar.broke) > 0 || len(ar.skip) > 0 || len(ar.storedNow) > 0 || ar.progress > 0 {
 		return 0, nil
 	}
-	j, name := ar.r.j, ar.a.Name
-	rows, err := j.Messages(ctx, name)
+	held, err := ar.r.j.Holds(ctx, ar.a.Name)
 	if err != nil {
 		return 0, &journalError{err}
 	}
-	have, err := j.Deliveries(ctx, name)
-	if err != nil {
-		return 0, &journalError{err}
-	}
-	adopted, err := j.Adopted(ctx, name)
-	if err != nil {
-		return 0, &journalError{err}
-	}
-	if len(rows) > 0 || len(have) > 0 || len(adopted) > 0 {
+	if held {
 		return 0, nil
 	}
 	w := o.Window
