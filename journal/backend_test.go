@@ -18,7 +18,12 @@ import (
 // of what only one backend has (a file's mode, SQLite's PRAGMAs, the
 // connection settings of PostgreSQL) stay apart. The PostgreSQL subtests
 // share one private server (internal/pgtest), each with its own database.
-func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+func TestMain(m *testing.M) {
+	if path := os.Getenv(openChildEnv); path != "" {
+		os.Exit(openChild(path))
+	}
+	os.Exit(pgtest.Main(m))
+}
 
 // backend is a database the journal runs on.
 type backend struct {

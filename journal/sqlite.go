@@ -20,6 +20,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/mattn/go-sqlite3" // also registers the "sqlite3" database/sql driver
 )
@@ -30,6 +31,15 @@ func sqliteCorrupt(err error) bool {
 	var se sqlite3.Error
 	if errors.As(err, &se) {
 		return se.Code == sqlite3.ErrCorrupt || se.Code == sqlite3.ErrNotADB
+	}
+	return false
+}
+
+// sqliteBusy reports whether err is SQLite's SQLITE_BUSY or SQLITE_LOCKED.
+func sqliteBusy(err error) bool {
+	var se sqlite3.Error
+	if errors.As(err, &se) {
+		return se.Code == sqlite3.ErrBusy || se.Code == sqlite3.ErrLocked
 	}
 	return false
 }
@@ -102,7 +112,8 @@ func (sqliteDialect) retryable(error) bool { return false }
 // must be absolute. mode=rw: SQLite never creates the file, prepareSQLiteFile
 // does (with mode 0600).
 //
-// Every connection gets:
+// Every connection gets (the write connection sets journal_mode, which
+// the file keeps, and checks it; see openSQLite):
 //   - journal_mode=WAL: readers and the writer do not block each other, and a
 //     commit appends to the log instead of rewriting pages.
 //   - synchronous=FULL: the journal commit is popmigrate's durability point.
@@ -125,13 +136,16 @@ func (sqliteDialect) retryable(error) bool { return false }
 func sqliteDSN(path string, write bool) string {
 	q := url.Values{}
 	q.Set("mode", "rw")
-	q.Set("_journal_mode", "WAL")
 	q.Set("_synchronous", "FULL")
 	q.Set("_foreign_keys", "1")
 	q.Set("_busy_timeout", fmt.Sprint(sqliteBusyTimeoutMS))
 	if write {
+		q.Set("_journal_mode", "WAL")
 		q.Set("_txlock", "immediate")
 	} else {
+		// The writer made the file a WAL database before any reader
+		// opens (WAL mode is persistent): a reader that set it again
+		// could meet another process's switch and fail at once.
 		q.Set("_query_only", "1")
 	}
 	return "file:" + sqliteURIPath(path) + "?" + q.Encode()
@@ -213,17 +227,33 @@ func openSQLite(ctx context.Context, path string) (w, r *sql.DB, err error) {
 	if err := prepareSQLiteFile(abs); err != nil {
 		return nil, nil, err
 	}
-	w, err = sql.Open(sqliteDriver, sqliteDSN(abs, true))
-	if err != nil {
-		return nil, nil, fmt.Errorf("journal: %s: %w", path, err)
-	}
-	w.SetMaxOpenConns(1)
-	w.SetMaxIdleConns(1)
-	w.SetConnMaxLifetime(0)
-	w.SetConnMaxIdleTime(0)
-	if err := checkSQLitePragmas(ctx, w); err != nil {
+	// Several processes that open a new journal at once (workers started
+	// together) race to turn it into WAL mode, and SQLite answers the
+	// losers SQLITE_BUSY at once, without its busy handler: the first
+	// connection is opened again, within the busy timeout.
+	deadline := time.Now().Add(sqliteBusyTimeoutMS * time.Millisecond)
+	for pause := 5 * time.Millisecond; ; pause = min(2*pause, 200*time.Millisecond) {
+		w, err = sql.Open(sqliteDriver, sqliteDSN(abs, true))
+		if err != nil {
+			return nil, nil, fmt.Errorf("journal: %s: %w", path, err)
+		}
+		w.SetMaxOpenConns(1)
+		w.SetMaxIdleConns(1)
+		w.SetConnMaxLifetime(0)
+		w.SetConnMaxIdleTime(0)
+		err = checkSQLitePragmas(ctx, w)
+		if err == nil {
+			break
+		}
 		w.Close()
-		return nil, nil, fmt.Errorf("journal: %s: %w", path, err)
+		if !sqliteBusy(err) || time.Now().Add(pause).After(deadline) {
+			return nil, nil, fmt.Errorf("journal: %s: %w", path, err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, nil, fmt.Errorf("journal: %s: %w", path, ctx.Err())
+		case <-time.After(pause):
+		}
 	}
 	r, err = sql.Open(sqliteDriver, sqliteDSN(abs, false))
 	if err != nil {
