@@ -84,7 +84,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -172,7 +171,7 @@ type Exporter struct {
 	dirty     map[string]bool              // account folders renamed into since the last Sync
 	rootDirty bool                         // an account folder was created since the last Sync
 	inflight  map[string]chan struct{}     // "<account-dir>/<key>" of each Put writing now; closed when it ends
-	streams   map[*stream]bool             // Streams neither committed nor aborted; Close aborts them
+	streams   durable.Temps                // Streams neither committed nor aborted; Close aborts them
 	// staged holds the messages Put wrote to their account's TmpDir, keyed
 	// by ref, until the next Sync (or Close) publishes them.
 	staged durable.Staged
@@ -652,12 +651,7 @@ func (e *Exporter) Close() error {
 	defer e.ops.Unlock()
 	// Streams still open are aborted: their messages were never
 	// committed, and nothing of them may stay.
-	e.mu.Lock()
-	open := slices.Collect(maps.Keys(e.streams))
-	e.mu.Unlock()
-	for _, s := range open {
-		s.Abort()
-	}
+	e.streams.AbortAll()
 	// Messages Put since the last Sync are published now, durably: a
 	// file is never left between its temporary and its final name.
 	var perr error

@@ -2,13 +2,11 @@ package eml
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"os"
-	"sync"
 	"time"
 
 	"github.com/popmigrate/popmigrate/exporters"
+	"github.com/popmigrate/popmigrate/exporters/internal/durable"
 )
 
 // Stream starts writing the message with key, downloaded from account,
@@ -60,56 +58,22 @@ func (e *Exporter) Stream(ctx context.Context, account, key string) (exporters.S
 		}
 		return nil, exporters.Delivery{Ref: ref}, err
 	}
-	tmp, f, err := e.w.Create(e.tmpName(acct, key))
+	t, err := e.w.CreateTemp(&e.streams, e.tmpName(acct, key), MaxHeaderScan,
+		fmt.Sprintf("eml: stream %s (account %q) into %s", key, account, e.dir))
 	if err != nil {
 		return nil, exporters.Delivery{}, wrap(err)
 	}
-	hp := headerPool.Get().(*[]byte)
-	s := &stream{e: e, account: account, acct: acct, key: key, tmp: tmp, f: f, hp: hp, head: (*hp)[:0]}
-	e.mu.Lock()
-	if e.streams == nil {
-		e.streams = map[*stream]bool{}
-	}
-	e.streams[s] = true
-	e.mu.Unlock()
-	return s, exporters.Delivery{}, nil
+	return &stream{Temp: t, e: e, account: account, acct: acct, key: key}, exporters.Delivery{}, nil
 }
 
-// stream is a message being written into its account's TmpDir by Stream.
+// stream is a message being written into its account's TmpDir by Stream;
+// its Temp keeps the first MaxHeaderScan bytes, for the date.
 type stream struct {
+	*durable.Temp
 	e       *Exporter
 	account string // the account id, for errors
 	acct    string // its folder, AccountDir(account)
 	key     string
-	tmp     string // name of the temporary file, relative to the root
-
-	mu   sync.Mutex // guards the fields below against Close of the Exporter
-	f    *os.File   // nil once committed or aborted
-	n    int64      // bytes written
-	err  error      // the first write error
-	hp   *[]byte    // head's buffer, from headerPool; nil once given back
-	head []byte     // the first MaxHeaderScan bytes written, for the date
-}
-
-func (s *stream) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	switch {
-	case s.err != nil:
-		return 0, s.err
-	case s.f == nil:
-		return 0, fmt.Errorf("eml: stream %s (account %q) into %s: %w", s.key, s.account, s.e.dir, exporters.ErrClosed)
-	}
-	n, err := s.f.Write(p)
-	s.n += int64(n)
-	if k := min(n, MaxHeaderScan-len(s.head)); k > 0 {
-		s.head = append(s.head, p[:k]...)
-	}
-	if err != nil {
-		s.err = fmt.Errorf("eml: stream %s (account %q) into %s: write %s: %w", s.key, s.account, s.e.dir, s.e.w.Path(s.tmp), err)
-		return n, s.err
-	}
-	return n, nil
 }
 
 func (s *stream) Commit(ctx context.Context, size int64) (exporters.Delivery, error) {
@@ -122,36 +86,15 @@ func (s *stream) Commit(ctx context.Context, size int64) (exporters.Delivery, er
 		return exporters.Delivery{}, wrap(err)
 	}
 	defer e.ops.RUnlock()
-	s.mu.Lock()
-	f, n, werr, hp, head := s.f, s.n, s.err, s.hp, s.head
-	s.f, s.hp, s.head = nil, nil, nil
-	s.mu.Unlock()
-	if f == nil {
-		return exporters.Delivery{}, wrap(errors.New("stream already ended"))
-	}
-	defer headerPool.Put(hp)
-	e.untrack(s)
-	received := time.Now()
-	err := werr
-	switch {
-	case err != nil:
-	case n != size:
-		err = fmt.Errorf("write %s: %w: %d of %d bytes", e.w.Path(s.tmp), exporters.ErrShortBody, n, size)
-	default:
-		err = ctx.Err()
-	}
-	if cerr := f.Close(); err == nil && cerr != nil {
-		err = fmt.Errorf("close %s: %w", e.w.Path(s.tmp), cerr)
-	}
-	var ref string
-	if err == nil {
-		ref, err = e.commitTmp(ctx, s.acct, s.key, fileName(nameDate(head, received), s.key), s.tmp)
-	}
+	defer s.Release()
+	head, err := s.Finish(ctx, size, wrap)
 	if err != nil {
-		e.root.Remove(s.tmp)
-		if err == werr {
-			return exporters.Delivery{}, err
-		}
+		return exporters.Delivery{}, err
+	}
+	received := time.Now()
+	ref, err := e.commitTmp(ctx, s.acct, s.key, fileName(nameDate(head, received), s.key), s.Name())
+	if err != nil {
+		e.root.Remove(s.Name())
 		return exporters.Delivery{}, wrap(err)
 	}
 	return exporters.Delivery{Ref: ref}, nil
@@ -181,27 +124,4 @@ func (e *Exporter) commitTmp(ctx context.Context, acct, key, name, tmp string) (
 		return "", err
 	}
 	return e.place(acct, key, name, tmp), nil
-}
-
-func (s *stream) Abort() {
-	s.mu.Lock()
-	f, hp := s.f, s.hp
-	s.f, s.hp, s.head = nil, nil, nil
-	s.mu.Unlock()
-	if f == nil {
-		return
-	}
-	headerPool.Put(hp)
-	f.Close()
-	s.e.untrack(s)
-	// The root stays open while Close aborts streams, and a stream that
-	// Close aborted is not aborted again here.
-	s.e.root.Remove(s.tmp)
-}
-
-// untrack forgets s, committed or aborted.
-func (e *Exporter) untrack(s *stream) {
-	e.mu.Lock()
-	delete(e.streams, s)
-	e.mu.Unlock()
 }

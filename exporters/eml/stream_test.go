@@ -284,9 +284,9 @@ func TestStreamHeadBounded(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	s := st.(*stream)
-	if len(s.head) != MaxHeaderScan || cap(s.head) != MaxHeaderScan {
-		t.Errorf("after 3 MiB the stream holds %d bytes (cap %d), want %d", len(s.head), cap(s.head), MaxHeaderScan)
+	head := st.(*stream).Kept()
+	if len(head) != MaxHeaderScan || cap(head) != MaxHeaderScan {
+		t.Errorf("after 3 MiB the stream holds %d bytes (cap %d), want %d", len(head), cap(head), MaxHeaderScan)
 	}
 }
 

@@ -48,10 +48,8 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"maps"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -122,7 +120,7 @@ type Exporter struct {
 	scans     uint64            // scans of cur/ started so far
 	cur       map[string]string // base name -> name in cur/ (with info part); nil until the first scan
 	renamedAt map[string]uint64 // base names renamed into new/ by this Exporter -> scans at that time
-	streams   map[*stream]bool  // Streams neither committed nor aborted; Close aborts them
+	streams   durable.Temps     // Streams neither committed nor aborted; Close aborts them
 	// staged holds the messages Put wrote to tmp/, keyed by their name in
 	// new/, until the next Sync (or Close) publishes them.
 	staged durable.Staged
@@ -384,48 +382,19 @@ func (e *Exporter) Stream(ctx context.Context, _, key string) (exporters.Stream,
 		}
 		return nil, exporters.Delivery{Ref: ref}, err
 	}
-	tmp, f, err := e.w.Create(func() string { return "tmp/" + key + "." + durable.RandomHex() + durable.TmpSuffix })
+	t, err := e.w.CreateTemp(&e.streams, func() string { return "tmp/" + key + "." + durable.RandomHex() + durable.TmpSuffix }, 0,
+		fmt.Sprintf("maildir: stream %s into %s", key, e.dir))
 	if err != nil {
 		return nil, exporters.Delivery{}, wrap(err)
 	}
-	s := &stream{e: e, key: key, name: name, tmp: tmp, f: f}
-	e.mu.Lock()
-	if e.streams == nil {
-		e.streams = map[*stream]bool{}
-	}
-	e.streams[s] = true
-	e.mu.Unlock()
-	return s, exporters.Delivery{}, nil
+	return &stream{Temp: t, e: e, key: key, name: name}, exporters.Delivery{}, nil
 }
 
 // stream is a message being written into tmp/ by Stream.
 type stream struct {
+	*durable.Temp
 	e         *Exporter
 	key, name string
-	tmp       string // name of the tmp file, relative to the root
-
-	mu  sync.Mutex // guards f against Close of the Exporter
-	f   *os.File   // nil once committed or aborted
-	n   int64      // bytes written
-	err error      // the first write error
-}
-
-func (s *stream) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	switch {
-	case s.err != nil:
-		return 0, s.err
-	case s.f == nil:
-		return 0, fmt.Errorf("maildir: stream %s into %s: %w", s.key, s.e.dir, exporters.ErrClosed)
-	}
-	n, err := s.f.Write(p)
-	s.n += int64(n)
-	if err != nil {
-		s.err = fmt.Errorf("maildir: stream %s into %s: write %s: %w", s.key, s.e.dir, s.e.w.Path(s.tmp), err)
-		return n, s.err
-	}
-	return n, nil
 }
 
 func (s *stream) Commit(ctx context.Context, size int64) (exporters.Delivery, error) {
@@ -438,58 +407,13 @@ func (s *stream) Commit(ctx context.Context, size int64) (exporters.Delivery, er
 		return exporters.Delivery{}, wrap(err)
 	}
 	defer e.ops.RUnlock()
-	s.mu.Lock()
-	f, n, werr := s.f, s.n, s.err
-	s.f = nil
-	s.mu.Unlock()
-	if f == nil {
-		return exporters.Delivery{}, wrap(errors.New("stream already ended"))
+	if _, err := s.Finish(ctx, size, wrap); err != nil {
+		return exporters.Delivery{}, err
 	}
-	e.untrack(s)
-	err := werr
-	switch {
-	case err != nil:
-	case n != size:
-		err = fmt.Errorf("write %s: %w: %d of %d bytes", e.w.Path(s.tmp), exporters.ErrShortBody, n, size)
-	default:
-		err = ctx.Err()
-	}
-	if cerr := f.Close(); err == nil && cerr != nil {
-		err = fmt.Errorf("close %s: %w", e.w.Path(s.tmp), cerr)
-	}
-	if err != nil {
-		e.root.Remove(s.tmp)
-		if err == werr {
-			return exporters.Delivery{}, err
-		}
-		return exporters.Delivery{}, wrap(err)
-	}
-	if !e.staged.Add("new/"+s.name, s.tmp) {
-		e.root.Remove(s.tmp) // another Put of the key got there first
+	if !e.staged.Add("new/"+s.name, s.Name()) {
+		e.root.Remove(s.Name()) // another Put of the key got there first
 	}
 	return exporters.Delivery{Ref: "new/" + s.name}, nil
-}
-
-func (s *stream) Abort() {
-	s.mu.Lock()
-	f := s.f
-	s.f = nil
-	s.mu.Unlock()
-	if f == nil {
-		return
-	}
-	f.Close()
-	s.e.untrack(s)
-	// The root stays open while Close aborts streams, and a stream that
-	// Close aborted is not aborted again here.
-	s.e.root.Remove(s.tmp)
-}
-
-// untrack forgets s, committed or aborted.
-func (e *Exporter) untrack(s *stream) {
-	e.mu.Lock()
-	delete(e.streams, s)
-	e.mu.Unlock()
 }
 
 // write copies msg into a fresh tmp file, not yet durable, and records it
@@ -579,12 +503,7 @@ func (e *Exporter) Close() error {
 	defer e.ops.Unlock()
 	// Streams still open are aborted: their messages were never
 	// committed, and nothing of them may stay.
-	e.mu.Lock()
-	open := slices.Collect(maps.Keys(e.streams))
-	e.mu.Unlock()
-	for _, s := range open {
-		s.Abort()
-	}
+	e.streams.AbortAll()
 	// Messages Put since the last Sync are published now, durably: a
 	// file is never left half-way between tmp/ and new/. A read-only
 	// Exporter has none, and writes nothing.
