@@ -663,26 +663,10 @@ func TestDovecotIMAPKill9(t *testing.T) {
 		"--batch-size", strconv.Itoa(batch), "--batch-interval", "1h", "--json"}
 
 	run := startStalled(t, proxy, env, args...)
-	committedNow := func() int { return committedCount(t, jpath, user) }
-	// Wait until a group commit is visible in the journal and the folder
-	// holds more than it: APPENDs the journal does not know of.
-	inFolder, committed := -1, 0
-	last, stableSince := -2, time.Now()
-	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		inFolder = imapCount(t, srv, target, targetPassword, "INBOX/Imported")
-		if inFolder != last {
-			last, stableSince = inFolder, time.Now()
-			continue
-		}
-		if time.Since(stableSince) > 500*time.Millisecond {
-			if committed = committedNow(); committed > 0 && inFolder > committed {
-				break
-			}
-		}
-	}
+	waitForUncommittedAppends(t, srv, target, targetPassword, "INBOX/Imported", jpath, user)
 	run.kill(t)
-	committed = committedNow()
-	inFolder = imapCount(t, srv, target, targetPassword, "INBOX/Imported")
+	committed := committedCount(t, jpath, user)
+	inFolder := imapCount(t, srv, target, targetPassword, "INBOX/Imported")
 	t.Logf("killed with %d messages committed and %d in the IMAP folder, of %d", committed, inFolder, n)
 	if committed == 0 || committed%batch != 0 || committed >= n {
 		t.Errorf("%d messages committed at the kill, want a positive multiple of %d below %d", committed, batch, n)
@@ -733,6 +717,27 @@ func TestDovecotIMAPKill9(t *testing.T) {
 			t.Errorf("journal: two messages delivered to IMAP ref %s", d.Ref)
 		}
 		uids[d.Ref] = true
+	}
+}
+
+// waitForUncommittedAppends waits, at most 15 s, until the stalled run's
+// group commits for account are visible in the journal at jpath and
+// user's IMAP folder holds more messages than they: APPENDs the journal
+// does not know of. The caller then kills the run.
+func waitForUncommittedAppends(t *testing.T, srv *dovecottest.Server, user, password, folder, jpath, account string) {
+	t.Helper()
+	last, stableSince := -2, time.Now()
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		inFolder := imapCount(t, srv, user, password, folder)
+		if inFolder != last {
+			last, stableSince = inFolder, time.Now()
+			continue
+		}
+		if time.Since(stableSince) > 500*time.Millisecond {
+			if committed := committedCount(t, jpath, account); committed > 0 && inFolder > committed {
+				return
+			}
+		}
 	}
 }
 

@@ -9,7 +9,6 @@ import (
 	"slices"
 	"strconv"
 	"testing"
-	"time"
 
 	"github.com/popmigrate/popmigrate/internal/dovecottest"
 	"github.com/popmigrate/popmigrate/pipeline"
@@ -62,22 +61,9 @@ func TestDovecotKill9ThenJournalLost(t *testing.T) {
 	killed[slices.Index(killed, "--source")+1] = "pop3s://" + user + "@" + proxy.Addr()
 
 	run := startStalled(t, proxy, env, killed...)
-	inFolder, committed := -1, 0
-	last, stableSince := -2, time.Now()
-	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		inFolder = imapCount(t, srv, target, targetPassword, folder)
-		if inFolder != last {
-			last, stableSince = inFolder, time.Now()
-			continue
-		}
-		if time.Since(stableSince) > 500*time.Millisecond {
-			if committed = committedCount(t, jpath, user); committed > 0 && inFolder > committed {
-				break
-			}
-		}
-	}
+	waitForUncommittedAppends(t, srv, target, targetPassword, folder, jpath, user)
 	run.kill(t)
-	inFolder = imapCount(t, srv, target, targetPassword, folder)
+	inFolder := imapCount(t, srv, target, targetPassword, folder)
 	inMaildir := len(maildirFiles(t, md))
 	t.Logf("killed with %d in the IMAP folder and %d in the Maildir, of %d", inFolder, inMaildir, n)
 	if inFolder == 0 || inFolder >= n || inMaildir == 0 {
