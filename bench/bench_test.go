@@ -619,6 +619,49 @@ func loadAverage() string {
 	return "?"
 }
 
+// workDisk describes the file system dir is on and what creating a 4 KiB
+// file costs there (the mean of 500 created, written and closed one after
+// another, then removed): every Maildir run creates a file per message, so
+// this cost is part of every tool's figures. On ext4 without a journal,
+// where each new inode skips those deleted in the last minute after reading
+// their blocks, it is tens of times a journaled file system's; `make bench`
+// therefore measures on a journaled ext4 of its own (scripts/bench-fs.sh).
+func workDisk(dir string) string {
+	var st syscall.Statfs_t
+	kind := "unknown file system"
+	if syscall.Statfs(dir, &st) == nil {
+		switch st.Type {
+		case 0xEF53:
+			kind = "ext4"
+		case 0x01021994:
+			kind = "tmpfs"
+		case 0x58465342:
+			kind = "xfs"
+		case 0x9123683E:
+			kind = "btrfs"
+		case 0x794c7630:
+			kind = "overlayfs"
+		default:
+			kind = fmt.Sprintf("file system 0x%x", st.Type)
+		}
+	}
+	probe, err := os.MkdirTemp(dir, "fsprobe-")
+	if err != nil {
+		return fmt.Sprintf("work directory %s on %s", dir, kind)
+	}
+	defer os.RemoveAll(probe)
+	const n = 500
+	data := make([]byte, 4<<10)
+	start := time.Now()
+	for i := range n {
+		if err := os.WriteFile(filepath.Join(probe, fmt.Sprint(i)), data, 0o600); err != nil {
+			return fmt.Sprintf("work directory %s on %s (probe: %v)", dir, kind, err)
+		}
+	}
+	per := time.Since(start) / n
+	return fmt.Sprintf("work directory %s on %s, creating a 4 KiB file there takes %v", dir, kind, per.Round(time.Microsecond))
+}
+
 func lastLine(s string) string {
 	s = strings.TrimSpace(s)
 	if i := strings.LastIndexByte(s, '\n'); i >= 0 {

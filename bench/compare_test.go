@@ -186,6 +186,8 @@ func TestBenchCompare(t *testing.T) {
 	started := time.Now()
 	commit := treeCommit() // of the tree built and measured
 	e := &env{mpop: mpopPath, mbsync: mbsyncPath, timeCmd: gnuTime(t), work: t.TempDir()}
+	disk := workDisk(e.work)
+	t.Logf("bench: %s", disk)
 	mbsyncVersion := firstLine(commandOutput(mbsyncPath, "--version"))
 	e.mbsyncTLS = mbsyncTLSKeyword(mbsyncVersion)
 	if e.popmigrate = *flagBinary; e.popmigrate == "" {
@@ -273,9 +275,9 @@ func TestBenchCompare(t *testing.T) {
 		which = "popmigrate " + *flagBinary
 	}
 	fmt.Fprintf(&b, "Commit %s; %s; %s; %s; %s; %d CPUs; load average before %s, after %s; %d pairs per cell (scale %g); "+
-		"corpus %.0f MB; total bench time %v.\n\n",
+		"corpus %.0f MB; %s; total bench time %v.\n\n",
 		commit, which, firstLine(commandOutput(mpopPath, "--version")), mbsyncVersion, dovecotVersion(),
-		runtime.NumCPU(), loadBefore, loadAverage(), *flagReps, *flagScale, float64(total)/1e6, time.Since(started).Round(time.Second))
+		runtime.NumCPU(), loadBefore, loadAverage(), *flagReps, *flagScale, float64(total)/1e6, disk, time.Since(started).Round(time.Second))
 	writeCompareTable(&b, rows)
 	fmt.Fprintf(&b, "\nTimes are medians of wall seconds. Ratios are medians of the ratios of the runs of one round (the tools run "+
 		"in turn, A B C D A B C D ...); below 1 popmigrate is faster. Verify: popmigrate (verify on) / --no-verify - 1. "+
