@@ -182,6 +182,17 @@ func New(dir string, opts *Options) (*Exporter, error) {
 	} else {
 		err = e.init()
 	}
+	if err == nil {
+		// The folders stay open: each message's operations are then one
+		// system call each (see durable.Writer.OpenDirs).
+		subs := []string{"new", "cur"}
+		if !readOnly {
+			subs = append(subs, "tmp")
+		}
+		if err = e.w.OpenDirs(subs...); err != nil {
+			err = fmt.Errorf("maildir: %w", err)
+		}
+	}
 	if err != nil {
 		root.Close()
 		return nil, err
@@ -324,7 +335,7 @@ func (e *Exporter) Put(ctx context.Context, msg *exporters.Message) (exporters.D
 // Maildir holds it, or "" when a new file may be written for it. The
 // caller holds ops shared.
 func (e *Exporter) held(name string) (string, error) {
-	ref, err := e.locate(name)
+	ref, atNew, err := e.locate(name)
 	if err != nil {
 		return "", err
 	}
@@ -342,7 +353,7 @@ func (e *Exporter) held(name string) (string, error) {
 	}
 	// Sync's rename replaces a file or a link at the final name but fails
 	// on a folder: find that now, so it fails this message, not the batch.
-	if fi, err := e.root.Lstat("new/" + name); err == nil && fi.IsDir() {
+	if atNew == fs.ModeDir {
 		return "", fmt.Errorf("a folder sits at %s", e.w.Path("new/"+name))
 	}
 	return "", nil
@@ -411,7 +422,7 @@ func (s *stream) Commit(ctx context.Context, size int64) (exporters.Delivery, er
 		return exporters.Delivery{}, err
 	}
 	if !e.staged.Add("new/"+s.name, s.Name()) {
-		e.root.Remove(s.Name()) // another Put of the key got there first
+		e.w.Remove(s.Name()) // another Put of the key got there first
 	}
 	return exporters.Delivery{Ref: "new/" + s.name}, nil
 }
@@ -426,7 +437,7 @@ func (e *Exporter) write(ctx context.Context, name string, msg *exporters.Messag
 		return err
 	}
 	if !e.staged.Add("new/"+name, tmp) {
-		e.root.Remove(tmp)
+		e.w.Remove(tmp)
 	}
 	return nil
 }
@@ -511,6 +522,7 @@ func (e *Exporter) Close() error {
 	if !e.readOnly {
 		perr = e.publish()
 	}
+	e.w.CloseDirs()
 	if err := e.root.Close(); err != nil {
 		return fmt.Errorf("maildir: close %s: %w", e.dir, err)
 	}
@@ -540,7 +552,7 @@ func (e *Exporter) Has(ctx context.Context, key string) (exporters.Delivery, boo
 		return exporters.Delivery{}, false, fmt.Errorf("maildir: has %s in %s: %w", key, e.dir, err)
 	}
 	defer e.ops.RUnlock()
-	ref, err := e.locate(name)
+	ref, _, err := e.locate(name)
 	if err != nil {
 		return exporters.Delivery{}, false, fmt.Errorf("maildir: has %s in %s: %w", key, e.dir, err)
 	}
@@ -587,7 +599,7 @@ func (e *Exporter) Open(ctx context.Context, ref string) (io.ReadCloser, error) 
 	if !errors.Is(err, fs.ErrNotExist) {
 		return nil, wrap(err)
 	}
-	moved, err := e.locate(name)
+	moved, _, err := e.locate(name)
 	if err != nil {
 		return nil, wrap(err)
 	}
@@ -619,17 +631,21 @@ func (e *Exporter) begin() error {
 }
 
 // locate returns the Ref of the message file with base name name, or "" if
-// the Maildir does not hold it. The caller holds ops shared.
-func (e *Exporter) locate(name string) (string, error) {
+// the Maildir does not hold it, and when it does not, the type of what
+// sits at new/name instead (fs.ModeIrregular for nothing). The caller
+// holds ops shared.
+func (e *Exporter) locate(name string) (ref string, atNew fs.FileMode, err error) {
 	if _, staged := e.staged.Lookup("new/" + name); staged {
-		return "new/" + name, nil
+		return "new/" + name, 0, nil
 	}
-	fi, err := e.root.Lstat("new/" + name)
+	atNew, err = e.w.LstatType("new/" + name)
 	switch {
-	case err == nil && fi.Mode().IsRegular():
-		return "new/" + name, nil
+	case err == nil && atNew.IsRegular():
+		return "new/" + name, 0, nil
 	case err != nil && !errors.Is(err, fs.ErrNotExist):
-		return "", err
+		return "", 0, err
+	case err != nil:
+		atNew = fs.ModeIrregular
 	}
 	// Anything else at new/name (a symbolic link, a folder) is not a
 	// message: Put's rename replaces a link, and fails on a folder.
@@ -643,7 +659,7 @@ func (e *Exporter) locate(name string) (string, error) {
 
 	if !loaded {
 		if err := e.scanCur(); err != nil {
-			return "", err
+			return "", 0, err
 		}
 		e.mu.Lock()
 		full, indexed = e.cur[name]
@@ -651,28 +667,28 @@ func (e *Exporter) locate(name string) (string, error) {
 		stale = false // the scan started after any rename of ours
 	}
 	if indexed {
-		fi, err := e.root.Lstat("cur/" + full)
-		if err == nil && fi.Mode().IsRegular() {
-			return "cur/" + full, nil
+		typ, err := e.w.LstatType("cur/" + full)
+		if err == nil && typ.IsRegular() {
+			return "cur/" + full, 0, nil
 		}
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return "", err
+			return "", 0, err
 		}
 		stale = true // gone, or renamed with other flags
 	}
 	if !stale {
-		return "", nil
+		return "", atNew, nil
 	}
 	if err := e.scanCur(); err != nil {
-		return "", err
+		return "", 0, err
 	}
 	e.mu.Lock()
 	full, indexed = e.cur[name]
 	e.mu.Unlock()
 	if !indexed {
-		return "", nil
+		return "", atNew, nil
 	}
-	return "cur/" + full, nil
+	return "cur/" + full, 0, nil
 }
 
 // scanCur reads cur/ and replaces the index with the message files this

@@ -48,6 +48,8 @@ type Writer struct {
 	// before its Size. Nil means exporters.ErrShortBody, the one every
 	// exporter reports.
 	ErrShortBody error
+
+	dirs map[string]*os.File // folders OpenDirs opened, by name; read-only after it
 }
 
 // Path returns the path of rel (relative to the root) for error messages:
@@ -82,7 +84,7 @@ func (w *Writer) Write(ctx context.Context, tmpName func() string, dst string, b
 			f.Close()
 		}
 		if err != nil {
-			w.Root.Remove(tmp)
+			w.Remove(tmp)
 		}
 	}()
 	if err := f.Sync(); err != nil {
@@ -96,7 +98,7 @@ func (w *Writer) Write(ctx context.Context, tmpName func() string, dst string, b
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := w.Root.Rename(tmp, dst); err != nil {
+	if err := w.rename(tmp, dst); err != nil {
 		return fmt.Errorf("rename %s to %s: %w", w.Path(tmp), w.Path(dst), err)
 	}
 	return nil
@@ -113,7 +115,7 @@ func (w *Writer) Stage(ctx context.Context, tmpName func() string, body exporter
 		return "", err
 	}
 	if err := f.Close(); err != nil {
-		w.Root.Remove(tmp)
+		w.Remove(tmp)
 		return "", fmt.Errorf("close %s: %w", w.Path(tmp), err)
 	}
 	return tmp, nil
@@ -132,7 +134,7 @@ func (w *Writer) Create(tmpName func() string) (string, *os.File, error) {
 	)
 	for range createTries {
 		tmp = tmpName()
-		f, err = w.Root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		f, err = w.createExcl(tmp)
 		if !errors.Is(err, fs.ErrExist) {
 			break
 		}
@@ -152,7 +154,7 @@ func (w *Writer) create(ctx context.Context, tmpName func() string, body exporte
 	}
 	if err := w.copyBody(ctx, f, body); err != nil {
 		f.Close()
-		w.Root.Remove(tmp)
+		w.Remove(tmp)
 		return "", nil, fmt.Errorf("write %s: %w", w.Path(tmp), err)
 	}
 	return tmp, f, nil
@@ -207,6 +209,12 @@ func (w *Writer) copyBody(ctx context.Context, dst io.Writer, body exporters.Bod
 // itself), making the renames and creations in it durable. The error
 // names the folder.
 func (w *Writer) SyncDir(dir string) error {
+	if open, err := w.syncOpenDir(dir); open {
+		if err != nil {
+			return fmt.Errorf("fsync %s: %w", w.Path(dir), err)
+		}
+		return nil
+	}
 	d, err := w.Root.Open(dir)
 	if err != nil {
 		return fmt.Errorf("fsync %s: %w", w.Path(dir), err)
@@ -226,6 +234,9 @@ func (w *Writer) SyncDir(dir string) error {
 // FIFO. An error for a missing file wraps fs.ErrNotExist. The caller
 // closes the file.
 func (w *Writer) OpenRegular(name string) (*os.File, error) {
+	if f, ok, err := w.openRegularFast(name); ok {
+		return f, err
+	}
 	li, err := w.Root.Lstat(name)
 	if err != nil {
 		return nil, err
@@ -269,7 +280,7 @@ func (w *Writer) RemoveStale(dir string, cutoff time.Time) error {
 			if err != nil || !fi.ModTime().Before(cutoff) {
 				continue
 			}
-			w.Root.Remove(dir + "/" + ent.Name())
+			w.Remove(dir + "/" + ent.Name())
 		}
 		if err == io.EOF {
 			return nil
@@ -278,6 +289,15 @@ func (w *Writer) RemoveStale(dir string, cutoff time.Time) error {
 			return fmt.Errorf("read %s: %w", w.Path(dir), err)
 		}
 	}
+}
+
+// rootLstatType is LstatType through the root.
+func (w *Writer) rootLstatType(rel string) (fs.FileMode, error) {
+	fi, err := w.Root.Lstat(rel)
+	if err != nil {
+		return 0, err
+	}
+	return fi.Mode().Type(), nil
 }
 
 // RandomHex returns 16 random hex digits, for temporary file names.

@@ -70,7 +70,7 @@ func (s *Staged) Publish(w *Writer, renamed func(dst string)) error {
 		return err
 	}
 	for dst, tmp := range batch {
-		if err := w.Root.Rename(tmp, dst); err != nil {
+		if err := w.rename(tmp, dst); err != nil {
 			return fmt.Errorf("rename %s to %s: %w", w.Path(tmp), w.Path(dst), err)
 		}
 		s.mu.Lock()

@@ -143,7 +143,7 @@ func (t *Temp) Finish(ctx context.Context, size int64, wrap func(error) error) (
 		err = fmt.Errorf("close %s: %w", t.w.Path(t.name), cerr)
 	}
 	if err != nil {
-		t.w.Root.Remove(t.name)
+		t.w.Remove(t.name)
 		if err == werr {
 			return nil, err
 		}
@@ -179,5 +179,5 @@ func (t *Temp) Abort() {
 	t.set.remove(t)
 	// The root stays open while a Close of the destination aborts its
 	// Temps, and a Temp that Close aborted is not aborted again here.
-	t.w.Root.Remove(t.name)
+	t.w.Remove(t.name)
 }
