@@ -335,7 +335,7 @@ func (e *Exporter) Put(ctx context.Context, msg *exporters.Message) (exporters.D
 // Maildir holds it, or "" when a new file may be written for it. The
 // caller holds ops shared.
 func (e *Exporter) held(name string) (string, error) {
-	ref, atNew, err := e.locate(name)
+	ref, dirAtNew, err := e.locate(name)
 	if err != nil {
 		return "", err
 	}
@@ -353,7 +353,7 @@ func (e *Exporter) held(name string) (string, error) {
 	}
 	// Sync's rename replaces a file or a link at the final name but fails
 	// on a folder: find that now, so it fails this message, not the batch.
-	if atNew == fs.ModeDir {
+	if dirAtNew {
 		return "", fmt.Errorf("a folder sits at %s", e.w.Path("new/"+name))
 	}
 	return "", nil
@@ -631,22 +631,21 @@ func (e *Exporter) begin() error {
 }
 
 // locate returns the Ref of the message file with base name name, or "" if
-// the Maildir does not hold it, and when it does not, the type of what
-// sits at new/name instead (fs.ModeIrregular for nothing). The caller
-// holds ops shared.
-func (e *Exporter) locate(name string) (ref string, atNew fs.FileMode, err error) {
+// the Maildir does not hold it, and then also whether a folder sits at
+// new/name (which Put's rename would fail on). The caller holds ops
+// shared.
+func (e *Exporter) locate(name string) (ref string, dirAtNew bool, err error) {
 	if _, staged := e.staged.Lookup("new/" + name); staged {
-		return "new/" + name, 0, nil
+		return "new/" + name, false, nil
 	}
-	atNew, err = e.w.LstatType("new/" + name)
+	typ, err := e.w.LstatType("new/" + name)
 	switch {
-	case err == nil && atNew.IsRegular():
-		return "new/" + name, 0, nil
+	case err == nil && typ.IsRegular():
+		return "new/" + name, false, nil
 	case err != nil && !errors.Is(err, fs.ErrNotExist):
-		return "", 0, err
-	case err != nil:
-		atNew = fs.ModeIrregular
+		return "", false, err
 	}
+	dirAtNew = err == nil && typ.IsDir()
 	// Anything else at new/name (a symbolic link, a folder) is not a
 	// message: Put's rename replaces a link, and fails on a folder.
 
@@ -659,7 +658,7 @@ func (e *Exporter) locate(name string) (ref string, atNew fs.FileMode, err error
 
 	if !loaded {
 		if err := e.scanCur(); err != nil {
-			return "", 0, err
+			return "", false, err
 		}
 		e.mu.Lock()
 		full, indexed = e.cur[name]
@@ -669,26 +668,26 @@ func (e *Exporter) locate(name string) (ref string, atNew fs.FileMode, err error
 	if indexed {
 		typ, err := e.w.LstatType("cur/" + full)
 		if err == nil && typ.IsRegular() {
-			return "cur/" + full, 0, nil
+			return "cur/" + full, false, nil
 		}
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return "", 0, err
+			return "", false, err
 		}
 		stale = true // gone, or renamed with other flags
 	}
 	if !stale {
-		return "", atNew, nil
+		return "", dirAtNew, nil
 	}
 	if err := e.scanCur(); err != nil {
-		return "", 0, err
+		return "", false, err
 	}
 	e.mu.Lock()
 	full, indexed = e.cur[name]
 	e.mu.Unlock()
 	if !indexed {
-		return "", atNew, nil
+		return "", dirAtNew, nil
 	}
-	return "cur/" + full, 0, nil
+	return "cur/" + full, false, nil
 }
 
 // scanCur reads cur/ and replaces the index with the message files this

@@ -33,7 +33,7 @@ import (
 // caller calls CloseDirs before closing the root. A folder that cannot be
 // opened is an error naming it, and nothing stays open.
 func (w *Writer) OpenDirs(dirs ...string) error {
-	opened := map[string]*os.File{}
+	opened := map[string]openDir{}
 	for _, d := range dirs {
 		f, err := w.Root.Open(d)
 		if err == nil {
@@ -46,12 +46,12 @@ func (w *Writer) OpenDirs(dirs ...string) error {
 			}
 		}
 		if err != nil {
-			for _, f := range opened {
-				f.Close()
+			for _, o := range opened {
+				o.f.Close()
 			}
 			return fmt.Errorf("open %s: %w", w.Path(d), err)
 		}
-		opened[d] = f
+		opened[d] = openDir{f: f, fd: int(f.Fd())}
 	}
 	w.dirs = opened
 	return nil
@@ -60,8 +60,8 @@ func (w *Writer) OpenDirs(dirs ...string) error {
 // CloseDirs closes the folders OpenDirs opened; later operations go
 // through the root.
 func (w *Writer) CloseDirs() {
-	for _, f := range w.dirs {
-		f.Close()
+	for _, o := range w.dirs {
+		o.f.Close()
 	}
 	w.dirs = nil
 }
@@ -76,11 +76,11 @@ func (w *Writer) in(rel string) (fd int, name string, ok bool) {
 	if !found || name == "" || name == "." || name == ".." || strings.Contains(name, "/") {
 		return 0, "", false
 	}
-	f := w.dirs[dir]
-	if f == nil {
+	o, open := w.dirs[dir]
+	if !open {
 		return 0, "", false
 	}
-	return int(f.Fd()), name, true
+	return o.fd, name, true
 }
 
 // retryEINTR calls f until it fails with something other than EINTR.
@@ -212,9 +212,9 @@ func (w *Writer) openRegularFast(rel string) (f *os.File, ok bool, err error) {
 // syncOpenDir fsyncs dir when it is an open folder, and reports whether
 // it was.
 func (w *Writer) syncOpenDir(dir string) (bool, error) {
-	f := w.dirs[dir]
-	if f == nil {
+	o, open := w.dirs[dir]
+	if !open {
 		return false, nil
 	}
-	return true, f.Sync()
+	return true, o.f.Sync()
 }

@@ -49,7 +49,14 @@ type Writer struct {
 	// exporter reports.
 	ErrShortBody error
 
-	dirs map[string]*os.File // folders OpenDirs opened, by name; read-only after it
+	dirs map[string]openDir // folders OpenDirs opened, by name; read-only after it
+}
+
+// openDir is a folder OpenDirs opened, and its descriptor, taken once
+// (File.Fd on every call would do more than read it).
+type openDir struct {
+	f  *os.File
+	fd int
 }
 
 // Path returns the path of rel (relative to the root) for error messages:

@@ -31,6 +31,35 @@ func newWriter(t *testing.T) (*Writer, string) {
 	return &Writer{Root: r}, dir
 }
 
+// newDirsWriter is newWriter with a new/ folder too, and tmp/ and new/
+// open (OpenDirs): operations on files directly in them take the open
+// folders' way.
+func newDirsWriter(t *testing.T) (*Writer, string) {
+	t.Helper()
+	w, dir := newWriter(t)
+	if err := w.Root.Mkdir("new", 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.OpenDirs("tmp", "new"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.CloseDirs)
+	return w, dir
+}
+
+// writers are the two ways a Writer reaches a file, for the tests that
+// must hold for both: through the root by name (files at the top), and
+// through an open folder (files in new/). up leads out of the root from
+// in.
+var writers = []struct {
+	name   string
+	new    func(*testing.T) (*Writer, string)
+	in, up string
+}{
+	{"root", newWriter, "", "../"},
+	{"open folders", newDirsWriter, "new/", "new/../../"},
+}
+
 // names returns the entries of dir/sub, sorted.
 func names(t *testing.T, dir, sub string) []string {
 	t.Helper()
@@ -202,36 +231,45 @@ func TestWriteFailures(t *testing.T) {
 // The rename replaces a symbolic link at the final name; it never writes
 // through it.
 func TestWriteReplacesSymlink(t *testing.T) {
-	w, dir := newWriter(t)
-	target := filepath.Join(t.TempDir(), "victim")
-	if err := os.WriteFile(target, []byte("secret"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink(target, filepath.Join(dir, "msg")); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Write(t.Context(), seq("a"), "msg", bytes.NewReader([]byte("new"))); err != nil {
-		t.Fatal(err)
-	}
-	if got, _ := os.ReadFile(target); string(got) != "secret" {
-		t.Errorf("link target changed to %q", got)
-	}
-	if fi, err := os.Lstat(filepath.Join(dir, "msg")); err != nil || !fi.Mode().IsRegular() {
-		t.Errorf("msg after Write: %v, %v; want a regular file", fi, err)
+	for _, c := range writers {
+		t.Run(c.name, func(t *testing.T) {
+			w, dir := c.new(t)
+			msg := c.in + "msg"
+			target := filepath.Join(t.TempDir(), "victim")
+			if err := os.WriteFile(target, []byte("secret"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Symlink(target, filepath.Join(dir, msg)); err != nil {
+				t.Fatal(err)
+			}
+			if err := w.Write(t.Context(), seq("a"), msg, bytes.NewReader([]byte("new"))); err != nil {
+				t.Fatal(err)
+			}
+			if got, _ := os.ReadFile(target); string(got) != "secret" {
+				t.Errorf("link target changed to %q", got)
+			}
+			if fi, err := os.Lstat(filepath.Join(dir, msg)); err != nil || !fi.Mode().IsRegular() {
+				t.Errorf("%s after Write: %v, %v; want a regular file", msg, fi, err)
+			}
+		})
 	}
 }
 
 // Names that lead out of the root are refused.
 func TestWriteStaysInRoot(t *testing.T) {
-	w, dir := newWriter(t)
-	if err := w.Write(t.Context(), seq("a"), "../escape", bytes.NewReader([]byte("x"))); err == nil {
-		t.Error("Write renamed out of the root")
-	}
-	if _, err := os.Lstat(filepath.Join(filepath.Dir(dir), "escape")); !errors.Is(err, fs.ErrNotExist) {
-		t.Errorf("a file appeared outside the root: %v", err)
-	}
-	if left := names(t, dir, "tmp"); len(left) != 0 {
-		t.Errorf("tmp holds %q after a failed Write", left)
+	for _, c := range writers {
+		t.Run(c.name, func(t *testing.T) {
+			w, dir := c.new(t)
+			if err := w.Write(t.Context(), seq("a"), c.up+"escape", bytes.NewReader([]byte("x"))); err == nil {
+				t.Error("Write renamed out of the root")
+			}
+			if _, err := os.Lstat(filepath.Join(filepath.Dir(dir), "escape")); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("a file appeared outside the root: %v", err)
+			}
+			if left := names(t, dir, "tmp"); len(left) != 0 {
+				t.Errorf("tmp holds %q after a failed Write", left)
+			}
+		})
 	}
 }
 
@@ -248,33 +286,57 @@ func TestSyncDir(t *testing.T) {
 	}
 }
 
+// OpenRegular opens a regular file and refuses a link and a folder (a
+// FIFO too: dirs_unix_test.go); LstatType tells them apart without
+// following the link; Remove removes a file once.
 func TestOpenRegular(t *testing.T) {
-	w, dir := newWriter(t)
-	if err := os.WriteFile(filepath.Join(dir, "file"), []byte("data"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink("file", filepath.Join(dir, "link")); err != nil {
-		t.Fatal(err)
-	}
-	f, err := w.OpenRegular("file")
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := io.ReadAll(f)
-	f.Close()
-	if err != nil || string(got) != "data" {
-		t.Errorf("read %q, %v", got, err)
-	}
-	for _, name := range []string{"link", "tmp"} {
-		if f, err := w.OpenRegular(name); err == nil {
+	for _, c := range writers {
+		t.Run(c.name, func(t *testing.T) {
+			w, dir := c.new(t)
+			if err := os.WriteFile(filepath.Join(dir, c.in+"file"), []byte("data"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Symlink("file", filepath.Join(dir, c.in+"link")); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Mkdir(filepath.Join(dir, c.in+"sub"), 0o700); err != nil {
+				t.Fatal(err)
+			}
+			f, err := w.OpenRegular(c.in + "file")
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := io.ReadAll(f)
 			f.Close()
-			t.Errorf("OpenRegular(%q) succeeded, want an error", name)
-		} else if !strings.Contains(err.Error(), "not a regular file") {
-			t.Errorf("OpenRegular(%q): err = %v", name, err)
-		}
-	}
-	if _, err := w.OpenRegular("missing"); !errors.Is(err, fs.ErrNotExist) {
-		t.Errorf("OpenRegular of a missing file: err = %v, want ErrNotExist", err)
+			if err != nil || string(got) != "data" {
+				t.Errorf("read %q, %v", got, err)
+			}
+			for _, name := range []string{c.in + "link", c.in + "sub", "tmp"} {
+				if f, err := w.OpenRegular(name); err == nil {
+					f.Close()
+					t.Errorf("OpenRegular(%q) succeeded, want an error", name)
+				} else if !strings.Contains(err.Error(), "not a regular file") {
+					t.Errorf("OpenRegular(%q): err = %v", name, err)
+				}
+			}
+			if _, err := w.OpenRegular(c.in + "missing"); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("OpenRegular of a missing file: err = %v, want ErrNotExist", err)
+			}
+			for name, want := range map[string]fs.FileMode{"file": 0, "link": fs.ModeSymlink, "sub": fs.ModeDir} {
+				if typ, err := w.LstatType(c.in + name); err != nil || typ != want {
+					t.Errorf("LstatType(%q) = %v, %v; want %v", c.in+name, typ, err, want)
+				}
+			}
+			if _, err := w.LstatType(c.in + "missing"); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("LstatType of a missing file: err = %v, want ErrNotExist", err)
+			}
+			if err := w.Remove(c.in + "file"); err != nil {
+				t.Errorf("Remove: %v", err)
+			}
+			if err := w.Remove(c.in + "file"); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("Remove of a missing file: err = %v, want ErrNotExist", err)
+			}
+		})
 	}
 }
 
