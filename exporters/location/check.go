@@ -7,8 +7,6 @@ import (
 	"os"
 	"path/filepath"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/popmigrate/popmigrate/internal/units"
 )
 
@@ -50,14 +48,10 @@ func CheckPath(path string, file bool, need Need) ([]string, error) {
 			dir = parent
 		}
 	}
-	if err := unix.Access(dir, unix.W_OK|unix.X_OK); err != nil {
-		return warnings, fmt.Errorf("%s is not writable: %w", dir, err)
+	free, err := writableFree(dir)
+	if err != nil {
+		return warnings, err
 	}
-	var st unix.Statfs_t
-	if err := unix.Statfs(dir, &st); err != nil {
-		return warnings, fmt.Errorf("free space of %s: %w", dir, err)
-	}
-	free := int64(st.Bavail) * int64(st.Bsize)
 	if want := int64(float64(need.Bytes) * spaceMargin); want > free {
 		return warnings, fmt.Errorf("%s has %s free, the mailbox needs %s (with a 10%% margin)", dir, units.Bytes(free), units.Bytes(want))
 	}
