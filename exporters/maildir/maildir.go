@@ -114,11 +114,16 @@ type Exporter struct {
 	scanMu sync.Mutex // serialises scans of cur/
 	pubMu  sync.Mutex // serialises publish: one batch is renamed once
 
-	mu        sync.Mutex // guards the fields below
-	closed    bool
-	dirty     bool              // a file was renamed into new/ since the last Sync
-	scans     uint64            // scans of cur/ started so far
-	cur       map[string]string // base name -> name in cur/ (with info part); nil until the first scan
+	mu     sync.Mutex // guards the fields below
+	closed bool
+	dirty  bool              // a file was renamed into new/ since the last Sync
+	scans  uint64            // scans of cur/ started so far
+	cur    map[string]string // base name -> name in cur/ (with info part); nil until the first scan
+	// inNew holds the names ending in Suffix that new/ held when it was
+	// read, once per Exporter (nil until then): with renamedAt, every
+	// name there that this Exporter knows of. A name in neither is taken
+	// as absent without a lookup (see locate).
+	inNew     map[string]struct{}
 	renamedAt map[string]uint64 // base names renamed into new/ by this Exporter -> scans at that time
 	streams   durable.Temps     // Streams neither committed nor aborted; Close aborts them
 	// staged holds the messages Put wrote to tmp/, keyed by their name in
@@ -335,7 +340,7 @@ func (e *Exporter) Put(ctx context.Context, msg *exporters.Message) (exporters.D
 // Maildir holds it, or "" when a new file may be written for it. The
 // caller holds ops shared.
 func (e *Exporter) held(name string) (string, error) {
-	ref, dirAtNew, err := e.locate(name)
+	ref, dirAtNew, err := e.locate(name, true)
 	if err != nil {
 		return "", err
 	}
@@ -552,7 +557,7 @@ func (e *Exporter) Has(ctx context.Context, key string) (exporters.Delivery, boo
 		return exporters.Delivery{}, false, fmt.Errorf("maildir: has %s in %s: %w", key, e.dir, err)
 	}
 	defer e.ops.RUnlock()
-	ref, _, err := e.locate(name)
+	ref, _, err := e.locate(name, false)
 	if err != nil {
 		return exporters.Delivery{}, false, fmt.Errorf("maildir: has %s in %s: %w", key, e.dir, err)
 	}
@@ -599,7 +604,7 @@ func (e *Exporter) Open(ctx context.Context, ref string) (io.ReadCloser, error) 
 	if !errors.Is(err, fs.ErrNotExist) {
 		return nil, wrap(err)
 	}
-	moved, _, err := e.locate(name)
+	moved, _, err := e.locate(name, false)
 	if err != nil {
 		return nil, wrap(err)
 	}
@@ -634,26 +639,66 @@ func (e *Exporter) begin() error {
 // the Maildir does not hold it, and then also whether a folder sits at
 // new/name (which Put's rename would fail on). The caller holds ops
 // shared.
-func (e *Exporter) locate(name string) (ref string, dirAtNew bool, err error) {
+//
+// With indexNew (Put and Stream), a name that new/ did not hold when it
+// was first read, and that this Exporter has not renamed there since, is
+// taken as absent from new/ without a lookup: one fstatat(2) less per new
+// message. Another writer sharing the folder may have put it there since;
+// the message is then written again under the same name, and the rename
+// replaces that file with the same message, as when two Puts of one key
+// race. Without indexNew (Has, Open), new/ is looked up each time, so that
+// a reader sees what writers stored after it opened the folder.
+func (e *Exporter) locate(name string, indexNew bool) (ref string, dirAtNew bool, err error) {
 	if _, staged := e.staged.Lookup("new/" + name); staged {
 		return "new/" + name, false, nil
 	}
-	typ, err := e.w.LstatType("new/" + name)
-	switch {
-	case err == nil && typ.IsRegular():
-		return "new/" + name, false, nil
-	case err != nil && !errors.Is(err, fs.ErrNotExist):
-		return "", false, err
+	maybeInNew, listed := true, false
+	if indexNew {
+		e.mu.Lock()
+		newRead := e.inNew != nil
+		e.mu.Unlock()
+		if !newRead {
+			if err := e.scanNew(); err != nil {
+				return "", false, err
+			}
+		}
+		e.mu.Lock()
+		_, listed = e.inNew[name]
+		_, mine := e.renamedAt[name]
+		e.mu.Unlock()
+		maybeInNew = listed || mine
 	}
-	dirAtNew = err == nil && typ.IsDir()
-	// Anything else at new/name (a symbolic link, a folder) is not a
-	// message: Put's rename replaces a link, and fails on a folder.
+	if maybeInNew {
+		typ, err := e.w.LstatType("new/" + name)
+		switch {
+		case err == nil && typ.IsRegular():
+			return "new/" + name, false, nil
+		case err != nil && !errors.Is(err, fs.ErrNotExist):
+			return "", false, err
+		}
+		dirAtNew = err == nil && typ.IsDir()
+		// Anything else at new/name (a symbolic link, a folder) is
+		// not a message: Put's rename replaces a link, and fails on a
+		// folder.
+		if listed && err != nil {
+			// Gone since new/ was read: a reader has most likely
+			// moved it to cur/, perhaps after cur/ was read.
+			e.mu.Lock()
+			delete(e.inNew, name)
+			e.mu.Unlock()
+		} else {
+			listed = false
+		}
+	}
 
 	e.mu.Lock()
 	loaded := e.cur != nil
 	full, indexed := e.cur[name]
 	at, renamed := e.renamedAt[name]
-	stale := renamed && at == e.scans // renamed into new/ after the last scan started
+	// Renamed into new/ after the last scan of cur/ started, or seen in
+	// new/ and gone from there: cur/ may hold it under a name its index
+	// lacks.
+	stale := renamed && at == e.scans || listed
 	e.mu.Unlock()
 
 	if !loaded {
@@ -699,31 +744,71 @@ func (e *Exporter) scanCur() error {
 	e.scans++
 	e.mu.Unlock()
 
-	d, err := e.root.Open("cur")
-	if err != nil {
-		return fmt.Errorf("read %s: %w", e.path("cur"), err)
-	}
-	defer d.Close()
 	index := map[string]string{}
-	for {
-		names, err := d.Readdirnames(readDirN)
-		for _, full := range names {
-			base, _ := splitInfo(full)
-			if _, err := fileName(strings.TrimSuffix(base, Suffix)); err == nil && strings.HasSuffix(base, Suffix) {
-				index[base] = full
-			}
+	err := e.readNames("cur", func(full string) {
+		base, _ := splitInfo(full)
+		if isMessageName(base) {
+			index[base] = full
 		}
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return fmt.Errorf("read %s: %w", e.path("cur"), err)
-		}
+	})
+	if err != nil {
+		return err
 	}
 	e.mu.Lock()
 	e.cur = index
 	e.mu.Unlock()
 	return nil
+}
+
+// scanNew reads new/ into inNew: the names of message files this exporter
+// writes, whatever sits there under that name (a folder too, which locate
+// then finds). Concurrent first calls read it once each; the last wins,
+// and either is a correct reading.
+func (e *Exporter) scanNew() error {
+	index := map[string]struct{}{}
+	err := e.readNames("new", func(name string) {
+		if isMessageName(name) {
+			index[name] = struct{}{}
+		}
+	})
+	if err != nil {
+		return err
+	}
+	e.mu.Lock()
+	e.inNew = index
+	e.mu.Unlock()
+	return nil
+}
+
+// readNames calls add with the name of each entry of the folder sub.
+func (e *Exporter) readNames(sub string, add func(name string)) error {
+	d, err := e.root.Open(sub)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", e.path(sub), err)
+	}
+	defer d.Close()
+	for {
+		names, err := d.Readdirnames(readDirN)
+		for _, name := range names {
+			add(name)
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("read %s: %w", e.path(sub), err)
+		}
+	}
+}
+
+// isMessageName reports whether base (a file name without its info part)
+// is one this exporter writes: <key>.popmigrate with a valid key.
+func isMessageName(base string) bool {
+	if !strings.HasSuffix(base, Suffix) {
+		return false
+	}
+	_, err := fileName(strings.TrimSuffix(base, Suffix))
+	return err == nil
 }
 
 // splitInfo splits a Maildir file name into its base name and its info

@@ -741,3 +741,56 @@ func TestFolderAtFinalNameFailsPut(t *testing.T) {
 		t.Fatalf("Sync after a refused Put: %v", err)
 	}
 }
+
+// TestPutAfterAnotherWriterStoredTheKey: a writer reads new/ once; a key
+// another writer stored there afterwards is written again under the same
+// name, and the folder still holds one copy of it, which both can read.
+func TestPutAfterAnotherWriterStoredTheKey(t *testing.T) {
+	dir := t.TempDir()
+	e := newExporter(t, dir)
+	mustStore(t, e, msg("first", "Subject: a\n\na\n")) // new/ is read here
+	other := newExporter(t, dir)
+	m := msg("shared", "Subject: s\n\nshared\n")
+	theirs := mustStore(t, other, m)
+	ours := mustStore(t, e, m)
+	if ours != theirs {
+		t.Errorf("Ref = %q, the other writer's %q", ours, theirs)
+	}
+	want := []string{"new/" + msg("first", "").Key + Suffix, theirs}
+	slices.Sort(want)
+	if got := files(t, dir); !slices.Equal(got, want) {
+		t.Errorf("files = %q, want %q", got, want)
+	}
+	for _, x := range []*Exporter{e, other} {
+		if got := mustRead(t, x, ours); got != "Subject: s\n\nshared\n" {
+			t.Errorf("Open(%s) = %q", ours, got)
+		}
+	}
+	// A reader's Has still looks new/ up: it finds what a writer stored
+	// after it opened the folder (TestReadOnlySeesLaterWrites).
+	if ref, ok := mustHas(t, e, m.Key); !ok || ref != ours {
+		t.Errorf("Has = %q, %v; want %q", ref, ok, ours)
+	}
+}
+
+// TestPutFindsAnotherWritersFileMovedToCur: a file another writer left in
+// new/, which a reader moves to cur/ after this writer read both folders,
+// is found in cur/ by the next Put of its key, not written a second time.
+func TestPutFindsAnotherWritersFileMovedToCur(t *testing.T) {
+	dir := t.TempDir()
+	m := msg("theirs", "Subject: t\n\ntheirs\n")
+	mustStore(t, newExporter(t, dir), m)
+	e := newExporter(t, dir)
+	mustStore(t, e, msg("first", "Subject: a\n\na\n")) // new/ and cur/ are read here
+	name := m.Key + Suffix
+	if err := os.Rename(filepath.Join(dir, "new", name), filepath.Join(dir, "cur", name+":2,S")); err != nil {
+		t.Fatal(err)
+	}
+	if ref := mustStore(t, e, m); ref != "cur/"+name+":2,S" {
+		t.Errorf("Put of a key a reader moved to cur/ = %q, want cur/%s:2,S", ref, name)
+	}
+	want := []string{"cur/" + name + ":2,S", "new/" + msg("first", "").Key + Suffix}
+	if got := files(t, dir); !slices.Equal(got, want) {
+		t.Errorf("files = %q, want %q", got, want)
+	}
+}
