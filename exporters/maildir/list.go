@@ -29,7 +29,7 @@ func (e *Exporter) List(ctx context.Context, account string) ([]exporters.Listed
 	defer e.ops.RUnlock()
 	var out []exporters.Listed
 	for _, sub := range []string{"new", "cur"} {
-		d, err := e.root.Open(sub)
+		d, err := e.w.OpenDir(sub)
 		if err != nil {
 			return nil, wrap(err)
 		}

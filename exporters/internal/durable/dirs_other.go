@@ -16,6 +16,9 @@ func (w *Writer) OpenDirs(dirs ...string) error { return nil }
 // CloseDirs does nothing here.
 func (w *Writer) CloseDirs() {}
 
+// OpenDir opens the folder dir (relative to the root) to read its entries.
+func (w *Writer) OpenDir(dir string) (*os.File, error) { return w.Root.Open(dir) }
+
 func (w *Writer) createExcl(rel string) (*os.File, error) {
 	return w.Root.OpenFile(rel, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 }

@@ -66,6 +66,28 @@ func (w *Writer) CloseDirs() {
 	w.dirs = nil
 }
 
+// OpenDir opens the folder dir (relative to the root) to read its entries.
+// An open folder (see OpenDirs) is opened again through its descriptor
+// (openat(2) of "."), a new open file of its own, so that File.ReadDir
+// takes each entry's type from the folder's entries: a folder opened
+// through an os.Root makes ReadDir lstat every entry. Another folder is
+// opened through the root. The caller closes the File.
+func (w *Writer) OpenDir(dir string) (*os.File, error) {
+	o, open := w.dirs[dir]
+	if !open {
+		return w.Root.Open(dir)
+	}
+	var fd int
+	err := retryEINTR(func() (err error) {
+		fd, err = unix.Openat(o.fd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		return err
+	})
+	if err != nil {
+		return nil, &fs.PathError{Op: "openat", Path: dir, Err: err}
+	}
+	return os.NewFile(uintptr(fd), w.Path(dir)), nil
+}
+
 // in returns the descriptor of the open folder rel lies directly in and
 // rel's name within it, or ok false.
 func (w *Writer) in(rel string) (fd int, name string, ok bool) {
