@@ -71,12 +71,13 @@ func (r *stalledRun) kill(t *testing.T) {
 }
 
 // committedCount returns how many of account's messages the journal at
-// jpath records as stored.
+// jpath records as stored (or verified: with verify on, the writer reads
+// each copy back before the batch that records it commits).
 func committedCount(t *testing.T, jpath, account string) int {
 	t.Helper()
 	c := 0
 	for _, r := range journalMessages(t, jpath, account) {
-		if r.State == journal.StateStored {
+		if r.State == journal.StateStored || r.State == journal.StateVerified {
 			c++
 		}
 	}

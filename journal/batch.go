@@ -22,8 +22,9 @@ type Delivery struct {
 	// means the commit time.
 	StoredAt time.Time
 	// VerifiedAt is when the copy was last read back and matched; zero if
-	// never. A StoredMessage normally leaves it zero: a new copy is
-	// unverified.
+	// never. In a StoredMessage it is zero (a new copy is unverified)
+	// unless the writer read the copy back after its Sync (see
+	// Batch.ReadBack).
 	VerifiedAt time.Time
 }
 
@@ -96,6 +97,32 @@ func (b *Batch) Fence(l *Lease) { b.lease = l }
 func (b *Batch) Stored(m StoredMessage) {
 	m.Deliveries = append([]Delivery(nil), m.Deliveries...)
 	b.ops = append(b.ops, batchOp{kind: opStored, stored: m})
+}
+
+// ReadBack calls check, in the order they were added, for each delivery
+// of each stored message in the batch that has no VerifiedAt yet, and sets
+// the VerifiedAt of those for which it returns true to at (zero: now). A
+// writer that has read a copy back after its destination's Sync, and
+// found it matching, records the copy as verified in the same transaction
+// that records it stored: a complete message whose every delivery is then
+// verified becomes 'verified' at once (when no earlier delivery of it is
+// unverified). check must not keep m or d.
+func (b *Batch) ReadBack(check func(m *StoredMessage, d *Delivery) bool, at time.Time) {
+	if at.IsZero() {
+		at = time.Now()
+	}
+	for i := range b.ops {
+		op := &b.ops[i]
+		if op.kind != opStored {
+			continue
+		}
+		for k := range op.stored.Deliveries {
+			d := &op.stored.Deliveries[k]
+			if d.VerifiedAt.IsZero() && check(&op.stored, d) {
+				d.VerifiedAt = at
+			}
+		}
+	}
 }
 
 // Failed adds a failure of message uidl of account: its error text becomes
@@ -289,6 +316,7 @@ func (w *txStmts) apply(ctx context.Context, op *batchOp, now time.Time) error {
 		if m.Suspect != "" {
 			suspect = clipText(m.Suspect)
 		}
+		verifiedAt, readBack := readBackAt(m)
 		if m.Complete {
 			res, err = w.storedComplete.ExecContext(ctx, m.ReceivedSize, m.SHA256, suspect, toNanos(now), m.Account, uidl)
 		} else {
@@ -309,6 +337,16 @@ func (w *txStmts) apply(ctx context.Context, op *batchOp, now time.Time) error {
 			if _, err := w.deliveryUpsert.ExecContext(ctx, m.Account, uidl, d.DestID, w.d.encodeOpaque(d.Ref), sum,
 				toNanos(at), toNanos(d.VerifiedAt)); err != nil {
 				return opError("stored", m.Account, m.UIDL, fmt.Errorf("delivery to %q: %w", d.DestID, err))
+			}
+		}
+		if readBack {
+			// Every delivery in the batch was read back: the
+			// promotion opVerified makes, which reads the message's
+			// other deliveries. Where writers run at once, the
+			// statement above has locked the message's row, as
+			// opVerified's lockMessage does.
+			if _, err := w.promoteVerified.ExecContext(ctx, toNanos(verifiedAt), m.Account, uidl); err != nil {
+				return opError("stored", m.Account, m.UIDL, err)
 			}
 		}
 	case opFailed:
@@ -365,6 +403,25 @@ func (w *txStmts) apply(ctx context.Context, op *batchOp, now time.Time) error {
 		}
 	}
 	return nil
+}
+
+// readBackAt reports whether m is complete and every delivery it records
+// was read back (has a VerifiedAt), and then the latest of those times:
+// the time the message becomes verified at.
+func readBackAt(m *StoredMessage) (time.Time, bool) {
+	if !m.Complete || len(m.Deliveries) == 0 {
+		return time.Time{}, false
+	}
+	var last time.Time
+	for _, d := range m.Deliveries {
+		if d.VerifiedAt.IsZero() {
+			return time.Time{}, false
+		}
+		if d.VerifiedAt.After(last) {
+			last = d.VerifiedAt
+		}
+	}
+	return last, true
 }
 
 // changedOne turns the result of an UPDATE of one row by key into an error:

@@ -475,3 +475,104 @@ func testStatusCounts(t *testing.T, be backend) {
 		t.Errorf("zed = %+v", z)
 	}
 }
+
+func TestStoredAndReadBackInOneBatch(t *testing.T) {
+	forEachBackend(t, testStoredAndReadBackInOneBatch)
+}
+
+// testStoredAndReadBackInOneBatch: a writer that reads its copies back
+// after their Sync records them verified in the batch that records them
+// stored. A complete message all of whose deliveries are read back is
+// 'verified' at once; one with a delivery not read back, in this batch
+// or an earlier one, stays 'stored'; a higher state stays; ReadBack sees
+// each unverified delivery once; a message never listed rolls back the
+// whole batch.
+func testStoredAndReadBackInOneBatch(t *testing.T, be backend) {
+	j, _ := be.open(t)
+	c := newClock(j)
+	ctx := testCtx(t)
+	mustListing(t, j, "alice", listing("u", 6))
+	var b Batch
+	b.Stored(stored("alice", "u0002", false, "imap")) // an earlier delivery, not verified
+	b.Stored(stored("alice", "u0003", true, "maildir"))
+	mustCommit(t, j, &b)
+	if err := j.MarkVerified(ctx, "alice", "u0003", "maildir", time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := j.MarkDeleted(ctx, "alice", []string{"u0003"}); err != nil {
+		t.Fatal(err)
+	}
+
+	t1 := c.advance(time.Second)
+	at := t1.Add(-time.Millisecond) // read back just before the commit
+	b.Stored(stored("alice", "u0000", true, "maildir"))
+	b.Stored(stored("alice", "u0001", true, "maildir", "imap"))
+	b.Stored(stored("alice", "u0002", true, "maildir"))
+	b.Stored(stored("alice", "u0003", true, "maildir"))
+	b.Stored(stored("alice", "u0004", false, "maildir"))
+	b.Stored(stored("alice", "u0005", true, "maildir", "eml"))
+	var seen []string
+	b.ReadBack(func(m *StoredMessage, d *Delivery) bool {
+		seen = append(seen, m.UIDL+"/"+d.DestID)
+		return d.DestID != "imap"
+	}, at)
+	want := []string{"u0000/maildir", "u0001/maildir", "u0001/imap", "u0002/maildir", "u0003/maildir", "u0004/maildir",
+		"u0005/maildir", "u0005/eml"}
+	if !reflect.DeepEqual(seen, want) {
+		t.Errorf("ReadBack checked %q, want %q", seen, want)
+	}
+	b.ReadBack(func(m *StoredMessage, d *Delivery) bool {
+		if d.DestID != "imap" {
+			t.Errorf("ReadBack checked %s/%s again, already read back", m.UIDL, d.DestID)
+		}
+		return false
+	}, at)
+	mustCommit(t, j, &b)
+
+	rows := messagesByUIDL(t, j, "alice")
+	wantState := map[string]string{"u0000": StateVerified, "u0001": StateStored, "u0002": StateStored, "u0003": StateDeleted,
+		"u0004": StateListed, "u0005": StateVerified}
+	for uidl, st := range wantState {
+		r := rows[uidl]
+		if r.State != st {
+			t.Errorf("%s: state %s, want %s (%+v)", uidl, r.State, st, r)
+		}
+		if (st == StateVerified) != r.VerifiedAt.Equal(at) {
+			t.Errorf("%s: verified at %v, want %v only if verified now", uidl, r.VerifiedAt, at)
+		}
+		if uidl != "u0004" && uidl != "u0003" && (!r.StoredAt.Equal(t1) || r.SHA256 != sum("alice"+uidl)) {
+			t.Errorf("%s: stored data %+v", uidl, r)
+		}
+	}
+	d, err := j.Deliveries(ctx, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := d["u0005"]["eml"].VerifiedAt; !got.Equal(at) {
+		t.Errorf("u0005 in eml: verified at %v, want %v", got, at)
+	}
+	for _, uidl := range []string{"u0000", "u0001", "u0002", "u0004", "u0005"} {
+		if got := d[uidl]["maildir"].VerifiedAt; !got.Equal(at) {
+			t.Errorf("%s in maildir: verified at %v, want %v", uidl, got, at)
+		}
+	}
+	for _, uidl := range []string{"u0001", "u0002"} {
+		if got := d[uidl]["imap"].VerifiedAt; !got.IsZero() {
+			t.Errorf("%s in imap: verified at %v, want never", uidl, got)
+		}
+	}
+
+	// Read back, but never listed: nothing of the batch is recorded.
+	b.Stored(stored("alice", "u0004", true, "imap"))
+	b.Stored(stored("alice", "nope", true, "maildir"))
+	b.ReadBack(func(*StoredMessage, *Delivery) bool { return true }, time.Time{})
+	if err := j.Commit(ctx, &b); !errors.Is(err, ErrNotListed) {
+		t.Fatalf("Commit with a message never listed = %v, want ErrNotListed", err)
+	}
+	if r := messagesByUIDL(t, j, "alice")["u0004"]; r.State != StateListed {
+		t.Errorf("a failed batch changed u0004: %+v", r)
+	}
+	if d, _ := j.Deliveries(ctx, "alice"); len(d["u0004"]) != 1 || len(d["nope"]) != 0 {
+		t.Errorf("a failed batch recorded deliveries: %+v %+v", d["u0004"], d["nope"])
+	}
+}

@@ -35,10 +35,18 @@ var benchMailMB = flag.Int("bench-mail-mb", 100, "BenchmarkRunLargeMailbox: tota
 // total to -bench-mail-mb, 100 MB by default) from a private, real Dovecot
 // over POP3S into a fresh Maildir and journal each iteration. Dovecot runs
 // in its own processes, so the CPU time reported (cpu-s/op, user + system
-// of this process) and a -cpuprofile are the client's alone.
+// of this process) and a -cpuprofile are the client's alone. Its
+// sub-benchmarks run with the in-session verify that `popmigrate run` does
+// by default (verify) and without it (no-verify).
 func BenchmarkRunLargeMailbox(b *testing.B) {
 	msgs, total := largeMailbox(2000, int64(*benchMailMB)*1e6)
-	benchOneMailbox(b, msgs, total)
+	benchVerifyAndNot(b, func(b *testing.B, verify bool) { benchOneMailbox(b, msgs, total, verify) })
+}
+
+// benchVerifyAndNot runs bench as the sub-benchmarks verify and no-verify.
+func benchVerifyAndNot(b *testing.B, bench func(b *testing.B, verify bool)) {
+	b.Run("verify", func(b *testing.B) { bench(b, true) })
+	b.Run("no-verify", func(b *testing.B) { bench(b, false) })
 }
 
 // BenchmarkRunSmallMessages is BenchmarkRunLargeMailbox for 5000 messages
@@ -56,15 +64,17 @@ func BenchmarkRunSmallMessages(b *testing.B) {
 		msgs[i] = m
 		total += int64(len(m))
 	}
-	cpu := benchOneMailbox(b, msgs, total)
-	b.ReportMetric(cpu.Seconds()/float64(b.N)/n*1e6, "cpu-us/msg")
+	benchVerifyAndNot(b, func(b *testing.B, verify bool) {
+		cpu := benchOneMailbox(b, msgs, total, verify)
+		b.ReportMetric(cpu.Seconds()/float64(b.N)/n*1e6, "cpu-us/msg")
+	})
 }
 
 // benchOneMailbox serves msgs (canonical, total bytes in all) as one
 // mailbox of a private Dovecot and runs benchRuns over it, each run into
-// a fresh Maildir and journal; it reports cpu-ms/MB and returns the CPU
-// of the timed runs.
-func benchOneMailbox(b *testing.B, msgs [][]byte, total int64) time.Duration {
+// a fresh Maildir and journal, verified in the session when verify is
+// set; it reports cpu-ms/MB and returns the CPU of the timed runs.
+func benchOneMailbox(b *testing.B, msgs [][]byte, total int64, verify bool) time.Duration {
 	n := len(msgs)
 	srv := dovecottest.Start(b, []dovecottest.User{{Name: "big", Password: "pw-big-Qe31", Messages: msgs}}, nil)
 	dir := b.TempDir()
@@ -85,8 +95,12 @@ func benchOneMailbox(b *testing.B, msgs [][]byte, total int64) time.Duration {
 			b.Fatal(err)
 		}
 		before := cpuTime()
-		rep, err := pipeline.Run(context.Background(), j, []*config.Account{a}, &pipeline.Options{Destinations: all.Registry()})
+		rep, err := pipeline.Run(context.Background(), j, []*config.Account{a},
+			&pipeline.Options{Destinations: all.Registry(), VerifyInSession: verify})
 		spent := cpuTime() - before
+		if err == nil && verify && (len(rep.Verify) != 1 || rep.Verify[0].Checked != n || rep.Verify[0].Problems() != 0) {
+			err = fmt.Errorf("verify: %+v", rep.Verify)
+		}
 		if err != nil || rep.Totals.Stored != n || rep.Totals.StoredBytes != total {
 			var why string
 			for _, ar := range rep.Accounts {

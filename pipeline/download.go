@@ -11,6 +11,7 @@ import (
 	"github.com/popmigrate/popmigrate/exporters"
 	"github.com/popmigrate/popmigrate/journal"
 	"github.com/popmigrate/popmigrate/pop3"
+	"github.com/popmigrate/popmigrate/verify"
 )
 
 // fetched is one message handed from the downloader to the writer: a
@@ -188,6 +189,7 @@ func (ar *accountRun) writer(ctx context.Context, ch <-chan fetched) error {
 	timer.Stop()
 	defer timer.Stop()
 	batch.Fence(ar.lease)
+	readBack := ar.readBack()
 	// Sync and Commit are bounded (local writes, or an IMAP server's
 	// answers within its timeout); they run even when ctx is cancelled so
 	// that what was written before an interrupt is recorded rather than
@@ -222,6 +224,14 @@ func (ar *accountRun) writer(ctx context.Context, ch <-chan fetched) error {
 		}
 		if h := o.hooks.afterSync; h != nil {
 			h(ar.r.syncCount.next())
+		}
+		if readBack != nil {
+			// Synced: what a reader of the files finds now is what
+			// stays. Read back with ctx, so that an interrupt stops
+			// the reading and records the batch as stored.
+			batch.ReadBack(func(m *journal.StoredMessage, d *journal.Delivery) bool {
+				return readBack(ctx, m, d)
+			}, time.Now())
 		}
 		began := time.Now()
 		if err := ar.r.j.Commit(wctx, &batch); err != nil {
@@ -296,6 +306,53 @@ func (ar *accountRun) writer(ctx context.Context, ch <-chan fetched) error {
 			timerOn = false
 			due = true
 		}
+	}
+}
+
+// readBackKinds are the destinations whose copies the writer reads back
+// itself when the session verifies: those that keep each message in a
+// file of its own, found by its name, so that opening a Ref after Sync
+// reads exactly what any reader of the folder finds. An mbox copy is an
+// entry that only parsing the whole file delimits, and an IMAP copy is
+// read back faster in sets (one UID FETCH for many): the session's
+// verify reads those, from a fresh, read-only view of the destination.
+var readBackKinds = map[string]bool{"maildir": true, "eml": true}
+
+// readBack returns what the writer calls, after a batch's Sync and before
+// its commit, for each delivery of the batch not yet verified: it reads
+// the copy back and reports whether it matched, to be recorded verified
+// with the batch (see journal.Batch.ReadBack). It returns nil when the
+// session does not verify, or no destination is read back so.
+//
+// A copy that does not match, or cannot be read, is recorded stored, not
+// verified: the session's verify reads it again and reports what is wrong
+// with it. The verify counts the copies read back here as checked
+// (verify.Options.ReadSince); what it still does for them is look for
+// extra copies and compare with the server's listing.
+func (ar *accountRun) readBack() func(ctx context.Context, m *journal.StoredMessage, d *journal.Delivery) bool {
+	if !ar.r.opts.VerifyInSession {
+		return nil
+	}
+	openers := map[string]exporters.Opener{}
+	for i, e := range ar.dests {
+		if o, ok := e.(exporters.Opener); ok && readBackKinds[e.Properties().Kind] {
+			openers[ar.ids[i]] = o
+		}
+	}
+	if len(openers) == 0 {
+		return nil
+	}
+	buf := make([]byte, 64<<10)
+	return func(ctx context.Context, m *journal.StoredMessage, d *journal.Delivery) bool {
+		o, ok := openers[d.DestID]
+		if !ok {
+			return false
+		}
+		sum := d.SHA256
+		if sum == "" {
+			sum = m.SHA256
+		}
+		return verify.Matches(ctx, o, d.Ref, sum, m.ReceivedSize, buf)
 	}
 }
 

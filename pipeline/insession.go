@@ -31,7 +31,7 @@ func (ar *accountRun) finishInSession(ctx context.Context, c *pop3.Client, listi
 	// autologout timer (RFC 1939 section 3: at least 10 minutes): keep
 	// the session alive meanwhile.
 	stop := keepAlive(ctx, c, keepAliveEvery)
-	res, err := r.verifyWith(ctx, ar.a, uidls)
+	res, err := r.verifyWith(ctx, ar.a, uidls, ar.began)
 	lost := stop()
 	if err != nil {
 		c.Close()

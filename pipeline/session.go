@@ -69,6 +69,10 @@ type accountRun struct {
 	// session committed: a session that moved any message on is not
 	// counted against Attempts.
 	progress int
+	// began is when the run took the account's lease: a copy the journal
+	// records as verified since was read back by this run's writer (see
+	// readBack), and its session's verify need not read it again.
+	began time.Time
 	// noListAtLogin is set once a session that sent LIST and UIDL with
 	// the login timed out waiting for their answers (a server that drops
 	// what it read past the login): later sessions list after it.
@@ -110,7 +114,7 @@ func (r *runner) account(ctx context.Context, a *config.Account, t *ticket) (rep
 		return rep, time.Time{}, err // a journal error
 	}
 	defer r.releaseLease(ctx, lease)
-	ar.lease, ar.held = lease.l, lease
+	ar.lease, ar.held, ar.began = lease.l, lease, time.Now()
 	if done, err := r.doneByOther(lctx, lease.l, rep); done || err != nil {
 		return rep, time.Time{}, err
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -92,7 +93,7 @@ func (r *runner) verifyAccount(ctx context.Context, a *config.Account, againstSo
 		}
 	}
 
-	res, err := r.verifyWith(ctx, a, uidls)
+	res, err := r.verifyWith(ctx, a, uidls, time.Time{})
 	if err != nil {
 		return nil, err
 	}
@@ -108,8 +109,10 @@ func (r *runner) verifyAccount(ctx context.Context, a *config.Account, againstSo
 // copy of them is expected (see withoutAdopted). Each
 // destination is opened read-only for it (see openDestination), so what
 // is read back is what a fresh reader finds, and closed after; one that
-// cannot be opened is an Unreadable finding.
-func (r *runner) verifyWith(ctx context.Context, a *config.Account, uidls []string) (*verify.Result, error) {
+// cannot be opened is an Unreadable finding. A copy recorded as verified
+// at or after readSince (when not zero) is counted as checked without
+// being read again: this run's writer read it back (see readBack).
+func (r *runner) verifyWith(ctx context.Context, a *config.Account, uidls []string, readSince time.Time) (*verify.Result, error) {
 	account := a.Name
 	dests := map[string]exporters.Exporter{}
 	var failed []verify.Finding
@@ -135,7 +138,7 @@ func (r *runner) verifyWith(ctx context.Context, a *config.Account, uidls []stri
 			return nil, err
 		}
 	}
-	res, err := verify.Account(ctx, r.j, account, dests, uidls)
+	res, err := verify.AccountWith(ctx, r.j, account, dests, uidls, verify.Options{ReadSince: readSince, Suspects: true})
 	if err != nil {
 		return nil, err
 	}
@@ -155,29 +158,11 @@ func (r *runner) verifyWith(ctx context.Context, a *config.Account, uidls []stri
 			res.Add(f)
 		}
 	}
-	if err := addSuspects(ctx, r.j, account, res); err != nil {
-		return nil, err
-	}
 	if r.opts.untilEmpty(a) {
 		// The server hides what was retrieved: not listed is not gone.
 		dropKind(res, verify.GoneFromServer)
 	}
 	return res, nil
-}
-
-// addSuspects adds a Suspect note for every message of account the journal
-// marks suspect and has not deleted.
-func addSuspects(ctx context.Context, j *journal.Journal, account string, res *verify.Result) error {
-	rows, err := j.Messages(ctx, account)
-	if err != nil {
-		return fmt.Errorf("verify: account %q: %w", account, err)
-	}
-	for _, m := range rows {
-		if m.Suspect != "" && m.State != journal.StateDeleted {
-			res.Add(verify.Finding{Kind: verify.Suspect, UIDL: m.UIDL, Detail: m.Suspect})
-		}
-	}
-	return nil
 }
 
 // serverUIDLs lists the account's mailbox and returns its messages' keys

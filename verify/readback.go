@@ -43,6 +43,20 @@ func readBack(ctx context.Context, o exporters.Opener, ref string, buf []byte) (
 	return st, nil
 }
 
+// Matches reads the copy at ref back from o, as Account does, and reports
+// whether it is complete and unchanged: its sha256 is sum and its length
+// fits a message received as wire bytes (wire < 0: unknown, not checked).
+// It reads through buf (any size; nil: a buffer of its own). A copy that
+// is missing, unreadable or different is reported as not matching, with
+// no finding: Account, reading it again, says what is wrong with it.
+func Matches(ctx context.Context, o exporters.Opener, ref, sum string, wire int64, buf []byte) bool {
+	if len(buf) == 0 {
+		buf = make([]byte, readBufSize)
+	}
+	st, err := readBack(ctx, o, ref, buf)
+	return err == nil && st.sum == sum && (wire < 0 || sizeFits(st, wire))
+}
+
 // readStats reads the canonical copy r to the end through buf, hashing
 // it. ctx is checked between reads.
 func readStats(ctx context.Context, r io.Reader, buf []byte) (copyStats, error) {
