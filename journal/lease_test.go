@@ -131,6 +131,49 @@ func testLeaseReleaseFreesTheAccount(t *testing.T, be backend) {
 	}
 }
 
+// FinishAccount records the account's error and releases its lease in one
+// transaction; with the lease lost to another holder, the error is still
+// recorded and the other's lease is left alone.
+func TestFinishAccount(t *testing.T) { forEachBackend(t, testFinishAccount) }
+
+func testFinishAccount(t *testing.T, be backend) {
+	j, _ := be.open(t)
+	clk := newClock(j)
+	ctx := testCtx(t)
+	la, err := j.AcquireLease(ctx, "alice", holder("aaaa"), time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := j.FinishAccount(ctx, la, "pop3: auth: -ERR [AUTH] invalid credentials"); err != nil {
+		t.Fatal(err)
+	}
+	if st := statusOf(t, j, "alice"); st.LastError != "pop3: auth: -ERR [AUTH] invalid credentials" {
+		t.Errorf("error after FinishAccount = %q", st.LastError)
+	}
+	lb, err := j.AcquireLease(ctx, "alice", holder("bbbb"), time.Minute)
+	if err != nil || lb.Prev.Holder.ID != "" || lb.Prev.Epoch != 1 {
+		t.Fatalf("after FinishAccount the lease is %+v, %v; want released", lb, err)
+	}
+
+	// b's lease expires and c takes it over; b, finishing late, records
+	// its outcome without touching c's lease.
+	clk.advance(2 * time.Minute)
+	lc, err := j.AcquireLease(ctx, "alice", holder("cccc"), time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := j.FinishAccount(ctx, lb, ""); err != nil {
+		t.Fatal(err)
+	}
+	if st := statusOf(t, j, "alice"); st.LastError != "" {
+		t.Errorf("error after the late FinishAccount = %q, want cleared", st.LastError)
+	}
+	ls, err := j.Leases(ctx)
+	if err != nil || len(ls) != 1 || ls[0].Holder.ID != "cccc" || ls[0].Epoch != lc.Epoch {
+		t.Fatalf("Leases = %+v, %v; want c's lease kept", ls, err)
+	}
+}
+
 // The lease of a process that is gone, on the same host, is taken over at
 // once: a run killed with SIGKILL does not make the next one wait.
 func TestLeaseOfAGoneProcessOnThisHostIsTakenAtOnce(t *testing.T) {

@@ -193,15 +193,24 @@ func heldPoll(n int, ttl time.Duration) time.Duration {
 	return min(d, leasePoll(ttl))
 }
 
-// release stops the heartbeat and gives the lease up.
-func (r *runner) releaseLease(ctx context.Context, h *heldLease) {
+// releaseLease stops the heartbeat and gives the lease up. With record,
+// it also records *record as the account's error, in the same transaction
+// (journal.FinishAccount), and returns that transaction's failure; without,
+// a failure to release is logged (the lease then expires) and nil
+// returned.
+func (r *runner) releaseLease(ctx context.Context, h *heldLease, record *string) error {
 	if h == nil {
-		return
+		return nil
 	}
 	h.stop()
-	if err := r.j.ReleaseLease(context.WithoutCancel(ctx), h.l); err != nil {
+	ctx = context.WithoutCancel(ctx)
+	if record != nil {
+		return r.j.FinishAccount(ctx, h.l, *record)
+	}
+	if err := r.j.ReleaseLease(ctx, h.l); err != nil {
 		r.opts.Logger.Warn("releasing the account's lease", "account", h.l.Account, "error", err)
 	}
+	return nil
 }
 
 // leaseErr turns a journal error of a fenced commit into the account's

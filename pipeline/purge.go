@@ -206,7 +206,7 @@ func (r *runner) purgeAccount(ctx context.Context, a *config.Account, po *PurgeO
 	if err != nil {
 		return err
 	}
-	defer r.releaseLease(ctx, lease)
+	defer r.releaseLease(ctx, lease, nil)
 	ar := &accountRun{r: r, a: a, rep: &AccountReport{Account: a.Name, Source: a.SourceURL()}, lease: lease.l}
 	if err := ar.prepareSession(ctx); err != nil {
 		return err

@@ -190,7 +190,7 @@ func (r *runner) rebuildAccount(ctx context.Context, a *config.Account, ro *Rebu
 		if err != nil {
 			return err
 		}
-		defer r.releaseLease(ctx, lease)
+		defer r.releaseLease(ctx, lease, nil)
 		ctx, ar.lease, ar.held = lctx, lease.l, lease
 	}
 	if err := ar.prepareSession(ctx); err != nil {

@@ -113,7 +113,15 @@ func (r *runner) account(ctx context.Context, a *config.Account, t *ticket) (rep
 		rep.Error = explain(err)
 		return rep, time.Time{}, err // a journal error
 	}
-	defer r.releaseLease(ctx, lease)
+	// record is set once the account ends with an outcome to record: its
+	// error (or none) is then written in the transaction that releases the
+	// lease, after the destinations are closed.
+	var record *string
+	defer func() {
+		if e := r.releaseLease(ctx, lease, record); e != nil && err == nil {
+			err = &journalError{e}
+		}
+	}()
 	ar.lease, ar.held, ar.began = lease.l, lease, time.Now()
 	if done, err := r.doneByOther(lctx, lease.l, rep); done || err != nil {
 		return rep, time.Time{}, err
@@ -159,9 +167,8 @@ func (r *runner) account(ctx context.Context, a *config.Account, t *ticket) (rep
 	defer func() {
 		r.opts.Logger.Info(evDone, "account", a.Name, "stored", rep.Stored, "failed", len(rep.failures), "whole", rep.Error == "" && len(rep.failures) == 0, "sessions", rep.Sessions)
 	}()
-	if e := r.j.SetAccountError(context.WithoutCancel(ctx), a.Name, rep.Error); e != nil {
-		return rep, time.Time{}, &journalError{e}
-	}
+	errText := rep.Error
+	record = &errText
 	return rep, time.Time{}, nil
 }
 
