@@ -41,16 +41,8 @@ func (j *Journal) SaveAccounts(ctx context.Context, accounts []AccountInfo) erro
 		return err
 	}
 	for _, a := range accounts {
-		if a.Name == "" {
-			return fmt.Errorf("journal: save destinations: empty account")
-		}
-		if hasPassword(a.Source) {
-			return fmt.Errorf("journal: save destinations of account %q: source URL carries a password; refusing to record it", a.Name)
-		}
-		for _, d := range a.Destinations {
-			if d.ID == "" || d.Spec == "" || hasPassword(d.Spec) {
-				return fmt.Errorf("journal: save destinations of account %q: destination %q: empty, or its spec carries a password", a.Name, d.ID)
-			}
+		if err := checkAccountInfo(a); err != nil {
+			return err
 		}
 	}
 	if len(accounts) == 0 {
@@ -67,21 +59,46 @@ func (j *Journal) SaveAccounts(ctx context.Context, accounts []AccountInfo) erro
 	defer tx.Rollback() // no-op after Commit
 	now := toNanos(j.now())
 	for _, a := range accounts {
-		if _, err := tx.ExecContext(ctx, j.q(`INSERT INTO accounts (account, source, updated_at) VALUES (?, ?, ?)
-ON CONFLICT (account) DO UPDATE SET source = CASE WHEN excluded.source = '' THEN accounts.source ELSE excluded.source END`),
-			a.Name, a.Source, now); err != nil {
-			return fmt.Errorf("journal: save destinations of account %q: %w", a.Name, err)
-		}
-		for _, d := range a.Destinations {
-			if _, err := tx.ExecContext(ctx, j.q(`INSERT INTO account_destinations (account, dest_id, spec, updated_at) VALUES (?, ?, ?, ?)
-ON CONFLICT (account, dest_id) DO UPDATE SET spec = excluded.spec, updated_at = excluded.updated_at`),
-				a.Name, d.ID, d.Spec, now); err != nil {
-				return fmt.Errorf("journal: save destinations of account %q: %w", a.Name, err)
-			}
+		if err := j.saveAccount(ctx, tx, a, now); err != nil {
+			return err
 		}
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("journal: save destinations of %s: commit: %w", what, err)
+	}
+	return nil
+}
+
+// checkAccountInfo refuses an account SaveAccounts must not record: no
+// name, or a password in its source or a destination's spec.
+func checkAccountInfo(a AccountInfo) error {
+	if a.Name == "" {
+		return fmt.Errorf("journal: save destinations: empty account")
+	}
+	if hasPassword(a.Source) {
+		return fmt.Errorf("journal: save destinations of account %q: source URL carries a password; refusing to record it", a.Name)
+	}
+	for _, d := range a.Destinations {
+		if d.ID == "" || d.Spec == "" || hasPassword(d.Spec) {
+			return fmt.Errorf("journal: save destinations of account %q: destination %q: empty, or its spec carries a password", a.Name, d.ID)
+		}
+	}
+	return nil
+}
+
+// saveAccount records a (checked by checkAccountInfo) within tx.
+func (j *Journal) saveAccount(ctx context.Context, tx *sql.Tx, a AccountInfo, now any) error {
+	if _, err := tx.ExecContext(ctx, j.q(`INSERT INTO accounts (account, source, updated_at) VALUES (?, ?, ?)
+ON CONFLICT (account) DO UPDATE SET source = CASE WHEN excluded.source = '' THEN accounts.source ELSE excluded.source END`),
+		a.Name, a.Source, now); err != nil {
+		return fmt.Errorf("journal: save destinations of account %q: %w", a.Name, err)
+	}
+	for _, d := range a.Destinations {
+		if _, err := tx.ExecContext(ctx, j.q(`INSERT INTO account_destinations (account, dest_id, spec, updated_at) VALUES (?, ?, ?, ?)
+ON CONFLICT (account, dest_id) DO UPDATE SET spec = excluded.spec, updated_at = excluded.updated_at`),
+			a.Name, d.ID, d.Spec, now); err != nil {
+			return fmt.Errorf("journal: save destinations of account %q: %w", a.Name, err)
+		}
 	}
 	return nil
 }

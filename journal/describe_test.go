@@ -2,6 +2,7 @@ package journal
 
 import (
 	"errors"
+	"strings"
 	"testing"
 )
 
@@ -80,5 +81,36 @@ func TestJournalDescribesItselfReadOnly(t *testing.T) {
 	}
 	if err := ro.SaveDestinations(ctx, "x", "", nil); !errors.Is(err, ErrReadOnly) {
 		t.Errorf("read-only SaveDestinations = %v, want ErrReadOnly", err)
+	}
+}
+
+// A session's first listing records the account's destinations in its own
+// transaction; a destination whose spec carries a password refuses the
+// whole listing, which records nothing.
+func TestListingRecordsDestinations(t *testing.T) {
+	forEachBackend(t, testListingRecordsDestinations)
+}
+
+func testListingRecordsDestinations(t *testing.T, be backend) {
+	j, _ := be.open(t)
+	ctx := testCtx(t)
+	md := AccountDestination{ID: "maildir:/m/carol", Spec: "maildir:/m/carol"}
+	if err := j.RecordListingWith(ctx, "carol", "pop3s://carol@h:995", listing("u", 3), []AccountDestination{md}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := j.Accounts(ctx)
+	if err != nil || len(got) != 1 || got[0].Source != "pop3s://carol@h:995" || len(got[0].Destinations) != 1 || got[0].Destinations[0] != md {
+		t.Fatalf("Accounts = %+v, %v; want carol with her Maildir", got, err)
+	}
+	if st := statusOf(t, j, "carol"); st.ServerCount != 3 || st.Listed != 3 {
+		t.Errorf("status = %+v, want 3 listed", st)
+	}
+
+	bad := AccountDestination{ID: "imap://dave@h:993/INBOX", Spec: "imaps://dave:secret@h/INBOX"}
+	if err := j.RecordListingWith(ctx, "dave", "pop3s://dave@h:995", listing("u", 2), []AccountDestination{bad}); err == nil || strings.Contains(err.Error(), "secret") {
+		t.Fatalf("a listing with a password in a destination = %v, want a refusal that does not repeat it", err)
+	}
+	if got, err := j.Accounts(ctx); err != nil || len(got) != 1 {
+		t.Errorf("the refused listing recorded %+v, %v", got, err)
 	}
 }

@@ -33,6 +33,22 @@ type Listed struct {
 // or repeated UIDL, an unknown Kind or a negative Size is refused. A refused
 // or failed listing records nothing.
 func (j *Journal) RecordListing(ctx context.Context, account, source string, msgs []Listed) error {
+	return j.RecordListingWith(ctx, account, source, msgs, nil)
+}
+
+// RecordListingWith is RecordListing that also records the account's
+// destinations, when dests is not nil, as SaveDestinations does: one
+// transaction, one write to disk, for a session's first listing and the
+// destinations its messages go to. A destination SaveDestinations would
+// refuse fails it, and nothing is recorded.
+func (j *Journal) RecordListingWith(ctx context.Context, account, source string, msgs []Listed, dests []AccountDestination) error {
+	var info *AccountInfo
+	if dests != nil {
+		info = &AccountInfo{Name: account, Source: source, Destinations: dests}
+		if err := checkAccountInfo(*info); err != nil {
+			return err
+		}
+	}
 	if account == "" {
 		return fmt.Errorf("journal: record listing: empty account")
 	}
@@ -55,18 +71,24 @@ func (j *Journal) RecordListing(ctx context.Context, account, source string, msg
 	if err := j.writable("record listing of account %q", account); err != nil {
 		return err
 	}
-	return j.retry(ctx, func() error { return j.recordListing(ctx, account, source, msgs, bytes) })
+	return j.retry(ctx, func() error { return j.recordListing(ctx, account, source, msgs, bytes, info) })
 }
 
-// recordListing is one attempt of RecordListing of the checked msgs, whose
-// sizes add up to bytes.
-func (j *Journal) recordListing(ctx context.Context, account, source string, msgs []Listed, bytes int64) error {
+// recordListing is one attempt of RecordListingWith of the checked msgs,
+// whose sizes add up to bytes, and of the checked destinations in info
+// (nil: none).
+func (j *Journal) recordListing(ctx context.Context, account, source string, msgs []Listed, bytes int64, info *AccountInfo) error {
 	now := toNanos(j.now())
 	tx, err := j.w.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("journal: record listing of account %q: %w", account, err)
 	}
 	defer tx.Rollback() // no-op after Commit
+	if info != nil {
+		if err := j.saveAccount(ctx, tx, *info, now); err != nil {
+			return err
+		}
+	}
 	if _, err := tx.StmtContext(ctx, j.st.accountListing).ExecContext(ctx,
 		account, source, now, len(msgs), bytes, now); err != nil {
 		return fmt.Errorf("journal: record listing of account %q: %w", account, err)

@@ -69,6 +69,9 @@ type accountRun struct {
 	// session committed: a session that moved any message on is not
 	// counted against Attempts.
 	progress int
+	// unsavedDests are the destinations prepare opened, until the first
+	// listing records them (see prepare); nil once it has.
+	unsavedDests []journal.AccountDestination
 	// began is when the run took the account's lease: a copy the journal
 	// records as verified since was read back by this run's writer (see
 	// readBack), and its session's verify need not read it again.
@@ -228,13 +231,12 @@ func (ar *accountRun) prepare(ctx context.Context) error {
 	}
 	ar.rep.Destinations = ar.ids
 	// The journal describes the migration: verify, status and reports
-	// need nothing but it.
-	dests := make([]journal.AccountDestination, len(ar.ids))
+	// need nothing but it. The destinations are recorded with the first
+	// listing (one transaction, one write to disk), before any message
+	// can be recorded as delivered to them.
+	ar.unsavedDests = make([]journal.AccountDestination, len(ar.ids))
 	for i, id := range ar.ids {
-		dests[i] = journal.AccountDestination{ID: id, Spec: ar.a.To[i]}
-	}
-	if err := ar.r.j.SaveDestinations(ctx, ar.a.Name, ar.a.SourceURL(), dests); err != nil {
-		return &journalError{err}
+		ar.unsavedDests[i] = journal.AccountDestination{ID: id, Spec: ar.a.To[i]}
 	}
 	return nil
 }
@@ -533,9 +535,10 @@ func (ar *accountRun) session(ctx context.Context) error {
 		}
 		return err
 	}
-	if err := ar.r.j.RecordListing(ctx, ar.a.Name, ar.rep.Source, journalListing(listing)); err != nil {
+	if err := ar.r.j.RecordListingWith(ctx, ar.a.Name, ar.rep.Source, journalListing(listing), ar.unsavedDests); err != nil {
 		return &journalError{err}
 	}
+	ar.unsavedDests = nil
 	plan, err := ar.plan(ctx, listing)
 	if err != nil {
 		return err
