@@ -21,7 +21,18 @@ type fetched struct {
 	body *spooled
 	wire int64 // octets as received (CRLF), to compare with LIST
 	err  error
+	// slot, when not nil, is the queue slot a spooled body holds until
+	// the writer takes it (see download).
+	slot chan struct{}
 }
+
+// spooledQueue is how many spooled bodies (in memory up to the spool
+// threshold, else in a spool file) wait for the writer at most, and
+// maxQueue how many messages in all: what the download may run ahead.
+const (
+	spooledQueue = 2
+	maxQueue     = 256
+)
 
 // errTooLarge ends a session after a message over the size cap: the POP3
 // client cannot skip the rest of it, so the session is retried without it.
@@ -41,11 +52,26 @@ func (ar *accountRun) download(ctx context.Context, c *pop3.Client, plan []plann
 		byID[p.id] = p
 		ids = append(ids, p.id)
 	}
-	ch := make(chan fetched, 2)
+	// The queue to the writer. A streamed message reaches it as a file
+	// already ended (see spooled.end), which costs nothing to hold, so
+	// that the download goes on for up to a batch while the writer syncs
+	// and commits the one before; a spooled body holds memory or a spool
+	// file, and at most spooledQueue of them wait at once.
+	ch := make(chan fetched, min(max(ar.r.opts.BatchSize, spooledQueue), maxQueue))
+	slots := make(chan struct{}, spooledQueue)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return ar.writer(gctx, ch) })
 
 	send := func(f fetched) error {
+		if f.body != nil && f.body.stream == nil {
+			select {
+			case slots <- struct{}{}:
+				f.slot = slots
+			case <-gctx.Done():
+				f.body.Release()
+				return gctx.Err()
+			}
+		}
 		select {
 		case ch <- f:
 			return nil
@@ -92,6 +118,7 @@ func (ar *accountRun) download(ctx context.Context, c *pop3.Client, plan []plann
 			broke(p, err) // a timeout, a drop, a reply out of sync
 			return err
 		}
+		sp.end(gctx)
 		return send(fetched{p: p, body: sp, wire: body.WireBytes()})
 	})
 	var re *pop3.RetrError
@@ -281,6 +308,9 @@ func (ar *accountRun) writer(ctx context.Context, ch <-chan fetched) error {
 				closed = true
 				continue
 			}
+			if f.slot != nil {
+				<-f.slot
+			}
 			inflight++
 			go func() { results <- ar.put(ctx, f) }()
 		case r := <-results:
@@ -430,9 +460,12 @@ func (ar *accountRun) put(ctx context.Context, f fetched) outcome {
 			d, err = ar.dests[i].Put(ctx, msg)
 		case f.body.streamErr != nil:
 			// The download wrote into the destination's stream (its
-			// only one, i) and failed there: the message fails there
-			// as a Put would have.
+			// only one, i) and failed there, or its Commit did (see
+			// spooled.end): the message fails there as a Put would
+			// have.
 			err = f.body.streamErr
+		case f.body.ended:
+			d = f.body.delivery
 		default:
 			d, err = st.Commit(ctx, r.size)
 		}

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -47,6 +48,30 @@ type spooled struct {
 	// which the rest of the body was read and hashed but not written.
 	stream    exporters.Stream
 	streamErr error
+	// ended is set once end committed the stream; delivery is then what
+	// Commit returned, or streamErr says why it failed.
+	ended    bool
+	delivery exporters.Delivery
+}
+
+// end commits a streamed body's file as soon as the body is complete
+// (Stream.Commit: its length checked, the file closed and staged for the
+// destination's next Sync), on the downloader's goroutine, so that a
+// message waiting for the writer holds neither memory nor an open file:
+// the downloader may then run a batch ahead of a writer that is syncing
+// and committing. A body whose stream already failed is aborted. The
+// writer records the outcome (delivery or streamErr) as Put's. end does
+// nothing to a spooled body, and nothing the second time.
+func (s *spooled) end(ctx context.Context) {
+	if s.stream == nil || s.ended {
+		return
+	}
+	s.ended = true
+	if s.streamErr != nil {
+		s.stream.Abort()
+		return
+	}
+	s.delivery, s.streamErr = s.stream.Commit(ctx, s.size)
 }
 
 func (s *spooled) Size() int64 { return s.size }
