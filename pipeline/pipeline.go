@@ -40,6 +40,15 @@ import (
 )
 
 // Options tune a run. The zero value of every field means its default.
+// DefaultBatchSize is the default of Options.BatchSize: how many small
+// messages share one barrier and one journal transaction. At 256 rather
+// than 64, 5000 messages of 4 KiB into Maildir took 0.78 x the time with
+// verify and 0.83 x without (BenchmarkRunSmallMessages, runs alternated):
+// the writer's syncfs, renames and commit are what bounds that workload.
+// A crash costs at most the download of one batch, which the next run
+// finds in the destination rather than writes again.
+const DefaultBatchSize = 256
+
 type Options struct {
 	// Jobs is how many accounts work at once; an account that waits
 	// (between sessions, for its host, for another process's lease) holds
@@ -51,7 +60,7 @@ type Options struct {
 	// offers PIPELINING. Default 32.
 	Window int
 	// BatchSize is how many messages one group commit holds at most.
-	// Default 64.
+	// Default DefaultBatchSize.
 	BatchSize int
 	// BatchBytes ends a group commit once its messages hold this many
 	// bytes, so that large messages are made durable and recorded soon
@@ -187,7 +196,7 @@ func (o *Options) withDefaults() Options {
 	def(&c.Jobs, 8)
 	def(&c.PerHost, 4)
 	def(&c.Window, 32)
-	def(&c.BatchSize, 64)
+	def(&c.BatchSize, DefaultBatchSize)
 	if c.BatchBytes <= 0 {
 		c.BatchBytes = 16 << 20
 	}

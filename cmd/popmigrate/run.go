@@ -163,7 +163,7 @@ Destinations (--to, repeatable, templates {user} {host} {account}):
 	f.IntVar(&opts.Jobs, "jobs", 8, "accounts migrated at once")
 	f.IntVar(&opts.PerHost, "per-host", 4, "most sessions open at once to one POP3 host")
 	f.IntVar(&opts.Window, "window", 32, "RETR commands in flight when the server offers PIPELINING")
-	f.IntVar(&opts.BatchSize, "batch-size", 64, "most messages per group commit (fsync + journal transaction)")
+	f.IntVar(&opts.BatchSize, "batch-size", pipeline.DefaultBatchSize, "most messages per group commit (fsync + journal transaction)")
 	f.StringVar(&opts.BatchBytes, "batch-bytes", "16MiB", "a group commit ends once its messages hold this much (e.g. 16MiB, 4MB)")
 	f.DurationVar(&opts.BatchInterval, "batch-interval", time.Second, "longest wait before a group commit")
 	f.DurationVar(&opts.Timeout, "timeout", 60*time.Second, "POP3 idle timeout per command")
