@@ -60,7 +60,7 @@ func TestRunFlagDefaults(t *testing.T) {
 		{"Jobs", o.Jobs, 8},
 		{"PerHost", o.PerHost, 4},
 		{"Window", o.Window, 32},
-		{"BatchSize", o.BatchSize, 64},
+		{"BatchSize", o.BatchSize, 256},
 		{"BatchInterval", o.BatchInterval, time.Second},
 		{"Timeout", o.Timeout, 60 * time.Second},
 		{"Attempts", o.Attempts, 5},
