@@ -39,7 +39,6 @@ import (
 	"github.com/popmigrate/popmigrate/verify"
 )
 
-// Options tune a run. The zero value of every field means its default.
 // DefaultBatchSize is the default of Options.BatchSize: how many small
 // messages share one barrier and one journal transaction. At 256 rather
 // than 64, 5000 messages of 4 KiB into Maildir took 0.78 x the time with
@@ -49,6 +48,7 @@ import (
 // finds in the destination rather than writes again.
 const DefaultBatchSize = 256
 
+// Options tune a run. The zero value of every field means its default.
 type Options struct {
 	// Jobs is how many accounts work at once; an account that waits
 	// (between sessions, for its host, for another process's lease) holds
