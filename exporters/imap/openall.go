@@ -24,10 +24,19 @@ var _ exporters.BatchOpener = (*Exporter)(nil)
 // of a long list.
 const fetchBatch = 200
 
+// fetchShareMin is the fewest messages OpenAll gives a connection of its
+// own: a shorter list is read on fewer of the Exporter's connections. A
+// connection not yet open costs a login (TLS, authentication, EXAMINE:
+// round trips, and the server's CPU, which on a small machine is what
+// bounds a migration of many small mailboxes), and a FETCH of a few
+// dozen messages is one round trip and a stream that does not repay it.
+const fetchShareMin = 64
+
 // OpenAll reads the messages at refs ("UIDVALIDITY/UID") back, in
 // canonical form (CRLF->LF), with one UID FETCH set (UID BODY.PEEK[])
 // (RFC 3501 section 6.4.8) per fetchBatch messages, in UID order, over up
-// to Options.Conns of the Exporter's connections at once: fn is called
+// to Options.Conns of the Exporter's connections at once (fewer for a list
+// of less than fetchShareMin messages a connection): fn is called
 // from one goroutine per connection, with each literal as it streams in.
 // BODY.PEEK sets no flag. See exporters.BatchOpener for the contract.
 //
@@ -73,8 +82,9 @@ func (e *Exporter) OpenAll(ctx context.Context, refs []string, fn func(i int, r 
 		}
 	}
 	slices.SortFunc(items, byUID)
-	// Every connection gets a share of a short list too.
-	size := min(fetchBatch, (len(items)+e.opts.Conns-1)/e.opts.Conns)
+	// Every connection gets a share of a long list; a short one is read
+	// on as few connections as shares of fetchShareMin make.
+	size := min(fetchBatch, max(fetchShareMin, (len(items)+e.opts.Conns-1)/e.opts.Conns))
 	var chunks [][]batchItem
 	for len(items) > 0 {
 		n := min(len(items), size)

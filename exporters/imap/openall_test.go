@@ -256,3 +256,36 @@ func TestOpenAllFnError(t *testing.T) {
 		t.Errorf("Open after fn's error read %d bytes", len(data))
 	}
 }
+
+// TestOpenAllShortListFewConnections: a list of fetchShareMin messages or
+// fewer is read on the connection the Exporter has, not on new ones (each
+// a login); a long list still gets every connection.
+func TestOpenAllShortListFewConnections(t *testing.T) {
+	srv := startMem(t, memConfig{})
+	refs, bodies := putMany(t, newExporter(t, srv.options("Few")), 3*fetchShareMin+10, 2000)
+	var f faults
+	o := srv.options("Few")
+	o.Dial, o.Conns, o.ReadOnly = f.dial, 3, true
+	e := newExporter(t, o)
+	check := func(list []string) {
+		t.Helper()
+		got, err := openAll(testCtx(t), e, list, nil)
+		if err != nil {
+			t.Fatalf("OpenAll: %v", err)
+		}
+		for k, g := range got {
+			if g.calls != 1 || g.err != nil || g.rerr != nil || !bytes.Equal(g.data, bodies[k]) {
+				t.Fatalf("%s: %d calls, %d bytes, %v, %v; want the message as stored", list[k], g.calls, len(g.data), g.err, g.rerr)
+			}
+		}
+	}
+	dials := f.dials.Load()
+	check(refs[:fetchShareMin]) // one share: one connection
+	if n := f.dials.Load() - dials; n != 0 {
+		t.Errorf("a list of %d messages opened %d new connections, want none (the Exporter's own)", fetchShareMin, n)
+	}
+	check(refs) // three shares and more: every connection
+	if n := f.dials.Load(); n != int32(o.Conns) {
+		t.Errorf("after a list of %d messages the Exporter dialled %d connections in all, want %d", len(refs), n, o.Conns)
+	}
+}
