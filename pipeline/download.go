@@ -60,7 +60,7 @@ func (ar *accountRun) download(ctx context.Context, c *pop3.Client, plan []plann
 	ch := make(chan fetched, min(max(ar.r.opts.BatchSize, spooledQueue), maxQueue))
 	slots := make(chan struct{}, spooledQueue)
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return ar.writer(gctx, ch) })
+	g.Go(func() error { return ar.writer(gctx, ch, len(ids)) })
 
 	send := func(f fetched) error {
 		if f.body != nil && f.body.stream == nil {
@@ -197,7 +197,7 @@ func (ar *accountRun) brokeOn(p *planned, ids []int, err error) bool {
 // Up to putWorkers messages are Put at once (an IMAP destination gets one
 // APPEND per connection in flight); the batch itself belongs to this
 // goroutine alone, and a commit waits until every Put in flight has ended.
-func (ar *accountRun) writer(ctx context.Context, ch <-chan fetched) error {
+func (ar *accountRun) writer(ctx context.Context, ch <-chan fetched, n int) error {
 	o := &ar.r.opts
 	var (
 		batch    journal.Batch
@@ -205,7 +205,7 @@ func (ar *accountRun) writer(ctx context.Context, ch <-chan fetched) error {
 		dirty    = make([]bool, len(ar.dests))
 		timer    = time.NewTimer(time.Hour)
 		timerOn  bool
-		workers  = ar.putWorkers()
+		workers  = ar.putWorkers(n)
 		results  = make(chan outcome, workers)
 		inflight int
 		closed   bool  // ch is drained
@@ -386,12 +386,26 @@ func (ar *accountRun) readBack() func(ctx context.Context, m *journal.StoredMess
 	}
 }
 
-// putWorkers is how many messages the writer Puts at once: one, unless a
-// destination works faster with several requests in flight
-// (exporters.Concurrent: IMAP, one APPEND per connection). Every exporter is safe for concurrent Puts; with
-// more than one worker, an mbox beside an IMAP destination may hold
-// neighbouring messages in a slightly different order than the server.
-func (ar *accountRun) putWorkers() int {
+// putWorkers is how many messages the writer Puts at once, of a download
+// of n: one, unless a destination works faster with several requests in
+// flight (exporters.Concurrent: IMAP, one APPEND per connection), and then
+// one for every putShareMin messages, as many as it takes: each request
+// in flight beyond the first opens a connection, a login that a few
+// messages do not repay (the accounts of a run already work in parallel).
+// Every exporter is safe for concurrent Puts; with more than one worker,
+// an mbox beside an IMAP destination may hold neighbouring messages in a
+// slightly different order than the server.
+func (ar *accountRun) putWorkers(n int) int {
+	return min(ar.putConcurrency(), max(1, (n+putShareMin-1)/putShareMin))
+}
+
+// putShareMin is the fewest messages of a download that get a Put
+// worker (an IMAP connection) of their own (see putWorkers).
+const putShareMin = 32
+
+// putConcurrency is the most Puts at once that the destinations take
+// (see putWorkers).
+func (ar *accountRun) putConcurrency() int {
 	n := 1
 	for _, d := range ar.dests {
 		for d != nil {
