@@ -179,7 +179,7 @@ Destinations (--to, repeatable, templates {user} {host} {account}):
 	f.StringVar(&opts.TraceDir, "trace-dir", "", "write a POP3 protocol transcript per account into `DIR` (passwords redacted)")
 	f.StringVar(&opts.IMAPFlags, "imap-flags", `\Seen`, "flags of messages uploaded to IMAP, comma-separated, or \"none\"")
 	f.StringVar(&opts.IMAPDate, "imap-date", "received", "IMAP INTERNALDATE from: received (newest Received:, then Date:), date (Date:), download (the time of download)")
-	f.IntVar(&opts.IMAPConns, "imap-conns", 2, "IMAP connections per account and destination")
+	f.IntVar(&opts.IMAPConns, "imap-conns", 2, "most IMAP connections per account and destination (one for every 32 messages of a download)")
 	f.StringVar(&opts.ToCAFile, "to-ca-file", "", "CA certificates (PEM `FILE`) for IMAP destinations (default: --ca-file)")
 	f.StringVar(&opts.Quarantine, "quarantine", "", "keep messages an IMAP server refuses as .eml files under `DIR` (default: popmigrate-quarantine beside the journal file, or here for a PostgreSQL journal)")
 	f.BoolVar(&opts.NoVerify, "no-verify", false, "skip the verify phase (reading back every stored copy and comparing with the server's listing)")
