@@ -184,6 +184,16 @@ type Stream interface {
 	Abort()
 }
 
+// Ender is implemented by a Stream that can end its file before Commit.
+// End checks that the message holds exactly size bytes and closes its
+// file at once, so that a message waiting for its Commit holds no open
+// descriptor; Commit then stages it (its size is not checked again), and
+// Abort instead removes it. On error nothing of the message is left, as
+// if Abort had been called, and Commit fails.
+type Ender interface {
+	End(ctx context.Context, size int64) error
+}
+
 // MessageKey returns the stable key of the message with uidl in account:
 // the first 32 hex digits of sha256(account NUL uidl). It is safe to use as
 // a file name on every platform.

@@ -474,12 +474,10 @@ func (ar *accountRun) put(ctx context.Context, f fetched) outcome {
 			d, err = ar.dests[i].Put(ctx, msg)
 		case f.body.streamErr != nil:
 			// The download wrote into the destination's stream (its
-			// only one, i) and failed there, or its Commit did (see
-			// spooled.end): the message fails there as a Put would
-			// have.
+			// only one, i) and failed there, or ending its file did
+			// (see spooled.end): the message fails there as a Put
+			// would have.
 			err = f.body.streamErr
-		case f.body.ended:
-			d = f.body.delivery
 		default:
 			d, err = st.Commit(ctx, r.size)
 		}
@@ -628,6 +626,16 @@ type fencedStream struct {
 	exporters.Stream
 	ctx context.Context
 	h   *heldLease
+}
+
+// End ends the file of a stream that can (exporters.Ender), and does
+// nothing otherwise: Commit then does it all. Ending a complete file
+// writes nothing to the destination, so it is not fenced.
+func (s fencedStream) End(ctx context.Context, size int64) error {
+	if e, ok := s.Stream.(exporters.Ender); ok {
+		return e.End(ctx, size)
+	}
+	return nil
 }
 
 func (s fencedStream) Write(p []byte) (int, error) {

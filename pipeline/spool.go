@@ -48,20 +48,20 @@ type spooled struct {
 	// which the rest of the body was read and hashed but not written.
 	stream    exporters.Stream
 	streamErr error
-	// ended is set once end committed the stream; delivery is then what
-	// Commit returned, or streamErr says why it failed.
-	ended    bool
-	delivery exporters.Delivery
+	// ended is set once end ended the stream's file.
+	ended bool
 }
 
-// end commits a streamed body's file as soon as the body is complete
-// (Stream.Commit: its length checked, the file closed and staged for the
-// destination's next Sync), on the downloader's goroutine, so that a
-// message waiting for the writer holds neither memory nor an open file:
-// the downloader may then run a batch ahead of a writer that is syncing
-// and committing. A body whose stream already failed is aborted. The
-// writer records the outcome (delivery or streamErr) as Put's. end does
-// nothing to a spooled body, and nothing the second time.
+// end ends a streamed body's file as soon as the body is complete
+// (exporters.Ender: its length checked and the file closed), on the
+// downloader's goroutine, so that a message waiting for the writer holds
+// neither memory nor an open file: the downloader may then run a batch
+// ahead of a writer that is syncing and committing. The writer's Commit
+// then stages the file, so that a Sync publishes only what the writer
+// records. A body whose stream already failed is aborted at once; an error
+// of End becomes streamErr, which the writer records as the message's
+// failure there. end does nothing to a spooled body, nor to a stream
+// that cannot end early, and nothing the second time.
 func (s *spooled) end(ctx context.Context) {
 	if s.stream == nil || s.ended {
 		return
@@ -71,7 +71,9 @@ func (s *spooled) end(ctx context.Context) {
 		s.stream.Abort()
 		return
 	}
-	s.delivery, s.streamErr = s.stream.Commit(ctx, s.size)
+	if e, ok := s.stream.(exporters.Ender); ok {
+		s.streamErr = e.End(ctx, s.size)
+	}
 }
 
 func (s *spooled) Size() int64 { return s.size }

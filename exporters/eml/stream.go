@@ -76,11 +76,19 @@ type stream struct {
 	key     string
 }
 
+var _ exporters.Ender = (*stream)(nil)
+
+// End closes the file now, for a Commit later (exporters.Ender).
+func (s *stream) End(ctx context.Context, size int64) error {
+	return s.Temp.End(ctx, size, s.wrap)
+}
+
+func (s *stream) wrap(err error) error {
+	return fmt.Errorf("eml: put %s (account %q) into %s: %w", s.key, s.account, s.e.dir, err)
+}
+
 func (s *stream) Commit(ctx context.Context, size int64) (exporters.Delivery, error) {
-	e := s.e
-	wrap := func(err error) error {
-		return fmt.Errorf("eml: put %s (account %q) into %s: %w", s.key, s.account, e.dir, err)
-	}
+	e, wrap := s.e, s.wrap
 	if err := e.begin(); err != nil {
 		s.Abort() // Close has aborted it already
 		return exporters.Delivery{}, wrap(err)

@@ -51,6 +51,12 @@ func (s *suite) testStream(t *testing.T) {
 		msg := NewMessage("stream-"+sm.Name, sm.Data)
 		st := stream(t, c, e, msg)
 		write(t, st, sm.Data, 1+i%7*1000)
+		if e, ok := st.(exporters.Ender); ok && i%2 == 1 {
+			// Ended first, committed later, as the pipeline does.
+			if err := e.End(c, int64(len(sm.Data))); err != nil {
+				t.Fatalf("End of %s: %v", sm.Name, err)
+			}
+		}
 		d, err := st.Commit(c, int64(len(sm.Data)))
 		if err != nil {
 			t.Fatalf("Commit of %s: %v", sm.Name, err)
@@ -87,27 +93,50 @@ func (s *suite) testStreamFailures(t *testing.T) {
 	n, _ := s.count(t, dir)
 	cancelled, cancel := context.WithCancel(c)
 	cancel()
+	end := func(st exporters.Stream, size int) error {
+		return st.(exporters.Ender).End(c, int64(size))
+	}
 	for _, tc := range []struct {
-		name string
-		end  func(st exporters.Stream) error
-		want error
+		name  string
+		end   func(st exporters.Stream) error
+		want  error
+		ender bool // only for an exporters.Ender
 	}{
-		{"abort", func(st exporters.Stream) error { st.Abort(); st.Abort(); return nil }, nil},
+		{"abort", func(st exporters.Stream) error { st.Abort(); st.Abort(); return nil }, nil, false},
+		{"end-abort", func(st exporters.Stream) error {
+			if err := end(st, len(data)); err != nil {
+				return err
+			}
+			st.Abort()
+			return nil
+		}, nil, true},
+		{"end-short", func(st exporters.Stream) error { return end(st, len(data)+1) }, exporters.ErrShortBody, true},
+		{"end-cancelled", func(st exporters.Stream) error {
+			if err := end(st, len(data)); err != nil {
+				return err
+			}
+			_, err := st.Commit(cancelled, int64(len(data)))
+			return err
+		}, context.Canceled, true},
 		{"short", func(st exporters.Stream) error {
 			_, err := st.Commit(c, int64(len(data))+1)
 			return err
-		}, exporters.ErrShortBody},
+		}, exporters.ErrShortBody, false},
 		{"long", func(st exporters.Stream) error {
 			_, err := st.Commit(c, int64(len(data))-1)
 			return err
-		}, exporters.ErrShortBody},
+		}, exporters.ErrShortBody, false},
 		{"cancelled", func(st exporters.Stream) error {
 			_, err := st.Commit(cancelled, int64(len(data)))
 			return err
-		}, context.Canceled},
+		}, context.Canceled, false},
 	} {
 		msg := NewMessage("stream-"+tc.name, data)
 		st := stream(t, c, e, msg)
+		if _, ok := st.(exporters.Ender); tc.ender && !ok {
+			st.Abort()
+			continue
+		}
 		write(t, st, data, 4096)
 		err := tc.end(st)
 		if tc.want != nil && !errors.Is(err, tc.want) {

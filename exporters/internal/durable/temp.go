@@ -23,13 +23,14 @@ type Temp struct {
 	name string // relative to the root
 	what string // "maildir: stream KEY into DIR", the prefix of Write's errors
 
-	mu   sync.Mutex
-	f    *os.File // nil once finished or aborted
-	n    int64    // bytes written
-	err  error    // the first write error
-	keep int      // how many leading bytes head keeps
-	hp   *[]byte  // head's buffer, from chunkPool; nil once given back
-	head []byte
+	mu    sync.Mutex
+	f     *os.File // nil once finished, ended or aborted
+	ended bool     // End closed the file, for Finish to hand over or Abort to remove
+	n     int64    // bytes written
+	err   error    // the first write error
+	keep  int      // how many leading bytes head keeps
+	hp    *[]byte  // head's buffer, from chunkPool; nil once given back
+	head  []byte
 }
 
 // Temps is the set of a destination's Temps neither finished nor aborted,
@@ -122,15 +123,56 @@ func (t *Temp) Write(p []byte) (int, error) {
 // until Release. It fails, having removed the file, on a write error (as
 // Write returned it), a short or long file, the end of ctx or a failed
 // close (those wrapped with wrap), and when the Temp was already ended.
+//
+// After End, Finish only hands the file over: it checks ctx (removing the
+// file when it is done) and returns the kept bytes.
 func (t *Temp) Finish(ctx context.Context, size int64, wrap func(error) error) ([]byte, error) {
+	t.mu.Lock()
+	ended, head := t.ended, t.head
+	t.ended = false
+	t.mu.Unlock()
+	if ended {
+		t.set.remove(t)
+		if err := ctx.Err(); err != nil {
+			t.w.Remove(t.name)
+			return nil, wrap(err)
+		}
+		return head, nil
+	}
+	head, err := t.end(ctx, size, wrap)
+	t.set.remove(t)
+	return head, err
+}
+
+// End ends the file as Finish does (its length checked, closed, removed
+// on error), before the caller is ready to take it over: a Temp waiting
+// for its Finish then holds no descriptor. Finish afterwards hands the
+// file over; Abort, or AbortAll of its set, removes it.
+func (t *Temp) End(ctx context.Context, size int64, wrap func(error) error) error {
+	if _, err := t.end(ctx, size, wrap); err != nil {
+		if !errors.Is(err, errAlreadyEnded) {
+			t.set.remove(t)
+		}
+		return err
+	}
+	t.mu.Lock()
+	t.ended = true
+	t.mu.Unlock()
+	return nil
+}
+
+var errAlreadyEnded = errors.New("stream already ended")
+
+// end is the work of Finish and End: it closes the open file, which must
+// hold exactly size bytes, and removes it on any error.
+func (t *Temp) end(ctx context.Context, size int64, wrap func(error) error) ([]byte, error) {
 	t.mu.Lock()
 	f, n, werr, head := t.f, t.n, t.err, t.head
 	t.f = nil
 	t.mu.Unlock()
 	if f == nil {
-		return nil, wrap(errors.New("stream already ended"))
+		return nil, wrap(errAlreadyEnded)
 	}
-	t.set.remove(t)
 	err := werr
 	switch {
 	case err != nil:
@@ -164,18 +206,20 @@ func (t *Temp) Release() {
 	}
 }
 
-// Abort closes and removes the file unless it was finished, and releases
-// the kept bytes. It may be called more than once, and after Finish.
+// Abort closes and removes the file unless it was finished (an ended
+// file is removed), and releases the kept bytes. It may be called more than once, and after Finish.
 func (t *Temp) Abort() {
 	t.mu.Lock()
-	f := t.f
-	t.f = nil
+	f, ended := t.f, t.ended
+	t.f, t.ended = nil, false
 	t.mu.Unlock()
-	if f == nil {
+	if f == nil && !ended {
 		return
 	}
 	t.Release()
-	f.Close()
+	if f != nil {
+		f.Close()
+	}
 	t.set.remove(t)
 	// The root stays open while a Close of the destination aborts its
 	// Temps, and a Temp that Close aborted is not aborted again here.
