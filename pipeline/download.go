@@ -345,7 +345,8 @@ func (ar *accountRun) writer(ctx context.Context, ch <-chan fetched, n int) erro
 // reads exactly what any reader of the folder finds. An mbox copy is an
 // entry that only parsing the whole file delimits, and an IMAP copy is
 // read back faster in sets (one UID FETCH for many): the session's
-// verify reads those, from a fresh, read-only view of the destination.
+// verify reads those (an mbox from a fresh, read-only view; an IMAP
+// folder through the writer's own connections, see reuseForVerify).
 var readBackKinds = map[string]bool{"maildir": true, "eml": true}
 
 // readBack returns what the writer calls, after a batch's Sync and before

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/popmigrate/popmigrate/exporters"
 	"github.com/popmigrate/popmigrate/pop3"
 	"github.com/popmigrate/popmigrate/verify"
 )
@@ -31,7 +32,7 @@ func (ar *accountRun) finishInSession(ctx context.Context, c *pop3.Client, listi
 	// autologout timer (RFC 1939 section 3: at least 10 minutes): keep
 	// the session alive meanwhile.
 	stop := keepAlive(ctx, c, keepAliveEvery)
-	res, err := r.verifyWith(ctx, ar.a, uidls, ar.began)
+	res, err := r.verifyWith(ctx, ar.a, uidls, ar.began, ar.openForVerify())
 	lost := stop()
 	if err != nil {
 		c.Close()
@@ -138,4 +139,36 @@ func keepAlive(ctx context.Context, c *pop3.Client, every time.Duration) (stop f
 		close(done)
 		return <-result
 	}
+}
+
+// reuseForVerify are the kinds of destination whose copies the session's
+// verify reads back through the writer's own, open destination rather
+// than a fresh, read-only one: an IMAP folder, whose contents are the
+// server's whatever connection asks (a fresh view would cost a login,
+// which for a small mailbox is most of what its verify costs the
+// server). A file destination is read through a fresh view, which keeps
+// no state of the writer's.
+var reuseForVerify = map[string]bool{"imap": true}
+
+// openForVerify returns, by destination id, the writer's open destinations
+// of the kinds in reuseForVerify, unwrapped (the quarantine decorator only
+// changes Put), for the session's verify.
+func (ar *accountRun) openForVerify() map[string]exporters.Exporter {
+	var out map[string]exporters.Exporter
+	for i, d := range ar.dests {
+		for {
+			u, ok := d.(interface{ Unwrap() exporters.Exporter })
+			if !ok {
+				break
+			}
+			d = u.Unwrap()
+		}
+		if d != nil && reuseForVerify[d.Properties().Kind] {
+			if out == nil {
+				out = map[string]exporters.Exporter{}
+			}
+			out[ar.ids[i]] = d
+		}
+	}
+	return out
 }

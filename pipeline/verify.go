@@ -93,7 +93,7 @@ func (r *runner) verifyAccount(ctx context.Context, a *config.Account, againstSo
 		}
 	}
 
-	res, err := r.verifyWith(ctx, a, uidls, time.Time{})
+	res, err := r.verifyWith(ctx, a, uidls, time.Time{}, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -112,18 +112,25 @@ func (r *runner) verifyAccount(ctx context.Context, a *config.Account, againstSo
 // cannot be opened is an Unreadable finding. A copy recorded as verified
 // at or after readSince (when not zero) is counted as checked without
 // being read again: this run's writer read it back (see readBack).
-func (r *runner) verifyWith(ctx context.Context, a *config.Account, uidls []string, readSince time.Time) (*verify.Result, error) {
+func (r *runner) verifyWith(ctx context.Context, a *config.Account, uidls []string, readSince time.Time, open map[string]exporters.Exporter) (*verify.Result, error) {
 	account := a.Name
 	dests := map[string]exporters.Exporter{}
 	var failed []verify.Finding
 	defer func() {
 		for id, e := range dests {
+			if open[id] != nil {
+				continue // the caller's
+			}
 			if err := e.Close(); err != nil {
 				r.opts.Logger.Warn("verify: closing destination", "account", account, "destination", id, "error", err)
 			}
 		}
 	}()
 	for _, spec := range a.To {
+		if e := open[specID(spec, r.opts.Destinations)]; e != nil {
+			dests[e.Properties().ID] = e
+			continue
+		}
 		e, err := openDestination(ctx, spec, a, &r.opts, true)
 		if err != nil {
 			failed = append(failed, verify.Finding{Kind: verify.Unreadable, DestID: specID(spec, r.opts.Destinations),
