@@ -207,7 +207,8 @@ func (t *Temp) Release() {
 }
 
 // Abort closes and removes the file unless it was finished (an ended
-// file is removed), and releases the kept bytes. It may be called more than once, and after Finish.
+// file is removed), and releases the kept bytes. It may be called more
+// than once, and after Finish.
 func (t *Temp) Abort() {
 	t.mu.Lock()
 	f, ended := t.f, t.ended
