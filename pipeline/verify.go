@@ -109,17 +109,20 @@ func (r *runner) verifyAccount(ctx context.Context, a *config.Account, againstSo
 // copy of them is expected (see withoutAdopted). Each
 // destination is opened read-only for it (see openDestination), so what
 // is read back is what a fresh reader finds, and closed after; one that
-// cannot be opened is an Unreadable finding. A copy recorded as verified
+// cannot be opened is an Unreadable finding. A destination in open (by
+// id) is read through as it is instead, and left open: the session's own
+// IMAP destination (see reuseForVerify). A copy recorded as verified
 // at or after readSince (when not zero) is counted as checked without
 // being read again: this run's writer read it back (see readBack).
 func (r *runner) verifyWith(ctx context.Context, a *config.Account, uidls []string, readSince time.Time, open map[string]exporters.Exporter) (*verify.Result, error) {
 	account := a.Name
 	dests := map[string]exporters.Exporter{}
+	reused := map[string]bool{} // the caller's, which it closes
 	var failed []verify.Finding
 	defer func() {
 		for id, e := range dests {
-			if open[id] != nil {
-				continue // the caller's
+			if reused[id] {
+				continue
 			}
 			if err := e.Close(); err != nil {
 				r.opts.Logger.Warn("verify: closing destination", "account", account, "destination", id, "error", err)
@@ -128,7 +131,8 @@ func (r *runner) verifyWith(ctx context.Context, a *config.Account, uidls []stri
 	}()
 	for _, spec := range a.To {
 		if e := open[specID(spec, r.opts.Destinations)]; e != nil {
-			dests[e.Properties().ID] = e
+			id := e.Properties().ID
+			dests[id], reused[id] = e, true
 			continue
 		}
 		e, err := openDestination(ctx, spec, a, &r.opts, true)
