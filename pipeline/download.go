@@ -409,20 +409,24 @@ const putShareMin = 32
 func (ar *accountRun) putConcurrency() int {
 	n := 1
 	for _, d := range ar.dests {
-		for d != nil {
+		// A decorator (the quarantine) answers for what it wraps.
+		for ; d != nil; d = unwrap(d) {
 			if c, ok := d.(exporters.Concurrent); ok {
 				n = max(n, c.PutConcurrency())
 				break
 			}
-			// A decorator (the quarantine) answers for what it wraps.
-			u, ok := d.(interface{ Unwrap() exporters.Exporter })
-			if !ok {
-				break
-			}
-			d = u.Unwrap()
 		}
 	}
 	return n
+}
+
+// unwrap returns the destination a decorator (the quarantine) wraps, or
+// nil when d wraps none.
+func unwrap(d exporters.Exporter) exporters.Exporter {
+	if u, ok := d.(interface{ Unwrap() exporters.Exporter }); ok {
+		return u.Unwrap()
+	}
+	return nil
 }
 
 // outcome is what Putting one fetched message did.

@@ -156,12 +156,8 @@ var reuseForVerify = map[string]bool{"imap": true}
 func (ar *accountRun) openForVerify() map[string]exporters.Exporter {
 	var out map[string]exporters.Exporter
 	for i, d := range ar.dests {
-		for {
-			u, ok := d.(interface{ Unwrap() exporters.Exporter })
-			if !ok {
-				break
-			}
-			d = u.Unwrap()
+		for u := unwrap(d); u != nil; u = unwrap(u) {
+			d = u
 		}
 		if d != nil && reuseForVerify[d.Properties().Kind] {
 			if out == nil {

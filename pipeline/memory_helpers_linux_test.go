@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -22,6 +23,7 @@ import (
 	"github.com/emersion/go-imap/v2/imapserver"
 	"github.com/emersion/go-imap/v2/imapserver/imapmemserver"
 
+	"github.com/popmigrate/popmigrate/config"
 	"github.com/popmigrate/popmigrate/exporters"
 )
 
@@ -107,6 +109,36 @@ func startIMAPChild(t testing.TB, e *env, user, password string) *imapChild {
 		t.Fatalf("IMAP server process did not start")
 	}
 	return c
+}
+
+// startIMAPTarget starts an IMAP child for a's user, with password, and
+// makes its INBOX a's only destination (the password in a file of e.dir).
+func startIMAPTarget(t testing.TB, e *env, a *config.Account, password string) *imapChild {
+	t.Helper()
+	srv := startIMAPChild(t, e, a.User, password)
+	pwFile := filepath.Join(e.dir, "imap-secret")
+	if err := os.WriteFile(pwFile, []byte(password+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a.To = []string{"imaps://" + a.User + "@" + srv.addr + "/INBOX"}
+	a.ToPassword = config.Secret{File: pwFile}
+	return srv
+}
+
+// discardAppends takes up to n of the child's APPEND reports, until the
+// test ends, so that the child never blocks on a full pipe.
+func (c *imapChild) discardAppends(t testing.TB, n int) {
+	done := make(chan struct{})
+	t.Cleanup(func() { close(done) })
+	go func() {
+		for range n {
+			select {
+			case <-c.appends:
+			case <-done:
+				return
+			}
+		}
+	}()
 }
 
 // nextAppend returns the size and canonical sha256 of the next message the

@@ -119,13 +119,7 @@ var largeDests = []largeDest{
 	// other kinds', measure the client side only.
 	{kind: "imap", setup: func(t *testing.T, e *env, a *config.Account) func(*testing.T, []byte, string) {
 		const password = "imap-pw-alice"
-		srv := startIMAPChild(t, e, a.User, password)
-		pwFile := filepath.Join(e.dir, "imap-secret")
-		if err := os.WriteFile(pwFile, []byte(password+"\n"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		a.To = []string{"imaps://" + a.User + "@" + srv.addr + "/INBOX"}
-		a.ToPassword = config.Secret{File: pwFile}
+		srv := startIMAPTarget(t, e, a, password)
 		return func(t *testing.T, data []byte, wantSum string) {
 			// The literal is the message with every LF as CRLF.
 			want := int64(len(data) + bytes.Count(data, []byte("\n")))

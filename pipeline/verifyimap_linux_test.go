@@ -4,8 +4,6 @@ package pipeline_test
 
 import (
 	"crypto/tls"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/emersion/go-imap/v2"
@@ -27,24 +25,8 @@ func TestSessionVerifyIMAPThroughWritersConnection(t *testing.T) {
 	e := newEnv(t, []pop3test.Mailbox{mailbox("alice", msgs)}, nil)
 	a := e.account("alice")
 	const password = "imap-pw-alice"
-	srv := startIMAPChild(t, e, a.User, password)
-	done := make(chan struct{})
-	t.Cleanup(func() { close(done) })
-	go func() {
-		for range msgs {
-			select {
-			case <-srv.appends:
-			case <-done:
-				return
-			}
-		}
-	}()
-	pwFile := filepath.Join(e.dir, "imap-secret")
-	if err := os.WriteFile(pwFile, []byte(password+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	a.To = []string{"imaps://" + a.User + "@" + srv.addr + "/INBOX"}
-	a.ToPassword = config.Secret{File: pwFile}
+	srv := startIMAPTarget(t, e, a, password)
+	srv.discardAppends(t, len(msgs))
 	o := testOptions()
 	o.VerifyInSession = true
 	expunged := false

@@ -7,8 +7,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -68,27 +66,8 @@ func imapManifestWorld(t testing.TB, msgs []srcMsg) (*env, *config.Account, []by
 	t.Helper()
 	e := newEnv(t, []pop3test.Mailbox{mailbox("alice", msgs)}, nil)
 	a := e.account("alice")
-	const password = "imap-pw-alice"
-	srv := startIMAPChild(t, e, a.User, password)
-	// The child reports every APPEND on its stdout: take the reports, so
-	// that it never blocks on a full pipe.
-	done := make(chan struct{})
-	t.Cleanup(func() { close(done) })
-	go func() {
-		for range msgs {
-			select {
-			case <-srv.appends:
-			case <-done:
-				return
-			}
-		}
-	}()
-	pwFile := filepath.Join(e.dir, "imap-secret")
-	if err := os.WriteFile(pwFile, []byte(password+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	a.To = []string{"imaps://" + a.User + "@" + srv.addr + "/INBOX"}
-	a.ToPassword = config.Secret{File: pwFile}
+	// The child reports every APPEND on its stdout.
+	startIMAPTarget(t, e, a, "imap-pw-alice").discardAppends(t, len(msgs))
 	o := testOptions()
 	rep := e.run([]*config.Account{a}, o)
 	wantCounts(t, accountReport(t, rep, "alice"), len(msgs), len(msgs), 0, 0, true)
