@@ -8,3 +8,14 @@ type Concurrent interface {
 	// once; 1 or less means one.
 	PutConcurrency() int
 }
+
+// Grouping is implemented by Concurrent destinations that may gather the
+// Puts in flight into one request to their server (an IMAP exporter: one
+// MULTIAPPEND for many messages, stored in one transaction). Their Puts
+// return when the group is stored, so a group holds as many messages as
+// the pipeline keeps in flight: it keeps up to PutConcurrency, whatever
+// the size of the download, within its bound of bytes in flight.
+type Grouping interface {
+	// GroupsPuts reports whether the destination groups its Puts.
+	GroupsPuts() bool
+}

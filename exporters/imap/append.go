@@ -91,6 +91,11 @@ func (e *Exporter) put(ctx context.Context, msg *exporters.Message) (string, err
 		return "", e.reject(ctx, msg, &RejectedError{Key: msg.Key,
 			Reason: "it contains NUL bytes, which an IMAP APPEND cannot carry (RFC 3501: literals are CHAR8)"})
 	}
+	if e.grouping {
+		if ref, handled, err := e.putGrouped(ctx, msg, p); handled {
+			return ref, err
+		}
+	}
 	for attempt := 0; ; attempt++ {
 		c, err := e.acquire(ctx)
 		if err != nil {
@@ -127,7 +132,9 @@ func (e *Exporter) appendVia(ctx context.Context, c *conn, msg *exporters.Messag
 	e.mu.Lock()
 	lo := e.uidNext
 	e.mu.Unlock()
+	e.bump()
 	uid, uidValidity, sent, err := e.appendOnce(ctx, c, msg, p)
+	e.bump()
 	if err != nil {
 		var ierr *imap.Error
 		if errors.As(err, &ierr) {

@@ -28,8 +28,11 @@ const logoutTimeout = 5 * time.Second
 // A conn is used by one goroutine at a time (the pool hands it out). Its
 // watchdog (begin) may close it from another goroutine.
 type conn struct {
-	raw     net.Conn // the TCP connection under TLS: closing it breaks everything above
+	raw     net.Conn    // the TCP connection under TLS: closing it breaks everything above
+	bc      *borrowConn // under client, for grouped APPENDs; nil with STARTTLS
 	client  *imapclient.Client
+	tag     int    // the last tag of a grouped APPEND (see multiappend.go)
+	gen     uint64 // the Exporter's gen when this session last looked at the folder (see fresh)
 	timeout time.Duration
 
 	caps        imap.CapSet
@@ -200,7 +203,8 @@ func (e *Exporter) setUp(ctx context.Context, c *conn, o *op, rejected string) e
 		if err := tc.HandshakeContext(ctx); err != nil {
 			return fmt.Errorf("TLS handshake: %w", err)
 		}
-		c.client = imapclient.New(tc, copts)
+		c.bc = newBorrowConn(tc)
+		c.client = imapclient.New(c.bc, copts)
 	case SecurityStartTLS:
 		// NewStartTLS sends STARTTLS right after the greeting and fails
 		// when the server refuses it: no password ever goes out in clear
@@ -215,7 +219,8 @@ func (e *Exporter) setUp(ctx context.Context, c *conn, o *op, rejected string) e
 			return fmt.Errorf("STARTTLS: %w", err)
 		}
 	default: // SecurityPlain, explicitly asked for
-		c.client = imapclient.New(c.raw, copts)
+		c.bc = newBorrowConn(c.raw)
+		c.client = imapclient.New(c.bc, copts)
 	}
 	if err := c.client.WaitGreeting(); err != nil {
 		return fmt.Errorf("greeting: %w", err)
@@ -237,6 +242,58 @@ func (e *Exporter) setUp(ctx context.Context, c *conn, o *op, rejected string) e
 	return nil
 }
 
+// bump records that an APPEND goes out or ended: the sessions that did
+// not look at the folder since may not see its message (see fresh).
+func (e *Exporter) bump() {
+	e.mu.Lock()
+	e.gen++
+	e.mu.Unlock()
+}
+
+// fresh brings c's view of the folder up to date, with a NOOP, when a
+// message may have been appended since it last looked, on any of the
+// Exporter's connections: a server reports new messages to a session
+// only as it answers a command (Dovecot: after a UID FETCH or SEARCH
+// that its old view answered, without the new messages), so a read or a
+// search on a stale session would find a stored message missing.
+func (e *Exporter) fresh(c *conn) error {
+	e.mu.Lock()
+	g := e.gen
+	e.mu.Unlock()
+	if c.gen == g {
+		return nil
+	}
+	if err := c.client.Noop().Wait(); err != nil {
+		return fmt.Errorf("NOOP: %w", c.fail(err))
+	}
+	c.gen = g
+	return nil
+}
+
+// uidNext asks the server for the folder's UIDNEXT now.
+func (c *conn) uidNext(ctx context.Context, mailbox string) (imap.UID, error) {
+	o := c.begin(ctx)
+	defer o.end()
+	// Dovecot answers STATUS on the selected folder from the session's
+	// view, which only a command that syncs it (NOOP) brings up to date.
+	if err := c.client.Noop().Wait(); err != nil {
+		return 0, fmt.Errorf("NOOP: %w", c.fail(err))
+	}
+	return c.statusUIDNext(mailbox)
+}
+
+// statusUIDNext is uidNext within an op of the caller's.
+func (c *conn) statusUIDNext(mailbox string) (imap.UID, error) {
+	st, err := c.client.Status(mailbox, &imap.StatusOptions{UIDNext: true}).Wait()
+	if err != nil {
+		return 0, fmt.Errorf("STATUS %q: %w", mailbox, c.fail(err))
+	}
+	if st.UIDNext == 0 {
+		return 0, fmt.Errorf("STATUS %q: the server sent no UIDNEXT", mailbox)
+	}
+	return st.UIDNext, nil
+}
+
 // examine selects mailbox read-only on c and returns its UIDVALIDITY and
 // UIDNEXT.
 func (c *conn) examine(ctx context.Context, mailbox string) (*imap.SelectData, error) {
@@ -252,14 +309,11 @@ func (c *conn) examine(ctx context.Context, mailbox string) (*imap.SelectData, e
 	if sel.UIDNext == 0 {
 		// QUIRK: RFC 3501 lets a server leave UIDNEXT out of the SELECT
 		// answer; STATUS must give it.
-		st, err := c.client.Status(mailbox, &imap.StatusOptions{UIDNext: true}).Wait()
+		next, err := c.statusUIDNext(mailbox)
 		if err != nil {
-			return nil, fmt.Errorf("STATUS %q: %w", mailbox, c.fail(err))
+			return nil, err
 		}
-		if st.UIDNext == 0 {
-			return nil, fmt.Errorf("STATUS %q: the server sent no UIDNEXT", mailbox)
-		}
-		sel.UIDNext = st.UIDNext
+		sel.UIDNext = next
 	}
 	return sel, nil
 }

@@ -151,6 +151,7 @@ type Exporter struct {
 	closing   chan struct{} // closed by Close
 	syncSem   chan struct{} // serialises Sync
 	intentSem chan struct{} // serialises intent saves
+	resolving sync.Mutex    // held while lost APPENDs are looked for (resolveUncertain)
 
 	mu          sync.Mutex // guards the fields below
 	closed      bool
@@ -170,6 +171,18 @@ type Exporter struct {
 	gate        chan struct{}         // non-nil while Sync waits: new Puts wait for it
 	drained     chan struct{}         // closed when inflight drops to 0 while Sync waits
 	syncErr     error                 // first failure of a Put Sync waited for
+
+	// Grouped APPENDs (multiappend.go); grouping and appendLimit are set
+	// by New.
+	grouping    bool          // the server takes MULTIAPPEND from this Exporter
+	appendLimit int64         // the server's APPENDLIMIT; 0: none
+	gq          []*member     // Puts waiting for a group
+	gopen       int           // groups open to new members
+	gsenders    int           // senders running
+	gkick       chan struct{} // a member was queued
+	gen         uint64        // bumped as APPENDs go out and end (see fresh)
+	groups      int           // groups the server stored, and their messages
+	grouped     int
 }
 
 var (
@@ -219,6 +232,7 @@ func New(ctx context.Context, opts *Options) (*Exporter, error) {
 		keys:      make(map[string]*keyState),
 		found:     make(map[string][]imap.UID),
 		owned:     make(map[imap.UID]bool),
+		gkick:     make(chan struct{}, 1),
 	}
 	if e.id == "" {
 		u := url.URL{Scheme: "imap", User: url.User(o.Username), Host: o.Addr, Path: "/" + o.Folder}
@@ -326,6 +340,8 @@ func (e *Exporter) start(ctx context.Context) error {
 		return fail(err)
 	}
 	e.uidValidity, e.uidNext = sel.UIDValidity, sel.UIDNext
+	e.grouping = !e.opts.ReadOnly && e.canGroup(c)
+	e.appendLimit = c.appendLimit
 	e.conns[c] = struct{}{}
 	e.idle <- c
 	return nil

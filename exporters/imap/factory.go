@@ -164,10 +164,24 @@ func open(ctx context.Context, ls location.Spec, id string, env location.Env) (e
 	return New(ctx, o)
 }
 
-var _ exporters.Concurrent = (*Exporter)(nil)
+var (
+	_ exporters.Concurrent = (*Exporter)(nil)
+	_ exporters.Grouping   = (*Exporter)(nil)
+)
 
-// PutConcurrency returns the number of connections: one APPEND each.
-func (e *Exporter) PutConcurrency() int { return cap(e.slots) }
+// PutConcurrency returns how many Puts the Exporter serves at once: one
+// APPEND per connection, or, when it groups APPENDs, a full group's
+// worth for each connection.
+func (e *Exporter) PutConcurrency() int {
+	if e.grouping {
+		return cap(e.slots) * groupMax
+	}
+	return cap(e.slots)
+}
+
+// GroupsPuts reports whether the Exporter gathers the Puts in flight into
+// grouped APPENDs (MULTIAPPEND, see multiappend.go).
+func (e *Exporter) GroupsPuts() bool { return e.grouping }
 
 // check logs in to the destination and looks at its folder, read-only: a
 // missing folder is one the run creates; a message larger than the

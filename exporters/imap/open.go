@@ -43,6 +43,11 @@ func (e *Exporter) Open(ctx context.Context, ref string) (io.ReadCloser, error) 
 		return nil, wrap(err)
 	}
 	o := c.begin(ctx)
+	if err := e.fresh(c); err != nil {
+		o.end()
+		e.release(c)
+		return nil, wrap(err)
+	}
 	cmd := c.client.Fetch(imap.UIDSetNum(uid), &imap.FetchOptions{
 		UID:         true,
 		BodySection: []*imap.FetchItemBodySection{{Peek: true}},

@@ -243,6 +243,9 @@ func (e *Exporter) fetchSet(ctx context.Context, pending map[imap.UID]batchItem,
 	}
 	o := c.begin(ctx)
 	defer o.end()
+	if err := e.fresh(c); err != nil {
+		return 0, err
+	}
 	cmd := c.client.Fetch(set, &imap.FetchOptions{
 		UID:         true,
 		BodySection: []*imap.FetchItemBodySection{{Peek: true}},

@@ -61,6 +61,9 @@ func (e *Exporter) connect(ctx context.Context) (*conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", e.opts.Addr, err)
 	}
+	e.mu.Lock()
+	gen := e.gen
+	e.mu.Unlock()
 	sel, err := c.examine(ctx, e.mailbox)
 	if err == nil && sel.UIDValidity != e.uidValidity {
 		err = e.uidValidityErr(sel.UIDValidity, e.uidValidity)
@@ -69,6 +72,7 @@ func (e *Exporter) connect(ctx context.Context) (*conn, error) {
 		c.close()
 		return nil, err
 	}
+	c.gen = gen
 	e.mu.Lock()
 	e.uidNext = max(e.uidNext, sel.UIDNext)
 	e.mu.Unlock()

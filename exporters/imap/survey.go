@@ -33,6 +33,9 @@ func (e *Exporter) Survey(ctx context.Context, account string) ([]exporters.Surv
 	defer e.release(c)
 	o := c.begin(ctx)
 	defer o.end()
+	if err := e.fresh(c); err != nil {
+		return nil, wrap(err)
+	}
 	var all imap.UIDSet
 	all.AddRange(1, 0) // 1:*
 	header := &imap.FetchItemBodySection{Specifier: imap.PartSpecifierHeader, Peek: true}

@@ -1,0 +1,302 @@
+package imap
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+
+	"github.com/popmigrate/popmigrate/exporters"
+	"github.com/popmigrate/popmigrate/exporters/exportertest"
+	"github.com/popmigrate/popmigrate/internal/dovecottest"
+)
+
+func TestParseAppendUID(t *testing.T) {
+	for _, c := range []struct {
+		code imap.ResponseCode
+		args string
+		n    int
+		want []imap.UID
+	}{
+		{"APPENDUID", "38505 3955", 1, []imap.UID{3955}},
+		{"APPENDUID", "38505 3955:3957", 3, []imap.UID{3955, 3956, 3957}},
+		{"APPENDUID", "38505 3957:3955", 3, []imap.UID{3955, 3956, 3957}},
+		{"APPENDUID", "38505 5,7:8,2", 4, []imap.UID{5, 7, 8, 2}},
+		{"APPENDUID", "38505 3955:3957", 2, nil},    // more UIDs than messages
+		{"APPENDUID", "38505 3955:3956", 3, nil},    // fewer
+		{"APPENDUID", "38505 1:4294967295", 3, nil}, // a huge range is refused before it is expanded
+		{"APPENDUID", "0 5", 1, nil},
+		{"APPENDUID", "38505 0", 1, nil},
+		{"APPENDUID", "38505", 1, nil},
+		{"APPENDUID", "38505 x", 1, nil},
+		{"COPYUID", "38505 5", 1, nil},
+	} {
+		v, uids, ok := parseAppendUID(c.code, c.args, c.n)
+		if ok != (c.want != nil) || !slices.Equal(uids, c.want) || (ok && v != 38505) {
+			t.Errorf("parseAppendUID(%s %q, %d) = %d %v %v, want %v", c.code, c.args, c.n, v, uids, ok, c.want)
+		}
+	}
+}
+
+func TestParseTagged(t *testing.T) {
+	st, err := parseTagged("OK [APPENDUID 7 3:4] Append completed.")
+	if err != nil || st.typ != imap.StatusResponseTypeOK || st.code != "APPENDUID" || st.args != "7 3:4" || st.text != "Append completed." {
+		t.Errorf("OK with APPENDUID: %+v %v", st, err)
+	}
+	st, err = parseTagged("no [overquota] Quota exceeded")
+	if err != nil || st.typ != imap.StatusResponseTypeNo || st.code != "OVERQUOTA" || st.text != "Quota exceeded" {
+		t.Errorf("NO: %+v %v", st, err)
+	}
+	st, err = parseTagged("BAD Syntax")
+	if err != nil || st.typ != imap.StatusResponseTypeBad || st.code != "" || st.text != "Syntax" {
+		t.Errorf("BAD: %+v %v", st, err)
+	}
+	for _, bad := range []string{"PREAUTH x", "OK [APPENDUID 7 3", ""} {
+		if _, err := parseTagged(bad); err == nil {
+			t.Errorf("parseTagged(%q) succeeded", bad)
+		}
+	}
+}
+
+func TestTrailingLiteral(t *testing.T) {
+	for line, want := range map[string]int64{
+		"* 1 FETCH (BODY[] {12}\r\n": 12,
+		"* 1 FETCH (BODY[] {0}\r\n":  0,
+		"* 1 FETCH (X {5+}\r\n":      5,
+		"* 3 EXISTS\r\n":             -1,
+		"* OK {x}\r\n":               -1,
+		"* OK }\r\n":                 -1,
+	} {
+		n, ok := trailingLiteral([]byte(line))
+		if (want < 0) == ok || (ok && n != want) {
+			t.Errorf("trailingLiteral(%q) = %d %v, want %d", line, n, ok, want)
+		}
+	}
+}
+
+// TestDovecotGroupedAppend: into a Dovecot (MULTIAPPEND, LITERAL+,
+// UIDPLUS), Puts in flight together are stored in groups, each at the
+// Ref its Put returned; a message the server refuses in a group is
+// quarantined alone while the others are stored; and a group whose
+// answer is lost (the connection cut once its command went out) leaves
+// every message in the folder exactly once.
+func TestDovecotGroupedAppend(t *testing.T) {
+	users := []dovecottest.User{}
+	for _, name := range []string{"group", "groupbad", "groupcut", "groupmid"} {
+		users = append(users, dovecottest.User{Name: name, Password: dovecotPassword})
+	}
+	srv := dovecottest.Start(t, users, nil)
+	opts := func(user string) *Options {
+		return &Options{
+			Addr: srv.IMAPSAddr, Security: SecurityTLS, TLSConfig: srv.PKI.ClientConfig(),
+			Username: user, Password: dovecotPassword, Folder: "Grouped", Conns: 2, Timeout: 20 * time.Second,
+		}
+	}
+	// putAll Puts msgs at once and returns each one's result.
+	putAll := func(e *Exporter, msgs []*exporters.Message) ([]string, []error) {
+		refs, errs := make([]string, len(msgs)), make([]error, len(msgs))
+		var wg sync.WaitGroup
+		for i, m := range msgs {
+			wg.Go(func() {
+				d, err := e.Put(testCtx(t), m)
+				refs[i], errs[i] = d.Ref, err
+			})
+		}
+		wg.Wait()
+		return refs, errs
+	}
+	// folderSums returns the sha256 of every message of the user's folder.
+	folderSums := func(user string) []string {
+		cl := dovecotClient(t, srv, user)
+		if _, err := cl.Select("Grouped", &imap.SelectOptions{ReadOnly: true}).Wait(); err != nil {
+			t.Fatal(err)
+		}
+		var all imap.UIDSet
+		all.AddRange(1, 0)
+		msgs, err := cl.Fetch(all, &imap.FetchOptions{BodySection: []*imap.FetchItemBodySection{{Peek: true}}}).Collect()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var sums []string
+		for _, m := range msgs {
+			for _, b := range m.BodySection {
+				s := sha256.Sum256(bytes.ReplaceAll(b.Bytes, []byte("\r\n"), []byte("\n")))
+				sums = append(sums, fmt.Sprintf("%x", s))
+			}
+		}
+		slices.Sort(sums)
+		return sums
+	}
+	wantSums := func(msgs []*exporters.Message) []string {
+		var sums []string
+		for _, m := range msgs {
+			s := sha256.Sum256(messageBytes(m))
+			sums = append(sums, fmt.Sprintf("%x", s))
+		}
+		slices.Sort(sums)
+		return sums
+	}
+
+	t.Run("Groups", func(t *testing.T) {
+		e := newExporter(t, opts("group"))
+		if !e.grouping || e.PutConcurrency() != 2*groupMax {
+			t.Fatalf("grouping %v, PutConcurrency %d: Dovecot offers MULTIAPPEND, LITERAL+ and UIDPLUS", e.grouping, e.PutConcurrency())
+		}
+		var msgs []*exporters.Message
+		for i := range 100 {
+			msgs = append(msgs, msgN(i))
+		}
+		refs, errs := putAll(e, msgs)
+		for i, err := range errs {
+			if err != nil {
+				t.Fatalf("Put %d: %v", i, err)
+			}
+		}
+		if err := e.Sync(testCtx(t)); err != nil {
+			t.Fatal(err)
+		}
+		for i, ref := range refs {
+			if got := mustOpen(t, e, ref); !bytes.Equal(got, messageBytes(msgs[i])) {
+				t.Errorf("Put %d: %s holds %q", i, ref, got)
+			}
+		}
+		e.mu.Lock()
+		groups, grouped := e.groups, e.grouped
+		e.mu.Unlock()
+		t.Logf("100 Puts at once: %d groups", groups)
+		if grouped != 100 || groups > 50 {
+			t.Errorf("%d messages in %d groups, want all 100 in groups of more than one on average", grouped, groups)
+		}
+		if got := folderSums("group"); !slices.Equal(got, wantSums(msgs)) {
+			t.Errorf("the folder holds %d messages, not the 100 put once each", len(got))
+		}
+	})
+
+	t.Run("RejectedInGroup", func(t *testing.T) {
+		o := opts("groupbad")
+		o.QuarantineDir = filepath.Join(t.TempDir(), "q")
+		e := newExporter(t, o)
+		var msgs []*exporters.Message
+		for i := range 20 {
+			msgs = append(msgs, msgN(i))
+		}
+		empty := exportertest.NewMessage("empty", nil) // Dovecot: NO, can't save a zero byte message
+		msgs = append(msgs[:10], append([]*exporters.Message{empty}, msgs[10:]...)...)
+		_, errs := putAll(e, msgs)
+		for i, err := range errs {
+			var qe *QuarantinedError
+			switch {
+			case msgs[i] == empty && !errors.As(err, &qe):
+				t.Errorf("the empty message: Put = %v, want a *QuarantinedError", err)
+			case msgs[i] != empty && err != nil:
+				t.Errorf("Put %d: %v", i, err)
+			}
+		}
+		good := slices.DeleteFunc(slices.Clone(msgs), func(m *exporters.Message) bool { return m == empty })
+		if got := folderSums("groupbad"); !slices.Equal(got, wantSums(good)) {
+			t.Errorf("the folder holds %d messages, want the 20 good ones once each", len(got))
+		}
+	})
+
+	t.Run("CutAfterSend", func(t *testing.T) {
+		e := newExporter(t, opts("groupcut"))
+		var once sync.Once
+		testHookGroupSent = func(c *conn) {
+			// At once: the server is still storing the group when the
+			// messages are looked for (see settle).
+			once.Do(func() { c.kill(errConnBroken) })
+		}
+		t.Cleanup(func() { testHookGroupSent = nil })
+		var msgs []*exporters.Message
+		for i := range 40 {
+			msgs = append(msgs, msgN(1000+i))
+		}
+		refs, errs := putAll(e, msgs)
+		for i, err := range errs {
+			if err != nil {
+				t.Fatalf("Put %d: %v", i, err)
+			}
+		}
+		for i, ref := range refs {
+			if got := mustOpen(t, e, ref); !bytes.Equal(got, messageBytes(msgs[i])) {
+				t.Errorf("Put %d: %s holds %q", i, ref, got)
+			}
+		}
+		if got := folderSums("groupcut"); !slices.Equal(got, wantSums(msgs)) {
+			t.Errorf("the folder holds %d messages, want the 40 put once each (a lost answer must not store twice)", len(got))
+		}
+	})
+
+	t.Run("BodyFailsMidGroup", func(t *testing.T) {
+		// A body that fails while its literal is on the wire cuts the
+		// group's command short: nothing of it is stored, the connection
+		// is abandoned, and every member goes again on its own.
+		e := newExporter(t, opts("groupmid"))
+		var msgs []*exporters.Message
+		for i := range 30 {
+			msgs = append(msgs, msgN(2000+i))
+		}
+		flaky := msgs[15]
+		flaky.Body = &failSecondPass{ReaderAt: flaky.Body, size: flaky.Body.Size()}
+		refs, errs := putAll(e, msgs)
+		for i, err := range errs {
+			if err != nil {
+				t.Fatalf("Put %d: %v", i, err)
+			}
+		}
+		if n := flaky.Body.(*failSecondPass).passes(); n < 3 {
+			t.Fatalf("the flaky body was read from its start %d times, want 3 (scan, group, alone)", n)
+		}
+		for i, ref := range refs {
+			if got := mustOpen(t, e, ref); !bytes.Equal(got, messageBytes(msgs[i])) {
+				t.Errorf("Put %d: %s holds %q", i, ref, got)
+			}
+		}
+		if got := folderSums("groupmid"); !slices.Equal(got, wantSums(msgs)) {
+			t.Errorf("the folder holds %d messages, want the 30 put once each", len(got))
+		}
+	})
+}
+
+// failSecondPass is a body whose second read from its start fails half
+// way: the first is Put's scan, the second a group's literal.
+type failSecondPass struct {
+	io.ReaderAt
+	size int64
+
+	mu    sync.Mutex
+	n     int
+	armed bool
+}
+
+func (b *failSecondPass) Size() int64 { return b.size }
+
+func (b *failSecondPass) passes() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.n
+}
+
+func (b *failSecondPass) ReadAt(p []byte, off int64) (int, error) {
+	b.mu.Lock()
+	if off == 0 {
+		b.n++
+		b.armed = b.n == 2
+	}
+	fail := b.armed
+	b.mu.Unlock()
+	if fail {
+		half := min(int64(len(p)), b.size/2)
+		n, _ := b.ReaderAt.ReadAt(p[:half], off)
+		return n, errors.New("disk read error")
+	}
+	return b.ReaderAt.ReadAt(p, off)
+}
