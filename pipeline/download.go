@@ -212,6 +212,7 @@ func (ar *accountRun) writer(ctx context.Context, ch <-chan fetched, n int) erro
 		due      bool  // a commit is due once the Puts in flight end
 		stop     error // the first error: take no more input
 		pending  int64 // bytes of the messages in the batch
+		flying   int64 // bytes of the messages being Put
 	)
 	timer.Stop()
 	defer timer.Stop()
@@ -299,7 +300,12 @@ func (ar *accountRun) writer(ctx context.Context, ch <-chan fetched, n int) erro
 		// A batch holds exactly BatchSize writes at most: Puts in flight
 		// count against it.
 		var input <-chan fetched
-		if inflight < workers && batch.Len()+inflight < o.BatchSize && !closed && !due && stop == nil {
+		// Bytes in flight count against the batch's bytes too, and are
+		// bounded by putFlyingMax: the bodies that wait for a grouping
+		// destination's answer (see putWorkers) hold memory.
+		if inflight < workers && batch.Len()+inflight < o.BatchSize &&
+			(inflight == 0 || pending+flying < o.BatchBytes && flying < putFlyingMax) &&
+			!closed && !due && stop == nil {
 			input = ch
 		}
 		select {
@@ -312,9 +318,19 @@ func (ar *accountRun) writer(ctx context.Context, ch <-chan fetched, n int) erro
 				<-f.slot
 			}
 			inflight++
-			go func() { results <- ar.put(ctx, f) }()
+			var size int64
+			if f.body != nil {
+				size = f.body.Size()
+			}
+			flying += size
+			go func() {
+				r := ar.put(ctx, f)
+				r.admitted = size
+				results <- r
+			}()
 		case r := <-results:
 			inflight--
+			flying -= r.admitted
 			if r.err != nil {
 				if stop == nil {
 					stop = r.err
@@ -396,9 +412,36 @@ func (ar *accountRun) readBack() func(ctx context.Context, m *journal.StoredMess
 // Every exporter is safe for concurrent Puts; with more than one worker,
 // an mbox beside an IMAP destination may hold neighbouring messages in a
 // slightly different order than the server.
+//
+// A destination that groups its Puts (exporters.Grouping: IMAP's
+// MULTIAPPEND) chooses its connections itself, and gets every message of
+// the download in flight, up to PutConcurrency: the more wait, the fuller
+// its groups.
 func (ar *accountRun) putWorkers(n int) int {
+	if ar.groupsPuts() {
+		return min(ar.putConcurrency(), max(1, n))
+	}
 	return min(ar.putConcurrency(), max(1, (n+putShareMin-1)/putShareMin))
 }
+
+// groupsPuts reports whether a destination groups its Puts.
+func (ar *accountRun) groupsPuts() bool {
+	for _, d := range ar.dests {
+		for ; d != nil; d = unwrap(d) {
+			if g, ok := d.(exporters.Grouping); ok && g.GroupsPuts() {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// putFlyingMax bounds the bytes of the bodies being Put at once (one
+// body may exceed it alone): with a destination that groups its Puts,
+// each waits in memory (up to the spool threshold) for its group's
+// answer. Two of IMAP's groups fit (their bytes bound, 2 MiB), so that
+// one fills while the server stores the other.
+const putFlyingMax = 4 << 20
 
 // putShareMin is the fewest messages of a download that get a Put
 // worker (an IMAP connection) of their own (see putWorkers).
@@ -437,6 +480,7 @@ type outcome struct {
 	failure     error // the first destination's failure, if any
 	quarantined []Quarantined
 	size        int64
+	admitted    int64 // the body's size when the writer took it (see writer)
 	err         error // an interrupt: nothing of this message is recorded
 }
 
