@@ -49,9 +49,15 @@
 // Options.Conns connections APPEND in parallel; Put, Sync and Open are safe
 // for concurrent use. A connection that fails during a Put is replaced
 // once; an APPEND whose answer was lost is looked up in the folder before
-// it is sent again. Every command has a deadline (Options.Timeout, counted
-// from the last progress) and obeys its context: a cancelled or timed out
-// connection is closed and replaced on next use.
+// it is sent again, once the folder's UIDNEXT is still (settle). Every
+// command has a deadline (Options.Timeout, counted from the last
+// progress) and obeys its context: a cancelled or timed out connection is
+// closed and replaced on next use.
+//
+// When the server offers MULTIAPPEND, LITERAL+ and UIDPLUS, the Puts in
+// flight are sent as grouped APPENDs, one transaction of the server's for
+// many messages (see multiappend.go for why, and borrow.go for how, since
+// go-imap's client cannot send them).
 //
 // The package never implements exporters.Finder: IMAP cannot look a
 // message up by popmigrate's key.
