@@ -177,6 +177,7 @@ type Exporter struct {
 	grouping    bool          // the server takes MULTIAPPEND from this Exporter
 	appendLimit int64         // the server's APPENDLIMIT; 0: none
 	gq          []*member     // Puts waiting for a group
+	gqBytes     int64         // their bytes on the wire
 	gopen       int           // groups open to new members
 	gsenders    int           // senders running
 	gkick       chan struct{} // a member was queued

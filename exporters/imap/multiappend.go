@@ -113,6 +113,7 @@ func (e *Exporter) putGrouped(ctx context.Context, msg *exporters.Message, p *pr
 func (e *Exporter) enqueue(m *member) {
 	e.mu.Lock()
 	e.gq = append(e.gq, m)
+	e.gqBytes += m.p.wireSize
 	start := e.maybeSenderLocked()
 	e.mu.Unlock()
 	select {
@@ -126,9 +127,17 @@ func (e *Exporter) enqueue(m *member) {
 
 // maybeSenderLocked counts a new sender in and reports whether the
 // caller starts it: when members wait, no group is open to take them,
-// and fewer senders run than the Exporter has connections.
+// and fewer senders run than the Exporter has connections. A sender
+// beyond the first starts only when a connection is idle or the waiting
+// members fill half a group: a new connection is a login, which costs
+// the server more than a small group waiting for the running sender's
+// answer (each sender takes the next members when its group ends), and
+// the members that wait make that group fuller.
 func (e *Exporter) maybeSenderLocked() bool {
 	if len(e.gq) == 0 || e.gopen > 0 || e.gsenders >= cap(e.slots) {
+		return false
+	}
+	if e.gsenders > 0 && len(e.idle) == 0 && len(e.gq) < groupMax/2 && e.gqBytes < groupBytes/2 {
 		return false
 	}
 	e.gsenders++
@@ -143,6 +152,7 @@ func (e *Exporter) nextLocked() *member {
 	m := e.gq[0]
 	e.gq[0] = nil
 	e.gq = e.gq[1:]
+	e.gqBytes -= m.p.wireSize
 	return m
 }
 
