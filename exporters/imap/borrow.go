@@ -18,9 +18,9 @@ import (
 // Untagged responses the borrower reads are given back to the client,
 // which sees them as if they had come after its last command.
 //
-// It sits between go-imap and TLS (or TCP, for a plain connection): with
-// STARTTLS, go-imap puts TLS under itself, so such connections are never
-// borrowed.
+// It sits between go-imap and TLS (or TCP, for a plain connection);
+// popmigrate starts TLS itself after STARTTLS (startTLS) so that it can
+// sit there too.
 type borrowConn struct {
 	net.Conn
 

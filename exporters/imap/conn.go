@@ -29,7 +29,7 @@ const logoutTimeout = 5 * time.Second
 // watchdog (begin) may close it from another goroutine.
 type conn struct {
 	raw     net.Conn    // the TCP connection under TLS: closing it breaks everything above
-	bc      *borrowConn // under client, for grouped APPENDs; nil with STARTTLS
+	bc      *borrowConn // under client, for grouped APPENDs
 	client  *imapclient.Client
 	tag     int    // the last tag of a grouped APPEND (see multiappend.go)
 	gen     uint64 // the Exporter's gen when this session last looked at the folder (see fresh)
@@ -196,7 +196,6 @@ func (e *Exporter) dialWith(ctx context.Context, rejected string) (*conn, error)
 // setUp runs the steps of dial after the TCP connection is up.
 func (e *Exporter) setUp(ctx context.Context, c *conn, o *op, rejected string) error {
 	copts := &imapclient.Options{TLSConfig: e.tlsConfig}
-	var err error
 	switch e.opts.Security {
 	case SecurityTLS:
 		tc := tls.Client(c.raw, e.tlsConfig)
@@ -206,18 +205,17 @@ func (e *Exporter) setUp(ctx context.Context, c *conn, o *op, rejected string) e
 		c.bc = newBorrowConn(tc)
 		c.client = imapclient.New(c.bc, copts)
 	case SecurityStartTLS:
-		// NewStartTLS sends STARTTLS right after the greeting and fails
-		// when the server refuses it: no password ever goes out in clear
-		// text, and a man in the middle who strips STARTTLS from the
-		// capabilities gains nothing.
-		c.client, err = imapclient.NewStartTLS(c.raw, copts)
+		// STARTTLS goes out right after the greeting, whatever the
+		// capabilities say, and a refusal fails: no password ever goes
+		// out in clear text, and a man in the middle who strips STARTTLS
+		// from the capabilities gains nothing.
+		tc, err := startTLS(ctx, c.raw, e.tlsConfig, o)
 		if err != nil {
-			var ierr *imap.Error
-			if errors.As(err, &ierr) {
-				return fmt.Errorf("%w: the server answered %s", ErrNoStartTLS, describe(ierr))
-			}
-			return fmt.Errorf("STARTTLS: %w", err)
+			return err
 		}
+		c.bc = newBorrowConn(tc)
+		c.bc.pending = []byte(afterStartTLS)
+		c.client = imapclient.New(c.bc, copts)
 	default: // SecurityPlain, explicitly asked for
 		c.bc = newBorrowConn(c.raw)
 		c.client = imapclient.New(c.bc, copts)

@@ -65,8 +65,8 @@ type member struct {
 // canGroup reports whether the connection's server takes grouped
 // APPENDs from this Exporter: MULTIAPPEND, LITERAL+ (no round trip per
 // message) and UIDPLUS (the UIDs of the group), on a connection that can
-// be borrowed (not STARTTLS), into a folder whose name needs no encoding
-// (printable ASCII: go-imap's modified UTF-7 encoder is internal).
+// be borrowed, into a folder whose name needs no encoding (printable
+// ASCII: go-imap's modified UTF-7 encoder is internal).
 func (e *Exporter) canGroup(c *conn) bool {
 	if c.bc == nil || !c.caps.Has(imap.CapMultiAppend) || !c.caps.Has(imap.CapLiteralPlus) || !c.caps.Has(imap.CapUIDPlus) {
 		return false

@@ -90,7 +90,7 @@ func TestTrailingLiteral(t *testing.T) {
 // every message in the folder exactly once.
 func TestDovecotGroupedAppend(t *testing.T) {
 	users := []dovecottest.User{}
-	for _, name := range []string{"group", "groupbad", "groupcut", "groupmid"} {
+	for _, name := range []string{"group", "groupbad", "groupcut", "groupmid", "groupstls"} {
 		users = append(users, dovecottest.User{Name: name, Password: dovecotPassword})
 	}
 	srv := dovecottest.Start(t, users, nil)
@@ -177,6 +177,41 @@ func TestDovecotGroupedAppend(t *testing.T) {
 		}
 		if got := folderSums("group"); !slices.Equal(got, wantSums(msgs)) {
 			t.Errorf("the folder holds %d messages, not the 100 put once each", len(got))
+		}
+	})
+
+	t.Run("STARTTLS", func(t *testing.T) {
+		// popmigrate starts TLS itself (startTLS), so that it can send
+		// grouped APPENDs on the connection under go-imap's client.
+		o := opts("groupstls")
+		o.Addr, o.Security = srv.IMAPAddr, SecurityStartTLS
+		e := newExporter(t, o)
+		if !e.grouping {
+			t.Fatal("no grouped APPENDs after STARTTLS")
+		}
+		var msgs []*exporters.Message
+		for i := range 40 {
+			msgs = append(msgs, msgN(3000+i))
+		}
+		refs, errs := putAll(e, msgs)
+		for i, err := range errs {
+			if err != nil {
+				t.Fatalf("Put %d: %v", i, err)
+			}
+		}
+		for i, ref := range refs {
+			if got := mustOpen(t, e, ref); !bytes.Equal(got, messageBytes(msgs[i])) {
+				t.Errorf("Put %d: %s holds %q", i, ref, got)
+			}
+		}
+		e.mu.Lock()
+		grouped := e.grouped
+		e.mu.Unlock()
+		if grouped != len(msgs) {
+			t.Errorf("%d of %d messages went in groups", grouped, len(msgs))
+		}
+		if got := folderSums("groupstls"); !slices.Equal(got, wantSums(msgs)) {
+			t.Errorf("the folder holds %d messages, want the 40 put once each", len(got))
 		}
 	})
 

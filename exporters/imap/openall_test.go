@@ -8,7 +8,9 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-imap/v2"
 
@@ -267,9 +269,9 @@ func TestOpenAllShortListFewConnections(t *testing.T) {
 	o := srv.options("Few")
 	o.Dial, o.Conns, o.ReadOnly = f.dial, 3, true
 	e := newExporter(t, o)
-	check := func(list []string) {
+	check := func(list []string, hook func(int)) {
 		t.Helper()
-		got, err := openAll(testCtx(t), e, list, nil)
+		got, err := openAll(testCtx(t), e, list, hook)
 		if err != nil {
 			t.Fatalf("OpenAll: %v", err)
 		}
@@ -280,11 +282,28 @@ func TestOpenAllShortListFewConnections(t *testing.T) {
 		}
 	}
 	dials := f.dials.Load()
-	check(refs[:fetchShareMin]) // one share: one connection
+	check(refs[:fetchShareMin], nil) // one share: one connection
 	if n := f.dials.Load() - dials; n != 0 {
 		t.Errorf("a list of %d messages opened %d new connections, want none (the Exporter's own)", fetchShareMin, n)
 	}
-	check(refs) // three shares and more: every connection
+	// Three shares and more: every connection. Each share's first message
+	// waits (5 s at most) until every share is being read, so that no
+	// share is read on a connection another one has finished with.
+	share := (len(refs) + o.Conns - 1) / o.Conns
+	var started atomic.Int32
+	all := make(chan struct{})
+	check(refs, func(i int) {
+		if i%share != 0 {
+			return
+		}
+		if started.Add(1) == int32(o.Conns) {
+			close(all)
+		}
+		select {
+		case <-all:
+		case <-time.After(5 * time.Second):
+		}
+	})
 	if n := f.dials.Load(); n != int32(o.Conns) {
 		t.Errorf("after a list of %d messages the Exporter dialled %d connections in all, want %d", len(refs), n, o.Conns)
 	}
