@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -175,6 +176,7 @@ type Exporter struct {
 	// Grouped APPENDs (multiappend.go); grouping and appendLimit are set
 	// by New.
 	grouping    bool          // the server takes MULTIAPPEND from this Exporter
+	noGroups    atomic.Bool   // set when the server refused a group's syntax: no more groups
 	appendLimit int64         // the server's APPENDLIMIT; 0: none
 	gq          []*member     // Puts waiting for a group
 	gqBytes     int64         // their bytes on the wire

@@ -82,7 +82,7 @@ func (e *Exporter) canGroup(c *conn) bool {
 // putGrouped stores the message through a group. handled is false when
 // the message was not stored and must be sent on its own (see member).
 func (e *Exporter) putGrouped(ctx context.Context, msg *exporters.Message, p *prepared) (ref string, handled bool, err error) {
-	if e.appendLimit > 0 && p.wireSize > e.appendLimit {
+	if e.noGroups.Load() || e.appendLimit > 0 && p.wireSize > e.appendLimit {
 		return "", false, nil // the single APPEND's check rejects it
 	}
 	if err := e.ensureIntent(ctx); err != nil {
@@ -282,6 +282,14 @@ func (e *Exporter) sendGroup(first *member) {
 		}
 	}
 	e.bump()
+	if errors.Is(err, errGroupProtocol) || err == nil && status.typ == imap.StatusResponseTypeBad && len(g.members) > 1 {
+		// A server that offers MULTIAPPEND and refuses its syntax, or
+		// answers what it did not expect, may have read what followed
+		// the first message as commands (go-imap's server does): its
+		// stream is not to be trusted, and neither are its groups.
+		c.kill(errConnBroken)
+		e.noGroups.Store(true)
+	}
 	if err != nil {
 		// A literal cut short (the command can only be abandoned with
 		// its connection), or the connection failed before the answer.
@@ -325,8 +333,9 @@ func (e *Exporter) waitMember(ctx context.Context) *member {
 func (e *Exporter) groupDone(g *groupWire, st *taggedStatus) {
 	if st.typ != imap.StatusResponseTypeOK {
 		ierr := &imap.Error{Type: st.typ, Code: st.code, Text: st.text}
-		if len(g.members) > 1 && rejectsContent(ierr) {
-			// Which message? Each goes again on its own.
+		if len(g.members) > 1 && (rejectsContent(ierr) || ierr.Code == imap.ResponseCodeLimit) {
+			// Which message? Each goes again on its own (a limit of the
+			// server's may be one on a command's size).
 			e.finishAlone(g.members)
 			return
 		}
@@ -418,6 +427,10 @@ type taggedStatus struct {
 	text string
 }
 
+// errGroupProtocol is wrapped by readTagged when the server's answer is
+// not one IMAP allows there.
+var errGroupProtocol = errors.New("the server's answer does not follow IMAP")
+
 // maxResponseLine bounds one response line the borrower reads.
 const maxResponseLine = 1 << 20
 
@@ -437,9 +450,12 @@ func readTagged(r *bufio.Reader, tag string, o *op) (*taggedStatus, []byte, erro
 			back = append(back, line...)
 		case bytes.HasPrefix(line, []byte(tag+" ")):
 			st, err := parseTagged(string(bytes.TrimRight(line[len(tag)+1:], "\r\n")))
+			if err != nil {
+				err = fmt.Errorf("%w: %v", errGroupProtocol, err)
+			}
 			return st, back, err
 		default:
-			return nil, back, fmt.Errorf("unexpected response %q to a grouped APPEND", firstBytes(line, 80))
+			return nil, back, fmt.Errorf("%w: unexpected response %q", errGroupProtocol, firstBytes(line, 80))
 		}
 	}
 }

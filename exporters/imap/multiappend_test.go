@@ -2,10 +2,12 @@ package imap
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -334,4 +336,68 @@ func (b *failSecondPass) ReadAt(p []byte, off int64) (int, error) {
 		return n, errors.New("disk read error")
 	}
 	return b.ReaderAt.ReadAt(p, off)
+}
+
+// claimGroups adds MULTIAPPEND and LITERAL+ to the capabilities a
+// server lists (after UIDPLUS, which go-imap's server lists when logged
+// in): go-imap's server, which parses neither, then claims both.
+type claimGroups struct{ net.Conn }
+
+func (c claimGroups) Read(p []byte) (int, error) {
+	const from, to = " UIDPLUS", " UIDPLUS MULTIAPPEND LITERAL+"
+	buf := make([]byte, len(p)-(len(to)-len(from))*4)
+	n, err := c.Conn.Read(buf)
+	out := bytes.ReplaceAll(buf[:n], []byte(from), []byte(to))
+	return copy(p, out), err
+}
+
+// TestGroupsRefusedBySyntax: a server that offers MULTIAPPEND and
+// LITERAL+ but cannot parse a grouped APPEND (go-imap's server) gets
+// each message once all the same, and no more groups once it refused
+// one.
+func TestGroupsRefusedBySyntax(t *testing.T) {
+	srv := startMem(t, memConfig{})
+	o := srv.options("Claims")
+	o.Conns = 2
+	o.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return claimGroups{c}, nil
+	}
+	e := newExporter(t, o)
+	if !e.grouping {
+		t.Fatal("the server claims MULTIAPPEND, LITERAL+ and UIDPLUS: want grouping")
+	}
+	var msgs []*exporters.Message
+	for i := range 20 {
+		msgs = append(msgs, msgN(i))
+	}
+	refs := make([]string, len(msgs))
+	var wg sync.WaitGroup
+	for i, m := range msgs {
+		wg.Go(func() {
+			d, err := e.Put(testCtx(t), m)
+			if err != nil {
+				t.Errorf("Put %d: %v", i, err)
+			}
+			refs[i] = d.Ref
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	for i, ref := range refs {
+		if got := mustOpen(t, e, ref); !bytes.Equal(got, messageBytes(msgs[i])) {
+			t.Errorf("Put %d: %s holds %q", i, ref, got)
+		}
+	}
+	if n := len(srv.messages(t, "Claims")); n != len(msgs) {
+		t.Errorf("the folder holds %d messages, want the %d put once each", n, len(msgs))
+	}
+	if !e.noGroups.Load() {
+		t.Error("grouping goes on after the server refused a group")
+	}
 }
