@@ -12,8 +12,10 @@ import (
 // can borrow between commands to send what that client cannot: a
 // MULTIAPPEND (RFC 3502), many messages in one APPEND command, which the
 // server stores in one transaction. go-imap v2's client writes one
-// literal per APPEND (its Append), and has no way to write raw commands,
-// so while the connection is borrowed the client's reader is parked
+// literal per APPEND (its Append), and has no way to write raw commands
+// (MULTIAPPEND for its client is emersion/go-imap pull requests #531 and
+// #750, both open; once one lands, this file and the sending half of
+// multiappend.go can go), so while the connection is borrowed the client's reader is parked
 // outside Read and the borrower reads and writes the stream itself.
 // Untagged responses the borrower reads are given back to the client,
 // which sees them as if they had come after its last command.
