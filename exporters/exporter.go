@@ -43,6 +43,25 @@ type Body interface {
 	Size() int64
 }
 
+// Fenced is implemented by a Body whose bytes may be written only while a
+// condition holds: the pipeline's bodies may be written only while the
+// account's lease is this process's, and every ReadAt checks it. A
+// destination whose write takes effect some time after it read the last
+// bytes (an IMAP APPEND ends with the command's CRLF, a grouped one after
+// the other messages) calls Check right before the step that makes it
+// take effect, and abandons the write when Check fails.
+type Fenced interface {
+	Check(ctx context.Context) error
+}
+
+// CheckFence returns b's Check when b is Fenced, and nil otherwise.
+func CheckFence(ctx context.Context, b Body) error {
+	if f, ok := b.(Fenced); ok {
+		return f.Check(ctx)
+	}
+	return nil
+}
+
 // NewBodyReader returns a fresh reader over the whole of b.
 func NewBodyReader(b Body) io.Reader {
 	return io.NewSectionReader(b, 0, b.Size())

@@ -653,6 +653,9 @@ type fencedBody struct {
 	h   *heldLease
 }
 
+// Check is the lease check of every read (exporters.Fenced).
+func (b fencedBody) Check(ctx context.Context) error { return b.h.check(ctx) }
+
 func (b fencedBody) ReadAt(p []byte, off int64) (int, error) {
 	if err := b.h.check(b.ctx); err != nil {
 		return 0, err

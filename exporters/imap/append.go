@@ -206,9 +206,16 @@ func (e *Exporter) appendOnce(ctx context.Context, c *conn, msg *exporters.Messa
 		}
 		return nil
 	})
+	if rerr == nil && writeErr == nil {
+		// The last bytes of the literal may still wait in the client's
+		// buffer: a process paused since its last read may have lost the
+		// account (exporters.Fenced), and must not let them go.
+		rerr = exporters.CheckFence(ctx, msg.Body)
+	}
 	if rerr != nil {
-		// The body failed, ctx ended, or the server refused the literal:
-		// the literal is incomplete, so the command can only be abandoned
+		// The body failed, ctx ended, the fence failed, or the server
+		// refused the literal: the literal is incomplete (or its last
+		// bytes must not go), so the command can only be abandoned
 		// with its connection, before another byte goes out (even the
 		// CRLF that ends a command could complete a literal short of two
 		// bytes).

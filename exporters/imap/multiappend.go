@@ -270,6 +270,16 @@ func (e *Exporter) sendGroup(first *member) {
 	if werr == nil && len(g.members) == 0 {
 		return // every member was in the folder already: no command
 	}
+	// The group takes effect with its CRLF, up to groupLinger and the
+	// other members' reads after a member's last read: a process paused
+	// in between may have lost the account (exporters.Fenced). The server
+	// stores nothing of a command that never ended.
+	for _, m := range g.members {
+		if werr != nil {
+			break
+		}
+		werr = exporters.CheckFence(m.ctx, m.msg.Body)
+	}
 	var status *taggedStatus
 	err = werr
 	if err == nil {

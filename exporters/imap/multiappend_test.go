@@ -92,7 +92,7 @@ func TestTrailingLiteral(t *testing.T) {
 // every message in the folder exactly once.
 func TestDovecotGroupedAppend(t *testing.T) {
 	users := []dovecottest.User{}
-	for _, name := range []string{"group", "groupbad", "groupcut", "groupmid", "groupstls"} {
+	for _, name := range []string{"group", "groupbad", "groupcut", "groupmid", "groupstls", "groupdead"} {
 		users = append(users, dovecottest.User{Name: name, Password: dovecotPassword})
 	}
 	srv := dovecottest.Start(t, users, nil)
@@ -272,6 +272,59 @@ func TestDovecotGroupedAppend(t *testing.T) {
 		}
 	})
 
+	t.Run("ResumeAfterDeathMidGroup", func(t *testing.T) {
+		// A process dies right after a group's CRLF went out (its
+		// connection cut, its Puts ended); the next one resumes from the
+		// open intent at once (a dead process's account is taken over
+		// at once), while the server may still be storing the group: it
+		// must find every message there (see settle), not send them
+		// again.
+		var j fakeJournal
+		e1 := newExporter(t, opts("groupdead"))
+		if err := e1.Resume(testCtx(t), "", j.save); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(testCtx(t))
+		var once sync.Once
+		testHookGroupSent = func(c *conn) {
+			once.Do(func() {
+				c.kill(errConnBroken)
+				cancel() // the process is gone: nothing is sent again
+			})
+		}
+		t.Cleanup(func() { testHookGroupSent = nil })
+		var msgs []*exporters.Message
+		for i := range 32 {
+			msgs = append(msgs, msgN(5000+i))
+		}
+		var wg sync.WaitGroup
+		for _, m := range msgs {
+			wg.Go(func() { e1.Put(ctx, m) })
+		}
+		wg.Wait()
+		testHookGroupSent = nil
+		e1.Close()
+
+		e2 := newExporter(t, opts("groupdead"))
+		if err := e2.Resume(testCtx(t), j.last(), j.save); err != nil {
+			t.Fatal(err)
+		}
+		refs, errs := putAll(e2, msgs)
+		for i, err := range errs {
+			if err != nil {
+				t.Fatalf("Put %d after Resume: %v", i, err)
+			}
+		}
+		for i, ref := range refs {
+			if got := mustOpen(t, e2, ref); !bytes.Equal(got, messageBytes(msgs[i])) {
+				t.Errorf("Put %d: %s holds %q", i, ref, got)
+			}
+		}
+		if got := folderSums("groupdead"); !slices.Equal(got, wantSums(msgs)) {
+			t.Errorf("the folder holds %d messages, want the 32 once each", len(got))
+		}
+	})
+
 	t.Run("BodyFailsMidGroup", func(t *testing.T) {
 		// A body that fails while its literal is on the wire cuts the
 		// group's command short: nothing of it is stored, the connection
@@ -400,4 +453,68 @@ func TestGroupsRefusedBySyntax(t *testing.T) {
 	if !e.noGroups.Load() {
 		t.Error("grouping goes on after the server refused a group")
 	}
+}
+
+// lostFence is a body whose fence fails (exporters.Fenced): its reads
+// pass, as a process's last reads before a pause did, and the check
+// before the APPEND takes effect finds the account lost.
+type lostFence struct{ exporters.Body }
+
+var errFenceLost = errors.New("the account was taken over")
+
+func (lostFence) Check(context.Context) error { return errFenceLost }
+
+// TestFenceBeforeTheAppendTakesEffect: a message whose fence fails after
+// its last read is not stored, alone (go-imap's server: one APPEND) or
+// in a group (Dovecot), and the other messages of its group are stored
+// once each.
+func TestFenceBeforeTheAppendTakesEffect(t *testing.T) {
+	t.Run("single", func(t *testing.T) {
+		srv := startMem(t, memConfig{})
+		e := newExporter(t, srv.options("Fence"))
+		m := msgN(1)
+		m.Body = lostFence{m.Body}
+		if _, err := e.Put(testCtx(t), m); !errors.Is(err, errFenceLost) {
+			t.Fatalf("Put = %v, want the fence's error", err)
+		}
+		mustPut(t, e, msgN(2))
+		if n := len(srv.messages(t, "Fence")); n != 1 {
+			t.Errorf("the folder holds %d messages, want only the one not fenced", n)
+		}
+	})
+	t.Run("group", func(t *testing.T) {
+		srv := dovecottest.Start(t, []dovecottest.User{{Name: "fence", Password: dovecotPassword}}, nil)
+		e := newExporter(t, &Options{Addr: srv.IMAPSAddr, Security: SecurityTLS, TLSConfig: srv.PKI.ClientConfig(),
+			Username: "fence", Password: dovecotPassword, Folder: "Fence", Conns: 1, Timeout: 20 * time.Second})
+		if !e.grouping {
+			t.Fatal("Dovecot: want grouped APPENDs")
+		}
+		var msgs []*exporters.Message
+		for i := range 10 {
+			msgs = append(msgs, msgN(4000+i))
+		}
+		msgs[5].Body = lostFence{msgs[5].Body}
+		errs := make([]error, len(msgs))
+		var wg sync.WaitGroup
+		for i, m := range msgs {
+			wg.Go(func() { _, errs[i] = e.Put(testCtx(t), m) })
+		}
+		wg.Wait()
+		for i, err := range errs {
+			switch {
+			case i == 5 && !errors.Is(err, errFenceLost):
+				t.Errorf("the fenced message: Put = %v, want the fence's error", err)
+			case i != 5 && err != nil:
+				t.Errorf("Put %d: %v", i, err)
+			}
+		}
+		cl := dovecotClient(t, srv, "fence")
+		sel, err := cl.Select("Fence", &imap.SelectOptions{ReadOnly: true}).Wait()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sel.NumMessages != 9 {
+			t.Errorf("the folder holds %d messages, want the 9 not fenced", sel.NumMessages)
+		}
+	})
 }

@@ -93,14 +93,14 @@ func (e *Exporter) resolveUncertain(ctx context.Context, c *conn) error {
 
 // settleQuiet and settleMax bound settle.
 var (
-	settleQuiet = 250 * time.Millisecond
-	settleMax   = 10 * time.Second
+	settleQuiet = time.Second
+	settleMax   = 30 * time.Second
 )
 
 // settle waits, on c, until the folder's UIDNEXT stays the same for
 // settleQuiet (at most settleMax): a server whose answer to an APPEND
-// was lost may still be storing its messages when another session
-// looks for them (measured: Dovecot, a group of 32 cut off right after
+// was lost (or whose client was killed, for Resume) may still be storing
+// its messages when another session looks for them (measured: Dovecot, a group of 32 cut off right after
 // its CRLF, had made 0 to 25 of them visible to a search 50 ms later on
 // a loaded machine), and a message looked for too early is sent again.
 // UIDNEXT only grows, whatever else changes the folder. Past settleMax

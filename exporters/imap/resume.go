@@ -208,6 +208,14 @@ func (e *Exporter) Resume(ctx context.Context, st string, save func(ctx context.
 		return wrap(err)
 	}
 	defer e.release(c)
+	if s.Open {
+		// The process that left the intent open may have been killed
+		// just after it sent a group, which the server may still be
+		// storing (a takeover of a dead process's account is at once).
+		if err := e.settle(ctx, c); err != nil {
+			return wrap(fmt.Errorf("wait for the folder to settle: %w", err))
+		}
+	}
 	o := c.begin(ctx)
 	sums, err := fetchSums(c, o, set)
 	o.end()
