@@ -30,10 +30,11 @@
 // an APPEND that succeeded: the Exporter implements exporters.Resumable.
 // Before the first APPEND after a Sync (or after Resume) it saves an
 // intent, the folder's UIDVALIDITY and UIDNEXT, in the journal: one write
-// per batch. On Resume after a crash, the messages at or above the
-// recorded UIDNEXT are read back and hashed, and a later Put of a message
-// with the same sha256 returns the stored one instead of appending it
-// again. The state is JSON:
+// per batch. On Resume after a crash, once the folder's UIDNEXT is still
+// (settle: the server may still be storing the dead process's last
+// APPEND), the messages at or above the recorded UIDNEXT are read back
+// and hashed, and a later Put of a message with the same sha256 returns
+// the stored one instead of appending it again. The state is JSON:
 //
 //	{"uidvalidity":N,"uidnext":N,"open":bool,"pending":[UID,...]}
 //
