@@ -256,11 +256,20 @@ func (e *Exporter) bump() {
 // search on a stale session would find a stored message missing.
 func (e *Exporter) fresh(c *conn) error {
 	e.mu.Lock()
-	g := e.gen
+	stale := c.gen != e.gen
 	e.mu.Unlock()
-	if c.gen == g {
+	if !stale {
 		return nil
 	}
+	return e.refresh(c)
+}
+
+// refresh sends a NOOP on c, after which its view of the folder holds
+// every message the server had stored, and notes it for fresh.
+func (e *Exporter) refresh(c *conn) error {
+	e.mu.Lock()
+	g := e.gen
+	e.mu.Unlock()
 	if err := c.client.Noop().Wait(); err != nil {
 		return fmt.Errorf("NOOP: %w", c.fail(err))
 	}
@@ -268,19 +277,21 @@ func (e *Exporter) fresh(c *conn) error {
 	return nil
 }
 
-// uidNext asks the server for the folder's UIDNEXT now.
-func (c *conn) uidNext(ctx context.Context, mailbox string) (imap.UID, error) {
+// uidNextNow asks the server, on c, for the folder's UIDNEXT now.
+func (e *Exporter) uidNextNow(ctx context.Context, c *conn) (imap.UID, error) {
 	o := c.begin(ctx)
 	defer o.end()
 	// Dovecot answers STATUS on the selected folder from the session's
 	// view, which only a command that syncs it (NOOP) brings up to date.
-	if err := c.client.Noop().Wait(); err != nil {
-		return 0, fmt.Errorf("NOOP: %w", c.fail(err))
+	// Whatever another process appended counts too, so the NOOP goes out
+	// even when fresh would not send it.
+	if err := e.refresh(c); err != nil {
+		return 0, err
 	}
-	return c.statusUIDNext(mailbox)
+	return c.statusUIDNext(e.mailbox)
 }
 
-// statusUIDNext is uidNext within an op of the caller's.
+// statusUIDNext is uidNextNow within an op of the caller's.
 func (c *conn) statusUIDNext(mailbox string) (imap.UID, error) {
 	st, err := c.client.Status(mailbox, &imap.StatusOptions{UIDNext: true}).Wait()
 	if err != nil {

@@ -29,12 +29,13 @@ import (
 // to it, and the command ends (its CRLF) when groupMax messages or
 // groupBytes are in it, or when no Put came for groupLinger. Every Put
 // of the group returns when the server answers: with the UIDs of
-// APPENDUID, in the order of the messages, or, since the server stores
-// all of them or none, with the failure for all.
+// APPENDUID, in the order of the messages.
 //
-// A group the server refuses for a message's content (a NO the server
-// could give one message) is sent again one message at a time, so that
-// only the message at fault is rejected. A group whose answer was lost,
+// The server stores all of a group or none. A group it refuses (NO or
+// BAD) is sent again one message at a time, where the single APPEND's
+// answer says what the refusal means: only a message at fault is
+// rejected, and a refusal of the account's (over quota) fails each Put
+// as it would have without groups. A group whose answer was lost,
 // or that was cut off on the way, is uncertain as a whole: each of its
 // messages is looked for before it is sent again, as after a lost answer
 // to a single APPEND (resolveUncertain).
@@ -212,7 +213,8 @@ func (e *Exporter) sendGroup(first *member) {
 	}
 	defer e.release(c)
 	if err := e.resolveUncertain(ctx, c); err != nil {
-		e.finish([]*member{first}, err)
+		first.err = err
+		close(first.done)
 		return
 	}
 	r, err := c.bc.borrow()
@@ -307,13 +309,19 @@ func (e *Exporter) sendGroup(first *member) {
 		// went out is not known here: each message is looked for before
 		// it goes again, as after a lost answer.
 		c.kill(errConnBroken)
-		for _, m := range g.members {
-			e.addUncertain(&uncertain{key: m.msg.Key, sha: m.p.sha, msgID: m.p.msgID, lo: g.lo})
-		}
-		e.finishAlone(g.members)
+		e.uncertainAll(g)
 		return
 	}
 	e.groupDone(g, status)
+}
+
+// uncertainAll sends the members of g back to be stored one at a time,
+// each looked for in the folder first: the server may hold any of them.
+func (e *Exporter) uncertainAll(g *groupWire) {
+	for _, m := range g.members {
+		e.addUncertain(&uncertain{key: m.msg.Key, sha: m.p.sha, msgID: m.p.msgID, lo: g.lo})
+	}
+	e.finishAlone(g.members)
 }
 
 // waitMember returns the next member that arrives within groupLinger,
@@ -342,30 +350,18 @@ func (e *Exporter) waitMember(ctx context.Context) *member {
 // result.
 func (e *Exporter) groupDone(g *groupWire, st *taggedStatus) {
 	if st.typ != imap.StatusResponseTypeOK {
-		ierr := &imap.Error{Type: st.typ, Code: st.code, Text: st.text}
-		if len(g.members) > 1 && (rejectsContent(ierr) || ierr.Code == imap.ResponseCodeLimit) {
-			// Which message? Each goes again on its own (a limit of the
-			// server's may be one on a command's size).
-			e.finishAlone(g.members)
-			return
-		}
-		if len(g.members) == 1 && rejectsContent(ierr) {
-			m := g.members[0]
-			m.err = e.reject(m.ctx, m.msg, &RejectedError{Key: m.msg.Key, ServerResponse: describe(ierr)})
-			close(m.done)
-			return
-		}
-		e.finish(g.members, fmt.Errorf("APPEND to %q: the server answered %s", e.mailbox, describe(ierr)))
+		// The server stored none of them, and its answer may be about
+		// one message, or about the command's size (NO [LIMIT]): each
+		// goes again on its own, where the single APPEND says what the
+		// answer means (only the message at fault is rejected).
+		e.finishAlone(g.members)
 		return
 	}
 	validity, uids, ok := parseAppendUID(st.code, st.args, len(g.members))
 	if !ok {
 		// Stored, but which UID is which is unknown: each message is
 		// found by its sha256, as a lost answer's would be.
-		for _, m := range g.members {
-			e.addUncertain(&uncertain{key: m.msg.Key, sha: m.p.sha, msgID: m.p.msgID, lo: g.lo})
-		}
-		e.finishAlone(g.members)
+		e.uncertainAll(g)
 		return
 	}
 	e.mu.Lock()
@@ -374,14 +370,6 @@ func (e *Exporter) groupDone(g *groupWire, st *taggedStatus) {
 	e.mu.Unlock()
 	for i, m := range g.members {
 		m.uid, m.uidValidity = uids[i], validity
-		close(m.done)
-	}
-}
-
-// finish ends ms with err.
-func (e *Exporter) finish(ms []*member, err error) {
-	for _, m := range ms {
-		m.err = err
 		close(m.done)
 	}
 }

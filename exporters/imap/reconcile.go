@@ -100,15 +100,16 @@ var (
 // settle waits, on c, until the folder's UIDNEXT stays the same for
 // settleQuiet (at most settleMax): a server whose answer to an APPEND
 // was lost (or whose client was killed, for Resume) may still be storing
-// its messages when another session looks for them (measured: Dovecot, a group of 32 cut off right after
-// its CRLF, had made 0 to 25 of them visible to a search 50 ms later on
-// a loaded machine), and a message looked for too early is sent again.
+// its messages when another session looks for them (measured: Dovecot,
+// a group of 32 cut off right after its CRLF, made 0 to 31 of them
+// visible to a search in the next moments), and a message looked for
+// too early is sent again.
 // UIDNEXT only grows, whatever else changes the folder. Past settleMax
 // the lookup goes on with what it finds: a server still storing after
 // that is one this cannot tell from a server that never will.
 func (e *Exporter) settle(ctx context.Context, c *conn) error {
 	deadline := time.Now().Add(settleMax)
-	last, err := c.uidNext(ctx, e.mailbox)
+	last, err := e.uidNextNow(ctx, c)
 	if err != nil {
 		return err
 	}
@@ -120,7 +121,7 @@ func (e *Exporter) settle(ctx context.Context, c *conn) error {
 			return ctx.Err()
 		case <-t.C:
 		}
-		next, err := c.uidNext(ctx, e.mailbox)
+		next, err := e.uidNextNow(ctx, c)
 		if err != nil {
 			return err
 		}
