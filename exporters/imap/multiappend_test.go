@@ -115,6 +115,26 @@ func TestDovecotGroupedAppend(t *testing.T) {
 		wg.Wait()
 		return refs, errs
 	}
+	// mustPutAll is putAll that fails the test on any Put's error.
+	mustPutAll := func(t *testing.T, e *Exporter, msgs []*exporters.Message) []string {
+		t.Helper()
+		refs, errs := putAll(e, msgs)
+		for i, err := range errs {
+			if err != nil {
+				t.Fatalf("Put %d: %v", i, err)
+			}
+		}
+		return refs
+	}
+	// checkRefs reads every ref back: it holds the message put there.
+	checkRefs := func(t *testing.T, e *Exporter, refs []string, msgs []*exporters.Message) {
+		t.Helper()
+		for i, ref := range refs {
+			if got := mustOpen(t, e, ref); !bytes.Equal(got, messageBytes(msgs[i])) {
+				t.Errorf("Put %d: %s holds %q", i, ref, got)
+			}
+		}
+	}
 	// folderSums returns the sha256 of every message of the user's folder.
 	folderSums := func(user string) []string {
 		cl := dovecotClient(t, srv, user)
@@ -156,20 +176,11 @@ func TestDovecotGroupedAppend(t *testing.T) {
 		for i := range 100 {
 			msgs = append(msgs, msgN(i))
 		}
-		refs, errs := putAll(e, msgs)
-		for i, err := range errs {
-			if err != nil {
-				t.Fatalf("Put %d: %v", i, err)
-			}
-		}
+		refs := mustPutAll(t, e, msgs)
 		if err := e.Sync(testCtx(t)); err != nil {
 			t.Fatal(err)
 		}
-		for i, ref := range refs {
-			if got := mustOpen(t, e, ref); !bytes.Equal(got, messageBytes(msgs[i])) {
-				t.Errorf("Put %d: %s holds %q", i, ref, got)
-			}
-		}
+		checkRefs(t, e, refs, msgs)
 		e.mu.Lock()
 		groups, grouped := e.groups, e.grouped
 		e.mu.Unlock()
@@ -195,17 +206,8 @@ func TestDovecotGroupedAppend(t *testing.T) {
 		for i := range 40 {
 			msgs = append(msgs, msgN(3000+i))
 		}
-		refs, errs := putAll(e, msgs)
-		for i, err := range errs {
-			if err != nil {
-				t.Fatalf("Put %d: %v", i, err)
-			}
-		}
-		for i, ref := range refs {
-			if got := mustOpen(t, e, ref); !bytes.Equal(got, messageBytes(msgs[i])) {
-				t.Errorf("Put %d: %s holds %q", i, ref, got)
-			}
-		}
+		refs := mustPutAll(t, e, msgs)
+		checkRefs(t, e, refs, msgs)
 		e.mu.Lock()
 		grouped := e.grouped
 		e.mu.Unlock()
@@ -256,17 +258,8 @@ func TestDovecotGroupedAppend(t *testing.T) {
 		for i := range 40 {
 			msgs = append(msgs, msgN(1000+i))
 		}
-		refs, errs := putAll(e, msgs)
-		for i, err := range errs {
-			if err != nil {
-				t.Fatalf("Put %d: %v", i, err)
-			}
-		}
-		for i, ref := range refs {
-			if got := mustOpen(t, e, ref); !bytes.Equal(got, messageBytes(msgs[i])) {
-				t.Errorf("Put %d: %s holds %q", i, ref, got)
-			}
-		}
+		refs := mustPutAll(t, e, msgs)
+		checkRefs(t, e, refs, msgs)
 		if got := folderSums("groupcut"); !slices.Equal(got, wantSums(msgs)) {
 			t.Errorf("the folder holds %d messages, want the 40 put once each (a lost answer must not store twice)", len(got))
 		}
@@ -309,17 +302,8 @@ func TestDovecotGroupedAppend(t *testing.T) {
 		if err := e2.Resume(testCtx(t), j.last(), j.save); err != nil {
 			t.Fatal(err)
 		}
-		refs, errs := putAll(e2, msgs)
-		for i, err := range errs {
-			if err != nil {
-				t.Fatalf("Put %d after Resume: %v", i, err)
-			}
-		}
-		for i, ref := range refs {
-			if got := mustOpen(t, e2, ref); !bytes.Equal(got, messageBytes(msgs[i])) {
-				t.Errorf("Put %d: %s holds %q", i, ref, got)
-			}
-		}
+		refs := mustPutAll(t, e2, msgs)
+		checkRefs(t, e2, refs, msgs)
 		if got := folderSums("groupdead"); !slices.Equal(got, wantSums(msgs)) {
 			t.Errorf("the folder holds %d messages, want the 32 once each", len(got))
 		}
@@ -336,20 +320,11 @@ func TestDovecotGroupedAppend(t *testing.T) {
 		}
 		flaky := msgs[15]
 		flaky.Body = &failSecondPass{ReaderAt: flaky.Body, size: flaky.Body.Size()}
-		refs, errs := putAll(e, msgs)
-		for i, err := range errs {
-			if err != nil {
-				t.Fatalf("Put %d: %v", i, err)
-			}
-		}
+		refs := mustPutAll(t, e, msgs)
 		if n := flaky.Body.(*failSecondPass).passes(); n < 3 {
 			t.Fatalf("the flaky body was read from its start %d times, want 3 (scan, group, alone)", n)
 		}
-		for i, ref := range refs {
-			if got := mustOpen(t, e, ref); !bytes.Equal(got, messageBytes(msgs[i])) {
-				t.Errorf("Put %d: %s holds %q", i, ref, got)
-			}
-		}
+		checkRefs(t, e, refs, msgs)
 		if got := folderSums("groupmid"); !slices.Equal(got, wantSums(msgs)) {
 			t.Errorf("the folder holds %d messages, want the 30 put once each", len(got))
 		}
