@@ -130,15 +130,18 @@ func (e *Exporter) enqueue(m *member) {
 // caller starts it: when members wait, no group is open to take them,
 // and fewer senders run than the Exporter has connections. A sender
 // beyond the first starts only when a connection is idle or the waiting
-// members fill half a group: a new connection is a login, which costs
-// the server more than a small group waiting for the running sender's
-// answer (each sender takes the next members when its group ends), and
-// the members that wait make that group fuller.
+// members fill a whole group: a new connection is a login, which costs
+// the server more than a group waiting for the running sender's answer
+// (each sender takes the next members when its group ends), and the
+// members that wait make that group fuller. Measured against Dovecot
+// 2.3 on 2 cores: a login costs it about 14 ms of CPU, a group of 20
+// realistic messages about 12 ms; with half a group as the threshold, 4
+// to 10 of 50 mailboxes of 20 messages logged in twice.
 func (e *Exporter) maybeSenderLocked() bool {
 	if len(e.gq) == 0 || e.gopen > 0 || e.gsenders >= cap(e.slots) {
 		return false
 	}
-	if e.gsenders > 0 && len(e.idle) == 0 && len(e.gq) < groupMax/2 && e.gqBytes < groupBytes/2 {
+	if e.gsenders > 0 && len(e.idle) == 0 && len(e.gq) < groupMax && e.gqBytes < groupBytes {
 		return false
 	}
 	e.gsenders++

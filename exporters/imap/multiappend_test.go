@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -92,7 +93,7 @@ func TestTrailingLiteral(t *testing.T) {
 // every message in the folder exactly once.
 func TestDovecotGroupedAppend(t *testing.T) {
 	users := []dovecottest.User{}
-	for _, name := range []string{"group", "groupbad", "groupcut", "groupmid", "groupstls", "groupdead"} {
+	for _, name := range []string{"group", "groupbad", "groupcut", "groupmid", "groupstls", "groupdead", "groupone"} {
 		users = append(users, dovecottest.User{Name: name, Password: dovecotPassword})
 	}
 	srv := dovecottest.Start(t, users, nil)
@@ -242,6 +243,53 @@ func TestDovecotGroupedAppend(t *testing.T) {
 		good := slices.DeleteFunc(slices.Clone(msgs), func(m *exporters.Message) bool { return m == empty })
 		if got := folderSums("groupbad"); !slices.Equal(got, wantSums(good)) {
 			t.Errorf("the folder holds %d messages, want the 20 good ones once each", len(got))
+		}
+	})
+
+	t.Run("NoSecondLoginForLessThanAGroup", func(t *testing.T) {
+		// While the first group waits for its answer, the rest of a
+		// small mailbox waits for the same connection: less than a
+		// group is not worth a second login (see maybeSenderLocked).
+		o := opts("groupone")
+		var dials atomic.Int32
+		o.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			dials.Add(1)
+			return (&net.Dialer{}).DialContext(ctx, network, addr)
+		}
+		e := newExporter(t, o)
+		var msgs []*exporters.Message
+		for i := range groupMax {
+			msgs = append(msgs, msgN(7000+i))
+		}
+		rest := make(chan []string, 1)
+		var once sync.Once
+		testHookGroupSent = func(c *conn) {
+			once.Do(func() {
+				go func() { rest <- mustPutAll(t, e, msgs[1:]) }()
+				// Hold the first group's answer until the others wait.
+				for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+					e.mu.Lock()
+					n := len(e.gq)
+					e.mu.Unlock()
+					if n == len(msgs)-1 {
+						break
+					}
+					if time.Now().After(deadline) {
+						t.Errorf("%d of %d Puts wait for a group after 10 s", n, len(msgs)-1)
+						break
+					}
+				}
+			})
+		}
+		t.Cleanup(func() { testHookGroupSent = nil })
+		refs := mustPutAll(t, e, msgs[:1])
+		refs = append(refs, <-rest...)
+		checkRefs(t, e, refs, msgs)
+		if n := dials.Load(); n != 1 {
+			t.Errorf("%d connections for %d messages, %d of them waiting behind one group: want 1", n, len(msgs), len(msgs)-1)
+		}
+		if got := folderSums("groupone"); !slices.Equal(got, wantSums(msgs)) {
+			t.Errorf("the folder holds %d messages, want the %d put once each", len(got), len(msgs))
 		}
 	})
 
