@@ -317,10 +317,16 @@ func (w *txStmts) apply(ctx context.Context, op *batchOp, now time.Time) error {
 			suspect = clipText(m.Suspect)
 		}
 		verifiedAt, readBack := readBackAt(m)
+		unverified := 0 // 1: a copy of this store is not verified (see sqlStoredComplete)
+		for _, d := range m.Deliveries {
+			if d.VerifiedAt.IsZero() {
+				unverified = 1
+			}
+		}
 		if m.Complete {
-			res, err = w.storedComplete.ExecContext(ctx, m.ReceivedSize, m.SHA256, suspect, toNanos(now), m.Account, uidl)
+			res, err = w.storedComplete.ExecContext(ctx, m.ReceivedSize, m.SHA256, suspect, unverified, unverified, toNanos(now), m.Account, uidl)
 		} else {
-			res, err = w.storedPartial.ExecContext(ctx, m.ReceivedSize, m.SHA256, suspect, m.Account, uidl)
+			res, err = w.storedPartial.ExecContext(ctx, m.ReceivedSize, m.SHA256, suspect, unverified, unverified, m.Account, uidl)
 		}
 		if err := changedOne(res, err); err != nil {
 			return opError("stored", m.Account, m.UIDL, err)

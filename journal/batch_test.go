@@ -421,6 +421,59 @@ func testMarkVerifiedAndDeleted(t *testing.T, be backend) {
 	}
 }
 
+func TestVerifiedMessageGivenAnUnverifiedCopy(t *testing.T) {
+	forEachBackend(t, testVerifiedMessageGivenAnUnverifiedCopy)
+}
+
+// testVerifiedMessageGivenAnUnverifiedCopy: a 'verified' message that a
+// later run stores again somewhere (a destination added to the account,
+// a copy written again) goes back to 'stored' until the new copy is
+// verified too, whether the store is complete or partial; a store whose
+// copies were read back keeps it 'verified'.
+func testVerifiedMessageGivenAnUnverifiedCopy(t *testing.T, be backend) {
+	j, _ := be.open(t)
+	c := newClock(j)
+	ctx := testCtx(t)
+	mustListing(t, j, "alice", listing("u", 3))
+	var b Batch
+	for _, u := range []string{"u0000", "u0001", "u0002"} {
+		b.Stored(stored("alice", u, true, "maildir"))
+	}
+	mustCommit(t, j, &b)
+	first := c.advance(time.Minute)
+	for _, u := range []string{"u0000", "u0001", "u0002"} {
+		if err := j.MarkVerified(ctx, "alice", u, "maildir", time.Time{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	c.advance(time.Minute)
+	b.Stored(stored("alice", "u0000", true, "maildir", "imap")) // imap added: not verified
+	b.Stored(stored("alice", "u0001", false, "imap"))           // partial, not verified
+	b.Stored(stored("alice", "u0002", true, "maildir"))
+	b.ReadBack(func(m *StoredMessage, d *Delivery) bool { return m.UIDL == "u0002" }, time.Time{})
+	mustCommit(t, j, &b)
+	rows := messagesByUIDL(t, j, "alice")
+	for _, u := range []string{"u0000", "u0001"} {
+		if r := rows[u]; r.State != StateStored || !r.VerifiedAt.IsZero() {
+			t.Errorf("%s, verified, then given an unverified copy: state %s, verified at %v; want stored, not verified", u, r.State, r.VerifiedAt)
+		}
+	}
+	if r := rows["u0002"]; r.State != StateVerified || !r.VerifiedAt.Equal(first) {
+		t.Errorf("u0002, stored again and read back: state %s, verified at %v; want verified at %v", r.State, r.VerifiedAt, first)
+	}
+
+	last := c.advance(time.Minute)
+	for _, dest := range []string{"maildir", "imap"} {
+		if err := j.MarkVerified(ctx, "alice", "u0000", dest, time.Time{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if r := messagesByUIDL(t, j, "alice")["u0000"]; r.State != StateVerified || !r.VerifiedAt.Equal(last) {
+		t.Errorf("u0000 with both copies verified again: state %s, verified at %v; want verified at %v", r.State, r.VerifiedAt, last)
+	}
+}
+
 func TestStatusCounts(t *testing.T) { forEachBackend(t, testStatusCounts) }
 
 func testStatusCounts(t *testing.T, be backend) {

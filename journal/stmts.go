@@ -33,8 +33,10 @@ type stmts struct {
 // the statement (standard SQL), so "state IN (...)" in one assignment tests
 // the old state even when another assignment changes it.
 //
-// States never go down: 'listed' and 'failed' are the only states that a
-// store or a failure may change.
+// A store or a failure changes only 'listed' and 'failed' messages, but
+// for one: a store of an unverified copy takes a 'verified' message back
+// to 'stored'. Otherwise states go down only where verification finds a
+// copy wrong (Mismatch, Lost).
 
 // sqlListUpsert records one listed message: a new row starts 'listed'; an
 // existing row keeps its state, kind and first_seen.
@@ -50,15 +52,24 @@ ON CONFLICT (account) DO UPDATE SET source = excluded.source, last_run = exclude
 const sqlAccountError = `INSERT INTO accounts (account, last_error, updated_at) VALUES (?, ?, ?)
 ON CONFLICT (account) DO UPDATE SET last_error = excluded.last_error, updated_at = excluded.updated_at`
 
-// sqlStoredComplete: every configured destination holds the message.
+// sqlStoredComplete: every configured destination holds the message. Its
+// fourth parameter is 1 when a delivery of the store is not verified: a
+// 'verified' message with a new, unverified copy goes back to 'stored'
+// (the one way a state goes down besides Mismatch and Lost), so that
+// what the journal calls verified has every copy verified.
 const sqlStoredComplete = `UPDATE messages SET received_size = ?, sha256 = ?, suspect = COALESCE(?, suspect),
-	state = CASE WHEN state IN ('listed', 'failed') THEN 'stored' ELSE state END,
+	state = CASE WHEN state IN ('listed', 'failed') THEN 'stored' WHEN state = 'verified' AND ? = 1 THEN 'stored' ELSE state END,
 	error = CASE WHEN state IN ('listed', 'failed') THEN NULL ELSE error END,
+	verified_at = CASE WHEN state = 'verified' AND ? = 1 THEN NULL ELSE verified_at END,
 	stored_at = COALESCE(stored_at, ?)
 WHERE account = ? AND uidl = ?`
 
-// sqlStoredPartial: some destinations hold it; the state stays.
-const sqlStoredPartial = `UPDATE messages SET received_size = ?, sha256 = ?, suspect = COALESCE(?, suspect)
+// sqlStoredPartial: some destinations hold it; the state stays, but for a
+// 'verified' message given an unverified copy (the fourth parameter is
+// 1), which goes back to 'stored' as with sqlStoredComplete.
+const sqlStoredPartial = `UPDATE messages SET received_size = ?, sha256 = ?, suspect = COALESCE(?, suspect),
+	state = CASE WHEN state = 'verified' AND ? = 1 THEN 'stored' ELSE state END,
+	verified_at = CASE WHEN state = 'verified' AND ? = 1 THEN NULL ELSE verified_at END
 WHERE account = ? AND uidl = ?`
 
 // sqlDeliveryUpsert: a destination that (again) holds the message replaces

@@ -262,16 +262,17 @@ func TestPurgeSkipReasons(t *testing.T) {
 	})
 
 	t.Run("copy made after verification", func(t *testing.T) {
-		// Verified in A; a later run adds destination B: the message
-		// stays 'verified' in the journal but B's copy was never read back.
+		// Verified in A; a later run adds destination B, without
+		// verify: B's copy was never read back, so the message is
+		// 'stored' again in the journal.
 		e, _ := purgeEnv(t, "alice", smallMsgs("c", 2), pop3test.Faults{})
 		a := e.account("alice")
 		runAndVerify(t, e, a)
 		b := e.account("alice")
 		b.To = append(b.To, "maildir:"+filepath.Join(e.dir, "second"))
 		e.run([]*config.Account{b}, testOptions())
-		if st := journalStates(t, e.j, "alice"); st["c1"] != journal.StateVerified {
-			t.Fatalf("setup: c1 is %q, want verified", st["c1"])
+		if st := journalStates(t, e.j, "alice"); st["c1"] != journal.StateStored {
+			t.Fatalf("setup: c1 is %q, want stored (a copy is not verified)", st["c1"])
 		}
 		rep := purgeOne(t, e.j, b, nil)
 		wantPurge(t, rep, 0, 0, map[string]int{pipeline.SkipNotVerified: 2}, false)
