@@ -57,7 +57,8 @@ demo: build
 
 # bench: Go benchmarks, then the comparison table (popmigrate vs mpop, and
 # vs mpop + mbsync into IMAP, against the same private Dovecot, with a
-# reference reader), then 1, 2 and 4 workers sharing one journal, then the
+# reference reader), then what the server's side of an account costs at
+# least, then 1, 2 and 4 workers sharing one journal, then the
 # journal at the scale of 100 000 accounts and 10 million messages, on
 # SQLite and PostgreSQL (see README, "Benchmarks").
 #
@@ -71,6 +72,7 @@ bench: deps build
 bench-run:
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./pop3/... ./journal/... ./exporters/... ./pipeline/...
 	$(GO) test -count=1 -run '^TestBenchCompare$$' -v -timeout 60m ./bench/ -args -bench-compare $(BENCH_ARGS)
+	$(GO) test -count=1 -run '^TestBenchServerFloor$$' -v -timeout 30m ./bench/ -args -bench-floor
 	$(GO) test -count=1 -run '^TestBenchScaleOut$$' -v -timeout 30m ./bench/ -args -bench-scaleout
 	$(GO) test -count=1 -run '^TestJournalAtScale$$' -v -timeout 60m ./journal/ -args -journal-scale
 
