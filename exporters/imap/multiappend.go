@@ -66,18 +66,10 @@ type member struct {
 // canGroup reports whether the connection's server takes grouped
 // APPENDs from this Exporter: MULTIAPPEND, LITERAL+ (no round trip per
 // message) and UIDPLUS (the UIDs of the group), on a connection that can
-// be borrowed, into a folder whose name needs no encoding (printable
-// ASCII: go-imap's modified UTF-7 encoder is internal).
+// be borrowed. A folder name outside printable ASCII goes in modified
+// UTF-7, as go-imap sends it (encodeMailbox).
 func (e *Exporter) canGroup(c *conn) bool {
-	if c.bc == nil || !c.caps.Has(imap.CapMultiAppend) || !c.caps.Has(imap.CapLiteralPlus) || !c.caps.Has(imap.CapUIDPlus) {
-		return false
-	}
-	for i := 0; i < len(e.mailbox); i++ {
-		if b := e.mailbox[i]; b < ' ' || b >= 0x7f {
-			return false
-		}
-	}
-	return true
+	return c.bc != nil && c.caps.Has(imap.CapMultiAppend) && c.caps.Has(imap.CapLiteralPlus) && c.caps.Has(imap.CapUIDPlus)
 }
 
 // putGrouped stores the message through a group. handled is false when
@@ -245,7 +237,7 @@ func (e *Exporter) sendGroup(first *member) {
 		}
 		if len(g.members) == 0 {
 			e.bump()
-			fmt.Fprintf(w, "%s APPEND %s", g.tag, quoteMailbox(e.mailbox))
+			fmt.Fprintf(w, "%s APPEND %s", g.tag, quoteMailbox(encodeMailbox(e.mailbox)))
 		}
 		fmt.Fprintf(w, " %s", flags)
 		if !m.p.date.IsZero() {
@@ -402,8 +394,8 @@ func (e *Exporter) flagList() string {
 	return b.String()
 }
 
-// quoteMailbox quotes a printable ASCII mailbox name (see canGroup);
-// INBOX in any case is INBOX.
+// quoteMailbox quotes a printable ASCII mailbox name (see
+// encodeMailbox); INBOX in any case is INBOX.
 func quoteMailbox(name string) string {
 	if strings.EqualFold(name, "INBOX") {
 		return "INBOX"

@@ -93,7 +93,7 @@ func TestTrailingLiteral(t *testing.T) {
 // every message in the folder exactly once.
 func TestDovecotGroupedAppend(t *testing.T) {
 	users := []dovecottest.User{}
-	for _, name := range []string{"group", "groupbad", "groupcut", "groupmid", "groupstls", "groupdead", "groupone"} {
+	for _, name := range []string{"group", "groupbad", "groupcut", "groupmid", "groupstls", "groupdead", "groupone", "groupintl"} {
 		users = append(users, dovecottest.User{Name: name, Password: dovecotPassword})
 	}
 	srv := dovecottest.Start(t, users, nil)
@@ -136,10 +136,11 @@ func TestDovecotGroupedAppend(t *testing.T) {
 			}
 		}
 	}
-	// folderSums returns the sha256 of every message of the user's folder.
-	folderSums := func(user string) []string {
+	// folderSumsIn returns the sha256 of every message of the user's
+	// folder, and folderSums of its folder "Grouped".
+	folderSumsIn := func(user, folder string) []string {
 		cl := dovecotClient(t, srv, user)
-		if _, err := cl.Select("Grouped", &imap.SelectOptions{ReadOnly: true}).Wait(); err != nil {
+		if _, err := cl.Select(folder, &imap.SelectOptions{ReadOnly: true}).Wait(); err != nil {
 			t.Fatal(err)
 		}
 		var all imap.UIDSet
@@ -158,6 +159,7 @@ func TestDovecotGroupedAppend(t *testing.T) {
 		slices.Sort(sums)
 		return sums
 	}
+	folderSums := func(user string) []string { return folderSumsIn(user, "Grouped") }
 	wantSums := func(msgs []*exporters.Message) []string {
 		var sums []string
 		for _, m := range msgs {
@@ -217,6 +219,33 @@ func TestDovecotGroupedAppend(t *testing.T) {
 		}
 		if got := folderSums("groupstls"); !slices.Equal(got, wantSums(msgs)) {
 			t.Errorf("the folder holds %d messages, want the 40 put once each", len(got))
+		}
+	})
+
+	t.Run("FolderNameOutsideASCII", func(t *testing.T) {
+		// go-imap sends CREATE and SELECT in modified UTF-7; the groups
+		// must name the same folder (encodeMailbox).
+		const folder = "Entwürfe & Архив 📁"
+		o := opts("groupintl")
+		o.Folder = folder
+		e := newExporter(t, o)
+		if !e.grouping {
+			t.Fatal("no grouped APPENDs into a folder named outside ASCII")
+		}
+		var msgs []*exporters.Message
+		for i := range 40 {
+			msgs = append(msgs, msgN(8000+i))
+		}
+		refs := mustPutAll(t, e, msgs)
+		checkRefs(t, e, refs, msgs)
+		e.mu.Lock()
+		grouped := e.grouped
+		e.mu.Unlock()
+		if grouped != len(msgs) {
+			t.Errorf("%d of %d messages went in groups", grouped, len(msgs))
+		}
+		if got := folderSumsIn("groupintl", folder); !slices.Equal(got, wantSums(msgs)) {
+			t.Errorf("%q holds %d messages, want the %d put once each", folder, len(got), len(msgs))
 		}
 	})
 
