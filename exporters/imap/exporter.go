@@ -333,12 +333,13 @@ func (e *Exporter) start(ctx context.Context) error {
 		<-e.slots
 		return err
 	}
-	name, err := e.ensureFolder(ctx, c)
+	name, subscribed, err := e.ensureFolder(ctx, c)
 	if err != nil {
 		return fail(err)
 	}
 	e.mailbox = name
 	sel, err := c.examine(ctx, name)
+	subscribed()
 	if err != nil {
 		return fail(err)
 	}

@@ -44,21 +44,28 @@ func validFlag(f string) bool {
 // ensureFolder maps Options.Folder to the server's name for it (the
 // server's hierarchy delimiter instead of '/'), creates it with its
 // parents when missing, subscribes to a folder it created, and returns
-// the name.
-func (e *Exporter) ensureFolder(ctx context.Context, c *conn) (string, error) {
+// the name. The delimiter is asked for (LIST "" "") only for a folder of
+// more than one level, and SUBSCRIBE's answer is left for later: the
+// caller calls subscribed (never nil) once the command after it was
+// answered, before the connection is used for anything else (a grouped
+// APPEND reads the connection itself). Two round trips less for a new
+// folder of one level, one for an existing one.
+func (e *Exporter) ensureFolder(ctx context.Context, c *conn) (name string, subscribed func(), err error) {
 	o := c.begin(ctx)
 	defer o.end()
-	root, err := c.client.List("", "", nil).Collect()
-	if err != nil {
-		return "", fmt.Errorf("LIST for the hierarchy delimiter: %w", c.fail(err))
-	}
 	var delim rune
-	if len(root) > 0 {
-		delim = root[0].Delim
+	if strings.Contains(e.opts.Folder, "/") {
+		root, err := c.client.List("", "", nil).Collect()
+		if err != nil {
+			return "", nil, fmt.Errorf("LIST for the hierarchy delimiter: %w", c.fail(err))
+		}
+		if len(root) > 0 {
+			delim = root[0].Delim
+		}
 	}
 	name, parents, err := serverName(e.opts.Folder, delim)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	exists := func() (bool, error) {
 		l, err := c.client.List("", name, nil).Collect()
@@ -76,17 +83,21 @@ func (e *Exporter) ensureFolder(ctx context.Context, c *conn) (string, error) {
 		}
 		return false, nil
 	}
+	nothing := func() {}
 	ok, err := exists()
-	if err != nil || ok {
-		return name, err
+	if err != nil {
+		return "", nil, err
+	}
+	if ok {
+		return name, nothing, nil
 	}
 	if e.opts.ReadOnly {
-		return "", fmt.Errorf("folder %q: %w", name, exporters.ErrNotFound)
+		return "", nil, fmt.Errorf("folder %q: %w", name, exporters.ErrNotFound)
 	}
 	o.progress()
 	if cerr := c.client.Create(name, nil).Wait(); cerr != nil {
 		if c.isDead() {
-			return "", fmt.Errorf("CREATE %q: %w", name, c.fail(cerr))
+			return "", nil, fmt.Errorf("CREATE %q: %w", name, c.fail(cerr))
 		}
 		// Most servers create the parents themselves; some want them
 		// first. A parent that exists already fails harmlessly.
@@ -97,14 +108,19 @@ func (e *Exporter) ensureFolder(ctx context.Context, c *conn) (string, error) {
 		if err := c.client.Create(name, nil).Wait(); err != nil {
 			// Someone else may have created it in the meantime.
 			if ok, lerr := exists(); lerr != nil || !ok {
-				return "", fmt.Errorf("CREATE %q: %w", name, c.fail(err))
+				return "", nil, fmt.Errorf("CREATE %q: %w", name, c.fail(err))
 			}
-			return name, nil
+			return name, nothing, nil
 		}
 	}
-	// A folder nobody subscribed to is hidden by many mail readers.
-	c.client.Subscribe(name).Wait()
-	return name, nil
+	// A folder nobody subscribed to is hidden by many mail readers. A
+	// refusal changes nothing here.
+	sub := c.client.Subscribe(name)
+	return name, func() {
+		o := c.begin(ctx) // the watchdog bounds a server that never answers
+		sub.Wait()
+		o.end()
+	}, nil
 }
 
 // serverName turns folder ('/' between levels) into the server's name for

@@ -3,8 +3,11 @@ package imap
 import (
 	"bytes"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/emersion/go-imap/v2"
 )
 
 // TestFolderCreation creates "A/B/C" on a server that wants the parents
@@ -35,6 +38,44 @@ func TestFolderCreation(t *testing.T) {
 	}
 	if strings.Join(names, ",") != "A,A/B,A/B/C" {
 		t.Errorf("folders %v, want A, A/B, A/B/C", names)
+	}
+}
+
+// TestFolderSetUpCommands: a folder of one level needs no hierarchy
+// delimiter (no LIST "" ""), and a folder created is subscribed to; one
+// of two levels asks for the delimiter.
+func TestFolderSetUpCommands(t *testing.T) {
+	srv := startMem(t, memConfig{})
+	for _, c := range []struct {
+		folder    string
+		wantDelim bool
+	}{{"Archive", false}, {"Archive/2024", true}} {
+		f := &faults{}
+		o := srv.options(c.folder)
+		o.Dial = f.dial
+		e := newExporter(t, o)
+		mustPut(t, e, msgN(1))
+		sent := f.written()
+		if got := strings.Contains(sent, `LIST "" ""`); got != c.wantDelim {
+			t.Errorf("%s: LIST for the delimiter sent: %v, want %v\n%s", c.folder, got, c.wantDelim, sent)
+		}
+		if !strings.Contains(sent, "SUBSCRIBE ") {
+			t.Errorf("%s: no SUBSCRIBE for the folder created\n%s", c.folder, sent)
+		}
+	}
+	cl := srv.client(t)
+	defer cl.Close()
+	l, err := cl.List("", "*", &imap.ListOptions{SelectSubscribed: true}).Collect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, d := range l {
+		names = append(names, d.Mailbox)
+	}
+	slices.Sort(names)
+	if want := []string{"Archive", "Archive/2024"}; !slices.Equal(names, want) {
+		t.Errorf("subscribed folders %q, want %q", names, want)
 	}
 }
 

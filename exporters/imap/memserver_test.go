@@ -404,6 +404,16 @@ type faults struct {
 	cutAt        atomic.Int64 // close after this many client bytes on the next connection (0: never)
 	cutFetch     atomic.Int64 // once: close after this many server bytes that follow the next FETCH sent (0: never)
 	dials        atomic.Int32
+
+	mu   sync.Mutex
+	sent bytes.Buffer // every byte the client wrote, on every connection
+}
+
+// written returns every byte the client wrote so far.
+func (f *faults) written() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.sent.String()
 }
 
 func (f *faults) dial(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -460,6 +470,9 @@ func (c *faultConn) Write(p []byte) (int, error) {
 	}
 	n, err := c.Conn.Write(p)
 	c.written += int64(n)
+	c.f.mu.Lock()
+	c.f.sent.Write(p[:n])
+	c.f.mu.Unlock()
 	return n, err
 }
 
