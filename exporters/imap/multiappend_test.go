@@ -290,11 +290,18 @@ func TestDovecotGroupedAppend(t *testing.T) {
 		for i := range groupMax {
 			msgs = append(msgs, msgN(7000+i))
 		}
-		rest := make(chan []string, 1)
+		type results struct {
+			refs []string
+			errs []error
+		}
+		rest := make(chan results, 1)
 		var once sync.Once
 		testHookGroupSent = func(c *conn) {
 			once.Do(func() {
-				go func() { rest <- mustPutAll(t, e, msgs[1:]) }()
+				go func() { // not the test's goroutine: no t.Fatal here
+					refs, errs := putAll(e, msgs[1:])
+					rest <- results{refs, errs}
+				}()
 				// Hold the first group's answer until the others wait.
 				for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
 					e.mu.Lock()
@@ -312,7 +319,13 @@ func TestDovecotGroupedAppend(t *testing.T) {
 		}
 		t.Cleanup(func() { testHookGroupSent = nil })
 		refs := mustPutAll(t, e, msgs[:1])
-		refs = append(refs, <-rest...)
+		r := <-rest
+		for i, err := range r.errs {
+			if err != nil {
+				t.Fatalf("Put %d: %v", i+1, err)
+			}
+		}
+		refs = append(refs, r.refs...)
 		checkRefs(t, e, refs, msgs)
 		if n := dials.Load(); n != 1 {
 			t.Errorf("%d connections for %d messages, %d of them waiting behind one group: want 1", n, len(msgs), len(msgs)-1)
