@@ -333,16 +333,27 @@ func (e *Exporter) start(ctx context.Context) error {
 		<-e.slots
 		return err
 	}
-	name, subscribed, err := e.ensureFolder(ctx, c)
+	name, subscribed, err := e.ensureFolder(ctx, c, true)
+	if err != nil {
+		return fail(err)
+	}
+	sel, err := c.examine(ctx, name)
+	subscribed()
+	var ierr *imap.Error
+	if name == "INBOX" && errors.As(err, &ierr) && !c.isDead() &&
+		(ierr.Code == imap.ResponseCodeNonExistent || ierr.Code == imap.ResponseCodeTryCreate) {
+		// A server without an INBOX yet (go-imap's memory server
+		// starts with none): look for it and create it like any
+		// other folder.
+		if name, subscribed, err = e.ensureFolder(ctx, c, false); err == nil {
+			sel, err = c.examine(ctx, name)
+			subscribed()
+		}
+	}
 	if err != nil {
 		return fail(err)
 	}
 	e.mailbox = name
-	sel, err := c.examine(ctx, name)
-	subscribed()
-	if err != nil {
-		return fail(err)
-	}
 	e.uidValidity, e.uidNext = sel.UIDValidity, sel.UIDNext
 	e.grouping = !e.opts.ReadOnly && e.canGroup(c)
 	e.appendLimit = c.appendLimit

@@ -44,13 +44,16 @@ func validFlag(f string) bool {
 // ensureFolder maps Options.Folder to the server's name for it (the
 // server's hierarchy delimiter instead of '/'), creates it with its
 // parents when missing, subscribes to a folder it created, and returns
-// the name. The delimiter is asked for (LIST "" "") only for a folder of
-// more than one level, and SUBSCRIBE's answer is left for later: the
-// caller calls subscribed (never nil) once the command after it was
-// answered, before the connection is used for anything else (a grouped
-// APPEND reads the connection itself). Two round trips less for a new
-// folder of one level, one for an existing one.
-func (e *Exporter) ensureFolder(ctx context.Context, c *conn) (name string, subscribed func(), err error) {
+// the name. With trustInbox, INBOX is not looked for (every account has
+// one: RFC 3501 section 5.1; see start for a server without); the
+// delimiter is asked for (LIST "" "") only for a folder of more than one
+// level; and SUBSCRIBE's answer is left for later: the caller calls
+// subscribed (never nil) once the command after it was answered, before
+// the connection is used for anything else (a grouped APPEND reads the
+// connection itself). Against asking every time and waiting: two round
+// trips less for a new folder of one level, one for an existing one, two
+// for INBOX.
+func (e *Exporter) ensureFolder(ctx context.Context, c *conn, trustInbox bool) (name string, subscribed func(), err error) {
 	o := c.begin(ctx)
 	defer o.end()
 	var delim rune
@@ -67,13 +70,17 @@ func (e *Exporter) ensureFolder(ctx context.Context, c *conn) (name string, subs
 	if err != nil {
 		return "", nil, err
 	}
+	nothing := func() {}
+	if trustInbox && name == "INBOX" {
+		return name, nothing, nil
+	}
 	exists := func() (bool, error) {
 		l, err := c.client.List("", name, nil).Collect()
 		if err != nil {
 			return false, fmt.Errorf("LIST %q: %w", name, c.fail(err))
 		}
 		for _, d := range l {
-			if d.Mailbox != name && !(strings.EqualFold(name, "INBOX") && strings.EqualFold(d.Mailbox, "INBOX")) {
+			if d.Mailbox != name {
 				continue
 			}
 			if slices.Contains(d.Attrs, imap.MailboxAttrNoSelect) || slices.Contains(d.Attrs, imap.MailboxAttrNonExistent) {
@@ -83,7 +90,6 @@ func (e *Exporter) ensureFolder(ctx context.Context, c *conn) (name string, subs
 		}
 		return false, nil
 	}
-	nothing := func() {}
 	ok, err := exists()
 	if err != nil {
 		return "", nil, err

@@ -42,29 +42,47 @@ func TestFolderCreation(t *testing.T) {
 }
 
 // TestFolderSetUpCommands: a folder of one level needs no hierarchy
-// delimiter (no LIST "" ""), and a folder created is subscribed to; one
-// of two levels asks for the delimiter.
+// delimiter (no LIST "" ""), one of two levels asks for it, a folder
+// created is subscribed to, and INBOX is neither looked for nor created
+// where it exists; where it does not (go-imap's memory server starts
+// without), it is created.
 func TestFolderSetUpCommands(t *testing.T) {
+	bare := startMem(t, memConfig{})
+	e := newExporter(t, bare.options("INBOX"))
+	ref := mustPut(t, e, msgN(7))
+	if got := mustOpen(t, e, ref); !bytes.Equal(got, messageBytes(msgN(7))) {
+		t.Errorf("INBOX created on the way: read back %q", got)
+	}
+
 	srv := startMem(t, memConfig{})
+	cl := srv.client(t)
+	defer cl.Close()
+	if err := cl.Create("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
 	for _, c := range []struct {
-		folder    string
-		wantDelim bool
-	}{{"Archive", false}, {"Archive/2024", true}} {
+		folder           string
+		delim, list, sub bool // LIST "" "", any LIST, SUBSCRIBE sent
+	}{
+		{"Archive", false, true, true},
+		{"Archive/2024", true, true, true},
+		{"inbox", false, false, false},
+	} {
 		f := &faults{}
 		o := srv.options(c.folder)
 		o.Dial = f.dial
 		e := newExporter(t, o)
 		mustPut(t, e, msgN(1))
 		sent := f.written()
-		if got := strings.Contains(sent, `LIST "" ""`); got != c.wantDelim {
-			t.Errorf("%s: LIST for the delimiter sent: %v, want %v\n%s", c.folder, got, c.wantDelim, sent)
-		}
-		if !strings.Contains(sent, "SUBSCRIBE ") {
-			t.Errorf("%s: no SUBSCRIBE for the folder created\n%s", c.folder, sent)
+		for _, w := range []struct {
+			cmd  string
+			want bool
+		}{{`LIST "" ""`, c.delim}, {" LIST ", c.list}, {" SUBSCRIBE ", c.sub}} {
+			if got := strings.Contains(sent, w.cmd); got != w.want {
+				t.Errorf("%s: %s sent: %v, want %v\n%s", c.folder, w.cmd, got, w.want, sent)
+			}
 		}
 	}
-	cl := srv.client(t)
-	defer cl.Close()
 	l, err := cl.List("", "*", &imap.ListOptions{SelectSubscribed: true}).Collect()
 	if err != nil {
 		t.Fatal(err)
