@@ -76,9 +76,10 @@
 //
 // TestBenchServerFloor (-bench-floor, also in make bench) measures what the
 // server's side of the many-mailbox rows costs Dovecot at least, per
-// account: each step (the POP3 login, every RETR, the IMAP login, CREATE
-// and SELECT, one MULTIAPPEND of the account's messages, the read-back
-// FETCH) done by raw sessions with every command in one write, beside
+// account: the reference reader for POP3, then each IMAP step (the login,
+// CREATE and SELECT, one MULTIAPPEND of the account's messages, the
+// read-back FETCH) done by raw sessions with every command in one write,
+// beside
 // `popmigrate run` into IMAP with and without verify. It prints the Dovecot
 // CPU per account and the whole machine's busy CPU of each, which bound
 // what any client can reach on a machine that shares its CPUs with the

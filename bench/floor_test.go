@@ -31,9 +31,11 @@ const floorStepTimeout = time.Minute
 
 // TestBenchServerFloor measures what the server's side of a migration
 // costs at least, per account: the 50 mailboxes of 20 realistic messages
-// of the comparison's many-mailbox rows, 8 at once, each step done with
-// raw POP3S and IMAPS sessions that send the fewest commands there are,
-// every command of a session in one write (LITERAL+ for the messages).
+// of the comparison's many-mailbox rows, 8 at once: the POP3 side by the
+// comparison's reference reader (every RETR pipelined, bytes discarded),
+// the IMAP steps by raw IMAPS sessions that send the fewest commands
+// there are, every command of a session in one write (LITERAL+ for the
+// messages).
 // It prints, for each step and for `popmigrate run` into IMAP with and
 // without verify, the Dovecot CPU per account (reaped by its master) and
 // the whole machine's busy CPU (from /proc/stat: the kernel's work for
@@ -52,6 +54,7 @@ func TestBenchServerFloor(t *testing.T) {
 	if e.popmigrate = *flagBinary; e.popmigrate == "" {
 		e.popmigrate = buildPopmigrate(t, e.work)
 	}
+	e.refread, e.timeCmd = buildRefread(t, e.work), gnuTime(t)
 	us, boxes := makeCorpus(users, perUser)
 	msgs := make([][][]byte, len(us))
 	for i := range us {
@@ -70,13 +73,14 @@ func TestBenchServerFloor(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// A step is run for every account with run, or as one popmigrate
-	// process for all, with args; round names the round's folders (each step that writes one
+	// A step is run for every account with run, as one popmigrate
+	// process for all with args, or once with whole; round names the round's folders (each step that writes one
 	// makes its own, and FETCH reads the MULTIAPPEND's).
 	type step struct {
 		key, name string
 		run       func(ctx context.Context, i int, round string) error
 		args      func(round string) []string // of popmigrate
+		whole     func()                      // or anything else for all accounts
 	}
 	imapScript := func(i int, cmds ...string) []string {
 		return append([]string{fmt.Sprintf("LOGIN %s %s", boxes[i].user, boxes[i].password)}, cmds...)
@@ -106,11 +110,8 @@ func TestBenchServerFloor(t *testing.T) {
 		}
 	}
 	steps := []step{
-		{key: "stat", name: "POP3S: login, STAT, QUIT", run: func(ctx context.Context, i int, _ string) error {
-			return e.rawPOP3(ctx, i, boxes, 0)
-		}},
-		{key: "retr", name: "POP3S: login, every RETR, QUIT", run: func(ctx context.Context, i int, _ string) error {
-			return e.rawPOP3(ctx, i, boxes, len(msgs[i]))
+		{key: "retr", name: "POP3S: the reference reader (login, LIST, every RETR, QUIT)", whole: func() {
+			e.runRefread(t, &benchRow{boxes: boxes, addr: e.srv.POP3SAddr, at: atOnce})
 		}},
 		{key: "login", name: "IMAPS: login, LOGOUT", run: func(ctx context.Context, i int, _ string) error {
 			return e.rawIMAP(ctx, imapScript(i))
@@ -138,7 +139,9 @@ func TestBenchServerFloor(t *testing.T) {
 			before, busy := e.serverCPU(t), machineBusy(t)
 			start := time.Now()
 			var c cost
-			if s.args != nil {
+			if s.whole != nil {
+				s.whole()
+			} else if s.args != nil {
 				ctx, cancel := context.WithTimeout(context.Background(), childTimeout)
 				out, err := exec.CommandContext(ctx, e.popmigrate, s.args(round)...).CombinedOutput()
 				cancel()
@@ -184,7 +187,7 @@ func TestBenchServerFloor(t *testing.T) {
 		return med(k, func(c cost) time.Duration { return c.srv })
 	}
 	floor := srv("retr") + srv("append") + srv("fetch") - srv("login")
-	fmt.Fprintf(&out, "\nThe least an account costs Dovecot for POP3 to IMAP with every byte read back (every RETR; login, CREATE, SELECT and one MULTIAPPEND; the FETCH without its login): %s ms; popmigrate run: %s ms (--no-verify %s ms). Medians of %d rounds. Machine busy: user + system + interrupts of all CPUs, whoever ran (the raw sessions' client is this test process).\n",
+	fmt.Fprintf(&out, "\nThe least an account costs Dovecot for POP3 to IMAP with every byte read back (every RETR; login, CREATE, SELECT and one MULTIAPPEND; the FETCH without its login): %s ms; popmigrate run: %s ms (--no-verify %s ms). Medians of %d rounds. Machine busy: user + system + interrupts of all CPUs, whoever ran (the clients of the steps, this test process and the reference reader, included).\n",
 		perAccount(floor), perAccount(srv("run")), perAccount(srv("run-nv")), *flagReps)
 	t.Log(out.String())
 }
@@ -219,73 +222,11 @@ func (e *env) dialTLS(ctx context.Context, addr string) (*tls.Conn, error) {
 	return c.(*tls.Conn), nil
 }
 
-// rawPOP3 logs in to box i over POP3S and sends STAT, or RETR 1..retrs,
-// in one write, reads every answer (each body to its terminating dot
-// line), then sends QUIT (see rawIMAP for why not with them).
-func (e *env) rawPOP3(ctx context.Context, i int, boxes []mailbox, retrs int) error {
-	user := boxes[i].user
-	c, err := e.dialTLS(ctx, e.srv.POP3SAddr)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	r := bufio.NewReaderSize(c, 64<<10)
-	var w strings.Builder
-	fmt.Fprintf(&w, "USER %s\r\nPASS %s\r\n", user, boxes[i].password)
-	if retrs == 0 {
-		w.WriteString("STAT\r\n")
-	}
-	for k := range retrs {
-		fmt.Fprintf(&w, "RETR %d\r\n", k+1)
-	}
-	status := func() error {
-		line, err := r.ReadString('\n')
-		if err != nil {
-			return fmt.Errorf("%s: %w", user, err)
-		}
-		if !strings.HasPrefix(line, "+OK") {
-			return fmt.Errorf("%s: %q", user, strings.TrimSpace(line))
-		}
-		return nil
-	}
-	if err := status(); err != nil { // the greeting
-		return err
-	}
-	if _, err := io.WriteString(c, w.String()); err != nil {
-		return err
-	}
-	answers := 2 + max(retrs, 1) // USER, PASS, STAT or each RETR
-	for k := range answers {
-		if err := status(); err != nil {
-			return err
-		}
-		if k < 2 || retrs == 0 {
-			continue
-		}
-		for midLine := false; ; { // the body, to its dot line
-			line, err := r.ReadSlice('\n')
-			if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
-				return fmt.Errorf("%s: message %d: %w", user, k-1, err)
-			}
-			if err == nil && !midLine && string(line) == ".\r\n" {
-				break
-			}
-			midLine = err != nil
-		}
-	}
-	if _, err := io.WriteString(c, "QUIT\r\n"); err != nil {
-		return err
-	}
-	return status()
-}
-
 // rawIMAP sends cmds (LOGIN first) in one write over IMAPS, tagged c0,
 // c1..., reads their answers, skipping literals, and then logs out: a
-// LOGOUT sent with them cut off the answers before it, and so did QUIT
-// after RETRs in POP3, in about one session in 50 against Dovecot 2.3
-// (seemingly its login process, which holds the TLS session, stops
-// passing bytes on when the mail process ends; not confirmed). A tagged
-// NO or BAD is an error.
+// LOGOUT sent with them cut off the answers before it in about one
+// session in 50 against Dovecot 2.3, as QUIT behind RETRs does (see
+// bench/refread). A tagged NO or BAD is an error.
 func (e *env) rawIMAP(ctx context.Context, cmds []string) error {
 	c, err := e.dialTLS(ctx, e.srv.IMAPSAddr)
 	if err != nil {
