@@ -169,6 +169,27 @@ func TestDovecotGroupedAppend(t *testing.T) {
 		slices.Sort(sums)
 		return sums
 	}
+	// putAllGrouped Puts 40 messages (msgN(first)...) at once through e,
+	// which must send every one in a group: each reads back from its
+	// ref, and the user's folder holds each once.
+	putAllGrouped := func(t *testing.T, e *Exporter, user, folder string, first int) {
+		t.Helper()
+		var msgs []*exporters.Message
+		for i := range 40 {
+			msgs = append(msgs, msgN(first+i))
+		}
+		refs := mustPutAll(t, e, msgs)
+		checkRefs(t, e, refs, msgs)
+		e.mu.Lock()
+		grouped := e.grouped
+		e.mu.Unlock()
+		if grouped != len(msgs) {
+			t.Errorf("%d of %d messages went in groups", grouped, len(msgs))
+		}
+		if got := folderSumsIn(user, folder); !slices.Equal(got, wantSums(msgs)) {
+			t.Errorf("%q holds %d messages, want the %d put once each", folder, len(got), len(msgs))
+		}
+	}
 
 	t.Run("Groups", func(t *testing.T) {
 		e := newExporter(t, opts("group"))
@@ -205,21 +226,7 @@ func TestDovecotGroupedAppend(t *testing.T) {
 		if !e.grouping {
 			t.Fatal("no grouped APPENDs after STARTTLS")
 		}
-		var msgs []*exporters.Message
-		for i := range 40 {
-			msgs = append(msgs, msgN(3000+i))
-		}
-		refs := mustPutAll(t, e, msgs)
-		checkRefs(t, e, refs, msgs)
-		e.mu.Lock()
-		grouped := e.grouped
-		e.mu.Unlock()
-		if grouped != len(msgs) {
-			t.Errorf("%d of %d messages went in groups", grouped, len(msgs))
-		}
-		if got := folderSums("groupstls"); !slices.Equal(got, wantSums(msgs)) {
-			t.Errorf("the folder holds %d messages, want the 40 put once each", len(got))
-		}
+		putAllGrouped(t, e, "groupstls", "Grouped", 3000)
 	})
 
 	t.Run("FolderNameOutsideASCII", func(t *testing.T) {
@@ -232,21 +239,7 @@ func TestDovecotGroupedAppend(t *testing.T) {
 		if !e.grouping {
 			t.Fatal("no grouped APPENDs into a folder named outside ASCII")
 		}
-		var msgs []*exporters.Message
-		for i := range 40 {
-			msgs = append(msgs, msgN(8000+i))
-		}
-		refs := mustPutAll(t, e, msgs)
-		checkRefs(t, e, refs, msgs)
-		e.mu.Lock()
-		grouped := e.grouped
-		e.mu.Unlock()
-		if grouped != len(msgs) {
-			t.Errorf("%d of %d messages went in groups", grouped, len(msgs))
-		}
-		if got := folderSumsIn("groupintl", folder); !slices.Equal(got, wantSums(msgs)) {
-			t.Errorf("%q holds %d messages, want the %d put once each", folder, len(got), len(msgs))
-		}
+		putAllGrouped(t, e, "groupintl", folder, 8000)
 	})
 
 	t.Run("RejectedInGroup", func(t *testing.T) {
